@@ -1,0 +1,68 @@
+#include "clinux.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+int clinux_pin_current_thread(int cpu) {
+    if (cpu < 0 || cpu >= CPU_SETSIZE) return EINVAL;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+int clinux_current_cpu(void) { return sched_getcpu(); }
+
+int clinux_affinity_cpu_count(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return -1;
+    return CPU_COUNT(&set);
+}
+
+int clinux_map_hugetlb(void) { return MAP_HUGETLB; }
+int clinux_map_populate(void) { return MAP_POPULATE; }
+int clinux_map_shared(void) { return MAP_SHARED; }
+int clinux_map_private(void) { return MAP_PRIVATE; }
+int clinux_map_anonymous(void) { return MAP_ANONYMOUS; }
+void *clinux_map_failed(void) { return MAP_FAILED; }
+
+int clinux_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+
+int clinux_eventfd_signal(int fd) {
+    uint64_t one = 1;
+    ssize_t n = write(fd, &one, sizeof(one));
+    if (n == (ssize_t)sizeof(one)) return 0;
+    return errno;
+}
+
+int clinux_eventfd_wait(int fd, int64_t timeout_ns) {
+    struct pollfd p = {.fd = fd, .events = POLLIN, .revents = 0};
+    struct timespec ts, *tsp = NULL;
+    if (timeout_ns >= 0) {
+        ts.tv_sec = timeout_ns / 1000000000LL;
+        ts.tv_nsec = timeout_ns % 1000000000LL;
+        tsp = &ts;
+    }
+    int r = ppoll(&p, 1, tsp, NULL);
+    if (r < 0) return errno == EINTR ? 0 : -errno;
+    if (r == 0) return 0;
+    uint64_t value;
+    (void)read(fd, &value, sizeof(value));
+    return 1;
+}
+
+uint64_t clinux_monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+int32_t clinux_gettid(void) { return (int32_t)gettid(); }

@@ -1,0 +1,58 @@
+// CLinux — Linux bits Swift cannot reach directly: CPU-affinity macros, hugepage
+// mmap flags, eventfd, and a compiler barrier/pause for spin loops.
+// Every function is prefixed `clinux_`; each wraps exactly one libc facility.
+#ifndef CLINUX_H
+#define CLINUX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Pins the calling thread to one CPU. Returns 0 or an errno value.
+/// The corresponding libc calls are `CPU_ZERO`/`CPU_SET` and `pthread_setaffinity_np`.
+int clinux_pin_current_thread(int cpu);
+
+/// The CPU the calling thread runs on now, or -1. Wraps `sched_getcpu`.
+int clinux_current_cpu(void);
+
+/// Number of CPUs in the calling thread's affinity mask. Wraps `sched_getaffinity`/`CPU_COUNT`.
+int clinux_affinity_cpu_count(void);
+
+/// mmap flags Swift's Glibc module does not export on every toolchain.
+int clinux_map_hugetlb(void);
+int clinux_map_populate(void);
+int clinux_map_shared(void);
+int clinux_map_private(void);
+int clinux_map_anonymous(void);
+void *clinux_map_failed(void);
+
+/// Creates a non-blocking, close-on-exec eventfd. Returns the fd or -1 (errno set).
+int clinux_eventfd(void);
+/// Adds 1 to an eventfd counter. Returns 0 or an errno value (EAGAIN when saturated is fine).
+int clinux_eventfd_signal(int fd);
+/// Waits until the eventfd is signalled or `timeout_ns` passes (negative: forever),
+/// then clears it. Returns 1 when signalled, 0 on timeout, -errno on error.
+int clinux_eventfd_wait(int fd, int64_t timeout_ns);
+
+/// The CPU's spin-wait hint (`pause` on x86, `yield` on arm64).
+static inline void clinux_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/// Monotonic clock in nanoseconds. Wraps `clock_gettime(CLOCK_MONOTONIC)`.
+uint64_t clinux_monotonic_ns(void);
+
+/// The calling thread's kernel thread id. Wraps `gettid`.
+int32_t clinux_gettid(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

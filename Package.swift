@@ -1,0 +1,154 @@
+// swift-tools-version: 6.2
+//
+// DIOS — a distributed operating system built as a user-mode multikernel.
+//
+// Layering (dependencies only point down):
+//
+//   diosd, dios            executables: the node kernel and the command line
+//   DIOS                   the task-facing API: TaskContext, transactions, Node
+//   DIOSKernel             a kernel instance: objects, reference tables, the calls
+//   DIOSDevices            start-up probes of DPDK / RDMA / hugepages (C at the edge)
+//   DIOSMemory             hugepage arena and pools: the one owner of raw memory
+//   DIOSCore               pure types: names, references, rights, flags, errors
+//   CSupport/C*            small C shims (DPDK, verbs, Linux bits Swift cannot reach)
+//
+// Package traits `DPDK` and `RDMA` (on by default) compile the shims against the
+// Debian libraries; `--disable-default-traits` builds where they are missing.
+
+import PackageDescription
+
+// Debian's libdpdk.pc has a multi-line Description that SwiftPM rejects, so the DPDK
+// shim names its include paths itself. Only the shim's .c file sees DPDK headers;
+// its public header uses plain C types, so no Swift target needs these flags.
+let dpdkCFlags = [
+    "-I/usr/include/dpdk", "-I/usr/include/x86_64-linux-gnu/dpdk",
+    "-include", "rte_config.h", "-march=corei7",
+]
+let dpdkLibraries: [LinkerSetting] = [
+    "rte_eal", "rte_ethdev", "rte_mbuf", "rte_mempool", "rte_ring", "rte_net", "rte_kvargs",
+].map { .linkedLibrary($0, .when(platforms: [.linux])) }
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "dios",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "DIOS", targets: ["DIOS"]),
+        .executable(name: "diosd", targets: ["diosd"]),
+        .executable(name: "dios", targets: ["dios"]),
+    ],
+    traits: [
+        .trait(name: "DPDK", description: "Build the DPDK shim against Debian's libdpdk-dev."),
+        .trait(name: "RDMA", description: "Build the verbs shim against libibverbs-dev and librdmacm-dev."),
+        .default(enabledTraits: ["DPDK", "RDMA"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-atomics.git", from: "1.2.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
+    ],
+    targets: [
+        // MARK: C at the edge
+        .target(
+            name: "CLinux",
+            path: "CSupport/CLinux",
+            cSettings: [.define("_GNU_SOURCE")]
+        ),
+        .target(
+            name: "CDPDK",
+            path: "CSupport/CDPDK",
+            cSettings: [.unsafeFlags(dpdkCFlags)],
+            linkerSettings: dpdkLibraries
+        ),
+        .target(
+            name: "CRDMA",
+            path: "CSupport/CRDMA",
+            linkerSettings: [
+                .linkedLibrary("ibverbs", .when(platforms: [.linux])),
+                .linkedLibrary("rdmacm", .when(platforms: [.linux])),
+            ]
+        ),
+
+        // MARK: Pure
+        .target(
+            name: "DIOSCore",
+            swiftSettings: strict
+        ),
+
+        // MARK: Memory and devices
+        .target(
+            name: "DIOSMemory",
+            dependencies: [
+                "DIOSCore", "CLinux",
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "DIOSDevices",
+            dependencies: [
+                "CLinux",
+                .target(name: "CDPDK", condition: .when(traits: ["DPDK"])),
+                .target(name: "CRDMA", condition: .when(traits: ["RDMA"])),
+            ],
+            swiftSettings: strict + [
+                .define("DIOS_DPDK", .when(traits: ["DPDK"])),
+                .define("DIOS_RDMA", .when(traits: ["RDMA"])),
+            ]
+        ),
+
+        // MARK: Kernel and API
+        .target(
+            name: "DIOSKernel",
+            dependencies: [
+                "DIOSCore", "DIOSMemory", "CLinux",
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "HeapModule", package: "swift-collections"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "DIOS",
+            dependencies: ["DIOSCore", "DIOSKernel", "DIOSMemory"],
+            swiftSettings: strict + [.enableExperimentalFeature("Lifetimes")]
+        ),
+
+        // MARK: Executables
+        .executableTarget(
+            name: "diosd",
+            dependencies: [
+                "DIOS", "DIOSDevices",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "dios",
+            dependencies: [
+                "DIOS", "DIOSDevices",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // MARK: Tests
+        .testTarget(name: "DIOSCoreTests", dependencies: ["DIOSCore"], swiftSettings: strict),
+        .testTarget(name: "DIOSMemoryTests", dependencies: ["DIOSMemory"], swiftSettings: strict),
+        .testTarget(
+            name: "DIOSTests",
+            dependencies: ["DIOS", "DIOSKernel", "DIOSMemory"],
+            swiftSettings: strict + [.enableExperimentalFeature("Lifetimes")]
+        ),
+        .testTarget(name: "DIOSDevicesTests", dependencies: ["DIOSDevices"], swiftSettings: strict),
+    ]
+)
