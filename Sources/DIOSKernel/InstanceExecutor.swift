@@ -1,0 +1,81 @@
+import CLinux
+import DequeModule
+import Synchronization
+
+/// The executor that runs a kernel instance's tasks: jobs run only when the
+/// instance's polling loop calls `runPending()`, on the instance's own thread.
+///
+/// Tasks are Swift tasks started with this executor as their preference, so
+/// every non-isolated `await` inside a program resumes here: a program and the
+/// kernel instance it calls into never run at the same time. `enqueue` may come
+/// from any thread (a task started from outside, a continuation resumed from a
+/// foreign thread); it is the only place a lock is taken, and it is never taken
+/// by another instance's loop.
+public final class InstanceExecutor: TaskExecutor, SerialExecutor, @unchecked Sendable {
+    private let inbox = Mutex(Deque<UnownedJob>())
+    private var running: Deque<UnownedJob> = []
+    /// Signalled when a job arrives while the loop sleeps.
+    let doorbell: Doorbell
+
+    init(doorbell: Doorbell) {
+        self.doorbell = doorbell
+        running.reserveCapacity(64)
+    }
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        inbox.withLock { $0.append(job) }
+        doorbell.ring()
+    }
+
+    public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
+        UnownedSerialExecutor(ordinary: self)
+    }
+
+    /// Whether jobs are waiting.
+    var hasPending: Bool { inbox.withLock { !$0.isEmpty } }
+
+    /// Runs every job queued so far (not those they enqueue in turn, which wait
+    /// for the next poll so timers and rings are not starved). Returns how many ran.
+    /// Must be called on the instance's thread.
+    func runPending() -> Int {
+        inbox.withLock { inbox in
+            swap(&inbox, &running)
+        }
+        let n = running.count
+        while let job = running.popFirst() {
+            job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
+        }
+        return n
+    }
+}
+
+/// An eventfd the polling loop sleeps on when idle, rung by whoever gives it work.
+/// Rings are cheap when nobody sleeps: one atomic load.
+final class Doorbell: Sendable {
+    let fd: Int32
+    private let sleeping = Atomic<Bool>(false)
+
+    init() {
+        fd = clinux_eventfd()
+        precondition(fd >= 0, "eventfd failed")
+    }
+
+    deinit { _ = close(fd) }
+
+    func ring() {
+        if sleeping.load(ordering: .sequentiallyConsistent) { _ = clinux_eventfd_signal(fd) }
+    }
+
+    /// Sleeps until rung or `timeoutNanoseconds` pass, unless `stillIdle` (checked
+    /// after announcing the sleep, so a ring in between is not lost) says no.
+    func sleep(timeoutNanoseconds: Int64, stillIdle: () -> Bool) {
+        sleeping.store(true, ordering: .sequentiallyConsistent)
+        if stillIdle() { _ = clinux_eventfd_wait(fd, timeoutNanoseconds) }
+        sleeping.store(false, ordering: .sequentiallyConsistent)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,0 +1,269 @@
+import CLinux
+package import DIOSCore
+import DIOSMemory
+
+/// The calls that manage objects and tasks: create, lookup, run, pause, copy,
+/// delete. Each validates everything before it changes anything, so a refused
+/// call leaves the instance exactly as it was.
+extension KernelInstance {
+    /// `create`: a new object with a fresh name, and a reference with all rights.
+    package func create(_ task: TaskID, _ spec: ObjectSpec, flags: Flags) throws(CallError) -> (Name, Ref) {
+        checkThread()
+        counters.calls += 1
+        let t = try taskIndex(task)
+        guard tasks[t].refs.count < tasks[t].refs.capacity else { throw .reference(.tableFull) }
+        let name = Name.random()
+        let object: ObjectID?
+        switch spec {
+        case .blob(let size):
+            guard size >= 0 else { throw .invalidArgument("blob size \(size)") }
+            guard size <= BufferPool.maximumSize else { throw .outOfMemory(requested: size) }
+            object = makeObject(kind: .blob, name: name, bufferSize: size, maxWriteSize: size, flags: flags)
+            if let object { objects.records[Int(object.index)].length = size }
+        case .stream(let messageSize, let depth):
+            guard messageSize > 0 else { throw .invalidArgument("stream message size \(messageSize)") }
+            guard depth > 0, depth <= 1 << 20 else { throw .invalidArgument("stream depth \(depth)") }
+            let slots = 1 << (Int.bitWidth - (depth - 1).leadingZeroBitCount)  // next power of two
+            let stride = StreamLayout.stride(messageSize: messageSize)
+            guard stride * slots <= BufferPool.maximumSize else { throw .outOfMemory(requested: stride * slots) }
+            object = makeObject(kind: .stream, name: name, bufferSize: stride * slots, maxWriteSize: messageSize, flags: flags)
+            if let object {
+                objects.records[Int(object.index)].length = stride
+                objects.records[Int(object.index)].depth = UInt64(slots)
+            }
+        case .timer(let after):
+            object = makeObject(kind: .timer, name: name, bufferSize: 64, maxWriteSize: 8, flags: flags)
+            if let object { arm(object, after: after.nanoseconds) }
+        }
+        guard let object else { throw .outOfMemory(requested: spec.byteSize) }
+        let ref = try! insertRef(t, entry(for: object, rights: .all))  // capacity checked above
+        return (name, ref)
+    }
+
+    /// `lookup`: references to every reachable instance of `name` (trusted tasks
+    /// only). On one instance, `.strong` and weak answer alike: the instance is the owner.
+    package func lookup(_ task: TaskID, _ name: Name, flags: Flags) throws(CallError) -> [Ref] {
+        checkThread()
+        counters.calls += 1
+        let t = try taskIndex(task)
+        guard tasks[t].trusted else { throw .untrusted(.lookup) }
+        let found = (names[name] ?? []).filter { objects.isLive($0) }
+        guard !found.isEmpty else { throw .noSuchName(name) }
+        guard tasks[t].refs.count + found.count <= tasks[t].refs.capacity else { throw .reference(.tableFull) }
+        return found.map { object in
+            try! insertRef(t, entry(for: object, rights: objects.records[Int(object.index)].lookupRights))
+        }
+    }
+
+    /// `run`: starts the program on this instance as a new task (trusted tasks
+    /// only). `arguments` are delegated with the rights the caller holds before
+    /// the task first runs. Returns a reference to the task object.
+    package func run(
+        _ task: TaskID, _ programRef: Ref, arguments: [Ref], flags: Flags,
+        label: String? = nil
+    ) throws(CallError) -> Ref {
+        checkThread()
+        counters.calls += 1
+        let t = try taskIndex(task)
+        guard tasks[t].trusted else { throw .untrusted(.run) }
+        let (programEntry, p) = try resolve(task, programRef, .run)
+        guard programEntry.kind == .program else { throw .wrongKind(.run, programEntry.kind) }
+        guard let body = programs[objects.records[p].program] else { throw .objectDeleted }
+        var argumentEntries: [ReferenceEntry] = []
+        for ref in arguments {
+            let (entry, _) = try resolve(task, ref, .copy)
+            argumentEntries.append(entry)
+        }
+        guard tasks[t].refs.count < tasks[t].refs.capacity else { throw .reference(.tableFull) }
+        let child = attachTask(trusted: !flags.contains(.untrusted), label: label ?? "program")
+        let c = Int(child.index)
+        for e in argumentEntries {
+            let ref = try! insertRef(c, e)
+            tasks[c].delegated.append(ref)
+        }
+        let ref = try! insertRef(t, entry(for: tasks[c].object, rights: .all))
+        start(child, entry: body)
+        return ref
+    }
+
+    /// `pause`: stops the task from being scheduled at its next kernel call, or
+    /// with `.resume`, lets it run again.
+    package func pause(_ task: TaskID, _ taskRef: Ref, flags: Flags) throws(CallError) {
+        checkThread()
+        counters.calls += 1
+        let (entry, o) = try resolve(task, taskRef, .run)
+        guard entry.kind == .task else { throw .wrongKind(.pause, entry.kind) }
+        let target = objects.records[o].task
+        let i = Int(target.index)
+        guard !objects.records[o].ready, i < tasks.count, tasks[i].generation == target.generation, tasks[i].live else {
+            throw .taskStopped
+        }
+        if flags.contains(.resume) {
+            tasks[i].paused = false
+            let resumed = tasks[i].pauseWaiters
+            tasks[i].pauseWaiters.removeAll()
+            for w in resumed { w.resume() }
+        } else {
+            tasks[i].paused = true
+        }
+    }
+
+    /// Whether a task is paused.
+    package func isPaused(_ task: TaskID) -> Bool {
+        let i = Int(task.index)
+        return i < tasks.count && tasks[i].generation == task.generation && tasks[i].paused
+    }
+
+    /// Suspends the calling task while it is paused. Every blocking call passes here.
+    package func waitWhilePaused(_ task: TaskID) async throws(CallError) {
+        checkThread()
+        while true {
+            let i = try taskIndex(task)
+            guard tasks[i].paused else { return }
+            await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in
+                tasks[i].pauseWaiters.append(c)
+            }
+        }
+    }
+
+    /// `copy`: delegates `refs` into the task behind `taskRef`, with `rights`
+    /// (default: the rights each source holds). Rights can only be narrowed: a
+    /// request for any right a source lacks refuses the whole call.
+    package func copy(
+        _ task: TaskID, _ refs: [Ref], to taskRef: Ref, rights: Rights?, flags: Flags
+    ) throws(CallError) -> [Ref] {
+        checkThread()
+        counters.calls += 1
+        let (targetEntry, o) = try resolve(task, taskRef, [])
+        guard targetEntry.kind == .task else { throw .wrongKind(.copy, targetEntry.kind) }
+        let target = objects.records[o].task
+        let c = Int(target.index)
+        guard !objects.records[o].ready, c < tasks.count, tasks[c].generation == target.generation, tasks[c].live,
+            !tasks[c].stopping
+        else { throw .taskStopped }
+        var entries: [ReferenceEntry] = []
+        entries.reserveCapacity(refs.count)
+        let t = try taskIndex(task)
+        for ref in refs {
+            let held: ReferenceEntry
+            held = try referenceEntry(t, ref)
+            guard held.rights.contains(.copy) else {
+                throw .reference(.missingRight(ref, needed: .copy, held: held.rights))
+            }
+            let wanted = rights ?? held.rights
+            guard held.rights.isSuperset(of: wanted) else {
+                throw .reference(.widening(ref, requested: wanted, held: held.rights))
+            }
+            var e = held
+            e.rights = wanted
+            entries.append(e)
+        }
+        guard tasks[c].refs.count + entries.count <= tasks[c].refs.capacity else { throw .reference(.tableFull) }
+        var out: [Ref] = []
+        out.reserveCapacity(entries.count)
+        for e in entries {
+            let ref = try! insertRef(c, e)
+            tasks[c].delegated.append(ref)
+            out.append(ref)
+        }
+        tasks[c].delegationWaiter?.resume()
+        tasks[c].delegationWaiter = nil
+        return out
+    }
+
+    /// Waits until something is delegated to `task` beyond the first `seen` references.
+    package func waitForDelegation(_ task: TaskID, beyond seen: Int) async throws(CallError) -> [Ref] {
+        checkThread()
+        while true {
+            let i = try taskIndex(task)
+            if tasks[i].delegated.count > seen { return tasks[i].delegated }
+            await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in tasks[i].delegationWaiter = c }
+        }
+    }
+
+    /// `delete`: removes the object instance (needs the delete right) and the
+    /// caller's reference; with `.referenceOnly`, drops just the reference.
+    /// Deleting a task object stops the task at its next kernel call.
+    package func delete(_ task: TaskID, _ ref: Ref, flags: Flags) throws(CallError) {
+        checkThread()
+        counters.calls += 1
+        let t = try taskIndex(task)
+        let entry: ReferenceEntry
+        entry = try referenceEntry(t, ref)
+        if flags.contains(.referenceOnly) {
+            _ = try? tasks[t].refs.remove(ref)
+            return
+        }
+        guard entry.rights.contains(.delete) else {
+            throw .reference(.missingRight(ref, needed: .delete, held: entry.rights))
+        }
+        guard objects.isLive(entry.object) else {
+            _ = try? tasks[t].refs.remove(ref)
+            throw .objectDeleted
+        }
+        if entry.kind == .task { stop(objects.records[Int(entry.object.index)].task) }
+        _ = try? tasks[t].refs.remove(ref)
+        destroy(entry.object)
+    }
+
+    /// Tells a task to stop: its blocked and future calls fail with `.taskStopped`.
+    package func stop(_ target: TaskID) {
+        let i = Int(target.index)
+        guard i < tasks.count, tasks[i].generation == target.generation, tasks[i].live else { return }
+        tasks[i].stopping = true
+        tasks[i].handle?.cancel()
+        let paused = tasks[i].pauseWaiters
+        tasks[i].pauseWaiters.removeAll()
+        for w in paused { w.resume() }
+        tasks[i].delegationWaiter?.resume()
+        tasks[i].delegationWaiter = nil
+        var remaining: [Waiter] = []
+        for w in waiters {
+            if w.task == target { w.continuation.resume() } else { remaining.append(w) }
+        }
+        waiters = remaining
+    }
+
+    /// Stops every task (node shutdown).
+    package func stopAll() {
+        checkThread()
+        stopping = true
+        for i in tasks.indices where tasks[i].live {
+            stop(TaskID(index: UInt32(i), generation: tasks[i].generation))
+        }
+    }
+
+    /// Arms a timer object to fire `after` nanoseconds from now.
+    func arm(_ object: ObjectID, after: UInt64) {
+        let i = Int(object.index)
+        let now = clinux_monotonic_ns()
+        let (deadline, overflow) = now.addingReportingOverflow(after)
+        objects.records[i].deadline = overflow ? .max : deadline
+        objects.records[i].ready = false
+        objects.records[i].length = 0
+        timers.insert(TimerEntry(deadline: objects.records[i].deadline, object: object))
+    }
+}
+
+extension ObjectSpec {
+    /// The bytes the object's buffer needs.
+    var byteSize: Int {
+        switch self {
+        case .blob(let size): size
+        case .stream(let messageSize, let depth): StreamLayout.stride(messageSize: messageSize) * depth
+        case .timer: 64
+        }
+    }
+}
+
+/// How a stream lays its messages out in its buffer: `depth` slots of `stride`
+/// bytes, each an 8-byte header (the length) followed by the payload. The same
+/// layout serves a cross-core ring later: the writer fills a slot in place and
+/// the reader reads that very slot.
+enum StreamLayout {
+    static let header = 8
+
+    static func stride(messageSize: Int) -> Int {
+        (header + messageSize + 63) / 64 * 64
+    }
+}

@@ -1,0 +1,236 @@
+package import DIOSCore
+import DIOSMemory
+
+/// An open I/O transaction as the kernel issued it: a view into the object's own
+/// buffer and what `end` needs to validate it. Only the kernel makes these; the
+/// `DIOS` module wraps each in a `~Copyable` transaction that is ended once.
+package struct IOGrant: @unchecked Sendable {
+    package let object: ObjectID
+    /// The first byte of the view, inside the object's buffer in the arena.
+    package let base: UnsafeMutableRawPointer
+    package let count: Int
+    /// The object's version when the transaction began (weak reads validate it).
+    package let version: UInt64
+    package let mode: IOMode
+}
+
+/// How a transaction holds its object.
+package enum IOMode: UInt8, Sendable {
+    /// Optimistic: validated by version at the end (a blob read or write).
+    case weak
+    /// A shared (read) or exclusive (write) hold on a blob.
+    case strong
+    /// A stream slot: the next message (read) or a reserved slot (write).
+    case stream
+    /// A timer's or task's value.
+    case value
+}
+
+/// `beginRead`/`endRead`/`beginWrite`/`endWrite`. These are the data path:
+/// no allocation, no locks, no suspension — a call that cannot proceed now
+/// throws `.wouldBlock` and the task selects on the reference to wait.
+extension KernelInstance {
+    /// `beginRead`: a read view into the object's buffer.
+    ///
+    /// Blobs: weak (default) remembers the version; `.strong` takes a shared hold,
+    /// refused with `.wouldBlock` while a writer is open. Streams: the next message,
+    /// `.wouldBlock` when empty. Timers and tasks: their value once fired / exited.
+    @inline(__always)
+    package func beginRead(_ task: TaskID, _ ref: Ref, flags: Flags) throws(CallError) -> IOGrant {
+        checkThread()
+        counters.calls &+= 1
+        let (entry, i) = try resolve(task, ref, .read)
+        guard let buffer = objects.records[i].buffer else { throw .wrongKind(.beginRead, entry.kind) }
+        let base = pool.address(of: buffer)
+        let grant: IOGrant
+        switch entry.kind {
+        case .blob:
+            let strong = flags.contains(.strong)
+            if strong {
+                guard !objects.records[i].writerOpen else { throw .wouldBlock }
+                objects.records[i].sharedHolds += 1
+            }
+            grant = IOGrant(
+                object: entry.object, base: base, count: objects.records[i].length,
+                version: objects.records[i].version, mode: strong ? .strong : .weak)
+        case .stream:
+            guard !objects.records[i].readerOpen else { throw .busy }
+            let head = objects.records[i].head
+            guard head != objects.records[i].tail else { throw .wouldBlock }
+            let slot = base + Int(head & (objects.records[i].depth - 1)) * objects.records[i].length
+            let count = Int(slot.load(as: UInt32.self))
+            objects.records[i].readerOpen = true
+            grant = IOGrant(
+                object: entry.object, base: slot + StreamLayout.header, count: count,
+                version: objects.records[i].version, mode: .stream)
+        case .timer, .task:
+            guard objects.records[i].ready else { throw .wouldBlock }
+            grant = IOGrant(
+                object: entry.object, base: base, count: objects.records[i].length,
+                version: objects.records[i].version, mode: .value)
+        case .program:
+            throw .wrongKind(.beginRead, entry.kind)
+        }
+        objects.records[i].openTransactions += 1
+        return grant
+    }
+
+    /// `endRead`: whether what was read is consistent. Weak blob reads are false
+    /// when a write was committed (or was open) since `beginRead`; every read is
+    /// false when the object was deleted meanwhile. Ending a stream read consumes
+    /// the message.
+    @inline(__always)
+    package func endRead(_ grant: IOGrant) -> Bool {
+        checkThread()
+        counters.calls &+= 1
+        let i = Int(grant.object.index)
+        guard objects.exists(grant.object) else { return false }
+        objects.records[i].openTransactions -= 1
+        let deleted = objects.records[i].deleted
+        let consistent: Bool
+        switch grant.mode {
+        case .weak:
+            let v = objects.records[i].version
+            consistent = !deleted && v == grant.version && v & 1 == 0
+        case .strong:
+            objects.records[i].sharedHolds -= 1
+            if objects.records[i].sharedHolds == 0 { markDirty(grant.object) }
+            consistent = !deleted
+        case .stream:
+            objects.records[i].readerOpen = false
+            if !deleted {
+                objects.records[i].head &+= 1
+                objects.records[i].version &+= 1
+                counters.messagesIn &+= 1
+                markDirty(grant.object)
+            }
+            consistent = !deleted
+        case .value:
+            consistent = !deleted
+        }
+        if deleted && objects.records[i].openTransactions == 0 { reclaim(grant.object) }
+        return consistent
+    }
+
+    /// A read transaction dropped without `endRead`: releases its hold, leaving a
+    /// stream message unconsumed.
+    package func abandonRead(_ grant: IOGrant) {
+        checkThread()
+        let i = Int(grant.object.index)
+        guard objects.exists(grant.object) else { return }
+        objects.records[i].openTransactions -= 1
+        switch grant.mode {
+        case .strong:
+            objects.records[i].sharedHolds -= 1
+            markDirty(grant.object)
+        case .stream:
+            objects.records[i].readerOpen = false
+            markDirty(grant.object)
+        case .weak, .value:
+            break
+        }
+        if objects.records[i].deleted && objects.records[i].openTransactions == 0 { reclaim(grant.object) }
+    }
+
+    /// `beginWrite`: a writable view of `size` bytes into the target buffer.
+    ///
+    /// Blobs: the view is the blob itself (written in place). Weak writers never
+    /// wait for weak readers (they fail validation instead); any writer waits for
+    /// strong read holds (`.wouldBlock`), and one writer at a time (`.busy`).
+    /// Streams: the next free slot (`.wouldBlock` when full — never overwritten).
+    /// Timers: 8 bytes, a little-endian UInt64 of nanoseconds that re-arms it.
+    @inline(__always)
+    package func beginWrite(_ task: TaskID, _ ref: Ref, size: Int, flags: Flags) throws(CallError) -> IOGrant {
+        checkThread()
+        counters.calls &+= 1
+        let (entry, i) = try resolve(task, ref, .write)
+        guard size >= 0 else { throw .invalidArgument("write size \(size)") }
+        guard size <= entry.maxWriteSize else { throw .tooLarge(requested: size, maximum: entry.maxWriteSize) }
+        guard let buffer = objects.records[i].buffer else { throw .wrongKind(.beginWrite, entry.kind) }
+        guard !objects.records[i].writerOpen else { throw .busy }
+        let base = pool.address(of: buffer)
+        let grant: IOGrant
+        switch entry.kind {
+        case .blob:
+            guard objects.records[i].sharedHolds == 0 else { throw .wouldBlock }
+            let strong = flags.contains(.strong)
+            objects.records[i].exclusive = strong
+            objects.records[i].version &+= 1  // odd: a write is open
+            grant = IOGrant(
+                object: entry.object, base: base, count: size, version: objects.records[i].version,
+                mode: strong ? .strong : .weak)
+        case .stream:
+            let tail = objects.records[i].tail
+            guard tail &- objects.records[i].head < objects.records[i].depth else { throw .wouldBlock }
+            let slot = base + Int(tail & (objects.records[i].depth - 1)) * objects.records[i].length
+            grant = IOGrant(
+                object: entry.object, base: slot + StreamLayout.header, count: size,
+                version: objects.records[i].version, mode: .stream)
+        case .timer:
+            guard size == 8 else { throw .invalidArgument("a timer is written with 8 bytes, got \(size)") }
+            grant = IOGrant(object: entry.object, base: base, count: 8, version: objects.records[i].version, mode: .value)
+        case .task, .program:
+            throw .wrongKind(.beginWrite, entry.kind)
+        }
+        objects.records[i].writerOpen = true
+        objects.records[i].openTransactions += 1
+        return grant
+    }
+
+    /// `endWrite`: publishes the first `length` bytes of the view. True when the
+    /// write is committed; false when the object was deleted meanwhile.
+    @inline(__always)
+    package func endWrite(_ grant: IOGrant, length: Int) -> Bool {
+        checkThread()
+        counters.calls &+= 1
+        let i = Int(grant.object.index)
+        guard objects.exists(grant.object) else { return false }
+        precondition(length >= 0 && length <= grant.count, "endWrite length outside the view")
+        objects.records[i].openTransactions -= 1
+        objects.records[i].writerOpen = false
+        objects.records[i].exclusive = false
+        let deleted = objects.records[i].deleted
+        if !deleted {
+            switch grant.mode {
+            case .weak, .strong:
+                objects.records[i].length = length
+                objects.records[i].version &+= 1  // even: committed
+            case .stream:
+                (grant.base - StreamLayout.header).storeBytes(of: UInt32(length), as: UInt32.self)
+                objects.records[i].tail &+= 1
+                objects.records[i].version &+= 1
+                counters.messagesOut &+= 1
+            case .value:
+                let ns = UInt64(littleEndian: grant.base.loadUnaligned(as: UInt64.self))
+                objects.records[i].version &+= 2
+                arm(grant.object, after: ns)
+            }
+            markDirty(grant.object)
+        }
+        if deleted && objects.records[i].openTransactions == 0 { reclaim(grant.object) }
+        return !deleted
+    }
+
+    /// A write transaction dropped without `endWrite`: nothing is published. A
+    /// blob may hold part of the write, so its version moves on and readers that
+    /// overlapped it fail validation.
+    package func abandonWrite(_ grant: IOGrant) {
+        checkThread()
+        let i = Int(grant.object.index)
+        guard objects.exists(grant.object) else { return }
+        objects.records[i].openTransactions -= 1
+        objects.records[i].writerOpen = false
+        objects.records[i].exclusive = false
+        if grant.mode == .weak || grant.mode == .strong { objects.records[i].version &+= 1 }
+        markDirty(grant.object)
+        if objects.records[i].deleted && objects.records[i].openTransactions == 0 { reclaim(grant.object) }
+    }
+
+    /// Whether a view lies inside the buffer of the object it was issued for
+    /// (the zero-copy contract, checked by tests).
+    package func bufferRange(of object: ObjectID) -> Range<UInt>? {
+        guard objects.exists(object), let buffer = objects.records[Int(object.index)].buffer else { return nil }
+        let start = UInt(bitPattern: pool.address(of: buffer))
+        return start..<(start + UInt(buffer.capacity))
+    }
+}

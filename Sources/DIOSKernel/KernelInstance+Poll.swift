@@ -1,0 +1,131 @@
+import CLinux
+package import DIOSCore
+
+/// `select`, timers and one turn of the polling loop.
+extension KernelInstance {
+    /// Whether `beginRead` (or with `writable`, `beginWrite`) on the object would
+    /// proceed now. A deleted object counts as ready, so a waiter wakes and learns
+    /// of the deletion from its next call.
+    func isReady(_ i: Int, writable: Bool) -> Bool {
+        let r = objects.records[i]
+        if r.deleted || !r.live { return true }
+        switch r.kind {
+        case .blob:
+            return writable ? !r.writerOpen && r.sharedHolds == 0 : !(r.writerOpen && r.exclusive)
+        case .stream:
+            return writable ? !r.writerOpen && r.tail &- r.head < r.depth : !r.readerOpen && r.head != r.tail
+        case .timer:
+            return writable ? !r.writerOpen : r.ready
+        case .task:
+            return !writable && r.ready
+        case .program:
+            return true
+        }
+    }
+
+    /// The index of the first ready reference, or nil. Validates every reference
+    /// (and the read or write right) first.
+    package func firstReady(_ task: TaskID, _ refs: [Ref], flags: Flags) throws(CallError) -> Int? {
+        checkThread()
+        let writable = flags.contains(.writable)
+        let t = try taskIndex(task)
+        var found: Int? = nil
+        for (n, ref) in refs.enumerated() {
+            let entry: ReferenceEntry
+            entry = try referenceEntry(t, ref, requiring: writable ? .write : .read)
+            if found == nil && (!objects.isLive(entry.object) || isReady(Int(entry.object.index), writable: writable)) {
+                found = n
+            }
+        }
+        return found
+    }
+
+    /// `select`: the index of the first ready reference among `refs`, waiting
+    /// until one is. With a timer among them this is a timeout.
+    package func select(_ task: TaskID, _ refs: [Ref], flags: Flags) async throws(CallError) -> Int {
+        checkThread()
+        counters.calls &+= 1
+        guard !refs.isEmpty else { throw .invalidArgument("select needs at least one reference") }
+        while true {
+            try await waitWhilePaused(task)
+            if let n = try firstReady(task, refs, flags: flags) { return n }
+            let t = try taskIndex(task)
+            var watched: [UInt32] = []
+            watched.reserveCapacity(refs.count)
+            for ref in refs { watched.append(try! tasks[t].refs.entry(ref).object.index) }
+            await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in
+                waiters.append(Waiter(task: task, objects: watched, continuation: c))
+            }
+        }
+    }
+
+    /// Fires due timers. Returns how many fired.
+    func fireTimers(now: UInt64) -> Int {
+        var fired = 0
+        while let top = timers.min, top.deadline <= now {
+            _ = timers.popMin()
+            let i = Int(top.object.index)
+            guard objects.isLive(top.object), objects.records[i].deadline == top.deadline, !objects.records[i].ready else {
+                continue  // deleted or re-armed since
+            }
+            objects.records[i].ready = true
+            objects.records[i].length = 8
+            if let buffer = objects.records[i].buffer {
+                pool.address(of: buffer).storeBytes(of: now.littleEndian, as: UInt64.self)
+            }
+            objects.records[i].version &+= 2
+            markDirty(top.object)
+            fired += 1
+        }
+        counters.timersFired &+= UInt64(fired)
+        return fired
+    }
+
+    /// Resumes the waiters watching an object that changed. Returns how many.
+    func wakeWaiters() -> Int {
+        guard !dirty.isEmpty else { return 0 }
+        var woken = 0
+        var n = 0
+        while n < waiters.count {
+            if waiters[n].objects.contains(where: dirty.contains) {
+                let w = waiters[n]
+                waiters[n] = waiters[waiters.count - 1]
+                waiters.removeLast()
+                w.continuation.resume()
+                woken += 1
+            } else {
+                n += 1
+            }
+        }
+        dirty.removeAll(keepingCapacity: true)
+        return woken
+    }
+
+    /// One turn of the polling loop: run ready tasks, fire due timers, wake
+    /// waiters. Returns the work done (0: idle).
+    @discardableResult
+    package func poll() -> Int {
+        checkThread()
+        counters.polls &+= 1
+        var work = executor.runPending()
+        if !timers.isEmpty { work += fireTimers(now: clinux_monotonic_ns()) }
+        work += wakeWaiters()
+        if work == 0 { counters.idlePolls &+= 1 }
+        return work
+    }
+
+    /// Nanoseconds until the next timer is due (nil: no timer).
+    func nanosecondsToNextTimer() -> UInt64? {
+        guard let top = timers.min else { return nil }
+        let now = clinux_monotonic_ns()
+        return top.deadline > now ? top.deadline - now : 0
+    }
+
+    /// Whether the loop has nothing to do right now (checked just before sleeping).
+    func isIdle() -> Bool {
+        !executor.hasPending && dirty.isEmpty && (nanosecondsToNextTimer().map { $0 > 0 } ?? true)
+    }
+
+    /// Swift tasks still running on this instance.
+    package var runningTaskCount: Int { tasks.lazy.filter { $0.live && $0.handle != nil }.count }
+}

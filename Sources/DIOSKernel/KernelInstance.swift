@@ -1,0 +1,306 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLinux
+public import DIOSCore
+public import DIOSMemory
+import HeapModule
+public import Logging
+
+/// The body of a task: given its kernel and task id, runs to completion and
+/// returns an exit status. The `DIOS` module wraps programs written against
+/// `TaskContext` into this shape.
+package typealias TaskEntry = @Sendable (KernelInstance, TaskID) async -> Int32
+
+/// One kernel instance: the objects it holds, the reference tables of the tasks
+/// it runs, its buffer pool, timers and waiters.
+///
+/// An instance is confined to one thread (its polling loop's, or the thread that
+/// adopted it): every method below runs there and nowhere else, so nothing in it
+/// is locked and no other instance ever reads it — instances only exchange
+/// messages. Debug builds check the confinement on every call. That confinement
+/// is why the class may be marked `@unchecked Sendable`: tasks carry a pointer to
+/// their instance, and only ever use it from the instance's thread.
+public final class KernelInstance: @unchecked Sendable {
+    public let id: InstanceID
+    public let logger: Logger
+    package var pool: BufferPool
+    var objects: ObjectStore
+    var tasks: [TaskRecord] = []
+    var freeTasks: [UInt32] = []
+    /// name → instances of it held here. Becomes the name-service replica.
+    var names: [Name: [ObjectID]] = [:]
+    var programs: [TaskEntry?] = []
+    var timers = Heap<TimerEntry>()
+    var waiters: [Waiter] = []
+    var dirty: [UInt32] = []
+    package let executor: InstanceExecutor
+    let doorbell: Doorbell
+    package var counters = InstanceCounters()
+    private var owner: pthread_t?
+    var stopping = false
+
+    /// An instance over `pool`. It runs nothing until a loop polls it
+    /// (`PollLoop`) or a thread adopts it (`adoptCurrentThread()`).
+    public init(id: InstanceID, pool: BufferPool, logger: Logger? = nil) {
+        self.id = id
+        self.pool = pool
+        self.objects = ObjectStore(reserve: 1024)
+        self.logger = logger ?? Logger(label: "dios.instance.\(id)")
+        self.doorbell = Doorbell()
+        self.executor = InstanceExecutor(doorbell: doorbell)
+        tasks.reserveCapacity(64)
+        waiters.reserveCapacity(64)
+        dirty.reserveCapacity(64)
+        names.reserveCapacity(1024)
+    }
+
+    /// Makes the calling thread the instance's thread: the polling loop does this
+    /// when it starts; tests and benchmarks that drive an instance by hand do it too.
+    public func adoptCurrentThread() { owner = pthread_self() }
+
+    @inline(__always)
+    func checkThread() {
+        assert(owner.map { pthread_equal($0, pthread_self()) != 0 } ?? true, "kernel instance used off its thread")
+    }
+
+    // MARK: - Tasks
+
+    /// Creates a task record (and its task object) without starting anything:
+    /// the caller's own thread then acts as that task. Used to attach a driver
+    /// (a test, a benchmark, the node's boot code) to the instance.
+    package func attachTask(trusted: Bool, label: String = "attached") -> TaskID {
+        checkThread()
+        let object = makeObject(kind: .task, name: .random(), bufferSize: 64, maxWriteSize: 0, flags: [])!
+        let task = insertTask(TaskRecord(trusted: trusted, object: object, label: label))
+        objects.records[Int(object.index)].task = task
+        counters.tasksStarted += 1
+        return task
+    }
+
+    /// Starts a Swift task for `task` running `entry` on this instance's executor.
+    package func start(_ task: TaskID, entry: @escaping TaskEntry) {
+        checkThread()
+        let kernel = self
+        let handle = Task(executorPreference: executor) {
+            let status = await entry(kernel, task)
+            kernel.taskExited(task, status: status)
+        }
+        tasks[Int(task.index)].handle = handle
+    }
+
+    func insertTask(_ record: TaskRecord) -> TaskID {
+        var record = record
+        record.live = true
+        if let slot = freeTasks.popLast() {
+            record.generation = tasks[Int(slot)].generation
+            tasks[Int(slot)] = record
+            return TaskID(index: slot, generation: record.generation)
+        }
+        record.generation = 1
+        tasks.append(record)
+        return TaskID(index: UInt32(tasks.count - 1), generation: 1)
+    }
+
+    @inline(__always)
+    func taskIndex(_ task: TaskID) throws(CallError) -> Int {
+        let i = Int(task.index)
+        guard i < tasks.count, tasks[i].generation == task.generation, tasks[i].live else { throw .taskStopped }
+        if tasks[i].stopping { throw .taskStopped }
+        return i
+    }
+
+    /// Whether `task` runs trusted.
+    package func isTrusted(_ task: TaskID) -> Bool {
+        let i = Int(task.index)
+        return i < tasks.count && tasks[i].generation == task.generation && tasks[i].trusted
+    }
+
+    /// The references delegated to `task` by `copy` or `run`, oldest first.
+    package func delegated(_ task: TaskID) throws(CallError) -> [Ref] {
+        checkThread()
+        return tasks[try taskIndex(task)].delegated
+    }
+
+    /// Every live reference `task` holds, with its entry.
+    package func references(of task: TaskID) throws(CallError) -> [(Ref, ReferenceEntry)] {
+        checkThread()
+        return tasks[try taskIndex(task)].refs.references
+    }
+
+    /// The entry behind one of `task`'s references.
+    package func entry(_ task: TaskID, _ ref: Ref) throws(CallError) -> ReferenceEntry {
+        checkThread()
+        return try referenceEntry(try taskIndex(task), ref)
+    }
+
+    /// Marks a task finished: its task object becomes readable with the status,
+    /// and its record is released. Objects it created stay (they are named).
+    package func taskExited(_ task: TaskID, status: Int32) {
+        checkThread()
+        let i = Int(task.index)
+        guard i < tasks.count, tasks[i].generation == task.generation, tasks[i].live else { return }
+        let object = tasks[i].object
+        if objects.isLive(object) {
+            let o = Int(object.index)
+            objects.records[o].ready = true
+            objects.records[o].length = 8
+            if let buffer = objects.records[o].buffer {
+                pool.address(of: buffer).storeBytes(of: Int64(status), as: Int64.self)
+            }
+            objects.records[o].version &+= 2
+            markDirty(object)
+        }
+        for w in tasks[i].pauseWaiters { w.resume() }
+        tasks[i] = TaskRecord(generation: tasks[i].generation &+ 1)
+        freeTasks.append(task.index)
+        counters.tasksExited += 1
+    }
+
+    /// Tasks alive on this instance.
+    public var taskCount: Int { tasks.count - freeTasks.count }
+    /// Objects alive on this instance.
+    public var objectCount: Int { objects.liveCount }
+
+    // MARK: - Objects
+
+    /// Creates an object record with a zeroed buffer from the pool, and names it.
+    func makeObject(kind: ObjectKind, name: Name, bufferSize: Int, maxWriteSize: Int, flags: Flags) -> ObjectID? {
+        guard let buffer = pool.allocate(bufferSize) else { return nil }
+        // Reused buffers hold a former object's bytes: never hand those out.
+        pool.address(of: buffer).initializeMemory(as: UInt8.self, repeating: 0, count: bufferSize)
+        var record = ObjectRecord()
+        record.kind = kind
+        record.name = name
+        record.buffer = buffer
+        record.maxWriteSize = maxWriteSize
+        record.persistent = flags.contains(.persistent)
+        let id = objects.insert(record)
+        names[name, default: []].append(id)
+        return id
+    }
+
+    /// Registers a program under `name` and returns the program object.
+    package func registerProgram(_ name: Name, entry: @escaping TaskEntry) -> ObjectID {
+        checkThread()
+        programs.append(entry)
+        var record = ObjectRecord()
+        record.kind = .program
+        record.name = name
+        record.program = programs.count - 1
+        record.ready = true
+        let id = objects.insert(record)
+        names[name, default: []].append(id)
+        return id
+    }
+
+    /// Removes an object's name and, once no transaction is open on it, its buffer and slot.
+    func destroy(_ object: ObjectID) {
+        let i = Int(object.index)
+        guard objects.isLive(object) else { return }
+        let name = objects.records[i].name
+        if var list = names[name] {
+            list.removeAll { $0 == object }
+            names[name] = list.isEmpty ? nil : list
+        }
+        if objects.records[i].kind == .program, objects.records[i].program >= 0 {
+            programs[objects.records[i].program] = nil
+        }
+        objects.records[i].deleted = true
+        objects.records[i].version &+= 2
+        markDirty(object)
+        if objects.records[i].openTransactions == 0 { reclaim(object) }
+    }
+
+    /// Frees a deleted object's buffer and slot.
+    func reclaim(_ object: ObjectID) {
+        let i = Int(object.index)
+        if let buffer = objects.records[i].buffer { pool.free(buffer) }
+        objects.records[i].buffer = nil
+        objects.release(object)
+    }
+
+    func markDirty(_ object: ObjectID) {
+        if !waiters.isEmpty { dirty.append(object.index) }
+    }
+
+    // MARK: - Reference helpers
+
+    /// Resolves a reference of `task`, checking rights, and the object it names.
+    @inline(__always)
+    func resolve(_ task: TaskID, _ ref: Ref, _ rights: Rights) throws(CallError) -> (entry: ReferenceEntry, index: Int) {
+        let t = try taskIndex(task)
+        let entry: ReferenceEntry
+        entry = try referenceEntry(t, ref, requiring: rights)
+        guard objects.isLive(entry.object) else { throw .objectDeleted }
+        return (entry, Int(entry.object.index))
+    }
+
+    func entry(for object: ObjectID, rights: Rights) -> ReferenceEntry {
+        let r = objects.records[Int(object.index)]
+        return ReferenceEntry(
+            object: object, owner: id, kind: r.kind, rights: rights, proximity: .localCore,
+            maxWriteSize: r.maxWriteSize, persistent: r.persistent)
+    }
+
+    /// One of a task's references, checked to hold `rights`.
+    @inline(__always)
+    func referenceEntry(_ t: Int, _ ref: Ref, requiring rights: Rights = []) throws(CallError) -> ReferenceEntry {
+        do throws(ReferenceError) { return try tasks[t].refs.entry(ref, requiring: rights) } catch { throw .reference(error) }
+    }
+
+    func insertRef(_ task: Int, _ entry: ReferenceEntry) throws(CallError) -> Ref {
+        do throws(ReferenceError) { return try tasks[task].refs.insert(entry) } catch { throw .reference(error) }
+    }
+}
+
+/// A task as the instance sees it.
+struct TaskRecord {
+    var generation: UInt32 = 1
+    var live = false
+    var trusted = false
+    var refs = ReferenceTable()
+    var object = ObjectID(index: 0, generation: 0)
+    var label = ""
+    var paused = false
+    var stopping = false
+    var pauseWaiters: [UnsafeContinuation<Void, Never>] = []
+    var delegated: [Ref] = []
+    var delegationWaiter: UnsafeContinuation<Void, Never>? = nil
+    var handle: Task<Void, Never>? = nil
+
+    init(generation: UInt32) { self.generation = generation }
+
+    init(trusted: Bool, object: ObjectID, label: String) {
+        self.trusted = trusted
+        self.object = object
+        self.label = label
+    }
+}
+
+struct TimerEntry: Comparable {
+    var deadline: UInt64
+    var object: ObjectID
+
+    static func < (a: TimerEntry, b: TimerEntry) -> Bool { a.deadline < b.deadline }
+    static func == (a: TimerEntry, b: TimerEntry) -> Bool { a.deadline == b.deadline && a.object == b.object }
+}
+
+/// A task suspended in `select` until one of `objects` changes.
+struct Waiter {
+    var task: TaskID
+    var objects: [UInt32]
+    var continuation: UnsafeContinuation<Void, Never>
+}
+
+/// What an instance has done, for `dios status` and the metrics.
+public struct InstanceCounters: Sendable, Equatable {
+    public var calls: UInt64 = 0
+    public var messagesIn: UInt64 = 0
+    public var messagesOut: UInt64 = 0
+    public var polls: UInt64 = 0
+    public var idlePolls: UInt64 = 0
+    public var tasksStarted: UInt64 = 0
+    public var tasksExited: UInt64 = 0
+    public var timersFired: UInt64 = 0
+}

@@ -1,0 +1,96 @@
+import DIOSCore
+import DIOSMemory
+
+/// One object instance held by a kernel instance. All kinds share one record
+/// shape, kept in a flat array: the data path indexes it, never allocates.
+struct ObjectRecord {
+    var generation: UInt32 = 1
+    var live = false
+    var kind: ObjectKind = .blob
+    var name = Name(words: (0, 0, 0, 0))
+    var persistent = false
+    /// Rights a `lookup` of the name grants.
+    var lookupRights: Rights = .all
+    var buffer: ArenaBuffer? = nil
+    /// Blob: a seqlock-style version, odd while a write is open. Others: bumped
+    /// on every committed change, so waiters can tell something happened.
+    var version: UInt64 = 0
+    /// Blob: bytes written. Stream: slot stride. Timer/task: bytes readable once ready.
+    var length = 0
+    var maxWriteSize = 0
+    /// Strong readers holding the object.
+    var sharedHolds: Int32 = 0
+    /// A writer (weak or strong) has an open transaction.
+    var writerOpen = false
+    /// The open write is strong (excludes readers).
+    var exclusive = false
+    /// A stream reader has an open transaction.
+    var readerOpen = false
+    /// Open transactions of any kind; the buffer is released only when this is 0.
+    var openTransactions: Int32 = 0
+    /// Deleted, but transactions are still open on the buffer.
+    var deleted = false
+
+    // Stream ring: messages `head..<tail` are published.
+    var head: UInt64 = 0
+    var tail: UInt64 = 0
+    var depth: UInt64 = 0
+
+    // Timer: monotonic deadline; task: its id; program: index into the registry.
+    var deadline: UInt64 = 0
+    var ready = false
+    var task = TaskID(index: 0, generation: 0)
+    var program = -1
+
+}
+
+/// The instance's objects: a slot array with generations and a free list, so an
+/// `ObjectID` from a deleted object never reaches the next one in its slot.
+struct ObjectStore {
+    var records: [ObjectRecord] = []
+    var free: [UInt32] = []
+
+    init(reserve: Int) {
+        records.reserveCapacity(reserve)
+        free.reserveCapacity(reserve)
+    }
+
+    mutating func insert(_ record: ObjectRecord) -> ObjectID {
+        var record = record
+        record.live = true
+        if let slot = free.popLast() {
+            record.generation = records[Int(slot)].generation
+            records[Int(slot)] = record
+            return ObjectID(index: slot, generation: record.generation)
+        }
+        record.generation = 1
+        records.append(record)
+        return ObjectID(index: UInt32(records.count - 1), generation: 1)
+    }
+
+    /// Whether `id` still names a live (not deleted) object.
+    @inline(__always)
+    func isLive(_ id: ObjectID) -> Bool {
+        let i = Int(id.index)
+        return i < records.count && records[i].generation == id.generation && records[i].live && !records[i].deleted
+    }
+
+    /// Whether `id` names the record in its slot (live or deleted-but-draining).
+    @inline(__always)
+    func exists(_ id: ObjectID) -> Bool {
+        let i = Int(id.index)
+        return i < records.count && records[i].generation == id.generation && records[i].live
+    }
+
+    /// Frees the slot; the generation bump makes every old id fail.
+    mutating func release(_ id: ObjectID) {
+        let i = Int(id.index)
+        records[i].live = false
+        records[i].deleted = false
+        records[i].generation &+= 1
+        if records[i].generation == 0 { records[i].generation = 1 }
+        free.append(id.index)
+    }
+
+    var liveCount: Int { records.count - free.count }
+}

@@ -1,0 +1,111 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLinux
+import Synchronization
+
+/// What a polling loop does when a turn finds no work.
+public enum IdlePolicy: Sendable, Equatable, CustomStringConvertible {
+    /// Spin forever: the lowest latency, one core burnt per instance.
+    case busy
+    /// Spin for `spins` empty turns, then `sched_yield` for `yields` more, then
+    /// sleep on the instance's eventfd until work arrives, the next timer is due,
+    /// or `maxSleep` passes. Usable on a 2-core laptop or CI box.
+    case adaptive(spins: Int, yields: Int, maxSleep: Duration)
+
+    /// Adaptive with defaults that keep wake-up latency low and idle cost near zero.
+    public static let adaptive = IdlePolicy.adaptive(spins: 2_000, yields: 200, maxSleep: .milliseconds(50))
+
+    public var description: String {
+        switch self {
+        case .busy: "busy"
+        case .adaptive(let s, let y, let m): "adaptive(spins: \(s), yields: \(y), maxSleep: \(m))"
+        }
+    }
+}
+
+/// A thread that owns one kernel instance and polls it until stopped.
+///
+/// On stop it tells every task to stop, keeps polling until they have finished
+/// (or `drainTimeout` passes), and returns.
+public final class PollLoop: Sendable {
+    public let instance: KernelInstance
+    public let policy: IdlePolicy
+    public let cpu: Int?
+    private let stopRequested = Atomic<Bool>(false)
+    private let thread = Mutex<pthread_t?>(nil)
+
+    public init(instance: KernelInstance, policy: IdlePolicy, cpu: Int? = nil) {
+        self.instance = instance
+        self.policy = policy
+        self.cpu = cpu
+    }
+
+    /// Starts the loop's thread.
+    public func start() {
+        let box = Unmanaged.passRetained(self).toOpaque()
+        var tid = pthread_t()
+        let r = pthread_create(
+            &tid, nil,
+            { arg in
+                let loop = Unmanaged<PollLoop>.fromOpaque(arg!).takeRetainedValue()
+                loop.body()
+                return nil
+            }, box)
+        precondition(r == 0, "pthread_create failed: \(r)")
+        thread.withLock { $0 = tid }
+    }
+
+    /// Asks the loop to stop and waits for its thread to finish.
+    public func stop() {
+        stopRequested.store(true, ordering: .sequentiallyConsistent)
+        _ = clinux_eventfd_signal(instance.doorbell.fd)
+        if let tid = thread.withLock({ t -> pthread_t? in defer { t = nil }; return t }) {
+            pthread_join(tid, nil)
+        }
+    }
+
+    private func body() {
+        if let cpu {
+            let r = clinux_pin_current_thread(Int32(cpu))
+            if r != 0 { instance.logger.warning("cannot pin to CPU \(cpu): \(String(cString: strerror(r)))") }
+        }
+        instance.adoptCurrentThread()
+        var idle = 0
+        while !stopRequested.load(ordering: .relaxed) {
+            if instance.poll() > 0 {
+                idle = 0
+                continue
+            }
+            idle += 1
+            idleStep(&idle)
+        }
+        // Shutdown: tell tasks, then let them run to their end.
+        instance.stopAll()
+        let deadline = clinux_monotonic_ns() + 2_000_000_000
+        while instance.runningTaskCount > 0 && clinux_monotonic_ns() < deadline {
+            if instance.poll() == 0 { sched_yield() }
+        }
+    }
+
+    @inline(__always)
+    private func idleStep(_ idle: inout Int) {
+        switch policy {
+        case .busy:
+            clinux_cpu_relax()
+        case .adaptive(let spins, let yields, let maxSleep):
+            if idle < spins {
+                clinux_cpu_relax()
+            } else if idle < spins + yields {
+                sched_yield()
+            } else {
+                let cap = maxSleep.nanoseconds
+                let timeout = min(instance.nanosecondsToNextTimer() ?? cap, cap)
+                instance.doorbell.sleep(timeoutNanoseconds: Int64(min(timeout, UInt64(Int64.max)))) {
+                    self.instance.isIdle() && !self.stopRequested.load(ordering: .relaxed)
+                }
+                idle = spins  // after a sleep, yield a little before sleeping again
+            }
+        }
+    }
+}

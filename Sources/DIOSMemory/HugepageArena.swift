@@ -1,0 +1,154 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLinux
+public import Logging
+
+/// How an arena's memory is backed.
+public enum ArenaBacking: Sendable, Equatable, CustomStringConvertible {
+    /// A file on a hugetlbfs mount, mapped with 2 MiB pages.
+    case hugepages(path: String)
+    /// Ordinary 4 KiB anonymous pages, because hugepages were not available (the reason).
+    case ordinaryPages(reason: String)
+
+    public var description: String {
+        switch self {
+        case .hugepages(let path): "hugepages (\(path))"
+        case .ordinaryPages(let reason): "ordinary pages (\(reason))"
+        }
+    }
+}
+
+/// One contiguous mapping of memory that the node's pools, stream rings and (later)
+/// DPDK mempools are carved from, so a buffer a task writes is the buffer the NIC sends.
+///
+/// This is the one owner of the raw mapping: unmapped exactly once, in `deinit`,
+/// when the last pool holding the arena lets go, and its hugetlbfs file removed
+/// then. Its fields never change after `init`, which is why it may be shared
+/// between instances; what each instance does with its own region is up to it.
+public final class HugepageArena: @unchecked Sendable {
+    /// 2 MiB, the hugepage size this arena asks for.
+    public static let hugepageSize = 2 << 20
+
+    public let base: UnsafeMutableRawPointer
+    public let size: Int
+    public let backing: ArenaBacking
+
+    /// Maps `size` bytes (rounded up to whole hugepages). Tries a file on a
+    /// hugetlbfs mount first; without one (or without free hugepages) it maps
+    /// ordinary pages and logs one warning saying why.
+    ///
+    /// - Parameter label: part of the hugetlbfs file name, `dios-<pid>-<label>`.
+    public init(size requested: Int, label: String, logger: Logger = Logger(label: "dios.memory")) throws(ArenaError) {
+        guard requested > 0 else { throw .invalidSize(requested) }
+        let size = (requested + Self.hugepageSize - 1) / Self.hugepageSize * Self.hugepageSize
+        switch Self.mapHugepages(size: size, label: label) {
+        case .success(let (base, path)):
+            self.base = base
+            self.size = size
+            self.backing = .hugepages(path: path)
+        case .failure(let why):
+            let p = mmap(nil, size, PROT_READ | PROT_WRITE, clinux_map_private() | clinux_map_anonymous(), -1, 0)
+            guard let p, p != clinux_map_failed() else { throw .mapFailed(errno: errno) }
+            logger.warning(
+                "hugepages unavailable, falling back to ordinary pages",
+                metadata: ["reason": "\(why.reason)", "size": "\(size)", "hint": "run ./hugepages.sh"])
+            self.base = p
+            self.size = size
+            self.backing = .ordinaryPages(reason: why.reason)
+        }
+    }
+
+    deinit {
+        munmap(base, size)
+        if case .hugepages(let path) = backing { unlink(path) }
+    }
+
+    /// The address `offset` bytes into the arena. Offsets are what pools and rings
+    /// store; addresses are derived here so that bounds are checked in one place.
+    @inlinable
+    public func address(at offset: Int) -> UnsafeMutableRawPointer {
+        precondition(offset >= 0 && offset <= size, "arena offset out of range")
+        return base + offset
+    }
+
+    /// Whether `pointer` lies inside the arena.
+    public func contains(_ pointer: UnsafeRawPointer) -> Bool {
+        let p = UInt(bitPattern: pointer)
+        let b = UInt(bitPattern: base)
+        return p >= b && p < b + UInt(size)
+    }
+
+    struct MapFailure: Error { var reason: String }
+
+    private static func mapHugepages(size: Int, label: String) -> Result<(UnsafeMutableRawPointer, String), MapFailure> {
+        guard let mount = hugetlbfsMount() else { return .failure(MapFailure(reason: "no hugetlbfs mount")) }
+        let path = "\(mount)/dios-\(getpid())-\(label)"
+        let fd = open(path, O_CREAT | O_RDWR | O_EXCL, 0o600)
+        guard fd >= 0 else { return .failure(MapFailure(reason: "open \(path): \(String(cString: strerror(errno)))")) }
+        defer { close(fd) }
+        guard ftruncate(fd, off_t(size)) == 0 else {
+            let e = errno
+            unlink(path)
+            return .failure(MapFailure(reason: "ftruncate \(path): \(String(cString: strerror(e)))"))
+        }
+        // MAP_POPULATE faults every page in now, so a shortage of hugepages shows
+        // here (as SIGBUS-free failure) rather than later inside the data path.
+        let p = mmap(nil, size, PROT_READ | PROT_WRITE, clinux_map_shared() | clinux_map_populate(), fd, 0)
+        guard let p, p != clinux_map_failed() else {
+            let e = errno
+            unlink(path)
+            return .failure(MapFailure(reason: "mmap \(size) bytes of hugepages: \(String(cString: strerror(e)))"))
+        }
+        return .success((p, path))
+    }
+
+    /// The first hugetlbfs mount with the default (2 MiB) page size, from /proc/mounts.
+    public static func hugetlbfsMount() -> String? {
+        guard let f = fopen("/proc/mounts", "r") else { return nil }
+        defer { fclose(f) }
+        var line: UnsafeMutablePointer<CChar>? = nil
+        var cap = 0
+        defer { free(line) }
+        while getline(&line, &cap, f) > 0, let line {
+            let fields = String(cString: line).split(separator: " ")
+            guard fields.count >= 4, fields[2] == "hugetlbfs" else { continue }
+            let options = fields[3].split(separator: ",")
+            if options.contains(where: { $0.hasPrefix("pagesize=") && $0 != "pagesize=2M" }) { continue }
+            return String(fields[1])
+        }
+        return nil
+    }
+
+    /// Removes hugetlbfs files left by DIOS processes that no longer exist
+    /// (a node killed with SIGKILL cannot unlink its own). Returns the paths removed.
+    @discardableResult
+    public static func removeStaleFiles() -> [String] {
+        guard let mount = hugetlbfsMount(), let dir = opendir(mount) else { return [] }
+        defer { closedir(dir) }
+        var removed: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            let parts = name.split(separator: "-", maxSplits: 2)
+            guard parts.count >= 2, parts[0] == "dios", let pid = Int32(parts[1]) else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH {
+                let path = "\(mount)/\(name)"
+                if unlink(path) == 0 { removed.append(path) }
+            }
+        }
+        return removed
+    }
+}
+
+/// Why an arena could not be mapped.
+public enum ArenaError: Error, Equatable, Sendable, CustomStringConvertible {
+    case invalidSize(Int)
+    case mapFailed(errno: Int32)
+
+    public var description: String {
+        switch self {
+        case .invalidSize(let n): "arena size must be positive, got \(n)"
+        case .mapFailed(let e): "mmap failed: \(String(cString: strerror(e)))"
+        }
+    }
+}
