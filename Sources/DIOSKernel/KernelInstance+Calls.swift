@@ -121,7 +121,12 @@ extension KernelInstance {
             let i = try taskIndex(task)
             guard tasks[i].paused else { return }
             await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in
-                tasks[i].pauseWaiters.append(c)
+                // Checked again here: the body may run after other jobs (see `select`).
+                if self.tasks[i].generation == task.generation && self.tasks[i].paused && !self.tasks[i].stopping {
+                    self.tasks[i].pauseWaiters.append(c)
+                } else {
+                    c.resume()
+                }
             }
         }
     }
@@ -177,7 +182,15 @@ extension KernelInstance {
         while true {
             let i = try taskIndex(task)
             if tasks[i].delegated.count > seen { return tasks[i].delegated }
-            await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in tasks[i].delegationWaiter = c }
+            await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in
+                if self.tasks[i].generation == task.generation && self.tasks[i].delegated.count <= seen
+                    && !self.tasks[i].stopping
+                {
+                    self.tasks[i].delegationWaiter = c
+                } else {
+                    c.resume()
+                }
+            }
         }
     }
 

@@ -53,8 +53,16 @@ extension KernelInstance {
             var watched: [UInt32] = []
             watched.reserveCapacity(refs.count)
             for ref in refs { watched.append(try! tasks[t].refs.entry(ref).object.index) }
+            // The body of withUnsafeContinuation may run after other jobs of this
+            // instance (the runtime can hop before calling it), so readiness is
+            // checked again there, where nothing else can interleave.
             await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in
-                waiters.append(Waiter(task: task, objects: watched, continuation: c))
+                let ready = (try? firstReady(task, refs, flags: flags)).map { $0 != nil } ?? true
+                if ready {
+                    c.resume()
+                } else {
+                    waiters.append(Waiter(task: task, objects: watched, continuation: c))
+                }
             }
         }
     }

@@ -110,6 +110,13 @@ public final class KernelInstance: @unchecked Sendable {
         return i
     }
 
+    /// The name of a task's task object.
+    package func taskObjectName(_ task: TaskID) -> Name? {
+        let i = Int(task.index)
+        guard i < tasks.count, tasks[i].generation == task.generation, tasks[i].live else { return nil }
+        return objects.records[Int(tasks[i].object.index)].name
+    }
+
     /// Whether `task` runs trusted.
     package func isTrusted(_ task: TaskID) -> Bool {
         let i = Int(task.index)

@@ -1,0 +1,3 @@
+// Programs written against DIOS see names, references, rights and errors
+// through this one import.
+@_exported public import DIOSCore

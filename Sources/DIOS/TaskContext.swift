@@ -1,0 +1,165 @@
+public import DIOSCore
+import DIOSKernel
+
+/// A task's view of its kernel: the eleven DIOS calls.
+///
+/// A program receives one when it starts. It holds only the task's identity;
+/// every reference is a slot number that the kernel checks against the task's
+/// table on each call, so a task cannot forge, widen or reuse a reference it
+/// does not hold. A refused call throws a `CallError` and changes nothing.
+///
+/// Calls complete locally and synchronously, except `select` (and the
+/// conveniences built on it), which suspends the task until a reference is
+/// ready: I/O that cannot proceed now throws `.wouldBlock`, and the task
+/// selects on the reference to wait, as DIOS builds asynchronous work.
+///
+/// A context belongs to its kernel instance's thread: use it from the task it
+/// was given to (a program's body), not from other threads.
+public struct TaskContext: Sendable {
+    let kernel: KernelInstance
+    /// This task.
+    public let task: TaskID
+
+    init(kernel: KernelInstance, task: TaskID) {
+        self.kernel = kernel
+        self.task = task
+    }
+
+    /// Whether this task may `lookup` and `run`.
+    public var isTrusted: Bool { kernel.isTrusted(task) }
+
+    /// The kernel instance this task runs on.
+    public var instance: InstanceID { kernel.id }
+
+    // MARK: - The eleven calls
+
+    /// `create`: a new object with a fresh, unshared name, and a reference to it
+    /// with every right.
+    public func create(_ spec: ObjectSpec, flags: Flags = []) throws(CallError) -> (name: Name, ref: Ref) {
+        let (name, ref) = try kernel.create(task, spec, flags: flags)
+        return (name, ref)
+    }
+
+    /// `lookup` (trusted tasks only): references to all reachable instances of
+    /// the named object. `.strong` confirms with the owning instances.
+    public func lookup(_ name: Name, flags: Flags = []) throws(CallError) -> [Ref] {
+        try kernel.lookup(task, name, flags: flags)
+    }
+
+    /// `beginRead`: a read view into the object's own buffer. Weak by default
+    /// (validated by `endRead`); `.strong` holds the object shared.
+    public func beginRead(_ ref: Ref, flags: Flags = []) throws(CallError) -> ReadTransaction {
+        ReadTransaction(kernel: kernel, grant: try kernel.beginRead(task, ref, flags: flags), ref: ref)
+    }
+
+    /// `endRead`: whether what was read is consistent (false: a write was
+    /// committed meanwhile, or the object was deleted — read again).
+    public func endRead(_ transaction: consuming ReadTransaction) -> Bool {
+        transaction.end()
+    }
+
+    /// `beginWrite`: a writable view of `size` bytes into the target buffer.
+    /// `.strong` holds the object exclusively.
+    public func beginWrite(_ ref: Ref, size: Int, flags: Flags = []) throws(CallError) -> WriteTransaction {
+        WriteTransaction(kernel: kernel, grant: try kernel.beginWrite(task, ref, size: size, flags: flags), ref: ref)
+    }
+
+    /// `endWrite`: publishes the write; true when committed.
+    public func endWrite(_ transaction: consuming WriteTransaction) -> Bool {
+        transaction.end()
+    }
+
+    /// `run` (trusted tasks only): starts the program object as a new task and
+    /// returns a reference to it. `arguments` are delegated to the new task (with
+    /// the rights held) before it first runs; `.untrusted` starts it untrusted.
+    public func run(_ program: Ref, arguments: [Ref] = [], flags: Flags = []) throws(CallError) -> Ref {
+        try kernel.run(task, program, arguments: arguments, flags: flags)
+    }
+
+    /// `pause`: the task stops being scheduled at its next kernel call;
+    /// with `.resume`, it runs again.
+    public func pause(_ task: Ref, flags: Flags = []) throws(CallError) {
+        try kernel.pause(self.task, task, flags: flags)
+    }
+
+    /// `copy`: delegates references into another task's table, with `rights`
+    /// (default: as held). Rights can only be restricted; asking for more refuses
+    /// the whole call. Returns the references as the target task numbers them.
+    @discardableResult
+    public func copy(_ refs: [Ref], to task: Ref, rights: Rights? = nil, flags: Flags = []) throws(CallError) -> [Ref] {
+        try kernel.copy(self.task, refs, to: task, rights: rights, flags: flags)
+    }
+
+    /// `delete`: removes the object instance and this reference to it (needs the
+    /// delete right); with `.referenceOnly`, drops just the reference.
+    public func delete(_ ref: Ref, flags: Flags = []) throws(CallError) {
+        try kernel.delete(task, ref, flags: flags)
+    }
+
+    /// `select`: the first of `refs` that is readable (with `.writable`: writable),
+    /// waiting until one is. With a timer among them, this is a timeout.
+    public func select(_ refs: [Ref], flags: Flags = []) async throws(CallError) -> Ref {
+        refs[try await kernel.select(task, refs, flags: flags)]
+    }
+
+    // MARK: - Conveniences over the calls
+
+    /// `pause(task, flags: .resume)`.
+    public func resume(_ task: Ref) throws(CallError) {
+        try pause(task, flags: .resume)
+    }
+
+    /// What this task's table says about a reference: kind, rights, proximity,
+    /// maximum write size, persistence.
+    public func describe(_ ref: Ref) throws(CallError) -> ReferenceEntry {
+        try kernel.entry(task, ref)
+    }
+
+    /// References delegated to this task (by `copy` or `run`), oldest first.
+    public func delegated() throws(CallError) -> [Ref] {
+        try kernel.delegated(task)
+    }
+
+    /// Waits until at least `count` references have been delegated to this task.
+    public func awaitDelegated(count: Int) async throws(CallError) -> [Ref] {
+        var refs = try kernel.delegated(task)
+        while refs.count < count { refs = try await kernel.waitForDelegation(task, beyond: refs.count) }
+        return refs
+    }
+
+    /// Lets other tasks on the instance run, and stops here while paused.
+    public func yield() async throws(CallError) {
+        try await kernel.waitWhilePaused(task)
+        await Task.yield()
+        try await kernel.waitWhilePaused(task)
+    }
+
+    /// Writes one message (or a whole blob): waits until `ref` is writable, then
+    /// `beginWrite`, copy `bytes` in, `endWrite`. Returns `endWrite`'s answer.
+    @discardableResult
+    public func write(_ bytes: some Collection<UInt8>, to ref: Ref, flags: Flags = []) async throws(CallError) -> Bool {
+        while true {
+            do {
+                let tx = try beginWrite(ref, size: bytes.count, flags: flags)
+                tx.copy(from: bytes)
+                return endWrite(tx)
+            } catch .wouldBlock {
+                _ = try await select([ref], flags: flags.union(.writable))
+            }
+        }
+    }
+
+    /// Reads one message (or a blob's bytes, retried until consistent): waits
+    /// until `ref` is readable, then `beginRead`, copy out, `endRead`.
+    public func read(_ ref: Ref, flags: Flags = []) async throws(CallError) -> [UInt8] {
+        while true {
+            do {
+                let tx = try beginRead(ref, flags: flags)
+                let bytes = tx.withUnsafeBytes { Array($0) }
+                if endRead(tx) { return bytes }
+            } catch .wouldBlock {
+                _ = try await select([ref], flags: flags)
+            }
+        }
+    }
+}

@@ -1,0 +1,117 @@
+public import DIOSCore
+import DIOSKernel
+
+/// An open read: a view into the object's own buffer (no copy), ended exactly
+/// once by `TaskContext.endRead(_:)`.
+///
+/// It is `~Copyable`, so the compiler rejects using it after `endRead` and ending
+/// it twice. Dropping it without `endRead` releases its hold (a stream message
+/// then stays unread). Like the task that opened it, it belongs to the kernel
+/// instance's thread.
+public struct ReadTransaction: ~Copyable {
+    unowned(unsafe) let kernel: KernelInstance
+    let grant: IOGrant
+    /// The reference the read is on.
+    public let ref: Ref
+
+    init(kernel: KernelInstance, grant: IOGrant, ref: Ref) {
+        self.kernel = kernel
+        self.grant = grant
+        self.ref = ref
+    }
+
+    /// Bytes readable in the view.
+    public var count: Int { grant.count }
+
+    /// The view itself, borrowed from the transaction.
+    public var bytes: RawSpan {
+        @_lifetime(borrow self)
+        get {
+            let span = RawSpan(_unsafeStart: UnsafeRawPointer(grant.base), byteCount: grant.count)
+            return _overrideLifetime(span, borrowing: self)
+        }
+    }
+
+    /// Calls `body` with the view as a buffer pointer; the pointer must not escape.
+    public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        try body(UnsafeRawBufferPointer(start: grant.base, count: grant.count))
+    }
+
+    /// A fixed-width integer at `offset` (unaligned loads allowed).
+    public func load<T: FixedWidthInteger>(fromByteOffset offset: Int = 0, as type: T.Type) -> T {
+        precondition(offset >= 0 && offset + MemoryLayout<T>.size <= grant.count, "read outside the view")
+        return grant.base.loadUnaligned(fromByteOffset: offset, as: T.self)
+    }
+
+    /// The view's first byte, for checking where it lies (the zero-copy contract).
+    public var baseAddress: UnsafeRawPointer { UnsafeRawPointer(grant.base) }
+
+    consuming func end() -> Bool {
+        let ok = kernel.endRead(grant)
+        discard self
+        return ok
+    }
+
+    deinit { kernel.abandonRead(grant) }
+}
+
+/// An open write: a view into the target buffer (a blob itself, a stream's slot),
+/// published by `TaskContext.endWrite(_:)`. `~Copyable` for the same reasons as
+/// `ReadTransaction`; dropping it publishes nothing.
+public struct WriteTransaction: ~Copyable {
+    unowned(unsafe) let kernel: KernelInstance
+    let grant: IOGrant
+    /// The reference the write is on.
+    public let ref: Ref
+    /// How many bytes `endWrite` publishes: the reserved size unless set lower.
+    public var length: Int {
+        didSet { precondition(length >= 0 && length <= grant.count, "length outside the reserved view") }
+    }
+
+    init(kernel: KernelInstance, grant: IOGrant, ref: Ref) {
+        self.kernel = kernel
+        self.grant = grant
+        self.ref = ref
+        self.length = grant.count
+    }
+
+    /// Bytes reserved for the write.
+    public var capacity: Int { grant.count }
+
+    /// The writable view, borrowed mutably from the transaction.
+    public var bytes: MutableRawSpan {
+        @_lifetime(&self)
+        mutating get {
+            let span = MutableRawSpan(_unsafeStart: grant.base, byteCount: grant.count)
+            return _overrideLifetime(span, mutating: &self)
+        }
+    }
+
+    /// Calls `body` with the view as a mutable buffer pointer; the pointer must not escape.
+    public func withUnsafeMutableBytes<R, E: Error>(_ body: (UnsafeMutableRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        try body(UnsafeMutableRawBufferPointer(start: grant.base, count: grant.count))
+    }
+
+    /// Stores a fixed-width integer at `offset` (unaligned stores allowed).
+    public func store<T: FixedWidthInteger>(_ value: T, toByteOffset offset: Int = 0) {
+        precondition(offset >= 0 && offset + MemoryLayout<T>.size <= grant.count, "write outside the view")
+        grant.base.storeBytes(of: value, toByteOffset: offset, as: T.self)
+    }
+
+    /// Copies `bytes` into the view at `offset`.
+    public func copy(from bytes: some Collection<UInt8>, toByteOffset offset: Int = 0) {
+        precondition(offset >= 0 && offset + bytes.count <= grant.count, "write outside the view")
+        UnsafeMutableRawBufferPointer(start: grant.base + offset, count: bytes.count).copyBytes(from: bytes)
+    }
+
+    /// The view's first byte, for checking where it lies (the zero-copy contract).
+    public var baseAddress: UnsafeMutableRawPointer { grant.base }
+
+    consuming func end() -> Bool {
+        let ok = kernel.endWrite(grant, length: length)
+        discard self
+        return ok
+    }
+
+    deinit { kernel.abandonWrite(grant) }
+}
