@@ -126,7 +126,7 @@ let package = Package(
         .executableTarget(
             name: "diosd",
             dependencies: [
-                "DIOS", "DIOSDevices",
+                "DIOS", "DIOSDevices", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,7 +1,10 @@
 #include "clinux.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -66,3 +69,25 @@ uint64_t clinux_monotonic_ns(void) {
 }
 
 int32_t clinux_gettid(void) { return (int32_t)gettid(); }
+
+static int clinux_signal_pipe[2] = {-1, -1};
+
+static void clinux_on_signal(int signo) {
+    int saved = errno;
+    unsigned char b = (unsigned char)signo;
+    (void)!write(clinux_signal_pipe[1], &b, 1);
+    errno = saved;
+}
+
+int clinux_termination_signal_fd(void) {
+    if (clinux_signal_pipe[0] >= 0) return clinux_signal_pipe[0];
+    if (pipe2(clinux_signal_pipe, O_CLOEXEC) != 0) return -1;
+    struct sigaction sa;
+    sa.sa_handler = clinux_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0) return -1;
+    return clinux_signal_pipe[0];
+}
+
+void clinux_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }

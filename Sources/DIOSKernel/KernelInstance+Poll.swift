@@ -57,7 +57,8 @@ extension KernelInstance {
             // instance (the runtime can hop before calling it), so readiness is
             // checked again there, where nothing else can interleave.
             await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in
-                let ready = (try? firstReady(task, refs, flags: flags)).map { $0 != nil } ?? true
+                let ready: Bool
+                do { ready = try firstReady(task, refs, flags: flags) != nil } catch { ready = true }  // errors surface on the retry
                 if ready {
                     c.resume()
                 } else {

@@ -38,11 +38,17 @@ public final class HugepageArena: @unchecked Sendable {
     /// hugetlbfs mount first; without one (or without free hugepages) it maps
     /// ordinary pages and logs one warning saying why.
     ///
-    /// - Parameter label: part of the hugetlbfs file name, `dios-<pid>-<label>`.
-    public init(size requested: Int, label: String, logger: Logger = Logger(label: "dios.memory")) throws(ArenaError) {
+    /// - Parameters:
+    ///   - label: part of the hugetlbfs file name, `dios-<pid>-<label>`.
+    ///   - hugetlbfs: the mount to use; by default the first 2 MiB hugetlbfs mount
+    ///     in /proc/mounts. An empty string asks for ordinary pages.
+    public init(
+        size requested: Int, label: String, hugetlbfs: String? = nil,
+        logger: Logger = Logger(label: "dios.memory")
+    ) throws(ArenaError) {
         guard requested > 0 else { throw .invalidSize(requested) }
         let size = (requested + Self.hugepageSize - 1) / Self.hugepageSize * Self.hugepageSize
-        switch Self.mapHugepages(size: size, label: label) {
+        switch Self.mapHugepages(size: size, label: label, mount: hugetlbfs ?? Self.hugetlbfsMount()) {
         case .success(let (base, path)):
             self.base = base
             self.size = size
@@ -81,8 +87,10 @@ public final class HugepageArena: @unchecked Sendable {
 
     struct MapFailure: Error { var reason: String }
 
-    private static func mapHugepages(size: Int, label: String) -> Result<(UnsafeMutableRawPointer, String), MapFailure> {
-        guard let mount = hugetlbfsMount() else { return .failure(MapFailure(reason: "no hugetlbfs mount")) }
+    private static func mapHugepages(
+        size: Int, label: String, mount: String?
+    ) -> Result<(UnsafeMutableRawPointer, String), MapFailure> {
+        guard let mount, !mount.isEmpty else { return .failure(MapFailure(reason: "no hugetlbfs mount")) }
         let path = "\(mount)/dios-\(getpid())-\(label)"
         let fd = open(path, O_CREAT | O_RDWR | O_EXCL, 0o600)
         guard fd >= 0 else { return .failure(MapFailure(reason: "open \(path): \(String(cString: strerror(errno)))")) }
@@ -93,7 +101,7 @@ public final class HugepageArena: @unchecked Sendable {
             return .failure(MapFailure(reason: "ftruncate \(path): \(String(cString: strerror(e)))"))
         }
         // MAP_POPULATE faults every page in now, so a shortage of hugepages shows
-        // here (as SIGBUS-free failure) rather than later inside the data path.
+        // here as a failed mmap rather than as SIGBUS later inside the data path.
         let p = mmap(nil, size, PROT_READ | PROT_WRITE, clinux_map_shared() | clinux_map_populate(), fd, 0)
         guard let p, p != clinux_map_failed() else {
             let e = errno

@@ -46,6 +46,14 @@ static inline void clinux_cpu_relax(void) {
 #endif
 }
 
+/// Installs SIGINT and SIGTERM handlers that write the signal number (one byte)
+/// to a pipe, and returns the pipe's read end (or -1). Signal handlers may do
+/// almost nothing safely; a thread reading the pipe does the rest.
+int clinux_termination_signal_fd(void);
+
+/// Makes stdout line-buffered even into a pipe. Wraps `setvbuf(stdout, ..., _IOLBF)`.
+void clinux_line_buffer_stdout(void);
+
 /// Monotonic clock in nanoseconds. Wraps `clock_gettime(CLOCK_MONOTONIC)`.
 uint64_t clinux_monotonic_ns(void);
 

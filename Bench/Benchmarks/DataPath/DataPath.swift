@@ -1,0 +1,211 @@
+// DIOS data-path benchmarks: the per-call cost of the synchronous calls on one
+// kernel instance driven by the benchmark thread (`StandaloneInstance`), next to
+// the hardware floor of the same work done on a plain struct.
+//
+// Every benchmark runs `benchmark.scaledIterations` (1000) operations per
+// iteration; run with `--scale` to print per-operation figures. The data-path
+// benchmarks (weak read pair, write pair, stream message) must not allocate:
+// their mallocCountTotal threshold is 0 (see Thresholds/ and README.md).
+
+import Benchmark
+import DIOS
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: - Fixture
+
+/// One kernel instance with the objects the benchmarks use, created on first
+/// use. The instance belongs to one thread; each benchmark body re-adopts the
+/// thread it runs on before touching it (the check is debug-only anyway).
+final class Fixture {
+    let kernel: StandaloneInstance
+    let task: TaskContext
+    let blob: Ref
+    let stream: Ref
+
+    init() {
+        do {
+            kernel = try StandaloneInstance(arenaSize: 64 << 20, label: "bench")
+            task = kernel.attach()
+            (_, blob) = try task.create(.blob(size: 64))
+            (_, stream) = try task.create(.stream(messageSize: 64, depth: 64))
+            // Commit one write so the blob has a version and 64 readable bytes.
+            let w = try task.beginWrite(blob, size: 64)
+            w.store(UInt64(1))
+            let committed = task.endWrite(w)
+            precondition(committed)
+        } catch {
+            fatalError("benchmark fixture: \(error)")
+        }
+    }
+
+    /// Makes the calling thread the instance's thread.
+    func adopt() { kernel.instance.adoptCurrentThread() }
+}
+
+nonisolated(unsafe) var sharedFixture: Fixture?
+
+func fixture() -> Fixture {
+    if let f = sharedFixture {
+        f.adopt()
+        return f
+    }
+    let f = Fixture()
+    sharedFixture = f
+    return f
+}
+
+// MARK: - Hardware floor
+
+/// What a seqlock read costs without a kernel: load the version, copy 64 bytes
+/// out, load the version again and compare. The memory lives on the heap and is
+/// reached through a pointer the optimiser cannot see through (it escapes to a
+/// global), so the loads are not hoisted out of the loop.
+struct SeqlockFloor {
+    let version: UnsafeMutablePointer<UInt64>
+    let payload: UnsafeMutableRawPointer
+    let scratch: UnsafeMutableRawPointer
+
+    init() {
+        var p: UnsafeMutableRawPointer?
+        precondition(posix_memalign(&p, 64, 192) == 0)
+        let base = p!
+        base.initializeMemory(as: UInt8.self, repeating: 0, count: 192)
+        version = (base + 128).bindMemory(to: UInt64.self, capacity: 1)
+        version.pointee = 2
+        payload = base
+        scratch = base + 64
+    }
+
+    @inline(__always)
+    func read() -> Bool {
+        let v0 = version.pointee
+        memcpy(scratch, payload, 64)
+        let v1 = version.pointee
+        return v0 == v1 && v0 & 1 == 0
+    }
+}
+
+nonisolated(unsafe) var sharedFloor: SeqlockFloor?
+
+func seqlockFloor() -> SeqlockFloor {
+    if let f = sharedFloor { return f }
+    let f = SeqlockFloor()
+    sharedFloor = f
+    return f
+}
+
+// MARK: - Benchmarks
+
+let benchmarks: @Sendable () -> Void = {
+    let metrics: [BenchmarkMetric] = [.wallClock, .throughput, .mallocCountTotal]
+
+    /// Data-path benchmarks: any allocation is a regression. Checked against the
+    /// p90 static thresholds in Thresholds/ by `benchmark thresholds check`.
+    let noAllocations: [BenchmarkMetric: BenchmarkThresholds] = [
+        .mallocCountTotal: .init(absolute: BenchmarkThresholds.Absolute.strict)
+    ]
+
+    Benchmark.defaultConfiguration = .init(
+        metrics: metrics,
+        warmupIterations: 10,
+        scalingFactor: .kilo,
+        maxDuration: .seconds(1),
+        maxIterations: .kilo(100)
+    )
+
+    let dataPath = Benchmark.Configuration(
+        metrics: metrics,
+        warmupIterations: 10,
+        scalingFactor: .kilo,
+        maxDuration: .seconds(1),
+        maxIterations: .kilo(100),
+        thresholds: noAllocations
+    )
+
+    // 5. The floor a weak read pair is measured against.
+    Benchmark("floor: seqlock read (64 B copy + version compare)") { benchmark in
+        let f = seqlockFloor()
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            blackHole(f.read())
+        }
+        benchmark.stopMeasurement()
+    }
+
+    // 1. beginRead + endRead on a 64-byte blob (weak: validated by version).
+    Benchmark("weak read pair (64 B blob)", configuration: dataPath) { benchmark in
+        let f = fixture()
+        let task = f.task
+        let blob = f.blob
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            do {
+                let tx = try task.beginRead(blob)
+                blackHole(task.endRead(tx))
+            } catch {
+                fatalError("beginRead: \(error)")
+            }
+        }
+        benchmark.stopMeasurement()
+    }
+
+    // 2. beginWrite + one 8-byte store + endWrite on a 64-byte blob.
+    Benchmark("write pair (64 B blob)", configuration: dataPath) { benchmark in
+        let f = fixture()
+        let task = f.task
+        let blob = f.blob
+        benchmark.startMeasurement()
+        for i in benchmark.scaledIterations {
+            do {
+                let w = try task.beginWrite(blob, size: 64)
+                w.store(UInt64(truncatingIfNeeded: i))
+                blackHole(task.endWrite(w))
+            } catch {
+                fatalError("beginWrite: \(error)")
+            }
+        }
+        benchmark.stopMeasurement()
+    }
+
+    // 3. create + delete of a 64-byte blob (not the data path: names are
+    //    registered, so this is allowed to allocate; reported for reference).
+    Benchmark("create + delete (64 B blob)") { benchmark in
+        let f = fixture()
+        let task = f.task
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            do {
+                let (_, ref) = try task.create(.blob(size: 64))
+                try task.delete(ref)
+                blackHole(ref)
+            } catch {
+                fatalError("create/delete: \(error)")
+            }
+        }
+        benchmark.stopMeasurement()
+    }
+
+    // 4. One 64-byte stream message through a stream on one core: write it
+    //    (beginWrite + store + endWrite), then read it (beginRead + endRead).
+    Benchmark("stream message (64 B, one core)", configuration: dataPath) { benchmark in
+        let f = fixture()
+        let task = f.task
+        let stream = f.stream
+        benchmark.startMeasurement()
+        for i in benchmark.scaledIterations {
+            do {
+                let w = try task.beginWrite(stream, size: 64)
+                w.store(UInt64(truncatingIfNeeded: i))
+                blackHole(task.endWrite(w))
+                let r = try task.beginRead(stream)
+                blackHole(task.endRead(r))
+            } catch {
+                fatalError("stream message: \(error)")
+            }
+        }
+        benchmark.stopMeasurement()
+    }
+}

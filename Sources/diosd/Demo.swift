@@ -1,0 +1,101 @@
+import DIOS
+
+/// The demo the README's first command runs: a trusted task and an untrusted
+/// worker exchange data through a blob and a stream, and the kernel refuses
+/// what the worker has no right to do. Every line it prints comes from a call's
+/// real result.
+enum Demo {
+    static let workerName = Name.wellKnown("dios.demo.worker")
+
+    static func run(on node: Node, messages: Int, say: @escaping @Sendable (String) -> Void) async throws {
+        await node.register(workerName, label: "worker", program: worker(say: say))
+        try await node.withTask(label: "init") { task in
+            say("init: trusted task on instance \(task.instance)")
+            // A blob with the job's parameters, and a stream for the results.
+            let (blobName, blob) = try task.create(.blob(size: 64))
+            let w = try task.beginWrite(blob, size: 8)
+            w.store(UInt64(messages).littleEndian)
+            say("init: wrote count=\(messages) into blob \(blobName) (committed: \(task.endWrite(w)))")
+            let (_, results) = try task.create(.stream(messageSize: 16, depth: 8))
+
+            // Start the worker untrusted; hand it read-only parameters and a write-only stream.
+            let program = try task.lookup(workerName)[0]
+            let worker = try task.run(program, flags: .untrusted)
+            let given = try task.copy([blob], to: worker, rights: [.read])
+            try task.copy([results], to: worker, rights: [.write])
+            say("init: started untrusted worker, delegated blob \(given[0]) with rights \(try task.describe(blob).rights) → r----, stream → -w---")
+
+            // Collect the results: select over the stream and a timeout.
+            let (_, timeout) = try task.create(.timer(after: .seconds(10)))
+            var sum: UInt64 = 0
+            for expected in 0..<UInt64(messages) {
+                guard try await task.select([results, timeout]) == results else {
+                    say("init: timed out waiting for the worker")
+                    throw CallError.wouldBlock
+                }
+                let r = try task.beginRead(results)
+                let (i, square) = (r.load(fromByteOffset: 0, as: UInt64.self), r.load(fromByteOffset: 8, as: UInt64.self))
+                _ = task.endRead(r)
+                guard i == expected, square == i * i else {
+                    say("init: expected #\(expected), got #\(i) = \(square)")
+                    throw CallError.invalidArgument("results out of order")
+                }
+                sum += square
+                if i < 3 || i == UInt64(messages) - 1 { say("init: received #\(i): \(i)² = \(square)") }
+            }
+            say("init: received all \(messages) results in order, sum of squares = \(sum)")
+
+            // Weak consistency: a write committed between beginRead and endRead is detected.
+            let read = try task.beginRead(blob)
+            let w2 = try task.beginWrite(blob, size: 8)
+            w2.store(UInt64(0).littleEndian)
+            _ = task.endWrite(w2)
+            say("init: weak read interleaved with a committed write → endRead = \(task.endRead(read)) (retry)")
+            let again = try task.beginRead(blob)
+            say("init: retried read → value \(again.load(as: UInt64.self)), endRead = \(task.endRead(again))")
+
+            // Wait for the worker to exit and read its status.
+            _ = try await task.select([worker])
+            let status = try task.beginRead(worker)
+            say("init: worker exited with status \(status.load(as: Int64.self))")
+            _ = task.endRead(status)
+        }
+    }
+
+    static func worker(say: @escaping @Sendable (String) -> Void) -> Program {
+        { task in
+            let refs = try await task.awaitDelegated(count: 2)
+            let (parameters, results) = (refs[0], refs[1])
+            say("worker: untrusted task started, holds \(refs.count) references")
+            let count = UInt64(littleEndian: try await task.read(parameters).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+            say("worker: read count=\(count) from the blob")
+            for i in 0..<count {
+                while true {
+                    do {
+                        let w = try task.beginWrite(results, size: 16)
+                        w.store(i, toByteOffset: 0)
+                        w.store(i * i, toByteOffset: 8)
+                        _ = task.endWrite(w)
+                        break
+                    } catch CallError.wouldBlock {
+                        _ = try await task.select([results], flags: .writable)  // stream full: wait, drop nothing
+                    }
+                }
+            }
+            say("worker: wrote \(count) messages")
+            // What an untrusted task may not do: each is refused and changes nothing.
+            for (what, attempt) in [
+                ("lookup a name", { () throws(CallError) in _ = try task.lookup(workerName) }),
+                ("write the read-only blob", { () throws(CallError) in _ = try task.beginWrite(parameters, size: 8) }),
+                ("run a program", { () throws(CallError) in _ = try task.run(parameters) }),
+            ] as [(String, () throws(CallError) -> Void)] {
+                do throws(CallError) {
+                    try attempt()
+                    say("worker: \(what) — unexpectedly allowed")
+                } catch {
+                    say("worker: \(what) — refused: \(error)")
+                }
+            }
+        }
+    }
+}
