@@ -196,6 +196,7 @@ extension KernelInstance {
 
     /// `delete`: removes the object instance (needs the delete right) and the
     /// caller's reference; with `.referenceOnly`, drops just the reference.
+    /// Deleting an object already deleted through another reference succeeds.
     /// Deleting a task object stops the task at its next kernel call.
     package func delete(_ task: TaskID, _ ref: Ref, flags: Flags) throws(CallError) {
         checkThread()
@@ -211,8 +212,10 @@ extension KernelInstance {
             throw .reference(.missingRight(ref, needed: .delete, held: entry.rights))
         }
         guard objects.isLive(entry.object) else {
+            // Already deleted through another reference: what was asked holds,
+            // so the call succeeds and drops the dangling reference.
             _ = try? tasks[t].refs.remove(ref)
-            throw .objectDeleted
+            return
         }
         if entry.kind == .task { stop(objects.records[Int(entry.object.index)].task) }
         _ = try? tasks[t].refs.remove(ref)

@@ -146,7 +146,7 @@ import Testing
         #expect(ended17)
     }
 
-    @Test func strongReadIsTrueEvenIfStale() throws {
+    @Test func strongReadIsFalseWhenDeletedUnderTheHold() throws {
         // A strong read cannot be interleaved by a write, so it is consistent
         // until the object is deleted under it.
         let (_, blob) = try task.create(.blob(size: 64))
@@ -253,6 +253,9 @@ import Testing
         try task.delete(blob)
         #expect(throws: CallError.objectDeleted) { _ = try task.beginRead(second) }
         #expect(throws: CallError.noSuchName(name)) { try task.lookup(name) }
+        // Deleting it again through the dangling reference succeeds and drops that reference.
+        try task.delete(second)
+        #expect(throws: CallError.reference(.stale(second))) { try task.describe(second) }
     }
 
     @Test func deleteWithoutTheRightIsRefused() throws {
