@@ -10,8 +10,11 @@
 // Swift 6.3) is left off: it needs swift-runtime-interposer, which is not
 // available offline, and these benchmarks do not report retain/release counts.
 //
-// The root package is built with its traits off (no DPDK/RDMA shims): the
-// benchmarks only need the DIOS library.
+// The root package is taken with its traits off (no DPDK/RDMA shims): the
+// benchmarks only need the DIOS library, so they build where libdpdk-dev and
+// the verbs libraries are missing. (With default traits it builds too: the
+// DIOS product does not link the C shims, and SwiftPM accepts the DPDK shim's
+// unsafeFlags from a local path dependency.)
 
 import PackageDescription
 

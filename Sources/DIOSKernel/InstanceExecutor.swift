@@ -13,6 +13,8 @@ import Synchronization
 /// by another instance's loop.
 public final class InstanceExecutor: TaskExecutor, SerialExecutor, @unchecked Sendable {
     private let inbox = Mutex(Deque<UnownedJob>())
+    /// Jobs enqueued and not yet taken: a lock-free hint for spinning callers.
+    private let pending = Atomic<Int>(0)
     private var running: Deque<UnownedJob> = []
     /// Signalled when a job arrives while the loop sleeps.
     let doorbell: Doorbell
@@ -25,12 +27,16 @@ public final class InstanceExecutor: TaskExecutor, SerialExecutor, @unchecked Se
     public func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
         inbox.withLock { $0.append(job) }
+        pending.add(1, ordering: .releasing)
         doorbell.ring()
     }
 
     public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
         UnownedSerialExecutor(ordinary: self)
     }
+
+    /// Whether jobs may be waiting, without taking the lock.
+    var hasPendingHint: Bool { pending.load(ordering: .relaxed) > 0 }
 
     /// Whether jobs are waiting.
     var hasPending: Bool { inbox.withLock { !$0.isEmpty } }
@@ -43,6 +49,7 @@ public final class InstanceExecutor: TaskExecutor, SerialExecutor, @unchecked Se
             swap(&inbox, &running)
         }
         let n = running.count
+        if n > 0 { pending.subtract(n, ordering: .relaxed) }
         while let job = running.popFirst() {
             job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
         }

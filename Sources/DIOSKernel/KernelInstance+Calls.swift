@@ -24,12 +24,12 @@ extension KernelInstance {
             guard messageSize > 0 else { throw .invalidArgument("stream message size \(messageSize)") }
             guard depth > 0, depth <= 1 << 20 else { throw .invalidArgument("stream depth \(depth)") }
             let slots = 1 << (Int.bitWidth - (depth - 1).leadingZeroBitCount)  // next power of two
-            let stride = StreamLayout.stride(messageSize: messageSize)
-            guard stride * slots <= BufferPool.maximumSize else { throw .outOfMemory(requested: stride * slots) }
-            object = makeObject(kind: .stream, name: name, bufferSize: stride * slots, maxWriteSize: messageSize, flags: flags)
-            if let object {
-                objects.records[Int(object.index)].length = stride
-                objects.records[Int(object.index)].depth = UInt64(slots)
+            let bytes = StreamRing.byteSize(messageSize: messageSize, depth: slots)
+            guard bytes <= BufferPool.maximumSize else { throw .outOfMemory(requested: bytes) }
+            object = makeObject(kind: .stream, name: name, bufferSize: bytes, maxWriteSize: messageSize, flags: flags)
+            if let object, let buffer = objects.records[Int(object.index)].buffer {
+                objects.records[Int(object.index)].ring = StreamRing.initialize(
+                    at: pool.address(of: buffer), messageSize: messageSize, depth: slots)
             }
         case .timer(let after):
             object = makeObject(kind: .timer, name: name, bufferSize: 64, maxWriteSize: 8, flags: flags)
@@ -58,9 +58,12 @@ extension KernelInstance {
     /// `run`: starts the program on this instance as a new task (trusted tasks
     /// only). `arguments` are delegated with the rights the caller holds before
     /// the task first runs. Returns a reference to the task object.
+    ///
+    /// With `instance` naming another instance of the node, the task starts there
+    /// (the core that instance polls); without it, here, next to its parent.
     package func run(
         _ task: TaskID, _ programRef: Ref, arguments: [Ref], flags: Flags,
-        label: String? = nil
+        label: String? = nil, on instance: Int? = nil
     ) throws(CallError) -> Ref {
         checkThread()
         counters.calls += 1
@@ -73,6 +76,9 @@ extension KernelInstance {
         for ref in arguments {
             let (entry, _) = try resolve(task, ref, .copy)
             argumentEntries.append(entry)
+        }
+        if let instance, instance != index {
+            return try runRemote(t, programEntry, arguments: argumentEntries, flags: flags, label: label ?? "program", on: instance)
         }
         guard tasks[t].refs.count < tasks[t].refs.capacity else { throw .reference(.tableFull) }
         let child = attachTask(trusted: !flags.contains(.untrusted), label: label ?? "program")
@@ -93,18 +99,32 @@ extension KernelInstance {
         counters.calls += 1
         let (entry, o) = try resolve(task, taskRef, .run)
         guard entry.kind == .task else { throw .wrongKind(.pause, entry.kind) }
+        guard !objects.records[o].ready else { throw .taskStopped }
+        let resume = flags.contains(.resume)
+        let remote = objects.records[o].remoteInstance
+        if remote >= 0 {  // a proxy: the task runs on another instance
+            if let target = objects.records[o].remoteTask {
+                send(.pause(task: target, resume: resume), to: remote)
+            } else {
+                objects.records[o].pendingPause = resume
+            }
+            return
+        }
         let target = objects.records[o].task
         let i = Int(target.index)
-        guard !objects.records[o].ready, i < tasks.count, tasks[i].generation == target.generation, tasks[i].live else {
-            throw .taskStopped
-        }
-        if flags.contains(.resume) {
-            tasks[i].paused = false
+        guard i < tasks.count, tasks[i].generation == target.generation, tasks[i].live else { throw .taskStopped }
+        setPaused(target, paused: !resume)
+    }
+
+    /// Pauses or resumes one of this instance's tasks.
+    func setPaused(_ target: TaskID, paused: Bool) {
+        let i = Int(target.index)
+        guard i < tasks.count, tasks[i].generation == target.generation, tasks[i].live else { return }
+        tasks[i].paused = paused
+        if !paused {
             let resumed = tasks[i].pauseWaiters
             tasks[i].pauseWaiters.removeAll()
             for w in resumed { w.resume() }
-        } else {
-            tasks[i].paused = true
         }
     }
 
@@ -141,6 +161,9 @@ extension KernelInstance {
         counters.calls += 1
         let (targetEntry, o) = try resolve(task, taskRef, [])
         guard targetEntry.kind == .task else { throw .wrongKind(.copy, targetEntry.kind) }
+        guard objects.records[o].remoteInstance < 0 else {
+            throw .invalidArgument("copy to a task on another instance: pass the references to run instead")
+        }
         let target = objects.records[o].task
         let c = Int(target.index)
         guard !objects.records[o].ready, c < tasks.count, tasks[c].generation == target.generation, tasks[c].live,
@@ -217,7 +240,15 @@ extension KernelInstance {
             _ = try? tasks[t].refs.remove(ref)
             return
         }
-        if entry.kind == .task { stop(objects.records[Int(entry.object.index)].task) }
+        if entry.kind == .task {
+            let o = Int(entry.object.index)
+            let remote = objects.records[o].remoteInstance
+            if remote < 0 {
+                stop(objects.records[o].task)
+            } else if let target = objects.records[o].remoteTask {
+                send(.stop(task: target), to: remote)
+            }  // not started yet: `.started` finds the proxy gone and stops it
+        }
         _ = try? tasks[t].refs.remove(ref)
         destroy(entry.object)
     }
@@ -266,20 +297,9 @@ extension ObjectSpec {
     var byteSize: Int {
         switch self {
         case .blob(let size): size
-        case .stream(let messageSize, let depth): StreamLayout.stride(messageSize: messageSize) * depth
+        case .stream(let messageSize, let depth): StreamRing.byteSize(messageSize: messageSize, depth: depth)
         case .timer: 64
         }
     }
 }
 
-/// How a stream lays its messages out in its buffer: `depth` slots of `stride`
-/// bytes, each an 8-byte header (the length) followed by the payload. The same
-/// layout serves a cross-core ring later: the writer fills a slot in place and
-/// the reader reads that very slot.
-enum StreamLayout {
-    static let header = 8
-
-    static func stride(messageSize: Int) -> Int {
-        (header + messageSize + 63) / 64 * 64
-    }
-}

@@ -40,11 +40,10 @@ extension KernelInstance {
         checkThread()
         counters.calls &+= 1
         let (entry, i) = try resolve(task, ref, .read)
-        guard let buffer = objects.records[i].buffer else { throw .wrongKind(.beginRead, entry.kind) }
-        let base = pool.address(of: buffer)
         let grant: IOGrant
         switch entry.kind {
         case .blob:
+            let base = try bufferAddress(i, .beginRead)
             let strong = flags.contains(.strong)
             if strong {
                 guard !objects.records[i].writerOpen else { throw .wouldBlock }
@@ -54,17 +53,16 @@ extension KernelInstance {
                 object: entry.object, base: base, count: objects.records[i].length,
                 version: objects.records[i].version, mode: strong ? .strong : .weak)
         case .stream:
+            guard let ring = objects.records[i].ring else { throw .wrongKind(.beginRead, entry.kind) }
+            guard ring.claim(writer: false, for: claimID) else { throw .busy }
             guard !objects.records[i].readerOpen else { throw .busy }
-            let head = objects.records[i].head
-            guard head != objects.records[i].tail else { throw .wouldBlock }
-            let slot = base + Int(head & (objects.records[i].depth - 1)) * objects.records[i].length
-            let count = Int(slot.load(as: UInt32.self))
+            guard let (payload, count) = ring.peek() else { throw ring.isClosed ? .objectDeleted : .wouldBlock }
             objects.records[i].readerOpen = true
             grant = IOGrant(
-                object: entry.object, base: slot + StreamLayout.header, count: count,
-                version: objects.records[i].version, mode: .stream)
+                object: entry.object, base: payload, count: count, version: objects.records[i].version, mode: .stream)
         case .timer, .task:
             guard objects.records[i].ready else { throw .wouldBlock }
+            let base = try bufferAddress(i, .beginRead)
             grant = IOGrant(
                 object: entry.object, base: base, count: objects.records[i].length,
                 version: objects.records[i].version, mode: .value)
@@ -98,11 +96,12 @@ extension KernelInstance {
             consistent = !deleted
         case .stream:
             objects.records[i].readerOpen = false
-            if !deleted {
-                objects.records[i].head &+= 1
+            if !deleted, let ring = objects.records[i].ring {
+                ring.release()
                 objects.records[i].version &+= 1
                 counters.messagesIn &+= 1
                 markDirty(grant.object)
+                if objects.records[i].crossInstance { wakePeer(of: ring, writer: true) }
             }
             consistent = !deleted
         case .value:
@@ -146,12 +145,11 @@ extension KernelInstance {
         let (entry, i) = try resolve(task, ref, .write)
         guard size >= 0 else { throw .invalidArgument("write size \(size)") }
         guard size <= entry.maxWriteSize else { throw .tooLarge(requested: size, maximum: entry.maxWriteSize) }
-        guard let buffer = objects.records[i].buffer else { throw .wrongKind(.beginWrite, entry.kind) }
         guard !objects.records[i].writerOpen else { throw .busy }
-        let base = pool.address(of: buffer)
         let grant: IOGrant
         switch entry.kind {
         case .blob:
+            let base = try bufferAddress(i, .beginWrite)
             guard objects.records[i].sharedHolds == 0 else { throw .wouldBlock }
             let strong = flags.contains(.strong)
             objects.records[i].exclusive = strong
@@ -160,14 +158,15 @@ extension KernelInstance {
                 object: entry.object, base: base, count: size, version: objects.records[i].version,
                 mode: strong ? .strong : .weak)
         case .stream:
-            let tail = objects.records[i].tail
-            guard tail &- objects.records[i].head < objects.records[i].depth else { throw .wouldBlock }
-            let slot = base + Int(tail & (objects.records[i].depth - 1)) * objects.records[i].length
+            guard let ring = objects.records[i].ring else { throw .wrongKind(.beginWrite, entry.kind) }
+            guard ring.claim(writer: true, for: claimID) else { throw .busy }
+            guard !ring.isClosed else { throw .objectDeleted }
+            guard let payload = ring.reserve() else { throw .wouldBlock }
             grant = IOGrant(
-                object: entry.object, base: slot + StreamLayout.header, count: size,
-                version: objects.records[i].version, mode: .stream)
+                object: entry.object, base: payload, count: size, version: objects.records[i].version, mode: .stream)
         case .timer:
             guard size == 8 else { throw .invalidArgument("a timer is written with 8 bytes, got \(size)") }
+            let base = try bufferAddress(i, .beginWrite)
             grant = IOGrant(object: entry.object, base: base, count: 8, version: objects.records[i].version, mode: .value)
         case .task, .program:
             throw .wrongKind(.beginWrite, entry.kind)
@@ -196,8 +195,10 @@ extension KernelInstance {
                 objects.records[i].length = length
                 objects.records[i].version &+= 1  // even: committed
             case .stream:
-                (grant.base - StreamLayout.header).storeBytes(of: UInt32(length), as: UInt32.self)
-                objects.records[i].tail &+= 1
+                if let ring = objects.records[i].ring {
+                    ring.publish(length: length)
+                    if objects.records[i].crossInstance { wakePeer(of: ring, writer: false) }
+                }
                 objects.records[i].version &+= 1
                 counters.messagesOut &+= 1
             case .value:
@@ -226,10 +227,22 @@ extension KernelInstance {
         if objects.records[i].deleted && objects.records[i].openTransactions == 0 { reclaim(grant.object) }
     }
 
+    /// The address of an object's own buffer, or `.wrongKind` for objects without one.
+    @inline(__always)
+    func bufferAddress(_ i: Int, _ call: Call) throws(CallError) -> UnsafeMutableRawPointer {
+        guard let buffer = objects.records[i].buffer else { throw .wrongKind(call, objects.records[i].kind) }
+        return pool.address(of: buffer)
+    }
+
     /// Whether a view lies inside the buffer of the object it was issued for
     /// (the zero-copy contract, checked by tests).
     package func bufferRange(of object: ObjectID) -> Range<UInt>? {
-        guard objects.exists(object), let buffer = objects.records[Int(object.index)].buffer else { return nil }
+        guard objects.exists(object) else { return nil }
+        if let ring = objects.records[Int(object.index)].ring {
+            let start = UInt(bitPattern: ring.base)
+            return start..<(start + UInt(StreamRing.headerSize) + UInt(ring.depth) * UInt(ring.stride))
+        }
+        guard let buffer = objects.records[Int(object.index)].buffer else { return nil }
         let start = UInt(bitPattern: pool.address(of: buffer))
         return start..<(start + UInt(buffer.capacity))
     }

@@ -13,7 +13,9 @@ extension KernelInstance {
         case .blob:
             return writable ? !r.writerOpen && r.sharedHolds == 0 : !(r.writerOpen && r.exclusive)
         case .stream:
-            return writable ? !r.writerOpen && r.tail &- r.head < r.depth : !r.readerOpen && r.head != r.tail
+            guard let ring = r.ring else { return true }
+            if ring.isClosed { return true }
+            return writable ? !r.writerOpen && ring.hasSpace() : !r.readerOpen && ring.hasMessage()
         case .timer:
             return writable ? !r.writerOpen : r.ready
         case .task:
@@ -42,6 +44,11 @@ extension KernelInstance {
 
     /// `select`: the index of the first ready reference among `refs`, waiting
     /// until one is. With a timer among them this is a timeout.
+    ///
+    /// Before suspending the task it spins on the references for a while
+    /// (`selectSpin` turns, cut short when anything else needs the instance):
+    /// a stream fed from another core then costs a cache-line transfer, not a
+    /// trip through the scheduler.
     package func select(_ task: TaskID, _ refs: [Ref], flags: Flags) async throws(CallError) -> Int {
         checkThread()
         counters.calls &+= 1
@@ -49,10 +56,17 @@ extension KernelInstance {
         while true {
             try await waitWhilePaused(task)
             if let n = try firstReady(task, refs, flags: flags) { return n }
+            if let n = try spin(task, refs, flags: flags) { return n }
             let t = try taskIndex(task)
             var watched: [UInt32] = []
+            var shared = false
             watched.reserveCapacity(refs.count)
-            for ref in refs { watched.append(try! tasks[t].refs.entry(ref).object.index) }
+            for ref in refs {
+                let o = try! tasks[t].refs.entry(ref).object
+                watched.append(o.index)
+                shared = shared || objects.records[Int(o.index)].crossInstance
+            }
+            let writable = flags.contains(.writable)
             // The body of withUnsafeContinuation may run after other jobs of this
             // instance (the runtime can hop before calling it), so readiness is
             // checked again there, where nothing else can interleave.
@@ -62,10 +76,25 @@ extension KernelInstance {
                 if ready {
                     c.resume()
                 } else {
-                    waiters.append(Waiter(task: task, objects: watched, continuation: c))
+                    waiters.append(
+                        Waiter(task: task, objects: watched, writable: writable, shared: shared, continuation: c))
                 }
             }
         }
+    }
+
+    /// Spins on `refs` until one is ready, the budget is spent, or the instance
+    /// has other work (jobs, control messages, a due timer).
+    func spin(_ task: TaskID, _ refs: [Ref], flags: Flags) throws(CallError) -> Int? {
+        var budget = selectSpin
+        while budget > 0 {
+            budget -= 1
+            if executor.hasPendingHint || hasControlMessages() { return nil }
+            if budget & 255 == 0, let due = nanosecondsToNextTimer(), due == 0 { return nil }
+            if let n = try firstReady(task, refs, flags: flags) { return n }
+            clinux_cpu_relax()
+        }
+        return nil
     }
 
     /// Fires due timers. Returns how many fired.
@@ -89,6 +118,20 @@ extension KernelInstance {
         counters.timersFired &+= UInt64(fired)
         return fired
     }
+
+    /// Marks dirty the objects of waiters that watch a ring shared with another
+    /// instance and became ready: the other instance changed it, not us.
+    func markSharedReady() {
+        for w in waiters where w.shared {
+            for (n, o) in w.objects.enumerated() where isReady(Int(o), writable: w.writable) {
+                _ = n
+                dirty.append(o)
+            }
+        }
+    }
+
+    /// Waiters that watch a shared ring.
+    var sharedWatchers: Int { waiters.lazy.filter(\.shared).count }
 
     /// Resumes the waiters watching an object that changed. Returns how many.
     func wakeWaiters() -> Int {
@@ -117,7 +160,9 @@ extension KernelInstance {
         checkThread()
         counters.polls &+= 1
         var work = executor.runPending()
+        work += drainControl()
         if !timers.isEmpty { work += fireTimers(now: clinux_monotonic_ns()) }
+        if sharedWatchers > 0 { markSharedReady() }
         work += wakeWaiters()
         if work == 0 { counters.idlePolls &+= 1 }
         return work
@@ -132,7 +177,8 @@ extension KernelInstance {
 
     /// Whether the loop has nothing to do right now (checked just before sleeping).
     func isIdle() -> Bool {
-        !executor.hasPending && dirty.isEmpty && (nanosecondsToNextTimer().map { $0 > 0 } ?? true)
+        !executor.hasPending && dirty.isEmpty && !hasControlMessages() && sharedWatchers == 0
+            && (nanosecondsToNextTimer().map { $0 > 0 } ?? true)
     }
 
     /// Swift tasks still running on this instance.

@@ -40,14 +40,34 @@ public final class KernelInstance: @unchecked Sendable {
     private var owner: pthread_t?
     var stopping = false
 
+    /// The node's instances and the queues between them; `index` is this one's place.
+    public let fabric: NodeFabric
+    public let index: Int
+    /// This instance's mark in a stream ring's writer/reader claim (never 0).
+    let claimID: UInt32
+    /// Messages for another instance whose queue was full, in order.
+    var outbox: [[KernelMessage]]
+    /// How long `select` spins on its references before suspending the task.
+    package var selectSpin: Int = 2_000
+
     /// An instance over `pool`. It runs nothing until a loop polls it
     /// (`PollLoop`) or a thread adopts it (`adoptCurrentThread()`).
-    public init(id: InstanceID, pool: BufferPool, logger: Logger? = nil) {
+    ///
+    /// - Parameters:
+    ///   - fabric: the node's instances; by default a node of this instance alone.
+    ///   - index: this instance's place in `fabric`.
+    public init(id: InstanceID, pool: BufferPool, fabric: NodeFabric? = nil, index: Int = 0, logger: Logger? = nil) {
+        let fabric = fabric ?? NodeFabric(instanceCount: 1)
+        precondition(index >= 0 && index < fabric.instanceCount, "instance index outside the fabric")
         self.id = id
         self.pool = pool
+        self.fabric = fabric
+        self.index = index
+        self.claimID = UInt32(index + 1)
+        self.outbox = Array(repeating: [], count: fabric.instanceCount)
         self.objects = ObjectStore(reserve: 1024)
         self.logger = logger ?? Logger(label: "dios.instance.\(id)")
-        self.doorbell = Doorbell()
+        self.doorbell = fabric.doorbells[index]
         self.executor = InstanceExecutor(doorbell: doorbell)
         tasks.reserveCapacity(64)
         waiters.reserveCapacity(64)
@@ -159,6 +179,7 @@ public final class KernelInstance: @unchecked Sendable {
             markDirty(object)
         }
         for w in tasks[i].pauseWaiters { w.resume() }
+        if let proxy = tasks[i].proxy { send(.exited(proxy: proxy.object, status: status), to: proxy.instance) }
         tasks[i] = TaskRecord(generation: tasks[i].generation &+ 1)
         freeTasks.append(task.index)
         counters.tasksExited += 1
@@ -219,9 +240,23 @@ public final class KernelInstance: @unchecked Sendable {
         if objects.records[i].openTransactions == 0 { reclaim(object) }
     }
 
-    /// Frees a deleted object's buffer and slot.
+    /// Frees a deleted object's buffer and slot. A stream ring shared with other
+    /// instances is closed, and its memory kept until every end has let go.
     func reclaim(_ object: ObjectID) {
         let i = Int(object.index)
+        if let ring = objects.records[i].ring, objects.records[i].crossInstance {
+            ring.close()
+            let remaining = ring.adjustEnds(by: -1)
+            if let owner = objects.records[i].ringOwner {
+                // An attached end: the memory is the owner's to free.
+                if remaining == 0 { send(.ringReleased(object: owner.object), to: owner.instance) }
+                wakePeers(of: ring)
+            } else if remaining > 0 {
+                wakePeers(of: ring)
+                objects.records[i].awaitingEnds = true
+                return  // freed when `.ringReleased` arrives
+            }
+        }
         if let buffer = objects.records[i].buffer { pool.free(buffer) }
         objects.records[i].buffer = nil
         objects.release(object)
@@ -274,6 +309,8 @@ struct TaskRecord {
     var pauseWaiters: [UnsafeContinuation<Void, Never>] = []
     var delegated: [Ref] = []
     var delegationWaiter: UnsafeContinuation<Void, Never>? = nil
+    /// For a task started by another instance: its proxy object there.
+    var proxy: (instance: Int, object: ObjectID)? = nil
     var handle: Task<Void, Never>? = nil
 
     init(generation: UInt32) { self.generation = generation }
@@ -297,6 +334,9 @@ struct TimerEntry: Comparable {
 struct Waiter {
     var task: TaskID
     var objects: [UInt32]
+    var writable: Bool
+    /// Some object is a ring shared with another instance: poll it.
+    var shared: Bool
     var continuation: UnsafeContinuation<Void, Never>
 }
 
@@ -322,7 +362,7 @@ extension KernelInstance {
             out.append(
                 "o\(i)/\(r.generation) \(r.kind) v\(r.version) len\(r.length) sh\(r.sharedHolds) w\(r.writerOpen) "
                     + "x\(r.exclusive) rd\(r.readerOpen) open\(r.openTransactions) del\(r.deleted) "
-                    + "q\(r.head)-\(r.tail) ready\(r.ready) dl\(r.deadline)")
+                    + "q\(r.ring.map { "\($0.count)" } ?? "-") ready\(r.ready) dl\(r.deadline)")
         }
         for (i, t) in tasks.enumerated() where t.live {
             out.append("t\(i)/\(t.generation) p\(t.paused) s\(t.stopping) d\(t.delegated)")

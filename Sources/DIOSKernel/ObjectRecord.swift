@@ -15,7 +15,7 @@ struct ObjectRecord {
     /// Blob: a seqlock-style version, odd while a write is open. Others: bumped
     /// on every committed change, so waiters can tell something happened.
     var version: UInt64 = 0
-    /// Blob: bytes written. Stream: slot stride. Timer/task: bytes readable once ready.
+    /// Blob: bytes written. Timer/task: bytes readable once ready.
     var length = 0
     var maxWriteSize = 0
     /// Strong readers holding the object.
@@ -31,10 +31,19 @@ struct ObjectRecord {
     /// Deleted, but transactions are still open on the buffer.
     var deleted = false
 
-    // Stream ring: messages `head..<tail` are published.
-    var head: UInt64 = 0
-    var tail: UInt64 = 0
-    var depth: UInt64 = 0
+    // Stream: its ring (in this instance's buffer, or another's), whether an end
+    // is on another instance, and — for an end attached here — who owns the ring.
+    var ring: StreamRing? = nil
+    var crossInstance = false
+    var ringOwner: (instance: Int, object: ObjectID)? = nil
+    /// Deleted here, but the ring's memory waits for the other instances' ends.
+    var awaitingEnds = false
+
+    // Task proxy: a task started on another instance, stood for by this object.
+    var remoteInstance = -1
+    var remoteTask: TaskID? = nil
+    var pendingPause: Bool? = nil
+    var pendingStop = false
 
     // Timer: monotonic deadline; task: its id; program: index into the registry.
     var deadline: UInt64 = 0

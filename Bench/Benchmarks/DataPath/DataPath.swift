@@ -3,7 +3,8 @@
 // the hardware floor of the same work done on a plain struct.
 //
 // Every benchmark runs `benchmark.scaledIterations` (1000) operations per
-// iteration; run with `--scale` to print per-operation figures. The data-path
+// iteration; the default output shows per-operation figures (rows marked `*`;
+// package-benchmark 1.38.1's `--scale` flag turns that off). The data-path
 // benchmarks (weak read pair, write pair, stream message) must not allocate:
 // their mallocCountTotal threshold is 0 (see Thresholds/ and README.md).
 

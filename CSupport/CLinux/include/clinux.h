@@ -54,6 +54,20 @@ int clinux_termination_signal_fd(void);
 /// Makes stdout line-buffered even into a pipe. Wraps `setvbuf(stdout, ..., _IOLBF)`.
 void clinux_line_buffer_stdout(void);
 
+/// Atomics on memory Swift does not own as an `Atomic` value: rings and their
+/// indices in the shared hugepage arena. Inline, so each is one instruction.
+static inline uint64_t clinux_load_acquire_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void clinux_store_release_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline uint32_t clinux_load_acquire_u32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void clinux_store_release_u32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+/// Compare-and-swap; returns 1 when `*p` was `expected` and is now `desired`.
+static inline int clinux_cas_u32(uint32_t *p, uint32_t expected, uint32_t desired) {
+    return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+static inline uint32_t clinux_fetch_add_u32(uint32_t *p, int32_t delta) {
+    return __atomic_fetch_add(p, (uint32_t)delta, __ATOMIC_ACQ_REL);
+}
+
 /// Monotonic clock in nanoseconds. Wraps `clock_gettime(CLOCK_MONOTONIC)`.
 uint64_t clinux_monotonic_ns(void);
 

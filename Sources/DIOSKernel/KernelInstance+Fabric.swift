@@ -1,0 +1,180 @@
+import DIOSCore
+import DIOSMemory
+
+/// Talking to the other instances of the node: control messages through the
+/// fabric's queues, doorbells for rings shared with them, and the calls that
+/// reach another instance (`run` on another core, pausing or stopping a task
+/// there). Nothing here touches another instance's state: a request is a
+/// message, and the other instance acts on it in its own polling loop.
+extension KernelInstance {
+    /// Sends a control message to instance `to`, keeping it in the outbox (in
+    /// order) while that instance's queue is full.
+    func send(_ message: KernelMessage, to: Int) {
+        precondition(to != index && to >= 0 && to < fabric.instanceCount, "no such peer instance")
+        if outbox[to].isEmpty, fabric.queues[index][to]!.push(message) {
+            fabric.doorbells[to].ring()
+            return
+        }
+        outbox[to].append(message)
+    }
+
+    /// Wakes the instance holding the writer (or reader) side of a shared ring,
+    /// if it sleeps. One atomic load when it does not.
+    @inline(__always)
+    func wakePeer(of ring: StreamRing, writer: Bool) {
+        let peer = ring.claimant(writer: writer)
+        if peer != 0 && peer != claimID { fabric.doorbells[Int(peer) - 1].ring() }
+    }
+
+    func wakePeers(of ring: StreamRing) {
+        wakePeer(of: ring, writer: true)
+        wakePeer(of: ring, writer: false)
+    }
+
+    /// Flushes the outbox and handles every message waiting from other instances.
+    /// Returns the messages handled.
+    func drainControl() -> Int {
+        guard fabric.instanceCount > 1 else { return 0 }
+        var handled = 0
+        for peer in 0..<fabric.instanceCount where peer != index {
+            while let message = outbox[peer].first, fabric.queues[index][peer]!.push(message) {
+                outbox[peer].removeFirst()
+                fabric.doorbells[peer].ring()
+            }
+            let queue = fabric.queues[peer][index]!
+            while let message = queue.pop() {
+                handle(message, from: peer)
+                handled += 1
+            }
+        }
+        return handled
+    }
+
+    /// Whether another instance has sent something (checked while `select` spins).
+    @inline(__always)
+    func hasControlMessages() -> Bool {
+        guard fabric.instanceCount > 1 else { return false }
+        for peer in 0..<fabric.instanceCount where peer != index && !fabric.queues[peer][index]!.isEmpty {
+            return true
+        }
+        return false
+    }
+
+    func handle(_ message: KernelMessage, from peer: Int) {
+        switch message {
+        case .run(let proxy, let program, let trusted, let arguments, let label):
+            startForPeer(proxy: proxy, from: peer, program: program, trusted: trusted, arguments: arguments, label: label)
+        case .started(let proxy, let task):
+            guard objects.isLive(proxy) else {  // the proxy was deleted meanwhile: stop the task
+                send(.stop(task: task), to: peer)
+                return
+            }
+            let p = Int(proxy.index)
+            objects.records[p].remoteTask = task
+            if objects.records[p].pendingStop {
+                send(.stop(task: task), to: peer)
+            } else if let resume = objects.records[p].pendingPause {
+                send(.pause(task: task, resume: resume), to: peer)
+            }
+            objects.records[p].pendingPause = nil
+        case .failedToStart(let proxy, let error):
+            logger.warning("task did not start on instance \(peer): \(error)")
+            finishProxy(proxy, status: -1)
+        case .exited(let proxy, let status):
+            finishProxy(proxy, status: status)
+        case .pause(let task, let resume):
+            setPaused(task, paused: !resume)
+        case .stop(let task):
+            stop(task)
+        case .ringReleased(let object):
+            let i = Int(object.index)
+            guard objects.exists(object), objects.records[i].awaitingEnds else { return }
+            objects.records[i].awaitingEnds = false
+            if let buffer = objects.records[i].buffer { pool.free(buffer) }
+            objects.records[i].buffer = nil
+            objects.release(object)
+        }
+    }
+
+    /// Marks a proxy's task finished with `status`: the proxy becomes readable.
+    func finishProxy(_ proxy: ObjectID, status: Int32) {
+        guard objects.isLive(proxy) else { return }
+        let p = Int(proxy.index)
+        objects.records[p].ready = true
+        objects.records[p].length = 8
+        if let buffer = objects.records[p].buffer {
+            pool.address(of: buffer).storeBytes(of: Int64(status), as: Int64.self)
+        }
+        objects.records[p].version &+= 2
+        markDirty(proxy)
+    }
+
+    /// `run` onto instance `target`: a proxy task object here stands for the task
+    /// there; the arguments (streams) are handed over as rings shared with it.
+    func runRemote(
+        _ t: Int, _ programEntry: ReferenceEntry, arguments: [ReferenceEntry], flags: Flags, label: String,
+        on target: Int
+    ) throws(CallError) -> Ref {
+        guard target >= 0 && target < fabric.instanceCount else {
+            throw .invalidArgument("no instance \(target) on this node (it has \(fabric.instanceCount))")
+        }
+        for e in arguments where e.kind != .stream {
+            throw .wrongKind(.run, e.kind)  // only streams are shared between instances so far
+        }
+        guard tasks[t].refs.count < tasks[t].refs.capacity else { throw .reference(.tableFull) }
+        let programName = objects.records[Int(programEntry.object.index)].name
+        guard let proxy = makeObject(kind: .task, name: .random(), bufferSize: 64, maxWriteSize: 0, flags: []) else {
+            throw .outOfMemory(requested: 64)
+        }
+        objects.records[Int(proxy.index)].remoteInstance = target
+        let handoffs = arguments.map { handoff(for: $0) }
+        send(
+            .run(proxy: proxy, program: programName, trusted: !flags.contains(.untrusted), arguments: handoffs, label: label),
+            to: target)
+        var entry = entry(for: proxy, rights: .all)
+        entry.proximity = .localNode
+        return try! insertRef(t, entry)
+    }
+
+    /// Describes a stream for another instance, counting the new end on its ring.
+    func handoff(for entry: ReferenceEntry) -> Handoff {
+        let i = Int(entry.object.index)
+        let ring = objects.records[i].ring!
+        objects.records[i].crossInstance = true
+        ring.adjustEnds(by: 1)
+        let owner = objects.records[i].ringOwner
+        return Handoff(
+            ringOffset: ring.base - pool.arena.base,
+            owner: owner.map { InstanceID(node: id.node, core: UInt16($0.instance)) } ?? id,
+            object: owner?.object ?? entry.object, name: objects.records[i].name, rights: entry.rights,
+            maxWriteSize: entry.maxWriteSize)
+    }
+
+    /// Handles `.run` from a peer: starts the program here with the handed-over streams.
+    func startForPeer(proxy: ObjectID, from peer: Int, program: Name, trusted: Bool, arguments: [Handoff], label: String) {
+        let programObject = names[program]?.first { objects.isLive($0) && objects.records[Int($0.index)].kind == .program }
+        guard let programObject, let body = programs[objects.records[Int(programObject.index)].program] else {
+            for h in arguments { StreamRing.attach(at: pool.arena.address(at: h.ringOffset)).adjustEnds(by: -1) }
+            send(.failedToStart(proxy: proxy, error: .noSuchName(program)), to: peer)
+            return
+        }
+        let child = attachTask(trusted: trusted, label: label)
+        let c = Int(child.index)
+        tasks[c].proxy = (peer, proxy)
+        for h in arguments {
+            var record = ObjectRecord()
+            record.kind = .stream
+            record.name = h.name
+            record.maxWriteSize = h.maxWriteSize
+            record.ring = StreamRing.attach(at: pool.arena.address(at: h.ringOffset))
+            record.crossInstance = true
+            record.ringOwner = (Int(h.owner.core), h.object)
+            let end = objects.insert(record)
+            var entry = entry(for: end, rights: h.rights)
+            entry.proximity = .localNode
+            if let ref = try? insertRef(c, entry) { tasks[c].delegated.append(ref) }
+        }
+        start(child, entry: body)
+        send(.started(proxy: proxy, task: child), to: peer)
+    }
+}

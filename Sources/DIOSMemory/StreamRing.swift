@@ -1,0 +1,161 @@
+import CLinux
+
+/// A single-producer/single-consumer ring of fixed-size message slots laid out
+/// in arena memory: the stream's buffer itself.
+///
+/// The writer fills a slot in place and publishes it by storing `tail`; the
+/// reader reads that very slot and releases it by storing `head`. Nothing is
+/// copied between them, nothing is overwritten (a full ring refuses), and the
+/// two sides may be on different kernel instances (threads): the indices are
+/// the only shared words, each written by one side only, with release/acquire
+/// ordering, and each on its own cache line next to that side's cached copy of
+/// the other's index.
+///
+/// Which instance writes and which reads is claimed in the header on first use
+/// (compare-and-swap), so a ring never gets a second producer or consumer.
+///
+/// Layout (offsets from `base`):
+///
+///     0    producer line: tail (u64), cached head (u64)
+///     64   consumer line: head (u64), cached tail (u64)
+///     128  control line: writer claim (u32), reader claim (u32), closed (u32),
+///          attached ends (u32), depth (u32), stride (u32), max message (u32)
+///     192  slots: depth × stride bytes; each slot = length (u32), 4 pad, payload
+public struct StreamRing: @unchecked Sendable {
+    public static let headerSize = 192
+    public static let slotHeader = 8
+
+    /// The ring's first byte, in the arena.
+    public let base: UnsafeMutableRawPointer
+    public let depth: UInt64
+    public let stride: Int
+    public let maxMessage: Int
+
+    /// The bytes a ring needs: header plus `depth` (a power of two) slots.
+    public static func byteSize(messageSize: Int, depth: Int) -> Int {
+        headerSize + depth * stride(messageSize: messageSize)
+    }
+
+    public static func stride(messageSize: Int) -> Int { (slotHeader + messageSize + 63) / 64 * 64 }
+
+    /// Lays a new ring out over zeroed memory at `base`.
+    public static func initialize(at base: UnsafeMutableRawPointer, messageSize: Int, depth: Int) -> StreamRing {
+        precondition(depth > 0 && depth & (depth - 1) == 0, "ring depth must be a power of two")
+        let ring = StreamRing(base: base, depth: UInt64(depth), stride: stride(messageSize: messageSize), maxMessage: messageSize)
+        ring.u32(at: 144).pointee = UInt32(depth)
+        ring.u32(at: 148).pointee = UInt32(ring.stride)
+        ring.u32(at: 152).pointee = UInt32(messageSize)
+        ring.u32(at: 140).pointee = 1  // one end attached: the creator's
+        return ring
+    }
+
+    /// The ring already laid out at `base` (another instance's view of it).
+    public static func attach(at base: UnsafeMutableRawPointer) -> StreamRing {
+        let depth = base.load(fromByteOffset: 144, as: UInt32.self)
+        let stride = base.load(fromByteOffset: 148, as: UInt32.self)
+        let max = base.load(fromByteOffset: 152, as: UInt32.self)
+        return StreamRing(base: base, depth: UInt64(depth), stride: Int(stride), maxMessage: Int(max))
+    }
+
+    init(base: UnsafeMutableRawPointer, depth: UInt64, stride: Int, maxMessage: Int) {
+        self.base = base
+        self.depth = depth
+        self.stride = stride
+        self.maxMessage = maxMessage
+    }
+
+    @inline(__always) func u64(at offset: Int) -> UnsafeMutablePointer<UInt64> {
+        (base + offset).assumingMemoryBound(to: UInt64.self)
+    }
+
+    @inline(__always) func u32(at offset: Int) -> UnsafeMutablePointer<UInt32> {
+        (base + offset).assumingMemoryBound(to: UInt32.self)
+    }
+
+    @inline(__always) func slot(_ index: UInt64) -> UnsafeMutableRawPointer {
+        base + Self.headerSize + Int(index & (depth - 1)) * stride
+    }
+
+    // MARK: Claims
+
+    /// Claims the writer (or reader) side for `instance` (any non-zero number).
+    /// True when the side is, or now becomes, this instance's.
+    @inline(__always)
+    public func claim(writer: Bool, for instance: UInt32) -> Bool {
+        let p = u32(at: writer ? 128 : 132)
+        let current = clinux_load_acquire_u32(p)
+        if current == instance { return true }
+        return current == 0 && clinux_cas_u32(p, 0, instance) != 0
+    }
+
+    /// The instance holding a side, or 0.
+    public func claimant(writer: Bool) -> UInt32 { clinux_load_acquire_u32(u32(at: writer ? 128 : 132)) }
+
+    /// Marks the ring closed: the other side sees `isClosed` and stops.
+    public func close() { clinux_store_release_u32(u32(at: 136), 1) }
+    public var isClosed: Bool { clinux_load_acquire_u32(u32(at: 136)) != 0 }
+
+    /// Counts ends (objects on instances) attached to the ring; returns the count after.
+    @discardableResult
+    public func adjustEnds(by delta: Int32) -> UInt32 { clinux_fetch_add_u32(u32(at: 140), delta) &+ UInt32(bitPattern: delta) }
+
+    // MARK: Producer
+
+    /// The next free slot's payload, or nil when the ring is full. Producer only.
+    @inline(__always)
+    public func reserve() -> UnsafeMutableRawPointer? {
+        let tail = u64(at: 0).pointee  // only the producer writes tail
+        if tail &- u64(at: 8).pointee >= depth {
+            // Cached head says full: refresh it from the consumer's line.
+            let head = clinux_load_acquire_u64(u64(at: 64))
+            u64(at: 8).pointee = head
+            if tail &- head >= depth { return nil }
+        }
+        return slot(tail) + Self.slotHeader
+    }
+
+    /// Publishes the reserved slot with `length` payload bytes. Producer only.
+    @inline(__always)
+    public func publish(length: Int) {
+        let tail = u64(at: 0).pointee
+        slot(tail).storeBytes(of: UInt32(length), as: UInt32.self)
+        clinux_store_release_u64(u64(at: 0), tail &+ 1)
+    }
+
+    /// Whether a slot is free now. Either side (or a third party) may ask.
+    @inline(__always)
+    public func hasSpace() -> Bool {
+        clinux_load_acquire_u64(u64(at: 0)) &- clinux_load_acquire_u64(u64(at: 64)) < depth
+    }
+
+    // MARK: Consumer
+
+    /// The oldest published message (payload and length), or nil when empty. Consumer only.
+    @inline(__always)
+    public func peek() -> (UnsafeMutableRawPointer, Int)? {
+        let head = u64(at: 64).pointee  // only the consumer writes head
+        if head == u64(at: 72).pointee {
+            let tail = clinux_load_acquire_u64(u64(at: 0))
+            u64(at: 72).pointee = tail
+            if head == tail { return nil }
+        }
+        let s = slot(head)
+        return (s + Self.slotHeader, Int(s.load(as: UInt32.self)))
+    }
+
+    /// Releases the oldest message's slot to the producer. Consumer only.
+    @inline(__always)
+    public func release() {
+        clinux_store_release_u64(u64(at: 64), u64(at: 64).pointee &+ 1)
+    }
+
+    /// Whether a message is waiting. Either side (or a third party) may ask.
+    @inline(__always)
+    public func hasMessage() -> Bool {
+        clinux_load_acquire_u64(u64(at: 64)) != clinux_load_acquire_u64(u64(at: 0))
+    }
+
+    /// Messages published and not yet released (either side may ask; approximate
+    /// while the other side runs).
+    public var count: UInt64 { clinux_load_acquire_u64(u64(at: 0)) &- clinux_load_acquire_u64(u64(at: 64)) }
+}
