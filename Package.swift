@@ -52,6 +52,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.2.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
     ],
     targets: [
         // MARK: C at the edge
@@ -122,11 +123,17 @@ let package = Package(
             swiftSettings: strict + [.enableExperimentalFeature("Lifetimes")]
         ),
 
+        .target(
+            name: "DIOSConfig",
+            dependencies: ["DIOS", "DIOSKernel", .product(name: "Yams", package: "Yams")],
+            swiftSettings: strict
+        ),
+
         // MARK: Executables
         .executableTarget(
             name: "diosd",
             dependencies: [
-                "DIOS", "DIOSDevices", "CLinux",
+                "DIOS", "DIOSDevices", "DIOSConfig", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -150,5 +157,6 @@ let package = Package(
             swiftSettings: strict + [.enableExperimentalFeature("Lifetimes")]
         ),
         .testTarget(name: "DIOSDevicesTests", dependencies: ["DIOSDevices"], swiftSettings: strict),
+        .testTarget(name: "DIOSConfigTests", dependencies: ["DIOSConfig"], swiftSettings: strict),
     ]
 )

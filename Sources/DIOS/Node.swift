@@ -11,56 +11,83 @@ public typealias Program = @Sendable (TaskContext) async throws -> Void
 public struct NodeConfiguration: Sendable {
     /// This node's number in the cluster.
     public var node: UInt16 = 0
-    /// Bytes of hugepage memory for the node's arena.
+    /// One kernel instance per entry, each polling on that CPU. Empty: one
+    /// instance, not pinned.
+    public var cores: [Int] = []
+    /// Pin each instance's thread to its CPU.
+    public var pin: Bool = true
+    /// Bytes of hugepage memory for the node's arena (split evenly between instances).
     public var arenaSize: Int = 64 << 20
-    /// What the polling loop does when idle.
+    /// What the polling loops do when idle.
     public var idlePolicy: IdlePolicy = .adaptive
-    /// The CPU to pin the instance's thread to (nil: not pinned).
-    public var cpu: Int? = nil
     public var logger = Logger(label: "dios.node")
 
     public init() {}
+
+    /// How many instances the node runs.
+    public var instanceCount: Int { max(cores.count, 1) }
 }
 
-/// A DIOS node in this process: a hugepage arena, a kernel instance over it and
-/// the thread that polls the instance.
+/// A DIOS node in this process: a hugepage arena, one kernel instance per
+/// configured core — each with its own pool, objects and tasks, polled by its
+/// own thread — and the fabric through which they exchange messages.
 ///
 /// Code outside the node reaches the kernel through `withTask`, which runs a
-/// closure as a task on the instance's thread, or by registering programs and
+/// closure as a task on an instance's thread, or by registering programs and
 /// running them from such a task.
 public final class Node: Sendable {
     public let configuration: NodeConfiguration
     public let arena: HugepageArena
-    public let instance: KernelInstance
-    private let loop: PollLoop
+    public let fabric: NodeFabric
+    public let instances: [KernelInstance]
+    private let loops: [PollLoop]
 
-    /// Maps the arena, creates the instance and starts polling.
+    /// The first instance.
+    public var instance: KernelInstance { instances[0] }
+
+    /// Maps the arena, creates the instances and starts polling.
     public init(_ configuration: NodeConfiguration = NodeConfiguration()) throws(ArenaError) {
         self.configuration = configuration
         HugepageArena.removeStaleFiles()
+        let count = configuration.instanceCount
         arena = try HugepageArena(
             size: configuration.arenaSize, label: "node\(configuration.node)", logger: configuration.logger)
-        let pool = BufferPool(arena: arena, offset: 0, length: arena.size)
-        instance = KernelInstance(
-            id: InstanceID(node: configuration.node, core: 0), pool: pool, logger: configuration.logger)
-        loop = PollLoop(instance: instance, policy: configuration.idlePolicy, cpu: configuration.cpu)
-        loop.start()
+        fabric = NodeFabric(instanceCount: count)
+        let share = arena.size / count / HugepageArena.hugepageSize * HugepageArena.hugepageSize
+        var instances: [KernelInstance] = []
+        for i in 0..<count {
+            let pool = BufferPool(arena: arena, offset: i * share, length: share)
+            let instance = KernelInstance(
+                id: InstanceID(node: configuration.node, core: UInt16(i)), pool: pool, fabric: fabric, index: i,
+                logger: configuration.logger)
+            switch configuration.idlePolicy {
+            case .busy: instance.selectSpin = 1_000_000
+            case .adaptive(let spins, _, _): instance.selectSpin = spins
+            }
+            instances.append(instance)
+        }
+        self.instances = instances
+        loops = instances.enumerated().map { i, instance in
+            let cpu = configuration.cores.isEmpty || !configuration.pin ? nil : configuration.cores[i]
+            return PollLoop(instance: instance, policy: configuration.idlePolicy, cpu: cpu)
+        }
+        for loop in loops { loop.start() }
     }
 
     /// Stops the node: every task is told to stop and given time to finish, then
-    /// the polling thread exits. The arena is unmapped (and its hugepage file
+    /// the polling threads exit. The arena is unmapped (and its hugepage file
     /// removed) when the node is released.
     public func shutdown() {
-        loop.stop()
+        for loop in loops { loop.stop() }
     }
 
-    /// Runs `body` as a task on the node's instance and returns its result.
+    /// Runs `body` as a task on instance `index` and returns its result.
     /// The task is trusted unless `trusted` is false.
     public func withTask<T: Sendable>(
-        trusted: Bool = true, label: String = "attached",
+        on index: Int = 0, trusted: Bool = true, label: String = "attached",
         _ body: @escaping @Sendable (TaskContext) async throws -> T
     ) async throws -> T {
-        let kernel = instance
+        let kernel = instances[index]
         return try await Task(executorPreference: kernel.executor) {
             let task = kernel.attachTask(trusted: trusted, label: label)
             defer { kernel.taskExited(task, status: 0) }
@@ -68,10 +95,10 @@ public final class Node: Sendable {
         }.value
     }
 
-    /// Registers `program` under `name` (a random one by default) and returns the name.
+    /// Registers `program` under `name` (a random one by default) on every
+    /// instance, so `run` can start it on any core, and returns the name.
     @discardableResult
     public func register(_ name: Name = .random(), label: String, program: @escaping Program) async -> Name {
-        let kernel = instance
         let logger = configuration.logger
         let entry: @Sendable (KernelInstance, TaskID) async -> Int32 = { kernel, task in
             do {
@@ -82,15 +109,20 @@ public final class Node: Sendable {
                 return 1
             }
         }
-        await Task(executorPreference: kernel.executor) {
-            _ = kernel.registerProgram(name, entry: entry)
-        }.value
+        for kernel in instances {
+            await Task(executorPreference: kernel.executor) {
+                _ = kernel.registerProgram(name, entry: entry)
+            }.value
+        }
         return name
     }
 
-    /// Counters of the node's instance, read on its thread.
-    public func counters() async -> InstanceCounters {
-        let kernel = instance
-        return await Task(executorPreference: kernel.executor) { kernel.counters }.value
+    /// Counters of every instance, each read on its own thread.
+    public func counters() async -> [InstanceCounters] {
+        var all: [InstanceCounters] = []
+        for kernel in instances {
+            all.append(await Task(executorPreference: kernel.executor) { kernel.counters }.value)
+        }
+        return all
     }
 }

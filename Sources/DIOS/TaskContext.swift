@@ -72,9 +72,18 @@ public struct TaskContext: Sendable {
     /// `run` (trusted tasks only): starts the program object as a new task and
     /// returns a reference to it. `arguments` are delegated to the new task (with
     /// the rights held) before it first runs; `.untrusted` starts it untrusted.
-    public func run(_ program: Ref, arguments: [Ref] = [], flags: Flags = []) throws(CallError) -> Ref {
-        try kernel.run(task, program, arguments: arguments, flags: flags)
+    ///
+    /// `instance` chooses the node's instance (its core) to run on; by default
+    /// the task runs on the caller's own instance. On another instance the
+    /// reference is to a proxy that becomes readable when the task exits, and
+    /// only streams can be passed as arguments (they become rings shared by the
+    /// two instances).
+    public func run(_ program: Ref, arguments: [Ref] = [], flags: Flags = [], on instance: Int? = nil) throws(CallError) -> Ref {
+        try kernel.run(task, program, arguments: arguments, flags: flags, on: instance)
     }
+
+    /// The index of this task's instance within its node.
+    public var instanceIndex: Int { kernel.index }
 
     /// `pause`: the task stops being scheduled at its next kernel call;
     /// with `.resume`, it runs again.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DIOS
+import DIOSConfig
 import DIOSDevices
 import CLinux
 import Logging
@@ -15,20 +16,26 @@ struct Diosd: AsyncParsableCommand {
         commandName: "diosd",
         abstract: "The DIOS node kernel: boots a node and serves tasks until SIGINT/SIGTERM.")
 
-    @Option(name: .long, help: "Node number in the cluster.")
-    var node: UInt16 = 0
+    @Option(name: .long, help: "Node configuration file (YAML); see config/node.yaml.")
+    var config: String?
 
-    @Option(name: .customLong("arena-mib"), help: "Hugepage arena size in MiB.")
-    var arenaMiB: Int = 64
+    @Option(name: .long, help: "Node number in the cluster (overrides the file).")
+    var node: UInt16?
 
-    @Option(name: .long, help: "Idle policy: busy or adaptive.")
-    var idle: String = "adaptive"
+    @Option(name: .long, help: "Comma-separated CPUs, one kernel instance each (overrides the file).")
+    var cores: String?
 
-    @Option(name: .long, help: "CPU to pin the instance to.")
-    var cpu: Int?
+    @Option(name: .customLong("arena-mib"), help: "Hugepage arena size in MiB (overrides the file).")
+    var arenaMiB: Int?
+
+    @Option(name: .long, help: "Idle policy: busy or adaptive (overrides the file).")
+    var idle: String?
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String = "notice"
+    var logLevel: String?
+
+    @Option(name: .customLong("control-socket"), help: "Unix socket for dios status (overrides the file).")
+    var controlSocket: String?
 
     @Flag(name: .long, help: "Run the demo of trusted and untrusted tasks, print what happened, and exit.")
     var demo = false
@@ -37,28 +44,53 @@ struct Diosd: AsyncParsableCommand {
     var messages: Int = 100
 
     func validate() throws {
-        guard ["busy", "adaptive"].contains(idle) else { throw ValidationError("--idle must be busy or adaptive") }
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
-        guard arenaMiB > 0 else { throw ValidationError("--arena-mib must be positive") }
         guard messages > 0 else { throw ValidationError("--messages must be positive") }
+    }
+
+    /// The node file, with the command line's overrides applied.
+    func nodeFile() throws -> NodeFile {
+        var file = NodeFile()
+        if let config {
+            do { file = try NodeFile.load(path: config) } catch { throw ValidationError("\(config): \(error)") }
+        }
+        if let node { file.node = node }
+        if let cores {
+            let list = cores.split(separator: ",").compactMap { Int($0.trimmingPrefix(" ")) }
+            guard !list.isEmpty, list.count == cores.split(separator: ",").count, Set(list).count == list.count else {
+                throw ValidationError("--cores must list distinct CPU numbers, e.g. 0,1")
+            }
+            file.cores = list
+        }
+        if let arenaMiB {
+            guard arenaMiB > 0 else { throw ValidationError("--arena-mib must be positive") }
+            file.arenaMiB = arenaMiB
+        }
+        if let idle {
+            switch idle {
+            case "busy": file.idle = .busy
+            case "adaptive": file.idle = .adaptive
+            default: throw ValidationError("--idle must be busy or adaptive")
+            }
+        }
+        if let logLevel {
+            guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown --log-level \(logLevel)") }
+            file.logLevel = level
+        }
+        if let controlSocket { file.controlSocket = controlSocket }
+        return file
     }
 
     func run() async throws {
         // Handlers first: a SIGTERM that arrives while booting still stops the node cleanly.
         let signals = clinux_termination_signal_fd()
         guard signals >= 0 else { throw ValidationError("cannot install SIGINT/SIGTERM handlers") }
-        let level = Logger.Level(rawValue: logLevel)!
+        let file = try nodeFile()
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
+            handler.logLevel = file.logLevel
             return handler
         }
-        var configuration = NodeConfiguration()
-        configuration.node = node
-        configuration.arenaSize = arenaMiB << 20
-        configuration.idlePolicy = idle == "busy" ? .busy : .adaptive
-        configuration.cpu = cpu
-        configuration.logger = Logger(label: "diosd")
+        let configuration = file.configuration(logger: Logger(label: "diosd"))
 
         clinux_line_buffer_stdout()  // line by line, also into pipes: supervisors wait for "up"
         let say: @Sendable (String) -> Void = { print($0) }
@@ -69,7 +101,8 @@ struct Diosd: AsyncParsableCommand {
         } catch {
             throw ValidationError("cannot map the arena: \(error)")
         }
-        say("diosd: node \(self.node) up, instance \(node.instance.id), arena \(arenaMiB) MiB on \(node.arena.backing), idle \(configuration.idlePolicy)")
+        let cpus = file.cores.isEmpty ? "unpinned" : "cores \(file.cores.map(String.init).joined(separator: ","))"
+        say("diosd: node \(file.node) up, \(node.instances.count) instance(s) on \(cpus), arena \(file.arenaMiB) MiB on \(node.arena.backing), idle \(configuration.idlePolicy)")
 
         if demo {
             do {
@@ -79,8 +112,9 @@ struct Diosd: AsyncParsableCommand {
                 say("diosd: demo failed: \(error)")
                 throw ExitCode.failure
             }
-            let counters = await node.counters()
-            say("diosd: instance counters: calls=\(counters.calls) messages in=\(counters.messagesIn) out=\(counters.messagesOut) polls=\(counters.polls) tasks started=\(counters.tasksStarted) exited=\(counters.tasksExited)")
+            for (i, c) in await node.counters().enumerated() {
+                say("diosd: instance \(i) counters: calls=\(c.calls) messages in=\(c.messagesIn) out=\(c.messagesOut) polls=\(c.polls) tasks started=\(c.tasksStarted) exited=\(c.tasksExited)")
+            }
             node.shutdown()
             say("diosd: node stopped cleanly")
             return

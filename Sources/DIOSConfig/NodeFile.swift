@@ -1,0 +1,198 @@
+public import DIOS
+public import DIOSKernel
+public import Logging
+import Yams
+
+/// A node's configuration file (YAML), as `diosd --config FILE` reads it:
+///
+/// ```yaml
+/// node: 0
+/// cores: [0, 1]          # one kernel instance per core
+/// pin: true
+/// arena_mib: 128
+/// idle:
+///   policy: adaptive     # busy | adaptive
+///   spins: 2000
+///   yields: 200
+///   max_sleep_us: 50000
+/// log_level: notice
+/// control_socket: /tmp/dios-node0.sock
+/// ```
+///
+/// Every key is optional; unknown keys are refused, so a typo is not silently ignored.
+public struct NodeFile: Sendable, Equatable {
+    public var node: UInt16 = 0
+    public var cores: [Int] = []
+    public var pin = true
+    public var arenaMiB = 64
+    public var idle: IdlePolicy = .adaptive
+    public var logLevel: Logger.Level = .notice
+    public var controlSocket: String? = nil
+
+    public init() {}
+
+    /// Parses the YAML text of a node file.
+    public static func parse(_ text: String) throws(ConfigError) -> NodeFile {
+        let raw: RawNodeFile
+        do {
+            raw = try YAMLDecoder().decode(RawNodeFile.self, from: text)
+        } catch let error as DecodingError {
+            throw .invalid(describe(error))
+        } catch {
+            throw .invalid("\(error)")
+        }
+        var file = NodeFile()
+        if let node = raw.node { file.node = node }
+        if let cores = raw.cores {
+            guard !cores.isEmpty, cores.allSatisfy({ $0 >= 0 }), Set(cores).count == cores.count else {
+                throw .invalid("cores must be distinct CPU numbers, got \(cores)")
+            }
+            file.cores = cores
+        }
+        if let pin = raw.pin { file.pin = pin }
+        if let arena = raw.arena_mib {
+            guard arena > 0 else { throw .invalid("arena_mib must be positive, got \(arena)") }
+            file.arenaMiB = arena
+        }
+        if let idle = raw.idle {
+            switch idle.policy ?? "adaptive" {
+            case "busy":
+                file.idle = .busy
+            case "adaptive":
+                guard case .adaptive(let spins, let yields, let sleep) = IdlePolicy.adaptive else { fatalError() }
+                let s = idle.spins ?? spins
+                let y = idle.yields ?? yields
+                let us = idle.max_sleep_us ?? Int(sleep.nanoseconds / 1000)
+                guard s >= 0, y >= 0, us > 0 else { throw .invalid("idle spins/yields must be >= 0 and max_sleep_us > 0") }
+                file.idle = .adaptive(spins: s, yields: y, maxSleep: .microseconds(us))
+            case let other:
+                throw .invalid("idle.policy must be busy or adaptive, got \(other)")
+            }
+        }
+        if let level = raw.log_level {
+            guard let parsed = Logger.Level(rawValue: level) else { throw .invalid("unknown log_level \(level)") }
+            file.logLevel = parsed
+        }
+        file.controlSocket = raw.control_socket
+        return file
+    }
+
+    /// Reads and parses a node file.
+    public static func load(path: String) throws(ConfigError) -> NodeFile {
+        guard let text = readText(path) else { throw .unreadable(path) }
+        return try parse(text)
+    }
+
+    /// The node configuration this file describes.
+    public func configuration(logger: Logger) -> NodeConfiguration {
+        var c = NodeConfiguration()
+        c.node = node
+        c.cores = cores
+        c.pin = pin
+        c.arenaSize = arenaMiB << 20
+        c.idlePolicy = idle
+        c.logger = logger
+        return c
+    }
+
+    static func describe(_ error: DecodingError) -> String {
+        switch error {
+        case .typeMismatch(_, let c), .valueNotFound(_, let c), .dataCorrupted(let c):
+            let path = c.codingPath.map(\.stringValue).joined(separator: ".")
+            return path.isEmpty ? c.debugDescription : "\(path): \(c.debugDescription)"
+        case .keyNotFound(let key, _):
+            return "missing key \(key.stringValue)"
+        @unknown default:
+            return "\(error)"
+        }
+    }
+}
+
+/// Why a configuration file was refused.
+public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
+    case unreadable(String)
+    case invalid(String)
+
+    public var description: String {
+        switch self {
+        case .unreadable(let path): "cannot read \(path)"
+        case .invalid(let why): "invalid configuration: \(why)"
+        }
+    }
+}
+
+/// The file as written: snake_case keys, all optional, nothing else allowed.
+private struct RawNodeFile: Decodable {
+    var node: UInt16?
+    var cores: [Int]?
+    var pin: Bool?
+    var arena_mib: Int?
+    var idle: RawIdle?
+    var log_level: String?
+    var control_socket: String?
+
+    struct RawIdle: Decodable {
+        var policy: String?
+        var spins: Int?
+        var yields: Int?
+        var max_sleep_us: Int?
+
+        init(from decoder: any Decoder) throws {
+            try rejectUnknownKeys(decoder, known: ["policy", "spins", "yields", "max_sleep_us"])
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            policy = try c.decodeIfPresent(String.self, forKey: .policy)
+            spins = try c.decodeIfPresent(Int.self, forKey: .spins)
+            yields = try c.decodeIfPresent(Int.self, forKey: .yields)
+            max_sleep_us = try c.decodeIfPresent(Int.self, forKey: .max_sleep_us)
+        }
+
+        enum CodingKeys: String, CodingKey { case policy, spins, yields, max_sleep_us }
+    }
+
+    init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(
+            decoder, known: ["node", "cores", "pin", "arena_mib", "idle", "log_level", "control_socket"])
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        node = try c.decodeIfPresent(UInt16.self, forKey: .node)
+        cores = try c.decodeIfPresent([Int].self, forKey: .cores)
+        pin = try c.decodeIfPresent(Bool.self, forKey: .pin)
+        arena_mib = try c.decodeIfPresent(Int.self, forKey: .arena_mib)
+        idle = try c.decodeIfPresent(RawIdle.self, forKey: .idle)
+        log_level = try c.decodeIfPresent(String.self, forKey: .log_level)
+        control_socket = try c.decodeIfPresent(String.self, forKey: .control_socket)
+    }
+
+    enum CodingKeys: String, CodingKey { case node, cores, pin, arena_mib, idle, log_level, control_socket }
+}
+
+private struct AnyKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+private func rejectUnknownKeys(_ decoder: any Decoder, known: Set<String>) throws {
+    let all = try decoder.container(keyedBy: AnyKey.self)
+    for key in all.allKeys where !known.contains(key.stringValue) {
+        throw DecodingError.dataCorrupted(
+            .init(codingPath: decoder.codingPath + [key], debugDescription: "unknown key \(key.stringValue)"))
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func readText(_ path: String) -> String? {
+    guard let f = fopen(path, "r") else { return nil }
+    defer { fclose(f) }
+    var out = [UInt8]()
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = fread(&buffer, 1, buffer.count, f)
+        if n <= 0 { break }
+        out.append(contentsOf: buffer[0..<n])
+    }
+    return String(decoding: out, as: UTF8.self)
+}

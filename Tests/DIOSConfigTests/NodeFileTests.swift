@@ -1,0 +1,66 @@
+import DIOS
+import DIOSConfig
+import Testing
+
+@Suite struct NodeFileTests {
+    @Test func parsesAFullFile() throws {
+        let file = try NodeFile.parse(
+            """
+            node: 3
+            cores: [0, 1]
+            pin: false
+            arena_mib: 32
+            idle:
+              policy: adaptive
+              spins: 10
+              yields: 5
+              max_sleep_us: 1000
+            log_level: debug
+            control_socket: /tmp/x.sock
+            """)
+        #expect(file.node == 3)
+        #expect(file.cores == [0, 1])
+        #expect(file.pin == false)
+        #expect(file.arenaMiB == 32)
+        #expect(file.idle == .adaptive(spins: 10, yields: 5, maxSleep: .microseconds(1000)))
+        #expect(file.logLevel == .debug)
+        #expect(file.controlSocket == "/tmp/x.sock")
+        let configuration = file.configuration(logger: .init(label: "t"))
+        #expect(configuration.instanceCount == 2)
+        #expect(configuration.arenaSize == 32 << 20)
+    }
+
+    @Test func defaultsWhenKeysAreMissing() throws {
+        #expect(try NodeFile.parse("node: 1").idle == .adaptive)
+        #expect(try NodeFile.parse("idle: {policy: busy}").idle == .busy)
+    }
+
+    @Test func theShippedFileParses() throws {
+        let file = try NodeFile.load(path: #filePath.replacingOccurrences(of: "Tests/DIOSConfigTests/NodeFileTests.swift", with: "config/node.yaml"))
+        #expect(file.cores == [0, 1])
+    }
+
+    @Test(arguments: [
+        ("cores: []", "cores must be distinct"),
+        ("cores: [0, 0]", "cores must be distinct"),
+        ("arena_mib: 0", "arena_mib must be positive"),
+        ("idle: {policy: lazy}", "idle.policy must be busy or adaptive"),
+        ("log_level: loud", "unknown log_level"),
+        ("corez: [1]", "unknown key corez"),
+        ("idle: {spin: 3}", "unknown key spin"),
+        ("node: -1", "node"),
+        ("cores: zero", "cores"),
+    ])
+    func refusesBadFiles(text: String, mentions: String) {
+        do {
+            _ = try NodeFile.parse(text)
+            Issue.record("accepted \(text)")
+        } catch {
+            #expect(error.description.contains(mentions), "\(error)")
+        }
+    }
+
+    @Test func unreadableFile() {
+        #expect(throws: ConfigError.unreadable("/nonexistent/node.yaml")) { try NodeFile.load(path: "/nonexistent/node.yaml") }
+    }
+}
