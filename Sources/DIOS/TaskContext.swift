@@ -49,7 +49,7 @@ public struct TaskContext: Sendable {
     /// `beginRead`: a read view into the object's own buffer. Weak by default
     /// (validated by `endRead`); `.strong` holds the object shared.
     public func beginRead(_ ref: Ref, flags: Flags = []) throws(CallError) -> ReadTransaction {
-        ReadTransaction(kernel: kernel, grant: try kernel.beginRead(task, ref, flags: flags), ref: ref)
+        ReadTransaction(kernel: Unmanaged.passUnretained(kernel), grant: try kernel.beginRead(task, ref, flags: flags), ref: ref)
     }
 
     /// `endRead`: whether what was read is consistent (false: a write was
@@ -61,7 +61,7 @@ public struct TaskContext: Sendable {
     /// `beginWrite`: a writable view of `size` bytes into the target buffer.
     /// `.strong` holds the object exclusively.
     public func beginWrite(_ ref: Ref, size: Int, flags: Flags = []) throws(CallError) -> WriteTransaction {
-        WriteTransaction(kernel: kernel, grant: try kernel.beginWrite(task, ref, size: size, flags: flags), ref: ref)
+        WriteTransaction(kernel: Unmanaged.passUnretained(kernel), grant: try kernel.beginWrite(task, ref, size: size, flags: flags), ref: ref)
     }
 
     /// `endWrite`: publishes the write; true when committed.

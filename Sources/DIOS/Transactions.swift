@@ -9,12 +9,12 @@ import DIOSKernel
 /// then stays unread). Like the task that opened it, it belongs to the kernel
 /// instance's thread.
 public struct ReadTransaction: ~Copyable {
-    unowned(unsafe) let kernel: KernelInstance
+    let kernel: Unmanaged<KernelInstance>
     let grant: IOGrant
     /// The reference the read is on.
     public let ref: Ref
 
-    init(kernel: KernelInstance, grant: IOGrant, ref: Ref) {
+    init(kernel: Unmanaged<KernelInstance>, grant: IOGrant, ref: Ref) {
         self.kernel = kernel
         self.grant = grant
         self.ref = ref
@@ -47,19 +47,20 @@ public struct ReadTransaction: ~Copyable {
     public var baseAddress: UnsafeRawPointer { UnsafeRawPointer(grant.base) }
 
     consuming func end() -> Bool {
-        let ok = kernel.endRead(grant)
+        let grant = self.grant
+        let ok = kernel._withUnsafeGuaranteedRef { $0.endRead(grant) }
         discard self
         return ok
     }
 
-    deinit { kernel.abandonRead(grant) }
+    deinit { let grant = self.grant; kernel._withUnsafeGuaranteedRef { $0.abandonRead(grant) } }
 }
 
 /// An open write: a view into the target buffer (a blob itself, a stream's slot),
 /// published by `TaskContext.endWrite(_:)`. `~Copyable` for the same reasons as
 /// `ReadTransaction`; dropping it publishes nothing.
 public struct WriteTransaction: ~Copyable {
-    unowned(unsafe) let kernel: KernelInstance
+    let kernel: Unmanaged<KernelInstance>
     let grant: IOGrant
     /// The reference the write is on.
     public let ref: Ref
@@ -68,7 +69,7 @@ public struct WriteTransaction: ~Copyable {
         didSet { precondition(length >= 0 && length <= grant.count, "length outside the reserved view") }
     }
 
-    init(kernel: KernelInstance, grant: IOGrant, ref: Ref) {
+    init(kernel: Unmanaged<KernelInstance>, grant: IOGrant, ref: Ref) {
         self.kernel = kernel
         self.grant = grant
         self.ref = ref
@@ -108,10 +109,11 @@ public struct WriteTransaction: ~Copyable {
     public var baseAddress: UnsafeMutableRawPointer { grant.base }
 
     consuming func end() -> Bool {
-        let ok = kernel.endWrite(grant, length: length)
+        let grant = self.grant, length = self.length
+        let ok = kernel._withUnsafeGuaranteedRef { $0.endWrite(grant, length: length) }
         discard self
         return ok
     }
 
-    deinit { kernel.abandonWrite(grant) }
+    deinit { let grant = self.grant; kernel._withUnsafeGuaranteedRef { $0.abandonWrite(grant) } }
 }

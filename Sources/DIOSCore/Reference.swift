@@ -100,7 +100,7 @@ public struct ReferenceTable: Sendable {
     }
 
     /// The entry behind a reference, or why there is none.
-    @inlinable
+    @inlinable @inline(__always)
     public func entry(_ ref: Ref) throws(ReferenceError) -> ReferenceEntry {
         let i = Int(ref.slot)
         guard i < slots.count else { throw .invalid(ref) }
@@ -112,7 +112,7 @@ public struct ReferenceTable: Sendable {
     }
 
     /// The entry, checked to hold `rights`.
-    @inlinable
+    @inlinable @inline(__always)
     public func entry(_ ref: Ref, requiring rights: Rights) throws(ReferenceError) -> ReferenceEntry {
         let e = try entry(ref)
         guard e.rights.isSuperset(of: rights) else { throw .missingRight(ref, needed: rights, held: e.rights) }

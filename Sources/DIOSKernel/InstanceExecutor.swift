@@ -11,7 +11,7 @@ import Synchronization
 /// from any thread (a task started from outside, a continuation resumed from a
 /// foreign thread); it is the only place a lock is taken, and it is never taken
 /// by another instance's loop.
-public final class InstanceExecutor: TaskExecutor, SerialExecutor, @unchecked Sendable {
+public final class InstanceExecutor: TaskExecutor, @unchecked Sendable {
     private let inbox = Mutex(Deque<UnownedJob>())
     /// Jobs enqueued and not yet taken: a lock-free hint for spinning callers.
     private let pending = Atomic<Int>(0)
@@ -31,10 +31,6 @@ public final class InstanceExecutor: TaskExecutor, SerialExecutor, @unchecked Se
         doorbell.ring()
     }
 
-    public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
-        UnownedSerialExecutor(ordinary: self)
-    }
-
     /// Whether jobs may be waiting, without taking the lock.
     var hasPendingHint: Bool { pending.load(ordering: .relaxed) > 0 }
 
@@ -51,7 +47,10 @@ public final class InstanceExecutor: TaskExecutor, SerialExecutor, @unchecked Se
         let n = running.count
         if n > 0 { pending.subtract(n, ordering: .relaxed) }
         while let job = running.popFirst() {
-            job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
+            // As a task executor only: the task runs nonisolated, so its calls into
+            // nonisolated async functions continue inline instead of hopping
+            // (an isolated run would make every such call a trip through enqueue).
+            job.runSynchronously(on: asUnownedTaskExecutor())
         }
         return n
     }

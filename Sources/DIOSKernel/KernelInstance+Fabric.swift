@@ -23,7 +23,7 @@ extension KernelInstance {
     @inline(__always)
     func wakePeer(of ring: StreamRing, writer: Bool) {
         let peer = ring.claimant(writer: writer)
-        if peer != 0 && peer != claimID { fabric.doorbells[Int(peer) - 1].ring() }
+        if peer != 0 && peer != claimID { bells[Int(peer) - 1]._withUnsafeGuaranteedRef { $0.ring() } }
     }
 
     func wakePeers(of ring: StreamRing) {
@@ -53,8 +53,7 @@ extension KernelInstance {
     /// Whether another instance has sent something (checked while `select` spins).
     @inline(__always)
     func hasControlMessages() -> Bool {
-        guard fabric.instanceCount > 1 else { return false }
-        for peer in 0..<fabric.instanceCount where peer != index && !fabric.queues[peer][index]!.isEmpty {
+        for k in 0..<(fabric.instanceCount - 1) where !inbound[k]._withUnsafeGuaranteedRef({ $0.isEmpty }) {
             return true
         }
         return false

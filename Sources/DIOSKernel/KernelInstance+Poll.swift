@@ -6,22 +6,26 @@ extension KernelInstance {
     /// Whether `beginRead` (or with `writable`, `beginWrite`) on the object would
     /// proceed now. A deleted object counts as ready, so a waiter wakes and learns
     /// of the deletion from its next call.
+    @inline(__always)
     func isReady(_ i: Int, writable: Bool) -> Bool {
-        let r = objects.records[i]
-        if r.deleted || !r.live { return true }
-        switch r.kind {
-        case .blob:
-            return writable ? !r.writerOpen && r.sharedHolds == 0 : !(r.writerOpen && r.exclusive)
-        case .stream:
-            guard let ring = r.ring else { return true }
-            if ring.isClosed { return true }
-            return writable ? !r.writerOpen && ring.hasSpace() : !r.readerOpen && ring.hasMessage()
-        case .timer:
-            return writable ? !r.writerOpen : r.ready
-        case .task:
-            return !writable && r.ready
-        case .program:
-            return true
+        objects.records.withUnsafeBufferPointer { records in
+            let r = records.baseAddress! + i  // borrowed in place: no copy of the record
+            if r.pointee.deleted || !r.pointee.live { return true }
+            switch r.pointee.kind {
+            case .blob:
+                return writable
+                    ? !r.pointee.writerOpen && r.pointee.sharedHolds == 0 : !(r.pointee.writerOpen && r.pointee.exclusive)
+            case .stream:
+                guard let ring = r.pointee.ring else { return true }
+                if ring.isClosed { return true }
+                return writable ? !r.pointee.writerOpen && ring.hasSpace() : !r.pointee.readerOpen && ring.hasMessage()
+            case .timer:
+                return writable ? !r.pointee.writerOpen : r.pointee.ready
+            case .task:
+                return !writable && r.pointee.ready
+            case .program:
+                return true
+            }
         }
     }
 
@@ -67,6 +71,7 @@ extension KernelInstance {
                 shared = shared || objects.records[Int(o.index)].crossInstance
             }
             let writable = flags.contains(.writable)
+            counters.selectSuspends &+= 1
             // The body of withUnsafeContinuation may run after other jobs of this
             // instance (the runtime can hop before calling it), so readiness is
             // checked again there, where nothing else can interleave.
@@ -84,17 +89,29 @@ extension KernelInstance {
     }
 
     /// Spins on `refs` until one is ready, the budget is spent, or the instance
-    /// has other work (jobs, control messages, a due timer).
+    /// has other work (jobs, control messages, a due timer). `firstReady` has just
+    /// validated the references, and nothing can change this task's table while
+    /// it spins (the instance is busy running it), so only the objects are watched.
     func spin(_ task: TaskID, _ refs: [Ref], flags: Flags) throws(CallError) -> Int? {
-        var budget = selectSpin
-        while budget > 0 {
-            budget -= 1
-            if executor.hasPendingHint || hasControlMessages() { return nil }
-            if budget & 255 == 0, let due = nanosecondsToNextTimer(), due == 0 { return nil }
-            if let n = try firstReady(task, refs, flags: flags) { return n }
-            clinux_cpu_relax()
+        guard selectSpin > 0 else { return nil }
+        let t = try taskIndex(task)
+        let writable = flags.contains(.writable)
+        return withUnsafeTemporaryAllocation(of: Int.self, capacity: refs.count) { watched -> Int? in
+            for (n, ref) in refs.enumerated() {
+                watched[n] = Int((try? tasks[t].refs.entry(ref).object.index).map { Int($0) } ?? 0)
+            }
+            var budget = selectSpin
+            while budget > 0 {
+                budget -= 1
+                for n in 0..<refs.count where isReady(watched[n], writable: writable) { return n }
+                if budget & 63 == 0 {
+                    if executor.hasPendingHint || hasControlMessages() { return nil }
+                    if !timers.isEmpty, let due = nanosecondsToNextTimer(), due == 0 { return nil }
+                }
+                clinux_cpu_relax()
+            }
+            return nil
         }
-        return nil
     }
 
     /// Fires due timers. Returns how many fired.

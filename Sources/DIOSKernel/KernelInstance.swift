@@ -20,23 +20,25 @@ package typealias TaskEntry = @Sendable (KernelInstance, TaskID) async -> Int32
 /// is locked and no other instance ever reads it — instances only exchange
 /// messages. Debug builds check the confinement on every call. That confinement
 /// is why the class may be marked `@unchecked Sendable`: tasks carry a pointer to
-/// their instance, and only ever use it from the instance's thread.
+/// their instance, and only ever use it from the instance's thread. It is also
+/// why its mutable state is `@exclusivity(unchecked)`: one thread cannot overlap
+/// its own accesses here, and the runtime checks were a quarter of the data path.
 public final class KernelInstance: @unchecked Sendable {
     public let id: InstanceID
     public let logger: Logger
-    package var pool: BufferPool
-    var objects: ObjectStore
-    var tasks: [TaskRecord] = []
-    var freeTasks: [UInt32] = []
+    @exclusivity(unchecked) package var pool: BufferPool
+    @exclusivity(unchecked) var objects: ObjectStore
+    @exclusivity(unchecked) var tasks: [TaskRecord] = []
+    @exclusivity(unchecked) var freeTasks: [UInt32] = []
     /// name → instances of it held here. Becomes the name-service replica.
-    var names: [Name: [ObjectID]] = [:]
-    var programs: [TaskEntry?] = []
-    var timers = Heap<TimerEntry>()
-    var waiters: [Waiter] = []
-    var dirty: [UInt32] = []
+    @exclusivity(unchecked) var names: [Name: [ObjectID]] = [:]
+    @exclusivity(unchecked) var programs: [TaskEntry?] = []
+    @exclusivity(unchecked) var timers = Heap<TimerEntry>()
+    @exclusivity(unchecked) var waiters: [Waiter] = []
+    @exclusivity(unchecked) var dirty: [UInt32] = []
     package let executor: InstanceExecutor
     let doorbell: Doorbell
-    package var counters = InstanceCounters()
+    @exclusivity(unchecked) package var counters = InstanceCounters()
     private var owner: pthread_t?
     var stopping = false
 
@@ -46,9 +48,16 @@ public final class KernelInstance: @unchecked Sendable {
     /// This instance's mark in a stream ring's writer/reader claim (never 0).
     let claimID: UInt32
     /// Messages for another instance whose queue was full, in order.
-    var outbox: [[KernelMessage]]
+    @exclusivity(unchecked) var outbox: [[KernelMessage]]
     /// How long `select` spins on its references before suspending the task.
     package var selectSpin: Int = 2_000
+    /// Unretained views of the fabric's doorbells and of the queues into this
+    /// instance. The data path rings peers and the spin loop checks queues; going
+    /// through the (shared) fabric's arrays would retain and release objects that
+    /// every core touches, bouncing their reference counts between caches.
+    /// `fabric` keeps them alive.
+    let bells: UnsafeMutablePointer<Unmanaged<Doorbell>>
+    let inbound: UnsafeMutablePointer<Unmanaged<ControlQueue>>
 
     /// An instance over `pool`. It runs nothing until a loop polls it
     /// (`PollLoop`) or a thread adopts it (`adoptCurrentThread()`).
@@ -69,10 +78,24 @@ public final class KernelInstance: @unchecked Sendable {
         self.logger = logger ?? Logger(label: "dios.instance.\(id)")
         self.doorbell = fabric.doorbells[index]
         self.executor = InstanceExecutor(doorbell: doorbell)
+        let n = fabric.instanceCount
+        bells = .allocate(capacity: n)
+        for i in 0..<n { (bells + i).initialize(to: .passUnretained(fabric.doorbells[i])) }
+        inbound = .allocate(capacity: max(n - 1, 1))
+        var k = 0
+        for peer in 0..<n where peer != index {
+            (inbound + k).initialize(to: .passUnretained(fabric.queues[peer][index]!))
+            k += 1
+        }
         tasks.reserveCapacity(64)
         waiters.reserveCapacity(64)
         dirty.reserveCapacity(64)
         names.reserveCapacity(1024)
+    }
+
+    deinit {
+        bells.deallocate()
+        inbound.deallocate()
     }
 
     /// Makes the calling thread the instance's thread: the polling loop does this
@@ -350,6 +373,8 @@ public struct InstanceCounters: Sendable, Equatable {
     public var tasksStarted: UInt64 = 0
     public var tasksExited: UInt64 = 0
     public var timersFired: UInt64 = 0
+    /// `select` calls that had to suspend the task (the rest returned at once or while spinning).
+    public var selectSuspends: UInt64 = 0
 }
 
 extension KernelInstance {

@@ -17,6 +17,8 @@ public struct BufferPool {
     static let classCount = 16  // 64 << 15 == 2 MiB
 
     public let arena: HugepageArena
+    /// The arena's base, kept here so address arithmetic touches no class reference.
+    @usableFromInline let base: UnsafeMutableRawPointer
     public let regionStart: Int
     public let regionEnd: Int
     private var next: Int
@@ -28,6 +30,7 @@ public struct BufferPool {
     public init(arena: HugepageArena, offset: Int, length: Int) {
         precondition(offset >= 0 && length >= 0 && offset + length <= arena.size, "pool region outside the arena")
         self.arena = arena
+        self.base = arena.base
         self.regionStart = offset
         self.regionEnd = offset + length
         self.next = offset
@@ -79,6 +82,6 @@ public struct BufferPool {
     /// The buffer's first byte.
     @inlinable
     public func address(of buffer: ArenaBuffer) -> UnsafeMutableRawPointer {
-        arena.address(at: buffer.offset)
+        base + buffer.offset  // offsets come only from `allocate`, inside the region
     }
 }

@@ -3,6 +3,9 @@ import Glibc
 #endif
 import CLinux
 public import Logging
+import Synchronization
+
+private let arenaSequence = Atomic<Int>(0)
 
 /// How an arena's memory is backed.
 public enum ArenaBacking: Sendable, Equatable, CustomStringConvertible {
@@ -39,7 +42,7 @@ public final class HugepageArena: @unchecked Sendable {
     /// ordinary pages and logs one warning saying why.
     ///
     /// - Parameters:
-    ///   - label: part of the hugetlbfs file name, `dios-<pid>-<label>`.
+    ///   - label: part of the hugetlbfs file name, `dios-<pid>-<sequence>-<label>`.
     ///   - hugetlbfs: the mount to use; by default the first 2 MiB hugetlbfs mount
     ///     in /proc/mounts. An empty string asks for ordinary pages.
     public init(
@@ -91,7 +94,8 @@ public final class HugepageArena: @unchecked Sendable {
         size: Int, label: String, mount: String?
     ) -> Result<(UnsafeMutableRawPointer, String), MapFailure> {
         guard let mount, !mount.isEmpty else { return .failure(MapFailure(reason: "no hugetlbfs mount")) }
-        let path = "\(mount)/dios-\(getpid())-\(label)"
+        // pid, then a per-process sequence number: two arenas of one process never collide.
+        let path = "\(mount)/dios-\(getpid())-\(arenaSequence.add(1, ordering: .relaxed).newValue)-\(label)"
         let fd = open(path, O_CREAT | O_RDWR | O_EXCL, 0o600)
         guard fd >= 0 else { return .failure(MapFailure(reason: "open \(path): \(String(cString: strerror(errno)))")) }
         defer { close(fd) }

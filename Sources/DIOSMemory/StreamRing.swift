@@ -1,4 +1,4 @@
-import CLinux
+public import CLinux
 
 /// A single-producer/single-consumer ring of fixed-size message slots laid out
 /// in arena memory: the stream's buffer itself.
@@ -24,12 +24,17 @@ import CLinux
 public struct StreamRing: @unchecked Sendable {
     public static let headerSize = 192
     public static let slotHeader = 8
+    @usableFromInline static let headerBytes = 192
+    @usableFromInline static let slotHeaderBytes = 8
 
     /// The ring's first byte, in the arena.
     public let base: UnsafeMutableRawPointer
     public let depth: UInt64
     public let stride: Int
     public let maxMessage: Int
+
+    // The data-path methods are @inlinable so the kernel's calls compile to a
+    // few loads and stores, not calls into this module.
 
     /// The bytes a ring needs: header plus `depth` (a power of two) slots.
     public static func byteSize(messageSize: Int, depth: Int) -> Int {
@@ -57,6 +62,7 @@ public struct StreamRing: @unchecked Sendable {
         return StreamRing(base: base, depth: UInt64(depth), stride: Int(stride), maxMessage: Int(max))
     }
 
+    @usableFromInline
     init(base: UnsafeMutableRawPointer, depth: UInt64, stride: Int, maxMessage: Int) {
         self.base = base
         self.depth = depth
@@ -64,23 +70,23 @@ public struct StreamRing: @unchecked Sendable {
         self.maxMessage = maxMessage
     }
 
-    @inline(__always) func u64(at offset: Int) -> UnsafeMutablePointer<UInt64> {
+    @inlinable @inline(__always) func u64(at offset: Int) -> UnsafeMutablePointer<UInt64> {
         (base + offset).assumingMemoryBound(to: UInt64.self)
     }
 
-    @inline(__always) func u32(at offset: Int) -> UnsafeMutablePointer<UInt32> {
+    @inlinable @inline(__always) func u32(at offset: Int) -> UnsafeMutablePointer<UInt32> {
         (base + offset).assumingMemoryBound(to: UInt32.self)
     }
 
-    @inline(__always) func slot(_ index: UInt64) -> UnsafeMutableRawPointer {
-        base + Self.headerSize + Int(index & (depth - 1)) * stride
+    @inlinable @inline(__always) func slot(_ index: UInt64) -> UnsafeMutableRawPointer {
+        base + Self.headerBytes + Int(index & (depth - 1)) * stride
     }
 
     // MARK: Claims
 
     /// Claims the writer (or reader) side for `instance` (any non-zero number).
     /// True when the side is, or now becomes, this instance's.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func claim(writer: Bool, for instance: UInt32) -> Bool {
         let p = u32(at: writer ? 128 : 132)
         let current = clinux_load_acquire_u32(p)
@@ -89,11 +95,11 @@ public struct StreamRing: @unchecked Sendable {
     }
 
     /// The instance holding a side, or 0.
-    public func claimant(writer: Bool) -> UInt32 { clinux_load_acquire_u32(u32(at: writer ? 128 : 132)) }
+    @inlinable public func claimant(writer: Bool) -> UInt32 { clinux_load_acquire_u32(u32(at: writer ? 128 : 132)) }
 
     /// Marks the ring closed: the other side sees `isClosed` and stops.
     public func close() { clinux_store_release_u32(u32(at: 136), 1) }
-    public var isClosed: Bool { clinux_load_acquire_u32(u32(at: 136)) != 0 }
+    @inlinable public var isClosed: Bool { clinux_load_acquire_u32(u32(at: 136)) != 0 }
 
     /// Counts ends (objects on instances) attached to the ring; returns the count after.
     @discardableResult
@@ -102,7 +108,7 @@ public struct StreamRing: @unchecked Sendable {
     // MARK: Producer
 
     /// The next free slot's payload, or nil when the ring is full. Producer only.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func reserve() -> UnsafeMutableRawPointer? {
         let tail = u64(at: 0).pointee  // only the producer writes tail
         if tail &- u64(at: 8).pointee >= depth {
@@ -111,11 +117,11 @@ public struct StreamRing: @unchecked Sendable {
             u64(at: 8).pointee = head
             if tail &- head >= depth { return nil }
         }
-        return slot(tail) + Self.slotHeader
+        return slot(tail) + Self.slotHeaderBytes
     }
 
     /// Publishes the reserved slot with `length` payload bytes. Producer only.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func publish(length: Int) {
         let tail = u64(at: 0).pointee
         slot(tail).storeBytes(of: UInt32(length), as: UInt32.self)
@@ -123,7 +129,7 @@ public struct StreamRing: @unchecked Sendable {
     }
 
     /// Whether a slot is free now. Either side (or a third party) may ask.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func hasSpace() -> Bool {
         clinux_load_acquire_u64(u64(at: 0)) &- clinux_load_acquire_u64(u64(at: 64)) < depth
     }
@@ -131,7 +137,7 @@ public struct StreamRing: @unchecked Sendable {
     // MARK: Consumer
 
     /// The oldest published message (payload and length), or nil when empty. Consumer only.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func peek() -> (UnsafeMutableRawPointer, Int)? {
         let head = u64(at: 64).pointee  // only the consumer writes head
         if head == u64(at: 72).pointee {
@@ -140,17 +146,17 @@ public struct StreamRing: @unchecked Sendable {
             if head == tail { return nil }
         }
         let s = slot(head)
-        return (s + Self.slotHeader, Int(s.load(as: UInt32.self)))
+        return (s + Self.slotHeaderBytes, Int(s.load(as: UInt32.self)))
     }
 
     /// Releases the oldest message's slot to the producer. Consumer only.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func release() {
         clinux_store_release_u64(u64(at: 64), u64(at: 64).pointee &+ 1)
     }
 
     /// Whether a message is waiting. Either side (or a third party) may ask.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func hasMessage() -> Bool {
         clinux_load_acquire_u64(u64(at: 64)) != clinux_load_acquire_u64(u64(at: 0))
     }

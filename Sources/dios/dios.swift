@@ -4,11 +4,17 @@ import DIOSDevices
 
 /// dios: the DIOS command line.
 @main
-struct Dios: ParsableCommand {
+struct Dios: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dios",
         abstract: "The DIOS command line.",
-        subcommands: [NameCommand.self, Probe.self])
+        subcommands: [NameCommand.self, Probe.self, Bench.self])
+}
+
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmarks that print percentiles next to baselines measured in the same run.",
+        subcommands: [BenchIPC.self])
 }
 
 struct NameCommand: ParsableCommand {

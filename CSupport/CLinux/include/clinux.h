@@ -68,6 +68,22 @@ static inline uint32_t clinux_fetch_add_u32(uint32_t *p, int32_t delta) {
     return __atomic_fetch_add(p, (uint32_t)delta, __ATOMIC_ACQ_REL);
 }
 
+/// The CPU's time-stamp counter: a few cycles to read, constant-rate on the
+/// CPUs DIOS targets. Callers calibrate it against the monotonic clock.
+static inline uint64_t clinux_rdtsc(void) {
+#if defined(__x86_64__)
+    uint32_t lo, hi;
+    __asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
+    return ((uint64_t)hi << 32) | lo;
+#elif defined(__aarch64__)
+    uint64_t v;
+    __asm__ __volatile__("mrs %0, cntvct_el0" : "=r"(v));
+    return v;
+#else
+    return 0;
+#endif
+}
+
 /// Monotonic clock in nanoseconds. Wraps `clock_gettime(CLOCK_MONOTONIC)`.
 uint64_t clinux_monotonic_ns(void);
 

@@ -1,0 +1,348 @@
+import ArgumentParser
+import CLinux
+import DIOS
+import Histogram
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `dios bench ipc`: round trips between two cores, in one run, for
+/// 1. the hardware floor — two threads bouncing a cache line;
+/// 2. DIOS — a task on each core, a pair of streams, select/beginRead/endRead;
+/// 3. Linux — a Unix-domain socket pair, blocking and busy-polled;
+/// plus DIOS one-way throughput. Every figure comes from this run.
+struct BenchIPC: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ipc", abstract: "IPC round-trip latency between two cores: floor, DIOS, Unix sockets.")
+
+    @Option(help: "Round trips measured per mechanism and payload.") var iterations = 100_000
+    @Option(help: "Round trips run first and not measured.") var warmup = 10_000
+    @Option(help: "The two CPUs, e.g. 0,1.") var cores = "0,1"
+    @Option(help: "Payload sizes in bytes.") var payloads = "8,64,512,4096"
+    @Option(help: "DIOS idle policy: busy (lowest latency) or adaptive.") var idle = "busy"
+    @Option(name: .customLong("throughput-messages"), help: "Messages in the one-way throughput run.")
+    var throughputMessages = 5_000_000
+    @Flag(help: "One JSON object per line instead of a table.") var json = false
+    @Option(help: "Which to run besides the floor: dios, uds (comma-separated).") var only = "dios,uds"
+
+    func run() async throws {
+        let cpus = cores.split(separator: ",").compactMap { Int($0) }
+        guard cpus.count == 2, cpus[0] != cpus[1] else { throw ValidationError("--cores needs two different CPUs") }
+        let sizes = payloads.split(separator: ",").compactMap { Int($0) }
+        guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 8 && $0 <= 4096 }) else {
+            throw ValidationError("--payloads are sizes from 8 to 4096")
+        }
+        guard ["busy", "adaptive"].contains(idle) else { throw ValidationError("--idle must be busy or adaptive") }
+        let clock = TSC.calibrate()
+        var results: [Result] = []
+
+        results.append(Result(mechanism: "floor", payload: 8, histogram: floor(cpus, clock)))
+        let selected = Set(only.split(separator: ",").map(String.init))
+        if selected.contains("dios") { results += try await dios(cpus, sizes, clock) }
+        if selected.contains("uds") {
+            for size in sizes { results.append(Result(mechanism: "uds-blocking", payload: size, histogram: uds(cpus, size, poll: false, clock))) }
+            for size in sizes { results.append(Result(mechanism: "uds-poll", payload: size, histogram: uds(cpus, size, poll: true, clock))) }
+        }
+        let throughput = selected.contains("dios") ? try await diosThroughput(cpus, clock) : 0
+
+        let floorP50 = Double(results[0].histogram.valueAtPercentile(50))
+        if json {
+            for r in results {
+                print(
+                    #"{"mechanism":"\#(r.mechanism)","payload":\#(r.payload),"samples":\#(r.histogram.totalCount),"min_ns":\#(r.histogram.min),"p50_ns":\#(r.histogram.valueAtPercentile(50)),"p99_ns":\#(r.histogram.valueAtPercentile(99)),"p999_ns":\#(r.histogram.valueAtPercentile(99.9)),"vs_floor_p50":\#(format(Double(r.histogram.valueAtPercentile(50)) / floorP50))}"#
+                )
+            }
+            print(#"{"mechanism":"dios","payload":64,"direction":"one-way","messages":\#(throughputMessages),"msgs_per_s":\#(Int(throughput))}"#)
+            return
+        }
+        print("IPC round trip between CPU \(cpus[0]) and CPU \(cpus[1]), \(iterations) samples each (ns; DIOS idle \(idle))")
+        print(pad("mechanism", 14) + pad("payload", 9, right: true) + pad("min", 9, right: true) + pad("p50", 9, right: true)
+            + pad("p99", 9, right: true) + pad("p99.9", 9, right: true) + pad("p50/floor", 11, right: true))
+        for r in results {
+            let h = r.histogram
+            print(pad(r.mechanism, 14) + pad("\(r.payload)", 9, right: true) + pad("\(h.min)", 9, right: true)
+                + pad("\(h.valueAtPercentile(50))", 9, right: true) + pad("\(h.valueAtPercentile(99))", 9, right: true)
+                + pad("\(h.valueAtPercentile(99.9))", 9, right: true)
+                + pad(format(Double(h.valueAtPercentile(50)) / floorP50) + "x", 11, right: true))
+        }
+        func p50(_ mechanism: String, _ size: Int) -> Double? {
+            results.first { $0.mechanism == mechanism && $0.payload == size }.map { Double($0.histogram.valueAtPercentile(50)) }
+        }
+        for size in sizes where size == 64 || sizes.count == 1 {
+            if let d = p50("dios", size), let b = p50("uds-blocking", size), let p = p50("uds-poll", size) {
+                print("\(size) B: DIOS/floor \(format(d / floorP50))x, uds-poll/DIOS \(format(p / d))x, uds-blocking/DIOS \(format(b / d))x")
+            }
+        }
+        print("DIOS one-way throughput, 64 B messages: \(format(throughput / 1e6)) million msgs/s")
+    }
+
+    struct Result {
+        var mechanism: String
+        var payload: Int
+        var histogram: Histogram<UInt64>
+    }
+
+    static func newHistogram() -> Histogram<UInt64> {
+        Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 10_000_000_000, numberOfSignificantValueDigits: .three)
+    }
+
+    // MARK: The floor
+
+    /// Two pinned threads bounce one cache line each way: the cheapest round trip
+    /// two cores can make.
+    func floor(_ cpus: [Int], _ clock: TSC) -> Histogram<UInt64> {
+        let cells = UnsafeMutableRawPointer.allocate(byteCount: 256, alignment: 128)
+        cells.initializeMemory(as: UInt8.self, repeating: 0, count: 256)
+        defer { cells.deallocate() }
+        let total = UInt64(warmup + iterations)
+        let address = (UInt(bitPattern: cells))
+        let echo = spawn(cpu: cpus[1]) {
+            let ping = UnsafeMutablePointer<UInt64>(bitPattern: address)!
+            let pong = UnsafeMutablePointer<UInt64>(bitPattern: address + 128)!
+            var i: UInt64 = 1
+            while i <= total {
+                while clinux_load_acquire_u64(ping) != i { clinux_cpu_relax() }
+                clinux_store_release_u64(pong, i)
+                i += 1
+            }
+        }
+        let warmup = UInt64(warmup)
+        let histogram = onPinnedThread(cpu: cpus[0]) {
+            let ping = UnsafeMutablePointer<UInt64>(bitPattern: address)!
+            let pong = UnsafeMutablePointer<UInt64>(bitPattern: address + 128)!
+            var histogram = Self.newHistogram()
+            for i in 1...total {
+                let t0 = clinux_rdtsc()
+                clinux_store_release_u64(ping, i)
+                while clinux_load_acquire_u64(pong) != i { clinux_cpu_relax() }
+                let t1 = clinux_rdtsc()
+                if i > warmup { _ = histogram.record(clock.nanoseconds(t1 &- t0)) }
+            }
+            return histogram
+        }
+        pthread_join(echo, nil)
+        return histogram
+    }
+
+    // MARK: DIOS
+
+    static let echoProgram = Name.wellKnown("bench.ipc.echo")
+
+    func makeNode(_ cpus: [Int]) throws -> Node {
+        var configuration = NodeConfiguration()
+        configuration.cores = cpus
+        configuration.arenaSize = 64 << 20
+        configuration.idlePolicy = idle == "busy" ? .busy : .adaptive
+        return try Node(configuration)
+    }
+
+    /// A task on each core; round trips through two streams.
+    func dios(_ cpus: [Int], _ sizes: [Int], _ clock: TSC) async throws -> [Result] {
+        let node = try makeNode(cpus)
+        defer { node.shutdown() }
+        await node.register(Self.echoProgram, label: "echo") { task in
+            let refs = try task.delegated()
+            let (ping, pong) = (refs[0], refs[1])
+            let pings = [ping]
+            while true {
+                _ = try await task.select(pings)
+                let r = try task.beginRead(ping)
+                let n = r.count
+                if n == 0 {  // the end
+                    _ = task.endRead(r)
+                    return
+                }
+                let w = try task.beginWrite(pong, size: n)
+                w.withUnsafeMutableBytes { dst in r.withUnsafeBytes { dst.copyMemory(from: $0) } }
+                _ = task.endWrite(w)
+                _ = task.endRead(r)
+            }
+        }
+        let iterations = iterations
+        let warmup = warmup
+        let results = try await node.withTask(on: 0) { task in
+            var results: [Result] = []
+            for size in sizes {
+                let (_, ping) = try task.create(.stream(messageSize: size, depth: 8))
+                let (_, pong) = try task.create(.stream(messageSize: size, depth: 8))
+                let echo = try task.run(try task.lookup(Self.echoProgram)[0], arguments: [ping, pong], on: 1)
+                let pongs = [pong]
+                var histogram = Self.newHistogram()
+                for i in 0..<(warmup + iterations) {
+                    let t0 = clinux_rdtsc()
+                    let w = try task.beginWrite(ping, size: size)
+                    w.store(UInt64(i))
+                    _ = task.endWrite(w)
+                    _ = try await task.select(pongs)
+                    let r = try task.beginRead(pong)
+                    let echoed = r.load(as: UInt64.self)
+                    _ = task.endRead(r)
+                    let t1 = clinux_rdtsc()
+                    precondition(echoed == UInt64(i), "echo out of order")
+                    if i >= warmup { _ = histogram.record(clock.nanoseconds(t1 &- t0)) }
+                }
+                let stop = try task.beginWrite(ping, size: 0)
+                _ = task.endWrite(stop)
+                _ = try await task.select([echo])
+                try task.delete(ping)
+                try task.delete(pong)
+                results.append(Result(mechanism: "dios", payload: size, histogram: histogram))
+            }
+            return results
+        }
+        return results
+    }
+
+    /// One-way: a task on the second core writes 64-byte messages as fast as the
+    /// ring lets it; the first core's task reads them. Messages per second.
+    func diosThroughput(_ cpus: [Int], _ clock: TSC) async throws -> Double {
+        let node = try makeNode(cpus)
+        defer { node.shutdown() }
+        let count = throughputMessages
+        let source = await node.register(label: "source") { task in
+            let stream = try task.delegated()[0]
+            let streams = [stream]
+            var i = 0
+            while i < count {
+                do {
+                    let w = try task.beginWrite(stream, size: 64)
+                    w.store(UInt64(i))
+                    _ = task.endWrite(w)
+                    i += 1
+                } catch CallError.wouldBlock {
+                    _ = try await task.select(streams, flags: .writable)
+                }
+            }
+        }
+        return try await node.withTask(on: 0) { task in
+            let (_, stream) = try task.create(.stream(messageSize: 64, depth: 1024))
+            let streams = [stream]
+            _ = try task.run(try task.lookup(source)[0], arguments: [stream], on: 1)
+            _ = try await task.select(streams)
+            let start = clinux_rdtsc()
+            var received = 0
+            var sum: UInt64 = 0
+            while received < count {
+                do {
+                    let r = try task.beginRead(stream)
+                    sum &+= r.load(as: UInt64.self)
+                    _ = task.endRead(r)
+                    received += 1
+                } catch CallError.wouldBlock {
+                    _ = try await task.select(streams)
+                }
+            }
+            let elapsed = clock.nanoseconds(clinux_rdtsc() &- start)
+            precondition(sum == UInt64(count) * UInt64(count - 1) / 2, "throughput run lost or reordered messages")
+            return Double(count) / (Double(elapsed) / 1e9)
+        }
+    }
+
+    // MARK: Linux
+
+    /// Round trips over a Unix-domain SOCK_SEQPACKET pair; `poll` spins on
+    /// non-blocking receives instead of sleeping in the kernel.
+    func uds(_ cpus: [Int], _ size: Int, poll: Bool, _ clock: TSC) -> Histogram<UInt64> {
+        var fds: [Int32] = [0, 0]
+        guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue), 0, &fds) == 0 else {
+            fatalError("socketpair: \(String(cString: strerror(errno)))")
+        }
+        defer {
+            close(fds[0])
+            close(fds[1])
+        }
+        let total = warmup + iterations
+        let flags: Int32 = poll ? Int32(MSG_DONTWAIT) : 0
+        let peer = fds[1]
+        let echo = spawn(cpu: cpus[1]) {
+            let buffer = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 64)
+            defer { buffer.deallocate() }
+            for _ in 0..<total {
+                var n = recv(peer, buffer, 4096, flags)
+                while n < 0 { n = recv(peer, buffer, 4096, flags) }
+                _ = send(peer, buffer, n, 0)
+            }
+        }
+        let mine = fds[0]
+        let warmup = warmup
+        let histogram = onPinnedThread(cpu: cpus[0]) {
+            let buffer = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 64)
+            buffer.initializeMemory(as: UInt8.self, repeating: 1, count: 4096)
+            defer { buffer.deallocate() }
+            var histogram = Self.newHistogram()
+            for i in 0..<total {
+                let t0 = clinux_rdtsc()
+                _ = send(mine, buffer, size, 0)
+                var n = recv(mine, buffer, 4096, flags)
+                while n < 0 { n = recv(mine, buffer, 4096, flags) }
+                let t1 = clinux_rdtsc()
+                if i >= warmup { _ = histogram.record(clock.nanoseconds(t1 &- t0)) }
+            }
+            return histogram
+        }
+        pthread_join(echo, nil)
+        return histogram
+    }
+}
+
+/// The time-stamp counter, calibrated against CLOCK_MONOTONIC.
+struct TSC {
+    var nanosecondsPerTick: Double
+
+    static func calibrate() -> TSC {
+        let n0 = clinux_monotonic_ns()
+        let t0 = clinux_rdtsc()
+        var n1 = n0
+        while n1 - n0 < 50_000_000 { n1 = clinux_monotonic_ns() }
+        let t1 = clinux_rdtsc()
+        return TSC(nanosecondsPerTick: Double(n1 - n0) / Double(t1 - t0))
+    }
+
+    func nanoseconds(_ ticks: UInt64) -> UInt64 { UInt64(Double(ticks) * nanosecondsPerTick) }
+}
+
+/// Runs `body` on a new thread pinned to `cpu`.
+func spawn(cpu: Int, _ body: @escaping @Sendable () -> Void) -> pthread_t {
+    final class Box: @unchecked Sendable {
+        let body: @Sendable () -> Void
+        let cpu: Int
+        init(_ body: @escaping @Sendable () -> Void, cpu: Int) {
+            self.body = body
+            self.cpu = cpu
+        }
+    }
+    var thread = pthread_t()
+    let box = Unmanaged.passRetained(Box(body, cpu: cpu)).toOpaque()
+    pthread_create(
+        &thread, nil,
+        { arg in
+            let box = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
+            _ = clinux_pin_current_thread(Int32(box.cpu))
+            box.body()
+            return nil
+        }, box)
+    return thread
+}
+
+/// Runs `body` on a new thread pinned to `cpu`, waits for it, and returns its result.
+func onPinnedThread<T>(cpu: Int, _ body: @escaping @Sendable () -> T) -> T {
+    let slot = ResultSlot<T>()
+    let thread = spawn(cpu: cpu) { slot.value = body() }
+    pthread_join(thread, nil)
+    return slot.value!
+}
+
+/// Carries a thread's result to the thread that joins it (written before the join).
+final class ResultSlot<T>: @unchecked Sendable { var value: T? }
+
+func pad(_ s: String, _ width: Int, right: Bool = false) -> String {
+    let fill = String(repeating: " ", count: max(0, width - s.count))
+    return right ? fill + s : s + fill
+}
+
+func format(_ x: Double) -> String {
+    let scaled = (x * 100).rounded() / 100
+    return "\(scaled)"
+}
