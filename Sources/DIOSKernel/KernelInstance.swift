@@ -365,6 +365,7 @@ struct Waiter {
 
 /// What an instance has done, for `dios status` and the metrics.
 public struct InstanceCounters: Sendable, Equatable {
+    public init() {}
     public var calls: UInt64 = 0
     public var messagesIn: UInt64 = 0
     public var messagesOut: UInt64 = 0

@@ -8,7 +8,32 @@ struct Dios: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dios",
         abstract: "The DIOS command line.",
-        subcommands: [NameCommand.self, Probe.self, Bench.self])
+        subcommands: [Status.self, NameCommand.self, Probe.self, Bench.self])
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Per-instance figures of a running node: tasks, messages, polls, idle share.")
+    @Option(help: "The node's control socket.") var socket = "/tmp/dios-node0.sock"
+    @Flag(help: "Print the node's JSON lines as they come.") var json = false
+
+    func run() throws {
+        let reply = try ControlClient.request("status", socket: socket)
+        if json {
+            print(reply, terminator: "")
+            return
+        }
+        print(pad("instance", 10) + pad("cpu", 5, right: true) + pad("tasks", 7, right: true) + pad("msgs in", 12, right: true)
+            + pad("msgs out", 12, right: true) + pad("polls", 14, right: true) + pad("idle", 8, right: true))
+        for line in reply.split(separator: "\n") {
+            let fields = ControlClient.fields(of: String(line))
+            let idle = (Double(fields["idle_share"] ?? "0") ?? 0) * 100
+            print(pad(fields["instance"] ?? "?", 10) + pad(fields["cpu"] ?? "?", 5, right: true)
+                + pad(fields["tasks"] ?? "?", 7, right: true) + pad(fields["messages_in"] ?? "?", 12, right: true)
+                + pad(fields["messages_out"] ?? "?", 12, right: true) + pad(fields["polls"] ?? "?", 14, right: true)
+                + pad(format(idle) + "%", 8, right: true))
+        }
+    }
 }
 
 struct Bench: AsyncParsableCommand {

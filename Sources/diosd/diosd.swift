@@ -4,6 +4,7 @@ import DIOSConfig
 import DIOSDevices
 import CLinux
 import Logging
+import Metrics
 
 #if canImport(Glibc)
 import Glibc
@@ -120,11 +121,47 @@ struct Diosd: AsyncParsableCommand {
             return
         }
 
-        // Serve until SIGINT or SIGTERM.
+        // Serve until SIGINT or SIGTERM: the control socket for `dios status`, and
+        // the instances' counters exported through swift-metrics every second.
+        var control: ControlServer? = nil
+        if let path = file.controlSocket {
+            do {
+                control = try ControlServer(path: path, node: node)
+            } catch {
+                node.shutdown()
+                throw ValidationError("\(error)")
+            }
+            control?.start()
+            say("diosd: control socket \(path)")
+        }
+        let exporter = Task { await exportMetrics(node) }
         let signal = await waitForTerminationSignal(signals)
         say("diosd: signal \(signal), stopping")
+        exporter.cancel()
+        control?.stop()
         node.shutdown()
         say("diosd: node stopped cleanly")
+    }
+}
+
+/// Publishes each instance's counters as swift-metrics counters (labelled by
+/// instance), so whatever metrics backend the process bootstraps sees them.
+func exportMetrics(_ node: Node) async {
+    var last = [InstanceCounters](repeating: InstanceCounters(), count: node.instances.count)
+    while !Task.isCancelled {
+        for (i, c) in await node.counters().enumerated() {
+            let dims = [("instance", "\(node.instances[i].id)")]
+            for (name, now, before) in [
+                ("dios_calls", c.calls, last[i].calls), ("dios_messages_in", c.messagesIn, last[i].messagesIn),
+                ("dios_messages_out", c.messagesOut, last[i].messagesOut), ("dios_polls", c.polls, last[i].polls),
+                ("dios_idle_polls", c.idlePolls, last[i].idlePolls),
+                ("dios_tasks_started", c.tasksStarted, last[i].tasksStarted),
+            ] where now > before {
+                Counter(label: name, dimensions: dims).increment(by: Int64(now - before))
+            }
+            last[i] = c
+        }
+        try? await Task.sleep(for: .seconds(1))
     }
 }
 

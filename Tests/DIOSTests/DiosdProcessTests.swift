@@ -27,9 +27,15 @@ import Testing
         #expect(text.contains("diosd: node stopped cleanly"))
     }
 
-    @Test func sigtermStopsTheNodeAndRemovesItsHugepageFile() throws {
+    static var dios: URL { diosd.deletingLastPathComponent().appendingPathComponent("dios") }
+
+    /// A two-instance node answers `dios status`, then SIGTERM stops it: exit 0,
+    /// no hugepage file and no control socket left behind.
+    @Test func twoCoreNodeReportsStatusAndStopsCleanlyOnSigterm() throws {
+        let socket = "/tmp/dios-test-\(getpid()).sock"
         let process = Process()
         process.executableURL = Self.diosd
+        process.arguments = ["--cores", "0,1", "--control-socket", socket]
         let out = Pipe()
         process.standardOutput = out
         try process.run()
@@ -42,7 +48,7 @@ import Testing
         // Read until the node reports it is up, and where its arena lives.
         var text = ""
         let handle = out.fileHandleForReading
-        while !text.contains("idle adaptive") {
+        while !text.contains("control socket") {
             let chunk = handle.availableData
             if chunk.isEmpty { break }
             text += String(decoding: chunk, as: UTF8.self)
@@ -50,7 +56,24 @@ import Testing
         let arenaFile = text.split(separator: "\n").first { $0.contains("node 0 up") }
             .flatMap { line in line.range(of: "hugepages (").map { line[$0.upperBound...].prefix { $0 != ")" } } }
             .map(String.init)
+        #expect(arenaFile != nil, "\(text)")
         if let arenaFile { #expect(FileManager.default.fileExists(atPath: arenaFile)) }
+        #expect(text.contains("2 instance(s) on cores 0,1"))
+
+        let status = Process()
+        status.executableURL = Self.dios
+        status.arguments = ["status", "--socket", socket, "--json"]
+        let statusOut = Pipe()
+        status.standardOutput = statusOut
+        try status.run()
+        let statusText = String(decoding: statusOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        status.waitUntilExit()
+        #expect(status.terminationStatus == 0)
+        let lines = statusText.split(separator: "\n")
+        #expect(lines.count == 2, "\(statusText)")
+        #expect(lines.first?.contains(#""instance":"0.0","cpu":0"#) == true)
+        #expect(lines.last?.contains(#""instance":"0.1","cpu":1"#) == true)
+
         process.terminate()  // SIGTERM
         process.waitUntilExit()
         text += String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
@@ -58,5 +81,6 @@ import Testing
         #expect(process.terminationStatus == 0, "\(text)")
         #expect(text.contains("diosd: signal 15, stopping"))
         if let arenaFile { #expect(!FileManager.default.fileExists(atPath: arenaFile)) }
+        #expect(!FileManager.default.fileExists(atPath: socket))
     }
 }

@@ -1,0 +1,124 @@
+import DIOS
+import Dispatch
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The node's local control socket (a Unix stream socket): `dios status`
+/// connects, sends `status`, and reads one JSON object per instance. It runs on
+/// a thread of its own, never on an instance's.
+final class ControlServer: @unchecked Sendable {
+    let path: String
+    let node: Node
+    private let fd: Int32
+    private var thread = pthread_t()
+
+    /// Binds and listens at `path` (replacing a stale socket file).
+    init(path: String, node: Node) throws(ControlError) {
+        self.path = path
+        self.node = node
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw .pathTooLong(path) }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw .system("socket", errno) }
+        unlink(path)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0, listen(fd, 16) == 0 else {
+            let e = errno
+            close(fd)
+            throw .system("bind/listen \(path)", e)
+        }
+        self.fd = fd
+    }
+
+    /// Serves requests until `stop()`.
+    func start() {
+        let box = Unmanaged.passRetained(self).toOpaque()
+        pthread_create(
+            &thread, nil,
+            { arg in
+                let server = Unmanaged<ControlServer>.fromOpaque(arg!).takeRetainedValue()
+                server.serve()
+                return nil
+            }, box)
+    }
+
+    /// Stops accepting, waits for the thread, and removes the socket file.
+    func stop() {
+        shutdown(fd, Int32(SHUT_RDWR))
+        close(fd)
+        pthread_join(thread, nil)
+        unlink(path)
+    }
+
+    private func serve() {
+        while true {
+            let client = accept(fd, nil, nil)
+            if client < 0 {
+                if errno == EINTR { continue }
+                return  // closed by stop()
+            }
+            var buffer = [UInt8](repeating: 0, count: 256)
+            let n = read(client, &buffer, buffer.count)
+            let request = n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: " \n\r") : ""
+            let reply = request == "status" ? statusLines() : #"{"error":"unknown request; try status"}"# + "\n"
+            _ = reply.utf8CString.withUnsafeBufferPointer { write(client, $0.baseAddress, $0.count - 1) }
+            close(client)
+        }
+    }
+
+    /// One JSON object per instance, read on each instance's own thread.
+    private func statusLines() -> String {
+        let node = self.node
+        let done = DispatchSemaphore(value: 0)
+        let result = ResultBox()
+        Task {
+            result.counters = await node.counters()
+            done.signal()
+        }
+        done.wait()
+        var out = ""
+        for (i, c) in result.counters.enumerated() {
+            let idle = c.polls == 0 ? 0 : Double(c.idlePolls) / Double(c.polls)
+            let cpu = node.configuration.cores.isEmpty ? -1 : node.configuration.cores[i]
+            out += #"{"instance":"\#(node.instances[i].id)","cpu":\#(cpu),"tasks":\#(c.tasksStarted - c.tasksExited),"#
+                + #""tasks_started":\#(c.tasksStarted),"messages_in":\#(c.messagesIn),"messages_out":\#(c.messagesOut),"#
+                + #""calls":\#(c.calls),"polls":\#(c.polls),"idle_share":\#((idle * 1000).rounded() / 1000)}"# + "\n"
+        }
+        return out
+    }
+
+    final class ResultBox: @unchecked Sendable { var counters: [InstanceCounters] = [] }
+}
+
+/// Why the control socket could not be opened.
+enum ControlError: Error, CustomStringConvertible {
+    case pathTooLong(String)
+    case system(String, Int32)
+
+    var description: String {
+        switch self {
+        case .pathTooLong(let p): "control socket path too long: \(p)"
+        case .system(let what, let e): "\(what): \(String(cString: strerror(e)))"
+        }
+    }
+}
+
+extension String {
+    func trimmingCharacters(in set: String) -> String {
+        let chars = Set(set)
+        var s = Substring(self)
+        while let f = s.first, chars.contains(f) { s = s.dropFirst() }
+        while let l = s.last, chars.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+}
