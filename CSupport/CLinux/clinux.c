@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -91,3 +92,5 @@ int clinux_termination_signal_fd(void) {
 }
 
 void clinux_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
+
+long clinux_getrandom(void *buffer, size_t length) { return (long)getrandom(buffer, length, 0); }

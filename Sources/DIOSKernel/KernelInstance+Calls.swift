@@ -12,7 +12,7 @@ extension KernelInstance {
         counters.calls += 1
         let t = try taskIndex(task)
         guard tasks[t].refs.count < tasks[t].refs.capacity else { throw .reference(.tableFull) }
-        let name = Name.random()
+        let name = nameSource.fresh()
         let object: ObjectID?
         switch spec {
         case .blob(let size):
@@ -47,7 +47,7 @@ extension KernelInstance {
         counters.calls += 1
         let t = try taskIndex(task)
         guard tasks[t].trusted else { throw .untrusted(.lookup) }
-        let found = (names[name] ?? []).filter { objects.isLive($0) }
+        let found = names.instances(of: name).filter { objects.isLive($0) }
         guard !found.isEmpty else { throw .noSuchName(name) }
         guard tasks[t].refs.count + found.count <= tasks[t].refs.capacity else { throw .reference(.tableFull) }
         return found.map { object in

@@ -122,7 +122,7 @@ extension KernelInstance {
         }
         guard tasks[t].refs.count < tasks[t].refs.capacity else { throw .reference(.tableFull) }
         let programName = objects.records[Int(programEntry.object.index)].name
-        guard let proxy = makeObject(kind: .task, name: .random(), bufferSize: 64, maxWriteSize: 0, flags: []) else {
+        guard let proxy = makeObject(kind: .task, name: nameSource.fresh(), bufferSize: 64, maxWriteSize: 0, flags: []) else {
             throw .outOfMemory(requested: 64)
         }
         objects.records[Int(proxy.index)].remoteInstance = target
@@ -151,7 +151,7 @@ extension KernelInstance {
 
     /// Handles `.run` from a peer: starts the program here with the handed-over streams.
     func startForPeer(proxy: ObjectID, from peer: Int, program: Name, trusted: Bool, arguments: [Handoff], label: String) {
-        let programObject = names[program]?.first { objects.isLive($0) && objects.records[Int($0.index)].kind == .program }
+        let programObject = names.first(of: program) { objects.isLive($0) && objects.records[Int($0.index)].kind == .program }
         guard let programObject, let body = programs[objects.records[Int(programObject.index)].program] else {
             for h in arguments { StreamRing.attach(at: pool.arena.address(at: h.ringOffset)).adjustEnds(by: -1) }
             send(.failedToStart(proxy: proxy, error: .noSuchName(program)), to: peer)

@@ -31,7 +31,8 @@ public final class KernelInstance: @unchecked Sendable {
     @exclusivity(unchecked) var tasks: [TaskRecord] = []
     @exclusivity(unchecked) var freeTasks: [UInt32] = []
     /// name → instances of it held here. Becomes the name-service replica.
-    @exclusivity(unchecked) var names: [Name: [ObjectID]] = [:]
+    @exclusivity(unchecked) var names = NameTable(reserve: 1024)
+    @exclusivity(unchecked) var nameSource = NameSource()
     @exclusivity(unchecked) var programs: [TaskEntry?] = []
     @exclusivity(unchecked) var timers = Heap<TimerEntry>()
     @exclusivity(unchecked) var waiters: [Waiter] = []
@@ -90,7 +91,6 @@ public final class KernelInstance: @unchecked Sendable {
         tasks.reserveCapacity(64)
         waiters.reserveCapacity(64)
         dirty.reserveCapacity(64)
-        names.reserveCapacity(1024)
     }
 
     deinit {
@@ -114,7 +114,7 @@ public final class KernelInstance: @unchecked Sendable {
     /// (a test, a benchmark, the node's boot code) to the instance.
     package func attachTask(trusted: Bool, label: String = "attached") -> TaskID {
         checkThread()
-        let object = makeObject(kind: .task, name: .random(), bufferSize: 64, maxWriteSize: 0, flags: [])!
+        let object = makeObject(kind: .task, name: nameSource.fresh(), bufferSize: 64, maxWriteSize: 0, flags: [])!
         let task = insertTask(TaskRecord(trusted: trusted, object: object, label: label))
         objects.records[Int(object.index)].task = task
         counters.tasksStarted += 1
@@ -227,7 +227,7 @@ public final class KernelInstance: @unchecked Sendable {
         record.maxWriteSize = maxWriteSize
         record.persistent = flags.contains(.persistent)
         let id = objects.insert(record)
-        names[name, default: []].append(id)
+        names.insert(name, id)
         return id
     }
 
@@ -241,7 +241,7 @@ public final class KernelInstance: @unchecked Sendable {
         record.program = programs.count - 1
         record.ready = true
         let id = objects.insert(record)
-        names[name, default: []].append(id)
+        names.insert(name, id)
         return id
     }
 
@@ -250,10 +250,7 @@ public final class KernelInstance: @unchecked Sendable {
         let i = Int(object.index)
         guard objects.isLive(object) else { return }
         let name = objects.records[i].name
-        if var list = names[name] {
-            list.removeAll { $0 == object }
-            names[name] = list.isEmpty ? nil : list
-        }
+        names.remove(name, object)
         if objects.records[i].kind == .program, objects.records[i].program >= 0 {
             programs[objects.records[i].program] = nil
         }

@@ -33,6 +33,7 @@ public final class PollLoop: Sendable {
     public let policy: IdlePolicy
     public let cpu: Int?
     private let stopRequested = Atomic<Bool>(false)
+    private let adopted = Atomic<Bool>(false)
     private let thread = Mutex<pthread_t?>(nil)
 
     public init(instance: KernelInstance, policy: IdlePolicy, cpu: Int? = nil) {
@@ -54,6 +55,9 @@ public final class PollLoop: Sendable {
             }, box)
         precondition(r == 0, "pthread_create failed: \(r)")
         thread.withLock { $0 = tid }
+        // Return only once the thread owns the instance, so from here on any
+        // use of the instance from another thread is caught.
+        while !adopted.load(ordering: .acquiring) { sched_yield() }
     }
 
     /// Asks the loop to stop and waits for its thread to finish.
@@ -71,6 +75,7 @@ public final class PollLoop: Sendable {
             if r != 0 { instance.logger.warning("cannot pin to CPU \(cpu): \(String(cString: strerror(r)))") }
         }
         instance.adoptCurrentThread()
+        adopted.store(true, ordering: .releasing)
         var idle = 0
         while !stopRequested.load(ordering: .relaxed) {
             if instance.poll() > 0 {

@@ -84,6 +84,10 @@ static inline uint64_t clinux_rdtsc(void) {
 #endif
 }
 
+/// Fills `length` bytes from the kernel CSPRNG. Returns bytes written or -1
+/// (errno set). Wraps `getrandom(2)`.
+long clinux_getrandom(void *buffer, size_t length);
+
 /// Monotonic clock in nanoseconds. Wraps `clock_gettime(CLOCK_MONOTONIC)`.
 uint64_t clinux_monotonic_ns(void);
 
