@@ -1,5 +1,5 @@
 public import DIOSCore
-import DIOSKernel
+package import DIOSKernel
 
 /// An open read: a view into the object's own buffer (no copy), ended exactly
 /// once by `TaskContext.endRead(_:)`.
@@ -10,7 +10,7 @@ import DIOSKernel
 /// instance's thread.
 public struct ReadTransaction: ~Copyable {
     let kernel: Unmanaged<KernelInstance>
-    let grant: IOGrant
+    @usableFromInline let grant: IOGrant
     /// The reference the read is on.
     public let ref: Ref
 
@@ -21,7 +21,7 @@ public struct ReadTransaction: ~Copyable {
     }
 
     /// Bytes readable in the view.
-    public var count: Int { grant.count }
+    @inlinable public var count: Int { grant.count }
 
     /// The view itself, borrowed from the transaction.
     public var bytes: RawSpan {
@@ -33,11 +33,13 @@ public struct ReadTransaction: ~Copyable {
     }
 
     /// Calls `body` with the view as a buffer pointer; the pointer must not escape.
+    @inlinable
     public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
         try body(UnsafeRawBufferPointer(start: grant.base, count: grant.count))
     }
 
     /// A fixed-width integer at `offset` (unaligned loads allowed).
+    @inlinable
     public func load<T: FixedWidthInteger>(fromByteOffset offset: Int = 0, as type: T.Type) -> T {
         precondition(offset >= 0 && offset + MemoryLayout<T>.size <= grant.count, "read outside the view")
         return grant.base.loadUnaligned(fromByteOffset: offset, as: T.self)
@@ -61,7 +63,7 @@ public struct ReadTransaction: ~Copyable {
 /// `ReadTransaction`; dropping it publishes nothing.
 public struct WriteTransaction: ~Copyable {
     let kernel: Unmanaged<KernelInstance>
-    let grant: IOGrant
+    @usableFromInline let grant: IOGrant
     /// The reference the write is on.
     public let ref: Ref
     /// How many bytes `endWrite` publishes: the reserved size unless set lower.
@@ -77,7 +79,7 @@ public struct WriteTransaction: ~Copyable {
     }
 
     /// Bytes reserved for the write.
-    public var capacity: Int { grant.count }
+    @inlinable public var capacity: Int { grant.count }
 
     /// The writable view, borrowed mutably from the transaction.
     public var bytes: MutableRawSpan {
@@ -89,17 +91,20 @@ public struct WriteTransaction: ~Copyable {
     }
 
     /// Calls `body` with the view as a mutable buffer pointer; the pointer must not escape.
+    @inlinable
     public func withUnsafeMutableBytes<R, E: Error>(_ body: (UnsafeMutableRawBufferPointer) throws(E) -> R) throws(E) -> R {
         try body(UnsafeMutableRawBufferPointer(start: grant.base, count: grant.count))
     }
 
     /// Stores a fixed-width integer at `offset` (unaligned stores allowed).
+    @inlinable
     public func store<T: FixedWidthInteger>(_ value: T, toByteOffset offset: Int = 0) {
         precondition(offset >= 0 && offset + MemoryLayout<T>.size <= grant.count, "write outside the view")
         grant.base.storeBytes(of: value, toByteOffset: offset, as: T.self)
     }
 
     /// Copies `bytes` into the view at `offset`.
+    @inlinable
     public func copy(from bytes: some Collection<UInt8>, toByteOffset offset: Int = 0) {
         precondition(offset >= 0 && offset + bytes.count <= grant.count, "write outside the view")
         UnsafeMutableRawBufferPointer(start: grant.base + offset, count: bytes.count).copyBytes(from: bytes)

@@ -4,11 +4,12 @@ import DIOSMemory
 /// An open I/O transaction as the kernel issued it: a view into the object's own
 /// buffer and what `end` needs to validate it. Only the kernel makes these; the
 /// `DIOS` module wraps each in a `~Copyable` transaction that is ended once.
+@usableFromInline
 package struct IOGrant: @unchecked Sendable {
     package let object: ObjectID
     /// The first byte of the view, inside the object's buffer in the arena.
-    package let base: UnsafeMutableRawPointer
-    package let count: Int
+    @usableFromInline package let base: UnsafeMutableRawPointer
+    @usableFromInline package let count: Int
     /// The object's version when the transaction began (weak reads validate it).
     package let version: UInt64
     package let mode: IOMode

@@ -3,13 +3,15 @@ public import CLinux
 /// A single-producer/single-consumer ring of fixed-size message slots laid out
 /// in arena memory: the stream's buffer itself.
 ///
-/// The writer fills a slot in place and publishes it by storing `tail`; the
-/// reader reads that very slot and releases it by storing `head`. Nothing is
-/// copied between them, nothing is overwritten (a full ring refuses), and the
-/// two sides may be on different kernel instances (threads): the indices are
-/// the only shared words, each written by one side only, with release/acquire
-/// ordering, and each on its own cache line next to that side's cached copy of
-/// the other's index.
+/// The writer fills a slot in place and publishes it by storing the slot's
+/// header — its length and its sequence number — with release ordering; the
+/// reader polls the header of the slot it expects next, so a message crosses
+/// between cores as the cache line(s) of its own slot and nothing else. The
+/// reader releases slots by storing `head`, which the writer reads only when
+/// its cached copy says the ring is full. Nothing is copied between them,
+/// nothing is overwritten (a full ring refuses), and the two sides may be on
+/// different kernel instances (threads): every shared word is written by one
+/// side only.
 ///
 /// Which instance writes and which reads is claimed in the header on first use
 /// (compare-and-swap), so a ring never gets a second producer or consumer.
@@ -17,10 +19,13 @@ public import CLinux
 /// Layout (offsets from `base`):
 ///
 ///     0    producer line: tail (u64), cached head (u64)
-///     64   consumer line: head (u64), cached tail (u64)
+///     64   consumer line: head (u64)
 ///     128  control line: writer claim (u32), reader claim (u32), closed (u32),
 ///          attached ends (u32), depth (u32), stride (u32), max message (u32)
-///     192  slots: depth × stride bytes; each slot = length (u32), 4 pad, payload
+///     192  slots: depth × stride bytes; each slot = header (u64: sequence << 32
+///          | length), then the payload. Message n (from 0) is in slot n mod depth
+///          with sequence (n + 1) mod 2³², so a slot's previous message never
+///          looks like its next.
 public struct StreamRing: @unchecked Sendable {
     public static let headerSize = 192
     public static let slotHeader = 8
@@ -124,8 +129,9 @@ public struct StreamRing: @unchecked Sendable {
     @inlinable @inline(__always)
     public func publish(length: Int) {
         let tail = u64(at: 0).pointee
-        slot(tail).storeBytes(of: UInt32(length), as: UInt32.self)
-        clinux_store_release_u64(u64(at: 0), tail &+ 1)
+        let header = UInt64(truncatingIfNeeded: tail &+ 1) << 32 | UInt64(UInt32(length))
+        clinux_store_release_u64(slot(tail).assumingMemoryBound(to: UInt64.self), header)
+        clinux_store_release_u64(u64(at: 0), tail &+ 1)  // for `count` and `hasSpace`
     }
 
     /// Whether a slot is free now. Either side (or a third party) may ask.
@@ -140,13 +146,10 @@ public struct StreamRing: @unchecked Sendable {
     @inlinable @inline(__always)
     public func peek() -> (UnsafeMutableRawPointer, Int)? {
         let head = u64(at: 64).pointee  // only the consumer writes head
-        if head == u64(at: 72).pointee {
-            let tail = clinux_load_acquire_u64(u64(at: 0))
-            u64(at: 72).pointee = tail
-            if head == tail { return nil }
-        }
         let s = slot(head)
-        return (s + Self.slotHeaderBytes, Int(s.load(as: UInt32.self)))
+        let header = clinux_load_acquire_u64(s.assumingMemoryBound(to: UInt64.self))
+        guard UInt32(truncatingIfNeeded: header >> 32) == UInt32(truncatingIfNeeded: head &+ 1) else { return nil }
+        return (s + Self.slotHeaderBytes, Int(UInt32(truncatingIfNeeded: header)))
     }
 
     /// Releases the oldest message's slot to the producer. Consumer only.
@@ -158,7 +161,9 @@ public struct StreamRing: @unchecked Sendable {
     /// Whether a message is waiting. Either side (or a third party) may ask.
     @inlinable @inline(__always)
     public func hasMessage() -> Bool {
-        clinux_load_acquire_u64(u64(at: 64)) != clinux_load_acquire_u64(u64(at: 0))
+        let head = clinux_load_acquire_u64(u64(at: 64))
+        let header = clinux_load_acquire_u64(slot(head).assumingMemoryBound(to: UInt64.self))
+        return UInt32(truncatingIfNeeded: header >> 32) == UInt32(truncatingIfNeeded: head &+ 1)
     }
 
     /// Messages published and not yet released (either side may ask; approximate
