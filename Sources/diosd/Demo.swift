@@ -6,9 +6,11 @@ import DIOS
 /// real result.
 enum Demo {
     static let workerName = Name.wellKnown("dios.demo.worker")
+    static let echoName = Name.wellKnown("dios.demo.echo")
 
     static func run(on node: Node, messages: Int, say: @escaping @Sendable (String) -> Void) async throws {
         await node.register(workerName, label: "worker", program: worker(say: say))
+        await node.register(echoName, label: "echo", program: echo)
         try await node.withTask(label: "init") { task in
             say("init: trusted task on instance \(task.instance)")
             // A blob with the job's parameters, and a stream for the results.
@@ -59,6 +61,40 @@ enum Demo {
             let status = try task.beginRead(worker)
             say("init: worker exited with status \(status.load(as: Int64.self))")
             _ = task.endRead(status)
+        }
+        if node.instances.count > 1 { try await crossCore(on: node, messages: messages, say: say) }
+    }
+
+    /// Init on instance 0 and an echo task on instance 1 (another core): two
+    /// streams whose rings both instances share; every message goes there and back.
+    static func crossCore(on node: Node, messages: Int, say: @escaping @Sendable (String) -> Void) async throws {
+        try await node.withTask(on: 0, label: "init") { task in
+            let (_, there) = try task.create(.stream(messageSize: 64, depth: 16))
+            let (_, back) = try task.create(.stream(messageSize: 64, depth: 16))
+            let echo = try task.run(try task.lookup(echoName)[0], arguments: [there, back], on: 1)
+            say("init: started echo on instance 1 (\(try task.describe(echo).proximity)), streams shared between the cores")
+            var sum: UInt64 = 0
+            for i in 0..<UInt64(messages) {
+                try await task.write(withUnsafeBytes(of: i) { Array($0) }, to: there)
+                let reply = try await task.read(back)
+                let value = reply.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+                guard value == i * 3 else { throw CallError.invalidArgument("echo answered \(value) to \(i)") }
+                sum += value
+            }
+            try await task.write([], to: there)  // empty: the end
+            _ = try await task.select([echo])
+            say("init: \(messages) round trips to instance 1 and back, all in order (sum \(sum))")
+        }
+    }
+
+    /// Answers each message on the first stream with three times its value on the second.
+    static let echo: Program = { task in
+        let refs = try task.delegated()
+        while true {
+            let message = try await task.read(refs[0])
+            if message.isEmpty { return }
+            let value = message.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+            try await task.write(withUnsafeBytes(of: value * 3) { Array($0) }, to: refs[1])
         }
     }
 
