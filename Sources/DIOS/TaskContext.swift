@@ -108,7 +108,8 @@ public struct TaskContext: Sendable {
     /// `select`: the first of `refs` that is readable (with `.writable`: writable),
     /// waiting until one is. With a timer among them, this is a timeout.
     public func select(_ refs: [Ref], flags: Flags = []) async throws(CallError) -> Ref {
-        refs[try await kernel.select(task, refs, flags: flags)]
+        if let n = try kernel.selectNow(task, refs, flags: flags) { return refs[n] }
+        return refs[try await kernel.select(task, refs, flags: flags)]
     }
 
     // MARK: - Conveniences over the calls

@@ -78,9 +78,9 @@ extension KernelInstance {
             objects.records[p].pendingPause = nil
         case .failedToStart(let proxy, let error):
             logger.warning("task did not start on instance \(peer): \(error)")
-            finishProxy(proxy, status: -1)
+            finishTaskObject(proxy, status: -1)
         case .exited(let proxy, let status):
-            finishProxy(proxy, status: status)
+            finishTaskObject(proxy, status: status)
         case .pause(let task, let resume):
             setPaused(task, paused: !resume)
         case .stop(let task):
@@ -95,17 +95,18 @@ extension KernelInstance {
         }
     }
 
-    /// Marks a proxy's task finished with `status`: the proxy becomes readable.
-    func finishProxy(_ proxy: ObjectID, status: Int32) {
-        guard objects.isLive(proxy) else { return }
-        let p = Int(proxy.index)
-        objects.records[p].ready = true
-        objects.records[p].length = 8
-        if let buffer = objects.records[p].buffer {
+    /// Marks a task object (a local task's, or the proxy of one on another
+    /// instance) finished with `status`: it becomes readable, holding the status.
+    func finishTaskObject(_ object: ObjectID, status: Int32) {
+        guard objects.isLive(object) else { return }
+        let o = Int(object.index)
+        objects.records[o].ready = true
+        objects.records[o].length = 8
+        if let buffer = objects.records[o].buffer {
             pool.address(of: buffer).storeBytes(of: Int64(status), as: Int64.self)
         }
-        objects.records[p].version &+= 2
-        markDirty(proxy)
+        objects.records[o].version &+= 2
+        markDirty(object)
     }
 
     /// `run` onto instance `target`: a proxy task object here stands for the task

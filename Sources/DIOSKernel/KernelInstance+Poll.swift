@@ -88,6 +88,24 @@ extension KernelInstance {
         }
     }
 
+    /// `select` without suspending: the first ready reference now or after the
+    /// spin, or nil when the task must wait (or is paused). The common case of
+    /// a blocking `select` ends here, with no async frames at all.
+    @inline(__always)
+    package func selectNow(_ task: TaskID, _ refs: [Ref], flags: Flags) throws(CallError) -> Int? {
+        checkThread()
+        guard !refs.isEmpty, !isPaused(task) else { return nil }
+        if let n = try firstReady(task, refs, flags: flags) {
+            counters.calls &+= 1
+            return n
+        }
+        if let n = try spin(task, refs, flags: flags) {
+            counters.calls &+= 1
+            return n
+        }
+        return nil
+    }
+
     /// Spins on `refs` until one is ready, the budget is spent, or the instance
     /// has other work (jobs, control messages, a due timer). `firstReady` has just
     /// validated the references, and nothing can change this task's table while

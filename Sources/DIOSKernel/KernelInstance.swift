@@ -190,17 +190,7 @@ public final class KernelInstance: @unchecked Sendable {
         checkThread()
         let i = Int(task.index)
         guard i < tasks.count, tasks[i].generation == task.generation, tasks[i].live else { return }
-        let object = tasks[i].object
-        if objects.isLive(object) {
-            let o = Int(object.index)
-            objects.records[o].ready = true
-            objects.records[o].length = 8
-            if let buffer = objects.records[o].buffer {
-                pool.address(of: buffer).storeBytes(of: Int64(status), as: Int64.self)
-            }
-            objects.records[o].version &+= 2
-            markDirty(object)
-        }
+        finishTaskObject(tasks[i].object, status: status)
         for w in tasks[i].pauseWaiters { w.resume() }
         if let proxy = tasks[i].proxy { send(.exited(proxy: proxy.object, status: status), to: proxy.instance) }
         tasks[i] = TaskRecord(generation: tasks[i].generation &+ 1)
