@@ -109,7 +109,7 @@ public struct TaskContext: Sendable {
     /// waiting until one is. With a timer among them, this is a timeout.
     public func select(_ refs: [Ref], flags: Flags = []) async throws(CallError) -> Ref {
         if let n = try kernel.selectNow(task, refs, flags: flags) { return refs[n] }
-        return refs[try await kernel.select(task, refs, flags: flags)]
+        return refs[try await kernel.select(task, refs, flags: flags, spun: !kernel.isPaused(task))]
     }
 
     // MARK: - Conveniences over the calls

@@ -53,14 +53,19 @@ extension KernelInstance {
     /// (`selectSpin` turns, cut short when anything else needs the instance):
     /// a stream fed from another core then costs a cache-line transfer, not a
     /// trip through the scheduler.
-    package func select(_ task: TaskID, _ refs: [Ref], flags: Flags) async throws(CallError) -> Int {
+    ///
+    /// `spun`: the caller has just spun (`selectNow`), so the first round
+    /// suspends without spinning again.
+    package func select(_ task: TaskID, _ refs: [Ref], flags: Flags, spun: Bool = false) async throws(CallError) -> Int {
         checkThread()
         counters.calls &+= 1
         guard !refs.isEmpty else { throw .invalidArgument("select needs at least one reference") }
+        var spinNow = !spun
         while true {
             try await waitWhilePaused(task)
             if let n = try firstReady(task, refs, flags: flags) { return n }
-            if let n = try spin(task, refs, flags: flags) { return n }
+            if spinNow, let n = try spin(task, refs, flags: flags) { return n }
+            spinNow = true
             let t = try taskIndex(task)
             var watched: [UInt32] = []
             var shared = false
