@@ -81,7 +81,7 @@ extension KernelInstance {
             return try runRemote(t, programEntry, arguments: argumentEntries, flags: flags, label: label ?? "program", on: instance)
         }
         guard tasks[t].refs.count < tasks[t].refs.capacity else { throw .reference(.tableFull) }
-        let child = attachTask(trusted: !flags.contains(.untrusted), label: label ?? "program")
+        let child = try makeTask(trusted: !flags.contains(.untrusted), label: label ?? "program")
         let c = Int(child.index)
         for e in argumentEntries {
             let ref = try! insertRef(c, e)

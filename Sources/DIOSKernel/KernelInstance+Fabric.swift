@@ -158,7 +158,12 @@ extension KernelInstance {
             send(.failedToStart(proxy: proxy, error: .noSuchName(program)), to: peer)
             return
         }
-        let child = attachTask(trusted: trusted, label: label)
+        let child: TaskID
+        do { child = try makeTask(trusted: trusted, label: label) } catch {
+            for h in arguments { StreamRing.attach(at: pool.arena.address(at: h.ringOffset)).adjustEnds(by: -1) }
+            send(.failedToStart(proxy: proxy, error: error), to: peer)
+            return
+        }
         let c = Int(child.index)
         tasks[c].proxy = (peer, proxy)
         for h in arguments {

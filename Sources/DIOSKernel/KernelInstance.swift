@@ -112,9 +112,17 @@ public final class KernelInstance: @unchecked Sendable {
     /// Creates a task record (and its task object) without starting anything:
     /// the caller's own thread then acts as that task. Used to attach a driver
     /// (a test, a benchmark, the node's boot code) to the instance.
+    /// A driver that cannot get a task has nothing to fall back on, so this traps
+    /// when the pool is exhausted; `run` uses `makeTask` and reports it instead.
     package func attachTask(trusted: Bool, label: String = "attached") -> TaskID {
+        do { return try makeTask(trusted: trusted, label: label) } catch { preconditionFailure("attachTask: \(error)") }
+    }
+
+    /// A new task record and its task object, or `.outOfMemory` (changing nothing).
+    func makeTask(trusted: Bool, label: String) throws(CallError) -> TaskID {
         checkThread()
-        let object = makeObject(kind: .task, name: nameSource.fresh(), bufferSize: 64, maxWriteSize: 0, flags: [])!
+        guard let object = makeObject(kind: .task, name: nameSource.fresh(), bufferSize: 64, maxWriteSize: 0, flags: [])
+        else { throw .outOfMemory(requested: 64) }
         let task = insertTask(TaskRecord(trusted: trusted, object: object, label: label))
         objects.records[Int(object.index)].task = task
         counters.tasksStarted += 1
