@@ -99,8 +99,20 @@ public final class Node: Sendable {
     /// instance, so `run` can start it on any core, and returns the name.
     @discardableResult
     public func register(_ name: Name = .random(), label: String, program: @escaping Program) async -> Name {
-        let logger = configuration.logger
-        let entry: @Sendable (KernelInstance, TaskID) async -> Int32 = { kernel, task in
+        let entry = Self.entry(for: program, label: label, logger: configuration.logger)
+        for kernel in instances {
+            await Task(executorPreference: kernel.executor) {
+                _ = kernel.registerProgram(name, entry: entry)
+            }.value
+        }
+        return name
+    }
+
+    /// The kernel's shape of a program: exit status 0 when it returns, 1 when it throws.
+    static func entry(
+        for program: @escaping Program, label: String, logger: Logger = Logger(label: "dios.node")
+    ) -> @Sendable (KernelInstance, TaskID) async -> Int32 {
+        { kernel, task in
             do {
                 try await program(TaskContext(kernel: kernel, task: task))
                 return 0
@@ -109,12 +121,6 @@ public final class Node: Sendable {
                 return 1
             }
         }
-        for kernel in instances {
-            await Task(executorPreference: kernel.executor) {
-                _ = kernel.registerProgram(name, entry: entry)
-            }.value
-        }
-        return name
     }
 
     /// Counters of every instance, each read on its own thread.

@@ -210,4 +210,85 @@ let benchmarks: @Sendable () -> Void = {
         }
         benchmark.stopMeasurement()
     }
+
+    // 5. A 64-byte message to a task on another instance (its own polling
+    //    thread) and its echo back: beginWrite/endWrite here, select +
+    //    beginRead + beginWrite + endWrite + endRead there, beginRead/endRead
+    //    here. The malloc count covers the whole process, both instances.
+    Benchmark("stream round trip across instances (64 B)", configuration: dataPath) { benchmark in
+        let f = crossCoreFixture()
+        let task = f.task
+        benchmark.startMeasurement()
+        for i in benchmark.scaledIterations {
+            do {
+                let w = try task.beginWrite(f.ping, size: 64)
+                w.store(UInt64(truncatingIfNeeded: i))
+                blackHole(task.endWrite(w))
+                // Typed throws: `.wouldBlock` is a value here, not a boxed `any Error`
+                // (an untyped catch would allocate a box per miss).
+                while true {
+                    do throws(CallError) {
+                        let r = try task.beginRead(f.pong)
+                        blackHole(task.endRead(r))
+                        break
+                    } catch .wouldBlock {
+                        continue  // the echo is on its way
+                    }
+                }
+            } catch {
+                fatalError("cross-instance round trip: \(error)")
+            }
+        }
+        benchmark.stopMeasurement()
+    }
+}
+
+// MARK: - Cross-instance fixture
+
+let echoProgram = Name.wellKnown("bench.echo")
+
+/// This thread drives instance 0; instance 1 runs on a polling thread of its
+/// own (busy idle) and runs an echo task that answers every ping with a pong.
+final class CrossCoreFixture {
+    let kernel: StandaloneInstance
+    let task: TaskContext
+    let ping: Ref
+    let pong: Ref
+
+    init() {
+        let echo: Program = { task in
+            let refs = try task.delegated()
+            let pings = [refs[0]]
+            while true {
+                _ = try await task.select(pings)
+                let r = try task.beginRead(refs[0])
+                let w = try task.beginWrite(refs[1], size: r.count)
+                w.withUnsafeMutableBytes { dst in r.withUnsafeBytes { dst.copyMemory(from: $0) } }
+                _ = task.endWrite(w)
+                _ = task.endRead(r)
+            }
+        }
+        do {
+            kernel = try StandaloneInstance(
+                arenaSize: 64 << 20, label: "bench-xcore", peers: 1, idle: .busy, programs: [(echoProgram, echo)])
+            task = kernel.attach()
+            (_, ping) = try task.create(.stream(messageSize: 64, depth: 64))
+            (_, pong) = try task.create(.stream(messageSize: 64, depth: 64))
+            _ = try task.run(try task.lookup(echoProgram)[0], arguments: [ping, pong], on: 1)
+        } catch {
+            fatalError("cross-instance fixture: \(error)")
+        }
+    }
+}
+
+nonisolated(unsafe) var sharedCrossCoreFixture: CrossCoreFixture?
+
+func crossCoreFixture() -> CrossCoreFixture {
+    if let f = sharedCrossCoreFixture {
+        f.kernel.instance.adoptCurrentThread()
+        return f
+    }
+    let f = CrossCoreFixture()
+    sharedCrossCoreFixture = f
+    return f
 }
