@@ -148,7 +148,7 @@ let package = Package(
         .executableTarget(
             name: "dios",
             dependencies: [
-                "DIOS", "DIOSDevices", "CLinux",
+                "DIOS", "DIOSDevices", "DIOSMemory", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],

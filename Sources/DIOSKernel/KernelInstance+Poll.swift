@@ -8,24 +8,27 @@ extension KernelInstance {
     /// of the deletion from its next call.
     @inline(__always)
     func isReady(_ i: Int, writable: Bool) -> Bool {
-        objects.records.withUnsafeBufferPointer { records in
-            let r = records.baseAddress! + i  // borrowed in place: no copy of the record
-            if r.pointee.deleted || !r.pointee.live { return true }
-            switch r.pointee.kind {
-            case .blob:
-                return writable
-                    ? !r.pointee.writerOpen && r.pointee.sharedHolds == 0 : !(r.pointee.writerOpen && r.pointee.exclusive)
-            case .stream:
-                guard let ring = r.pointee.ring else { return true }
-                if ring.isClosed { return true }
-                return writable ? !r.pointee.writerOpen && ring.hasSpace() : !r.pointee.readerOpen && ring.hasMessage()
-            case .timer:
-                return writable ? !r.pointee.writerOpen : r.pointee.ready
-            case .task:
-                return !writable && r.pointee.ready
-            case .program:
-                return true
-            }
+        objects.records.withUnsafeBufferPointer { Self.isReady($0.baseAddress! + i, writable: writable) }
+    }
+
+    /// Readiness of a record read in place (no copy, no reference counting).
+    @inline(__always)
+    static func isReady(_ r: UnsafePointer<ObjectRecord>, writable: Bool) -> Bool {
+        if r.pointee.deleted || !r.pointee.live { return true }
+        switch r.pointee.kind {
+        case .blob:
+            return writable
+                ? !r.pointee.writerOpen && r.pointee.sharedHolds == 0 : !(r.pointee.writerOpen && r.pointee.exclusive)
+        case .stream:
+            guard let ring = r.pointee.ring else { return true }
+            if ring.isClosed { return true }
+            return writable ? !r.pointee.writerOpen && ring.hasSpace() : !r.pointee.readerOpen && ring.hasMessage()
+        case .timer:
+            return writable ? !r.pointee.writerOpen : r.pointee.ready
+        case .task:
+            return !writable && r.pointee.ready
+        case .program:
+            return true
         }
     }
 
@@ -123,17 +126,21 @@ extension KernelInstance {
             for (n, ref) in refs.enumerated() {
                 watched[n] = Int((try? tasks[t].refs.entry(ref).object.index).map { Int($0) } ?? 0)
             }
-            var budget = selectSpin
-            while budget > 0 {
-                budget -= 1
-                for n in 0..<refs.count where isReady(watched[n], writable: writable) { return n }
-                if budget & 63 == 0 {
-                    if executor.hasPendingHint || hasControlMessages() { return nil }
-                    if !timers.isEmpty, let due = nanosecondsToNextTimer(), due == 0 { return nil }
+            // The records cannot move while we spin: only this thread changes them.
+            return objects.records.withUnsafeBufferPointer { records -> Int? in
+                let base = records.baseAddress!
+                var budget = selectSpin
+                while budget > 0 {
+                    budget -= 1
+                    for n in 0..<refs.count where Self.isReady(base + watched[n], writable: writable) { return n }
+                    if budget & 63 == 0 {
+                        if executor.hasPendingHint || hasControlMessages() { return nil }
+                        if !timers.isEmpty, let due = nanosecondsToNextTimer(), due == 0 { return nil }
+                    }
+                    clinux_cpu_relax()
                 }
-                clinux_cpu_relax()
+                return nil
             }
-            return nil
         }
     }
 

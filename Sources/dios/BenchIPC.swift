@@ -1,6 +1,7 @@
 import ArgumentParser
 import CLinux
 import DIOS
+import DIOSMemory
 import Histogram
 import Synchronization
 
@@ -10,8 +11,10 @@ import Glibc
 
 /// `dios bench ipc`: round trips between two cores, in one run, for
 /// 1. the hardware floor — two threads bouncing a cache line;
-/// 2. DIOS — a task on each core, a pair of streams, select/beginRead/endRead;
-/// 3. Linux — a Unix-domain socket pair, blocking and busy-polled;
+/// 2. the raw ring — the same two threads through a pair of DIOS `StreamRing`s
+///    with no kernel around them (what DIOS's own bookkeeping costs on top);
+/// 3. DIOS — a task on each core, a pair of streams, select/beginRead/endRead;
+/// 4. Linux — a Unix-domain socket pair, blocking and busy-polled;
 /// plus DIOS one-way throughput. Every figure comes from this run.
 struct BenchIPC: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -39,6 +42,7 @@ struct BenchIPC: AsyncParsableCommand {
         var results: [Result] = []
 
         results.append(Result(mechanism: "floor", payload: 8, histogram: floor(cpus, clock)))
+        for size in sizes { results.append(Result(mechanism: "ring-raw", payload: size, histogram: rawRing(cpus, size, clock))) }
         let selected = Set(only.split(separator: ",").map(String.init))
         if selected.contains("dios") { results += try await dios(cpus, sizes, clock) }
         if selected.contains("uds") {
@@ -71,9 +75,12 @@ struct BenchIPC: AsyncParsableCommand {
             results.first { $0.mechanism == mechanism && $0.payload == size }.map { Double($0.histogram.valueAtPercentile(50)) }
         }
         for size in sizes where size == 64 || sizes.count == 1 {
-            if let d = p50("dios", size), let b = p50("uds-blocking", size), let p = p50("uds-poll", size) {
-                print("\(size) B: DIOS/floor \(format(d / floorP50))x, uds-poll/DIOS \(format(p / d))x, uds-blocking/DIOS \(format(b / d))x")
-            }
+            guard let d = p50("dios", size) else { continue }
+            var line = "\(size) B: DIOS/floor \(format(d / floorP50))x"
+            if let r = p50("ring-raw", size) { line += ", DIOS/raw ring \(format(d / r))x" }
+            if let p = p50("uds-poll", size) { line += ", uds-poll/DIOS \(format(p / d))x" }
+            if let b = p50("uds-blocking", size) { line += ", uds-blocking/DIOS \(format(b / d))x" }
+            print(line)
         }
         print("DIOS one-way throughput, 64 B messages: \(format(throughput / 1e6)) million msgs/s")
     }
@@ -119,6 +126,65 @@ struct BenchIPC: AsyncParsableCommand {
                 while clinux_load_acquire_u64(pong) != i { clinux_cpu_relax() }
                 let t1 = clinux_rdtsc()
                 if i > warmup { _ = histogram.record(clock.nanoseconds(t1 &- t0)) }
+            }
+            return histogram
+        }
+        pthread_join(echo, nil)
+        return histogram
+    }
+
+    // MARK: The raw ring
+
+    /// Two pinned threads and two `StreamRing`s in plain memory: reserve, write,
+    /// publish; peek, read, release. The echo copies the payload back.
+    func rawRing(_ cpus: [Int], _ size: Int, _ clock: TSC) -> Histogram<UInt64> {
+        let bytes = StreamRing.byteSize(messageSize: size, depth: 8)
+        let memory = UnsafeMutableRawPointer.allocate(byteCount: 2 * bytes, alignment: 4096)
+        memory.initializeMemory(as: UInt8.self, repeating: 0, count: 2 * bytes)
+        defer { memory.deallocate() }
+        let address = UInt(bitPattern: memory)
+        _ = StreamRing.initialize(at: memory, messageSize: size, depth: 8)
+        _ = StreamRing.initialize(at: memory + bytes, messageSize: size, depth: 8)
+        let total = warmup + iterations
+        let echo = spawn(cpu: cpus[1]) {
+            let base = UnsafeMutableRawPointer(bitPattern: address)!
+            let ping = StreamRing.attach(at: base)
+            let pong = StreamRing.attach(at: base + bytes)
+            for _ in 0..<total {
+                var message = ping.peek()
+                while message == nil {
+                    clinux_cpu_relax()
+                    message = ping.peek()
+                }
+                var slot = pong.reserve()
+                while slot == nil { slot = pong.reserve() }
+                slot!.copyMemory(from: message!.0, byteCount: message!.1)
+                pong.publish(length: message!.1)
+                ping.release()
+            }
+        }
+        let warmup = warmup
+        let histogram = onPinnedThread(cpu: cpus[0]) {
+            let base = UnsafeMutableRawPointer(bitPattern: address)!
+            let ping = StreamRing.attach(at: base)
+            let pong = StreamRing.attach(at: base + bytes)
+            var histogram = Self.newHistogram()
+            for i in 0..<total {
+                let t0 = clinux_rdtsc()
+                var slot = ping.reserve()
+                while slot == nil { slot = ping.reserve() }
+                slot!.storeBytes(of: UInt64(i), as: UInt64.self)
+                ping.publish(length: size)
+                var message = pong.peek()
+                while message == nil {
+                    clinux_cpu_relax()
+                    message = pong.peek()
+                }
+                let echoed = message!.0.load(as: UInt64.self)
+                pong.release()
+                let t1 = clinux_rdtsc()
+                precondition(echoed == UInt64(i), "raw ring echo out of order")
+                if i >= warmup { _ = histogram.record(clock.nanoseconds(t1 &- t0)) }
             }
             return histogram
         }
