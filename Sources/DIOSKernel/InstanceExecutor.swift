@@ -58,6 +58,12 @@ public final class InstanceExecutor: TaskExecutor, @unchecked Sendable {
 
 /// An eventfd the polling loop sleeps on when idle, rung by whoever gives it work.
 /// Rings are cheap when nobody sleeps: one atomic load.
+///
+/// The sleeper announces itself, then checks for work once more; a ringer makes
+/// its work visible, then looks. A ringer whose store was not yet visible when it
+/// looked (x86 may let the load pass the store: the data path does not pay for
+/// a fence) leaves the sleeper to its timeout, `maxSleep` at most — a late
+/// wake-up, never a lost message. `busy` loops never sleep.
 final class Doorbell: Sendable {
     let fd: Int32
     private let sleeping = Atomic<Bool>(false)

@@ -76,7 +76,12 @@ extension KernelInstance {
             for ref in refs {
                 let o = try! tasks[t].refs.entry(ref).object
                 watched.append(o.index)
-                shared = shared || objects.records[Int(o.index)].crossInstance
+                if objects.records[Int(o.index)].crossInstance, let ring = objects.records[Int(o.index)].ring {
+                    shared = true
+                    // Claim the side this task waits on, so the peer knows whose
+                    // doorbell to ring when it publishes or frees a slot.
+                    _ = ring.claim(writer: flags.contains(.writable), for: claimID)
+                }
             }
             let writable = flags.contains(.writable)
             counters.selectSuspends &+= 1
@@ -170,11 +175,13 @@ extension KernelInstance {
     /// instance and became ready: the other instance changed it, not us.
     func markSharedReady() {
         for w in waiters where w.shared {
-            for (n, o) in w.objects.enumerated() where isReady(Int(o), writable: w.writable) {
-                _ = n
-                dirty.append(o)
-            }
+            for o in w.objects where isReady(Int(o), writable: w.writable) { dirty.append(o) }
         }
+    }
+
+    /// Whether some waiter watches a shared ring that is ready now.
+    func sharedReady() -> Bool {
+        waiters.contains { w in w.shared && w.objects.contains { isReady(Int($0), writable: w.writable) } }
     }
 
     /// Waiters that watch a shared ring.
@@ -224,7 +231,10 @@ extension KernelInstance {
 
     /// Whether the loop has nothing to do right now (checked just before sleeping).
     func isIdle() -> Bool {
-        !executor.hasPending && dirty.isEmpty && !hasControlMessages() && sharedWatchers == 0
+        // Checked after the loop announced it is going to sleep: a peer that
+        // publishes into a watched ring from now on rings the doorbell (the
+        // ring's side is claimed by this instance, see `select`).
+        !executor.hasPending && dirty.isEmpty && !hasControlMessages() && !sharedReady()
             && (nanosecondsToNextTimer().map { $0 > 0 } ?? true)
     }
 
