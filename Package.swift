@@ -87,6 +87,14 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Test support: a deterministic, seeded simulation of many replicas over
+        // a lossy network, driving the same name-service code the kernel uses.
+        .target(
+            name: "DIOSSimulation",
+            dependencies: ["DIOSCore"],
+            swiftSettings: strict
+        ),
+
         // MARK: Memory and devices
         .target(
             name: "DIOSMemory",
@@ -157,6 +165,7 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(name: "DIOSCoreTests", dependencies: ["DIOSCore"], swiftSettings: strict),
+        .testTarget(name: "DIOSSimulationTests", dependencies: ["DIOSSimulation", "DIOSCore"], swiftSettings: strict),
         .testTarget(name: "DIOSMemoryTests", dependencies: ["DIOSMemory"], swiftSettings: strict),
         .testTarget(
             name: "DIOSTests",
