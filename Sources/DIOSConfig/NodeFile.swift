@@ -59,10 +59,10 @@ public struct NodeFile: Sendable, Equatable {
             case "busy":
                 file.idle = .busy
             case "adaptive":
-                guard case .adaptive(let spins, let yields, let sleep) = IdlePolicy.adaptive else { fatalError() }
-                let s = idle.spins ?? spins
-                let y = idle.yields ?? yields
-                let us = idle.max_sleep_us ?? Int(sleep.nanoseconds / 1000)
+                let defaults = IdlePolicy.adaptiveDefaults
+                let s = idle.spins ?? defaults.spins
+                let y = idle.yields ?? defaults.yields
+                let us = idle.max_sleep_us ?? Int(defaults.maxSleep.nanoseconds / 1000)
                 guard s >= 0, y >= 0, us > 0 else { throw .invalid("idle spins/yields must be >= 0 and max_sleep_us > 0") }
                 file.idle = .adaptive(spins: s, yields: y, maxSleep: .microseconds(us))
             case let other:

@@ -13,8 +13,12 @@ public enum IdlePolicy: Sendable, Equatable, CustomStringConvertible {
     /// or `maxSleep` passes. Usable on a 2-core laptop or CI box.
     case adaptive(spins: Int, yields: Int, maxSleep: Duration)
 
+    /// The adaptive policy's default spins, yields and longest sleep.
+    public static let adaptiveDefaults = (spins: 2_000, yields: 200, maxSleep: Duration.milliseconds(50))
+
     /// Adaptive with defaults that keep wake-up latency low and idle cost near zero.
-    public static let adaptive = IdlePolicy.adaptive(spins: 2_000, yields: 200, maxSleep: .milliseconds(50))
+    public static let adaptive = IdlePolicy.adaptive(
+        spins: adaptiveDefaults.spins, yields: adaptiveDefaults.yields, maxSleep: adaptiveDefaults.maxSleep)
 
     public var description: String {
         switch self {
