@@ -1,6 +1,7 @@
 public import DIOS
 public import DIOSKernel
 public import Logging
+import Foundation
 import Yams
 
 /// A node's configuration file (YAML), as `diosd --config FILE` reads it:
@@ -79,7 +80,7 @@ public struct NodeFile: Sendable, Equatable {
 
     /// Reads and parses a node file.
     public static func load(path: String) throws(ConfigError) -> NodeFile {
-        guard let text = readText(path) else { throw .unreadable(path) }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw .unreadable(path) }
         return try parse(text)
     }
 
@@ -178,21 +179,4 @@ private func rejectUnknownKeys(_ decoder: any Decoder, known: Set<String>) throw
         throw DecodingError.dataCorrupted(
             .init(codingPath: decoder.codingPath + [key], debugDescription: "unknown key \(key.stringValue)"))
     }
-}
-
-#if canImport(Glibc)
-import Glibc
-#endif
-
-func readText(_ path: String) -> String? {
-    guard let f = fopen(path, "r") else { return nil }
-    defer { fclose(f) }
-    var out = [UInt8]()
-    var buffer = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let n = fread(&buffer, 1, buffer.count, f)
-        if n <= 0 { break }
-        out.append(contentsOf: buffer[0..<n])
-    }
-    return String(decoding: out, as: UTF8.self)
 }

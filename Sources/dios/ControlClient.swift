@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 #if canImport(Glibc)
 import Glibc
@@ -40,22 +41,12 @@ enum ControlClient {
     /// node's status lines: strings and numbers, no nesting).
     static func fields(of line: String) -> [String: String] {
         var out: [String: String] = [:]
-        let body = line.trimmingCharacters(in: "{} \n")
+        let body = line.trimmingCharacters(in: CharacterSet(charactersIn: "{} \n"))
         for pair in body.split(separator: ",") {
             let kv = pair.split(separator: ":", maxSplits: 1)
             guard kv.count == 2 else { continue }
-            out[String(kv[0]).trimmingCharacters(in: "\" ")] = String(kv[1]).trimmingCharacters(in: "\" ")
+            out[String(kv[0]).trimmingCharacters(in: CharacterSet(charactersIn: "\" "))] = String(kv[1]).trimmingCharacters(in: CharacterSet(charactersIn: "\" "))
         }
         return out
-    }
-}
-
-extension String {
-    func trimmingCharacters(in set: String) -> String {
-        let chars = Set(set)
-        var s = Substring(self)
-        while let f = s.first, chars.contains(f) { s = s.dropFirst() }
-        while let l = s.last, chars.contains(l) { s = s.dropLast() }
-        return String(s)
     }
 }

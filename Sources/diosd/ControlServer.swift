@@ -1,5 +1,6 @@
 import DIOS
 import Dispatch
+import Foundation
 
 #if canImport(Glibc)
 import Glibc
@@ -69,7 +70,7 @@ final class ControlServer: @unchecked Sendable {
             }
             var buffer = [UInt8](repeating: 0, count: 256)
             let n = read(client, &buffer, buffer.count)
-            let request = n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: " \n\r") : ""
+            let request = n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : ""
             let reply = request == "status" ? statusLines() : #"{"error":"unknown request; try status"}"# + "\n"
             _ = reply.utf8CString.withUnsafeBufferPointer { write(client, $0.baseAddress, $0.count - 1) }
             close(client)
@@ -110,15 +111,5 @@ enum ControlError: Error, CustomStringConvertible {
         case .pathTooLong(let p): "control socket path too long: \(p)"
         case .system(let what, let e): "\(what): \(String(cString: strerror(e)))"
         }
-    }
-}
-
-extension String {
-    func trimmingCharacters(in set: String) -> String {
-        let chars = Set(set)
-        var s = Substring(self)
-        while let f = s.first, chars.contains(f) { s = s.dropFirst() }
-        while let l = s.last, chars.contains(l) { s = s.dropLast() }
-        return String(s)
     }
 }
