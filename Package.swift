@@ -95,6 +95,14 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // The DIOS wire: frame header, reliable sessions, the fault stage. Pure
+        // Swift over raw buffers, so the simulation and the fuzzer drive it as is.
+        .target(
+            name: "DIOSWire",
+            dependencies: ["DIOSCore"],
+            swiftSettings: strict
+        ),
+
         // MARK: Memory and devices
         .target(
             name: "DIOSMemory",
@@ -116,6 +124,16 @@ let package = Package(
                 .define("DIOS_DPDK", .when(traits: ["DPDK"])),
                 .define("DIOS_RDMA", .when(traits: ["RDMA"])),
             ]
+        ),
+
+        // Transports under the wire: kernel UDP sockets and DPDK queues.
+        .target(
+            name: "DIOSTransport",
+            dependencies: [
+                "DIOSWire", "CLinux",
+                .target(name: "CDPDK", condition: .when(traits: ["DPDK"])),
+            ],
+            swiftSettings: strict + [.define("DIOS_DPDK", .when(traits: ["DPDK"]))]
         ),
 
         // MARK: Kernel and API
@@ -166,6 +184,9 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "DIOSCoreTests", dependencies: ["DIOSCore"], swiftSettings: strict),
         .testTarget(name: "DIOSSimulationTests", dependencies: ["DIOSSimulation", "DIOSCore"], swiftSettings: strict),
+        .testTarget(name: "DIOSWireTests", dependencies: ["DIOSWire", "DIOSCore"], swiftSettings: strict),
+        .testTarget(
+            name: "DIOSTransportTests", dependencies: ["DIOSTransport", "DIOSWire", "DIOSCore", "CLinux"], swiftSettings: strict),
         .testTarget(name: "DIOSMemoryTests", dependencies: ["DIOSMemory"], swiftSettings: strict),
         .testTarget(
             name: "DIOSTests",

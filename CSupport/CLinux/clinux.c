@@ -8,7 +8,11 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
@@ -94,3 +98,29 @@ int clinux_termination_signal_fd(void) {
 void clinux_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
 
 long clinux_getrandom(void *buffer, size_t length) { return (long)getrandom(buffer, length, 0); }
+
+int clinux_udp_receive_burst(int fd, void *buffers, size_t slot_size, int count,
+                             int32_t *lengths, uint32_t *addresses, uint16_t *ports) {
+    enum { MAX_BURST = 64 };
+    if (count > MAX_BURST) count = MAX_BURST;
+    struct mmsghdr messages[MAX_BURST];
+    struct iovec vectors[MAX_BURST];
+    struct sockaddr_in sources[MAX_BURST];
+    for (int i = 0; i < count; i++) {
+        vectors[i].iov_base = (char *)buffers + (size_t)i * slot_size;
+        vectors[i].iov_len = slot_size;
+        memset(&messages[i], 0, sizeof messages[i]);
+        messages[i].msg_hdr.msg_iov = &vectors[i];
+        messages[i].msg_hdr.msg_iovlen = 1;
+        messages[i].msg_hdr.msg_name = &sources[i];
+        messages[i].msg_hdr.msg_namelen = sizeof sources[i];
+    }
+    int n = recvmmsg(fd, messages, (unsigned)count, MSG_DONTWAIT, NULL);
+    if (n < 0) return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+    for (int i = 0; i < n; i++) {
+        lengths[i] = (messages[i].msg_hdr.msg_flags & MSG_TRUNC) ? -1 : (int32_t)messages[i].msg_len;
+        addresses[i] = ntohl(sources[i].sin_addr.s_addr);
+        ports[i] = ntohs(sources[i].sin_port);
+    }
+    return n;
+}

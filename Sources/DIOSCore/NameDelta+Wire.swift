@@ -7,6 +7,9 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidFlag(UInt8)
     case valueOutOfRange(String)
     case trailingBytes(Int)
+    case badMagic(UInt16)
+    case unsupportedVersion(UInt8)
+    case lengthMismatch(declared: Int, actual: Int)
 
     public var description: String {
         switch self {
@@ -16,6 +19,9 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
         case .invalidFlag(let f): "invalid flag byte \(f)"
         case .valueOutOfRange(let what): "\(what) out of range"
         case .trailingBytes(let n): "\(n) bytes after the message"
+        case .badMagic(let m): "not a DIOS frame (magic 0x\(String(m, radix: 16)))"
+        case .unsupportedVersion(let v): "unsupported wire version \(v)"
+        case .lengthMismatch(let d, let a): "header declares \(d) payload bytes, frame has \(a)"
         }
     }
 }

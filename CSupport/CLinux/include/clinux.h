@@ -94,6 +94,14 @@ uint64_t clinux_monotonic_ns(void);
 /// The calling thread's kernel thread id. Wraps `gettid`.
 int32_t clinux_gettid(void);
 
+/// Receives up to `count` UDP datagrams without blocking, datagram i into
+/// `buffers + i * slot_size` (at most `slot_size` bytes). For each, stores its
+/// length in `lengths[i]` (-1 when it was truncated), and its source IPv4 address
+/// and port, in host byte order, in `addresses[i]` and `ports[i]`. Returns the
+/// number received, 0 when none wait, or -1 (errno set). Wraps `recvmmsg(2)`.
+int clinux_udp_receive_burst(int fd, void *buffers, size_t slot_size, int count,
+                             int32_t *lengths, uint32_t *addresses, uint16_t *ports);
+
 #ifdef __cplusplus
 }
 #endif

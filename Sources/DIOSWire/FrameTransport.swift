@@ -1,0 +1,55 @@
+/// Where a DIOS frame goes: an IPv4 address and UDP port. Every transport
+/// (kernel UDP sockets, DPDK queues) speaks UDP/IPv4, so one address form
+/// serves all of them and a DPDK node can talk to a socket node.
+public struct PeerAddress: Hashable, Sendable, CustomStringConvertible {
+    /// The IPv4 address in host byte order (10.0.0.1 is 0x0A00_0001).
+    public var ipv4: UInt32
+    /// The UDP port in host byte order.
+    public var port: UInt16
+
+    public init(ipv4: UInt32, port: UInt16) {
+        self.ipv4 = ipv4
+        self.port = port
+    }
+
+    /// Parses dotted-quad text ("127.0.0.1"); nil when it is not one.
+    public init?(_ text: some StringProtocol, port: UInt16) {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4 else { return nil }
+        var value: UInt32 = 0
+        for part in parts {
+            guard part.count <= 3, let octet = UInt8(part) else { return nil }
+            value = value << 8 | UInt32(octet)
+        }
+        self.init(ipv4: value, port: port)
+    }
+
+    public var ipv4Text: String {
+        "\(ipv4 >> 24).\(ipv4 >> 16 & 0xFF).\(ipv4 >> 8 & 0xFF).\(ipv4 & 0xFF)"
+    }
+
+    public var description: String { "\(ipv4Text):\(port)" }
+}
+
+/// A datagram transport that one kernel instance polls: a kernel UDP socket, or a
+/// DPDK RX/TX queue pair. It carries DIOS frames (the UDP payload: a `FrameHeader`
+/// and its payload); it adds and strips whatever lies below (Ethernet, IPv4, UDP).
+///
+/// A transport belongs to one instance and is used only from that instance's
+/// thread, so it needs no locks. It is unreliable: the session above it numbers,
+/// acknowledges and retransmits frames.
+public protocol FrameTransport: AnyObject {
+    /// The address peers send to in order to reach this transport.
+    var localAddress: PeerAddress { get }
+    /// The largest DIOS frame (UDP payload) one datagram carries.
+    var maxFrameSize: Int { get }
+    /// A file descriptor that becomes readable when frames wait, so an idle
+    /// instance can sleep on it; nil when the transport can only be polled.
+    var readinessFD: Int32? { get }
+    /// Sends `frame` as one datagram to `peer`. False when it could not be queued
+    /// now (a full transmit queue); the frame is then dropped, as on a wire.
+    func send(_ frame: UnsafeRawBufferPointer, to peer: PeerAddress) -> Bool
+    /// Hands each frame waiting now, with its source, to `body` (the bytes are valid
+    /// only during the call), up to a burst. Never blocks. Returns how many.
+    func receive(_ body: (UnsafeRawBufferPointer, PeerAddress) -> Void) -> Int
+}

@@ -1,0 +1,531 @@
+public import DIOSCore
+
+/// How a session numbers, paces and gives up.
+public struct SessionConfiguration: Sendable, Equatable {
+    /// Frames in flight (sent, not yet acknowledged), and frames a receiver holds
+    /// that it could not deliver yet.
+    public var window: Int
+    /// A frame not acknowledged this long after it was sent is sent again.
+    public var retransmitTimeout: UInt64
+    /// A session that sent nothing for this long sends a heartbeat.
+    public var heartbeatInterval: UInt64
+    /// A peer heard nothing from for this long is declared failed.
+    public var failureTimeout: UInt64
+    /// The largest frame the transport carries (header included).
+    public var maxFrameSize: Int
+    /// The largest message a session carries (fragmented into frames).
+    public var maxMessageSize: Int
+
+    public init(
+        window: Int = 128, retransmitTimeout: UInt64 = 2_000_000, heartbeatInterval: UInt64 = 20_000_000,
+        failureTimeout: UInt64 = 1_000_000_000, maxFrameSize: Int = 1472, maxMessageSize: Int = 65_536
+    ) {
+        self.window = window
+        self.retransmitTimeout = retransmitTimeout
+        self.heartbeatInterval = heartbeatInterval
+        self.failureTimeout = failureTimeout
+        self.maxFrameSize = maxFrameSize
+        self.maxMessageSize = maxMessageSize
+    }
+
+    /// Payload bytes one frame carries.
+    public var maxFragment: Int { maxFrameSize - FrameHeader.size }
+}
+
+/// Why a peer was declared failed.
+public enum PeerFailure: Error, Equatable, Sendable, CustomStringConvertible {
+    /// Nothing heard from it within the failure timeout.
+    case timeout(milliseconds: UInt64)
+    /// It came back as a new incarnation (restarted, or it declared us failed):
+    /// whatever was in flight in the old session is gone.
+    case restarted
+    /// It broke the protocol (a message over the size limit, a fragment out of place).
+    case protocolViolation(String)
+
+    public var description: String {
+        switch self {
+        case .timeout(let ms): "no answer within \(ms) ms"
+        case .restarted: "the peer restarted"
+        case .protocolViolation(let s): "protocol violation: \(s)"
+        }
+    }
+}
+
+/// Why a message could not be queued.
+public enum SessionError: Error, Equatable, Sendable {
+    /// Larger than the configured maximum message size.
+    case messageTooLarge(Int, maximum: Int)
+    /// No such peer in the endpoint's table.
+    case unknownPeer(InstanceID)
+}
+
+/// A change in a peer's reachability, reported by the endpoint.
+public enum PeerChange: Equatable, Sendable {
+    /// The first frame of a new session arrived: the peer is reachable.
+    case up
+    /// The session failed; every message in flight in it is lost, and whatever
+    /// depended on the peer must be told.
+    case down(PeerFailure)
+}
+
+/// One end of a reliable, ordered message session between two instances.
+///
+/// Messages are fragmented into numbered frames. The sender keeps each frame
+/// until it is acknowledged, resends it after `retransmitTimeout`, and never
+/// has more than `window` frames in flight or sends beyond the receiver's
+/// credit. The receiver drops duplicates, holds frames that arrive early, and
+/// delivers whole messages in order; a message the consumer cannot take yet
+/// (a full ring) stays held and is offered again on the next poll, and the
+/// credit it advertises stops the sender meanwhile. Nothing is ever dropped
+/// silently: when the peer stays silent past `failureTimeout` (or restarts),
+/// the session is declared failed and starts over with a new epoch.
+///
+/// All memory is allocated at creation: sending, receiving and delivering
+/// allocate nothing. A session belongs to one instance's thread.
+public final class Session {
+    public let local: InstanceID
+    public let peer: InstanceID
+    public let address: PeerAddress
+    public let configuration: SessionConfiguration
+
+    public private(set) var localEpoch: UInt32
+    /// The peer's epoch, 0 until a frame from it arrives.
+    public private(set) var peerEpoch: UInt32 = 0
+    /// Whether the peer has been heard in this session.
+    public var isUp: Bool { peerEpoch != 0 }
+
+    // Send side: frames [sendBase, nextSequence) are in flight.
+    private let sendFrames: UnsafeMutableRawPointer
+    private var sendLengths: [Int]
+    private var sentAt: [UInt64]
+    private var nextSequence: UInt32 = 0
+    private var sendBase: UInt32 = 0
+    private var peerCredit: UInt32
+
+    // Receive side: [delivered, received) arrived in order; later ones may be held.
+    private let receiveFrames: UnsafeMutableRawPointer
+    private var receiveLengths: [Int]  // -1: empty slot
+    private var receiveFlags: [UInt8]
+    private var received: UInt32 = 0
+    private var delivered: UInt32 = 0
+    private let assembly: UnsafeMutableRawPointer
+    private var assembled = 0
+    private var assembling = false
+    private var messageReady = false
+
+    var ackPending = false
+    private var lastHeard: UInt64
+    private var lastSent: UInt64
+    private var duplicateAcks = 0
+    private var fastRetransmit = false
+    /// The retransmission timeout doubles while the oldest frame stays unacknowledged.
+    private var backoff: UInt64 = 1
+    private var epochSource: SplitMix64
+
+    public private(set) var counters = SessionCounters()
+
+    public init(
+        local: InstanceID, peer: InstanceID, address: PeerAddress, configuration: SessionConfiguration,
+        now: UInt64, seed: UInt64
+    ) {
+        precondition(configuration.window > 0 && configuration.maxFragment > 0, "session window and frame size")
+        self.local = local
+        self.peer = peer
+        self.address = address
+        self.configuration = configuration
+        let w = configuration.window
+        sendFrames = .allocate(byteCount: w * configuration.maxFrameSize, alignment: 64)
+        receiveFrames = .allocate(byteCount: w * configuration.maxFragment, alignment: 64)
+        assembly = .allocate(byteCount: configuration.maxMessageSize, alignment: 64)
+        sendLengths = Array(repeating: 0, count: w)
+        sentAt = Array(repeating: 0, count: w)
+        receiveLengths = Array(repeating: -1, count: w)
+        receiveFlags = Array(repeating: 0, count: w)
+        peerCredit = UInt32(w)
+        lastHeard = now
+        lastSent = 0
+        epochSource = SplitMix64(seed: seed ^ (UInt64(local.node) << 48 | UInt64(local.core) << 32) ^ UInt64(peer.node) << 16 ^ UInt64(peer.core))
+        localEpoch = 0
+        localEpoch = freshEpoch()
+    }
+
+    deinit {
+        sendFrames.deallocate()
+        receiveFrames.deallocate()
+        assembly.deallocate()
+    }
+
+    /// Frames sent and not yet acknowledged.
+    public var inFlight: Int { Int(nextSequence &- sendBase) }
+
+    // MARK: Sending
+
+    /// Queues one message (`prefix` then `body`, fragmented as needed) and sends
+    /// its frames. Returns false, queuing nothing, when the window or the
+    /// peer's credit has no room for all of them now.
+    public func send(
+        prefix: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer, now: UInt64, via transport: any FrameTransport
+    ) throws(SessionError) -> Bool {
+        let total = prefix.count + body.count
+        guard total <= configuration.maxMessageSize else {
+            throw .messageTooLarge(total, maximum: configuration.maxMessageSize)
+        }
+        let chunk = configuration.maxFragment
+        let fragments = max(1, (total + chunk - 1) / chunk)
+        guard inFlight + fragments <= configuration.window,
+            Self.distance(nextSequence &+ UInt32(fragments), peerCredit) <= 0
+        else { return false }
+        var offset = 0
+        for f in 0..<fragments {
+            let n = min(chunk, total - offset)
+            let seq = nextSequence
+            let slot = Int(seq % UInt32(configuration.window))
+            let frame = sendFrames + slot * configuration.maxFrameSize
+            let payload = frame + FrameHeader.size
+            // Gather [offset, offset + n) of prefix ++ body.
+            var copied = 0
+            if offset < prefix.count {
+                let k = min(n, prefix.count - offset)
+                payload.copyMemory(from: prefix.baseAddress! + offset, byteCount: k)
+                copied = k
+            }
+            if copied < n {
+                let from = offset + copied - prefix.count
+                payload.advanced(by: copied).copyMemory(from: body.baseAddress! + from, byteCount: n - copied)
+            }
+            var flags: UInt8 = 0
+            if f == 0 { flags |= FrameHeader.firstFragment }
+            if f == fragments - 1 { flags |= FrameHeader.lastFragment }
+            sendLengths[slot] = n
+            nextSequence &+= 1
+            transmit(slot: slot, sequence: seq, flags: flags, now: now, via: transport)
+            offset += n
+        }
+        counters.messagesSent &+= 1
+        return true
+    }
+
+    private func transmit(slot: Int, sequence: UInt32, flags: UInt8, now: UInt64, via transport: any FrameTransport) {
+        let frame = sendFrames + slot * configuration.maxFrameSize
+        let n = sendLengths[slot]
+        header(.data, flags: flags, length: n, sequence: sequence).encode(into: frame)
+        _ = transport.send(UnsafeRawBufferPointer(start: frame, count: FrameHeader.size + n), to: address)
+        sentAt[slot] = now
+        lastSent = now
+        ackPending = false
+        counters.framesSent &+= 1
+    }
+
+    private func resend(slot: Int, now: UInt64, via transport: any FrameTransport) {
+        let flags = (sendFrames + slot * configuration.maxFrameSize).load(fromByteOffset: 4, as: UInt8.self)
+        transmit(slot: slot, sequence: sendBase, flags: flags, now: now, via: transport)
+        counters.retransmits &+= 1
+    }
+
+    private func header(_ type: FrameType, flags: UInt8 = 0, length: Int = 0, sequence: UInt32 = 0) -> FrameHeader {
+        FrameHeader(
+            type: type, flags: flags, payloadLength: UInt16(length), source: local, destination: peer,
+            sourceEpoch: localEpoch, destinationEpoch: peerEpoch, sequence: sequence, ack: received,
+            credit: delivered &+ UInt32(configuration.window))
+    }
+
+    /// Sends a frame with no payload (an acknowledgement or heartbeat).
+    func sendControl(_ type: FrameType, now: UInt64, via transport: any FrameTransport) {
+        withUnsafeTemporaryAllocation(byteCount: FrameHeader.size, alignment: 8) { buffer in
+            header(type).encode(into: buffer.baseAddress!)
+            _ = transport.send(UnsafeRawBufferPointer(buffer), to: address)
+        }
+        lastSent = now
+        ackPending = false
+        counters.controlFramesSent &+= 1
+    }
+
+    // MARK: Receiving
+
+    /// What became of a frame handed to `receive`.
+    public enum Outcome: Equatable, Sendable {
+        case accepted
+        /// Addressed to an earlier incarnation of this end: dropped.
+        case stale
+        /// The peer is a new incarnation: the old session failed. The frame was
+        /// then taken as the first of the new session.
+        case peerRestarted
+        case failed(PeerFailure)
+    }
+
+    /// Takes one frame from the peer: acknowledgements free the window, data is
+    /// held or delivered in order through `deliver` (which returns false when it
+    /// cannot take the message now; the message is then offered again later).
+    public func receive(
+        _ h: FrameHeader, payload: UnsafeRawBufferPointer, now: UInt64,
+        deliver: (UnsafeRawBufferPointer) -> Bool
+    ) -> Outcome {
+        if h.destinationEpoch != 0 && h.destinationEpoch != localEpoch {
+            counters.staleFrames &+= 1
+            ackPending = true  // our heartbeat/ack tells the peer our epoch
+            return .stale
+        }
+        var outcome = Outcome.accepted
+        if peerEpoch != h.sourceEpoch {
+            if peerEpoch != 0 {
+                reset(now: now)
+                outcome = .peerRestarted
+                // Frames of the new incarnation name our old epoch only if sent
+                // before it learnt ours; ours is new now, so take only unaddressed ones.
+                guard h.destinationEpoch == 0 else {
+                    ackPending = true
+                    return outcome
+                }
+            }
+            peerEpoch = h.sourceEpoch
+            ackPending = true
+        }
+        lastHeard = now
+        // Acknowledgement and credit.
+        if Self.distance(h.ack, sendBase) > 0 && Self.distance(h.ack, nextSequence) <= 0 {
+            sendBase = h.ack
+            duplicateAcks = 0
+            backoff = 1
+        } else if h.ack == sendBase && inFlight > 0 && h.type == .ack {
+            // The peer holds frames after a hole at `sendBase`: after three such
+            // acknowledgements, resend the missing frame without waiting for the timer.
+            duplicateAcks += 1
+            if duplicateAcks == 3 { fastRetransmit = true }
+        }
+        if Self.distance(h.credit, peerCredit) > 0 { peerCredit = h.credit }
+        guard h.type == .data else {
+            if h.type == .heartbeat { ackPending = true }
+            return outcome
+        }
+        counters.framesReceived &+= 1
+        ackPending = true
+        let s = h.sequence
+        if Self.distance(s, received) < 0 {
+            counters.duplicates &+= 1
+            return outcome
+        }
+        guard Self.distance(s, delivered) < configuration.window else {
+            counters.beyondCredit &+= 1
+            return outcome
+        }
+        guard payload.count <= configuration.maxFragment else {
+            return fail(.protocolViolation("a fragment of \(payload.count) bytes"), now: now)
+        }
+        // The common case: the next frame, nothing held: deliver from the frame itself.
+        if s == delivered && received == delivered && !messageReady {
+            switch take(payload, flags: h.flags, deliver: deliver) {
+            case .consumed:
+                delivered &+= 1
+                received &+= 1
+                advanceReceived()
+                if delivered != received || messageReady, let failure = deliverHeld(deliver) { return fail(failure, now: now) }
+                return outcome
+            case .refused:
+                break  // hold it below
+            case .violation(let why):
+                return fail(.protocolViolation(why), now: now)
+            }
+        }
+        let slot = Int(s % UInt32(configuration.window))
+        if receiveLengths[slot] >= 0 {
+            counters.duplicates &+= 1
+            return outcome
+        }
+        (receiveFrames + slot * configuration.maxFragment).copyMemory(from: payload.baseAddress!, byteCount: payload.count)
+        receiveLengths[slot] = payload.count
+        receiveFlags[slot] = h.flags
+        advanceReceived()
+        if let failure = deliverHeld(deliver) { return fail(failure, now: now) }
+        return outcome
+    }
+
+    /// Moves `received` over frames held in order behind it.
+    private func advanceReceived() {
+        while Self.distance(received, delivered) < configuration.window
+            && receiveLengths[Int(received % UInt32(configuration.window))] >= 0
+        {
+            received &+= 1
+        }
+    }
+
+    private enum Take { case consumed, refused, violation(String) }
+
+    /// Passes one in-order fragment on: a whole message straight to `deliver`,
+    /// a part into the assembly buffer.
+    private func take(_ payload: UnsafeRawBufferPointer, flags: UInt8, deliver: (UnsafeRawBufferPointer) -> Bool) -> Take {
+        let first = flags & FrameHeader.firstFragment != 0
+        let last = flags & FrameHeader.lastFragment != 0
+        if first && last && !assembling {
+            guard deliver(payload) else { return .refused }
+            counters.messagesDelivered &+= 1
+            return .consumed
+        }
+        if first {
+            if assembling { return .violation("a message started inside another") }
+            assembling = true
+            assembled = 0
+        } else if !assembling {
+            return .violation("a continuation fragment outside a message")
+        }
+        guard assembled + payload.count <= configuration.maxMessageSize else {
+            return .violation("a message over \(configuration.maxMessageSize) bytes")
+        }
+        if payload.count > 0 {
+            (assembly + assembled).copyMemory(from: payload.baseAddress!, byteCount: payload.count)
+        }
+        assembled += payload.count
+        if last {
+            messageReady = true
+            offerAssembled(deliver)
+        }
+        return .consumed
+    }
+
+    private func offerAssembled(_ deliver: (UnsafeRawBufferPointer) -> Bool) {
+        guard deliver(UnsafeRawBufferPointer(start: assembly, count: assembled)) else { return }
+        counters.messagesDelivered &+= 1
+        messageReady = false
+        assembling = false
+        assembled = 0
+    }
+
+    /// Delivers held frames in order until one is refused. Returns a failure if
+    /// the held frames break the protocol.
+    private func deliverHeld(_ deliver: (UnsafeRawBufferPointer) -> Bool) -> PeerFailure? {
+        if messageReady {
+            offerAssembled(deliver)
+            if messageReady { return nil }
+        }
+        while delivered != received {
+            let slot = Int(delivered % UInt32(configuration.window))
+            let payload = UnsafeRawBufferPointer(
+                start: receiveFrames + slot * configuration.maxFragment, count: receiveLengths[slot])
+            switch take(payload, flags: receiveFlags[slot], deliver: deliver) {
+            case .refused:
+                return nil
+            case .violation(let why):
+                return .protocolViolation(why)
+            case .consumed:
+                receiveLengths[slot] = -1
+                delivered &+= 1
+                ackPending = true  // the credit moved
+                if messageReady { return nil }
+            }
+        }
+        return nil
+    }
+
+    // MARK: Timers
+
+    /// Offers held messages again, resends frames whose acknowledgement is
+    /// overdue, sends an acknowledgement or heartbeat when one is due, and
+    /// declares the peer failed after `failureTimeout` of silence.
+    public func poll(now: UInt64, via transport: any FrameTransport, deliver: (UnsafeRawBufferPointer) -> Bool) -> PeerFailure? {
+        if delivered != received || messageReady {
+            if let failure = deliverHeld(deliver) { return failOnly(failure, now: now) }
+        }
+        if now &- lastHeard > configuration.failureTimeout && now > lastHeard {
+            return failOnly(.timeout(milliseconds: configuration.failureTimeout / 1_000_000), now: now)
+        }
+        // Only the oldest frame is resent: the receiver holds what came after a
+        // hole, so its acknowledgement then jumps to the next hole (if any).
+        if inFlight > 0 {
+            let slot = Int(sendBase % UInt32(configuration.window))
+            if fastRetransmit {
+                fastRetransmit = false
+                duplicateAcks = 0
+                resend(slot: slot, now: now, via: transport)
+            } else if now &- sentAt[slot] >= configuration.retransmitTimeout * backoff {
+                resend(slot: slot, now: now, via: transport)
+                backoff = min(backoff * 2, 64)
+            }
+        }
+        if ackPending {
+            sendControl(.ack, now: now, via: transport)
+        } else if now &- lastSent >= configuration.heartbeatInterval {
+            sendControl(.heartbeat, now: now, via: transport)
+        }
+        return nil
+    }
+
+    /// Sends an acknowledgement now if one is owed (after a burst of frames).
+    public func flushAck(now: UInt64, via transport: any FrameTransport) {
+        if ackPending { sendControl(.ack, now: now, via: transport) }
+    }
+
+    // MARK: Failure
+
+    private func fail(_ failure: PeerFailure, now: UInt64) -> Outcome {
+        .failed(failOnly(failure, now: now))
+    }
+
+    private func failOnly(_ failure: PeerFailure, now: UInt64) -> PeerFailure {
+        reset(now: now)
+        return failure
+    }
+
+    /// Forgets everything in flight and starts a new incarnation: a new local
+    /// epoch, the peer's unknown until it answers.
+    private func reset(now: UInt64) {
+        counters.resets &+= 1
+        lastHeard = now
+        localEpoch = freshEpoch()
+        peerEpoch = 0
+        nextSequence = 0
+        sendBase = 0
+        peerCredit = UInt32(configuration.window)
+        duplicateAcks = 0
+        fastRetransmit = false
+        backoff = 1
+        received = 0
+        delivered = 0
+        for i in 0..<configuration.window { receiveLengths[i] = -1 }
+        assembling = false
+        messageReady = false
+        assembled = 0
+        ackPending = true
+    }
+
+    private func freshEpoch() -> UInt32 {
+        var e: UInt32
+        repeat { e = UInt32(truncatingIfNeeded: epochSource.next()) } while e == 0 || e == localEpoch
+        return e
+    }
+
+    /// Restarts the silence clock (a peer just configured, or the node woke up).
+    public func heard(at now: UInt64) { lastHeard = now }
+
+    /// Serial-number distance `a - b` (RFC 1982): positive when `a` is after `b`.
+    @inline(__always)
+    static func distance(_ a: UInt32, _ b: UInt32) -> Int { Int(Int32(bitPattern: a &- b)) }
+}
+
+/// A session's running totals (for `dios status` and the tests).
+public struct SessionCounters: Sendable, Equatable {
+    public var messagesSent: UInt64 = 0
+    public var messagesDelivered: UInt64 = 0
+    public var framesSent: UInt64 = 0
+    public var framesReceived: UInt64 = 0
+    public var controlFramesSent: UInt64 = 0
+    public var retransmits: UInt64 = 0
+    public var duplicates: UInt64 = 0
+    public var beyondCredit: UInt64 = 0
+    public var staleFrames: UInt64 = 0
+    public var resets: UInt64 = 0
+}
+
+/// A small, fast, seedable generator (SplitMix64): epochs here, fault decisions
+/// in the fault stage. Deterministic for a seed.
+public struct SplitMix64: Sendable {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// A double in [0, 1).
+    public mutating func unit() -> Double { Double(next() >> 11) * 0x1.0p-53 }
+}

@@ -1,0 +1,106 @@
+public import DIOSCore
+
+/// One instance's end of the wire: its transport and a session with every peer
+/// instance it knows. The kernel instance polls it from its loop; it decodes
+/// each frame's header (refusing malformed ones whole), routes the frame to its
+/// session, runs the sessions' timers, and reports peers going up and down.
+public final class WireEndpoint {
+    public let local: InstanceID
+    public let transport: any FrameTransport
+    public let configuration: SessionConfiguration
+    public private(set) var sessions: [Session] = []
+    private var byPeer: [InstanceID: Int] = [:]
+    public private(set) var counters = EndpointCounters()
+    /// The last malformed frame's error, for diagnostics.
+    public private(set) var lastDecodeError: WireError? = nil
+
+    /// `peers` are the other instances (on other nodes) and where they listen;
+    /// `seed` must differ between incarnations of this instance (the real node
+    /// draws it from the OS), since session epochs come from it.
+    public init(
+        local: InstanceID, transport: any FrameTransport, peers: [InstanceID: PeerAddress],
+        configuration: SessionConfiguration, now: UInt64, seed: UInt64
+    ) {
+        self.local = local
+        self.transport = transport
+        var configuration = configuration
+        configuration.maxFrameSize = min(configuration.maxFrameSize, transport.maxFrameSize)
+        self.configuration = configuration
+        for (peer, address) in peers.sorted(by: { $0.key < $1.key }) where peer != local {
+            byPeer[peer] = sessions.count
+            sessions.append(
+                Session(local: local, peer: peer, address: address, configuration: configuration, now: now, seed: seed))
+        }
+    }
+
+    public func session(for peer: InstanceID) -> Session? { byPeer[peer].map { sessions[$0] } }
+
+    /// Whether a session with `peer` is established (heard from, not failed since).
+    public func isReachable(_ peer: InstanceID) -> Bool { session(for: peer)?.isUp ?? false }
+
+    /// Queues one message for `peer` (`prefix` then `body`). False when its
+    /// session's window is full now; the caller retries on a later poll.
+    public func send(
+        to peer: InstanceID, prefix: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer, now: UInt64
+    ) throws(SessionError) -> Bool {
+        guard let i = byPeer[peer] else { throw .unknownPeer(peer) }
+        return try sessions[i].send(prefix: prefix, body: body, now: now, via: transport)
+    }
+
+    /// Receives what waits, delivers messages in order through `deliver` (false:
+    /// cannot take it now; offered again later), and runs the sessions' timers.
+    /// Reports every change of a peer's state through `changed`. Returns the
+    /// frames handled.
+    public func poll(
+        now: UInt64, deliver: (InstanceID, UnsafeRawBufferPointer) -> Bool,
+        changed: (InstanceID, PeerChange) -> Void
+    ) -> Int {
+        let n = transport.receive { frame, _ in
+            counters.framesIn &+= 1
+            let h: FrameHeader
+            do throws(WireError) { h = try FrameHeader.decode(frame) } catch {
+                counters.malformed &+= 1
+                lastDecodeError = error
+                return
+            }
+            guard h.destination == local else {
+                counters.misaddressed &+= 1
+                return
+            }
+            guard let i = byPeer[h.source] else {
+                counters.unknownPeer &+= 1
+                return
+            }
+            let session = sessions[i]
+            let wasUp = session.isUp
+            let payload = UnsafeRawBufferPointer(rebasing: frame[FrameHeader.size...])
+            switch session.receive(h, payload: payload, now: now, deliver: { deliver(h.source, $0) }) {
+            case .accepted:
+                if !wasUp && session.isUp { changed(h.source, .up) }
+            case .stale:
+                break
+            case .peerRestarted:
+                changed(h.source, .down(.restarted))
+                if session.isUp { changed(h.source, .up) }
+            case .failed(let failure):
+                changed(h.source, .down(failure))
+            }
+        }
+        for session in sessions {
+            let wasUp = session.isUp
+            if let failure = session.poll(now: now, via: transport, deliver: { deliver(session.peer, $0) }) {
+                // A peer never heard from has nothing in flight to lose: no news.
+                if wasUp { changed(session.peer, .down(failure)) }
+            }
+        }
+        return n
+    }
+}
+
+/// Frames the endpoint refused before any session saw them.
+public struct EndpointCounters: Sendable, Equatable {
+    public var framesIn: UInt64 = 0
+    public var malformed: UInt64 = 0
+    public var misaddressed: UInt64 = 0
+    public var unknownPeer: UInt64 = 0
+}

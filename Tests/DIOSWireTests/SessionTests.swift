@@ -1,0 +1,192 @@
+import DIOSCore
+import DIOSWire
+import Testing
+
+/// Two endpoints over the loopback wire with the real fault stage in between.
+final class Pair {
+    let net = Loopback()
+    let a = InstanceID(node: 0, core: 0)
+    let b = InstanceID(node: 1, core: 0)
+    var left: WireEndpoint
+    var right: WireEndpoint
+    var leftChanges: [PeerChange] = []
+    var rightChanges: [PeerChange] = []
+    let configuration: SessionConfiguration
+
+    init(faults: FaultConfiguration = FaultConfiguration(), configuration: SessionConfiguration = SessionConfiguration()) {
+        self.configuration = configuration
+        let pa = net.port(1)
+        let pb = net.port(2)
+        let clock = { [net] in net.now }
+        left = WireEndpoint(
+            local: a, transport: FaultyTransport(pa, faults: faults, clock: clock), peers: [b: pb.localAddress],
+            configuration: configuration, now: net.now, seed: 1)
+        var rightFaults = faults
+        rightFaults.seed &+= 1
+        right = WireEndpoint(
+            local: b, transport: FaultyTransport(pb, faults: rightFaults, clock: clock), peers: [a: pa.localAddress],
+            configuration: configuration, now: net.now, seed: 2)
+    }
+
+    func restartRight(seed: UInt64) {
+        right = WireEndpoint(
+            local: b, transport: net.port(2), peers: [a: PeerAddress(ipv4: 0x7F00_0001, port: 1)],
+            configuration: configuration, now: net.now, seed: seed)
+    }
+
+    /// One turn of both endpoints; `deliver` takes what reaches the right side.
+    func step(advance: UInt64 = 10_000, deliver: (UnsafeRawBufferPointer) -> Bool = { _ in true }) {
+        _ = left.poll(now: net.now, deliver: { _, _ in true }, changed: { leftChanges.append($1) })
+        _ = right.poll(now: net.now, deliver: { _, m in deliver(m) }, changed: { rightChanges.append($1) })
+        net.now += advance
+    }
+
+    func send(_ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { body in
+            (try? left.send(to: b, prefix: UnsafeRawBufferPointer(start: nil, count: 0), body: body, now: net.now)) ?? false
+        }
+    }
+}
+
+@Suite struct SessionTests {
+    /// A message: its number, then bytes derived from it, of a size that makes
+    /// some messages span several frames.
+    static func message(_ n: Int) -> [UInt8] {
+        let size = 8 + (n * 7919) % (n % 10 == 0 ? 5000 : 300)
+        var bytes = withUnsafeBytes(of: UInt64(n).littleEndian) { Array($0) }
+        for i in 8..<size { bytes.append(UInt8(truncatingIfNeeded: n &* 31 &+ i)) }
+        return bytes
+    }
+
+    static func check(_ m: UnsafeRawBufferPointer, expected: Int) -> Bool {
+        guard m.count >= 8, Int(m.loadUnaligned(as: UInt64.self)) == expected else { return false }
+        return Array(m) == message(expected)
+    }
+
+    func run(_ pair: Pair, messages: Int, refuseEvery: Int = 0) -> (delivered: Int, outOfOrder: Int) {
+        var next = 0
+        var sent = 0
+        var outOfOrder = 0
+        var offers = 0
+        var steps = 0
+        while next < messages && steps < 50 * messages {
+            while sent < messages && pair.send(Self.message(sent)) { sent += 1 }
+            pair.step { m in
+                offers += 1
+                if refuseEvery > 0 && offers % refuseEvery == 0 { return false }  // a full ring
+                if !Self.check(m, expected: next) { outOfOrder += 1 }
+                next += 1
+                return true
+            }
+            steps += 1
+        }
+        return (next, outOfOrder)
+    }
+
+    @Test func deliversInOrderOnACleanLink() {
+        let pair = Pair()
+        let r = run(pair, messages: 5_000)
+        #expect(r.delivered == 5_000)
+        #expect(r.outOfOrder == 0)
+        #expect(pair.left.sessions[0].counters.retransmits == 0)
+        #expect(pair.rightChanges == [.up])
+    }
+
+    /// The bar: 5% loss plus duplication and reordering, and every
+    /// message still arrives exactly once, in order.
+    @Test func exactlyOnceInOrderUnderLossDuplicationAndReordering() {
+        let pair = Pair(faults: FaultConfiguration(loss: 0.05, duplicate: 0.02, reorder: 0.05, delay: 30_000, seed: 7))
+        let r = run(pair, messages: 100_000, refuseEvery: 97)
+        #expect(r.delivered == 100_000)
+        #expect(r.outOfOrder == 0)
+        let sender = pair.left.sessions[0].counters
+        let receiver = pair.right.sessions[0].counters
+        #expect(sender.retransmits > 0)
+        #expect(receiver.duplicates > 0)
+        #expect(receiver.messagesDelivered == 100_000)
+        #expect(pair.leftChanges == [.up] && pair.rightChanges == [.up])  // never declared failed
+    }
+
+    /// A consumer that takes nothing stops the sender at the window: the credit
+    /// holds it, and nothing is dropped.
+    @Test func backPressureHoldsTheSender() {
+        let pair = Pair()
+        var sent = 0
+        for _ in 0..<100 {
+            while pair.send([1, 2, 3]) { sent += 1 }
+            pair.step { _ in false }
+        }
+        #expect(sent == pair.configuration.window)
+        var got = 0
+        for _ in 0..<100 {
+            while pair.send([1, 2, 3]) { sent += 1 }
+            pair.step { _ in got += 1; return true }
+        }
+        #expect(got == sent)
+        #expect(sent > pair.configuration.window)
+    }
+
+    @Test func refusesOversizedMessages() {
+        let pair = Pair(configuration: SessionConfiguration(maxMessageSize: 100))
+        let big = [UInt8](repeating: 0, count: 101)
+        let result: Result<Bool, SessionError> = big.withUnsafeBytes { body in
+            do throws(SessionError) {
+                return .success(try pair.left.send(to: pair.b, prefix: UnsafeRawBufferPointer(start: nil, count: 0), body: body, now: 0))
+            } catch { return .failure(error) }
+        }
+        #expect(result == .failure(.messageTooLarge(101, maximum: 100)))
+        #expect(pair.left.sessions[0].inFlight == 0)
+    }
+
+    /// A silent peer is declared failed within the failure timeout, and comes
+    /// back (a new session) once it answers again.
+    @Test func silenceIsDetectedAndHealed() {
+        let pair = Pair(configuration: SessionConfiguration(failureTimeout: 100_000_000))
+        for _ in 0..<10 { pair.step() }
+        #expect(pair.leftChanges == [.up])
+        pair.net.silenced = [PeerAddress(ipv4: 0x7F00_0001, port: 2)]
+        #expect(pair.send([1]))
+        let silentSince = pair.net.now
+        var detectedAt: UInt64? = nil
+        while detectedAt == nil && pair.net.now - silentSince < 1_000_000_000 {
+            pair.step(advance: 1_000_000)
+            if pair.leftChanges.count > 1 { detectedAt = pair.net.now }
+        }
+        #expect(pair.leftChanges.last == .down(.timeout(milliseconds: 100)))
+        #expect((detectedAt ?? .max) - silentSince <= 102_000_000)
+        pair.net.silenced = []
+        for _ in 0..<50 { pair.step(advance: 1_000_000) }
+        #expect(pair.leftChanges.last == .up)
+        #expect(pair.left.isReachable(pair.b) && pair.right.isReachable(pair.a))
+        var got: [UInt8] = []
+        #expect(pair.send([42]))
+        for _ in 0..<10 { pair.step { got += $0; return true } }
+        #expect(got == [42])
+    }
+
+    /// A restarted peer is a new incarnation: the old session is reported failed
+    /// at once (not after a timeout), and the new one carries messages.
+    @Test func restartIsDetected() {
+        let pair = Pair()
+        for _ in 0..<5 { pair.step() }
+        pair.restartRight(seed: 99)
+        for _ in 0..<5 { pair.step() }
+        #expect(pair.leftChanges == [.up, .down(.restarted), .up])
+        var got: [UInt8] = []
+        #expect(pair.send([7, 7]))
+        for _ in 0..<10 { pair.step { got += $0; return true } }
+        #expect(got == [7, 7])
+    }
+
+    /// Malformed frames are counted and change nothing.
+    @Test func malformedFramesAreRefused() {
+        let pair = Pair()
+        for _ in 0..<5 { pair.step() }
+        let before = pair.right.sessions[0].counters
+        pair.net.queues[PeerAddress(ipv4: 0x7F00_0001, port: 2), default: []].append([0xD1, 0x05, 1, 1, 0])
+        pair.step()
+        #expect(pair.right.counters.malformed == 1)
+        #expect(pair.right.lastDecodeError == .truncated(needed: FrameHeader.size, have: 5))
+        #expect(pair.right.sessions[0].counters.framesReceived == before.framesReceived)
+    }
+}
