@@ -39,5 +39,6 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         _ = session.poll(now: clock, via: sink) { _ in true }
     }
     _ = try? NameDelta.decode(bytes)
+    _ = try? RemoteMessage.decode(bytes)
     return 0
 }
