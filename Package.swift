@@ -140,7 +140,7 @@ let package = Package(
         .target(
             name: "DIOSKernel",
             dependencies: [
-                "DIOSCore", "DIOSMemory", "CLinux",
+                "DIOSCore", "DIOSMemory", "DIOSWire", "CLinux",
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -150,13 +150,13 @@ let package = Package(
         ),
         .target(
             name: "DIOS",
-            dependencies: ["DIOSCore", "DIOSKernel", "DIOSMemory"],
+            dependencies: ["DIOSCore", "DIOSKernel", "DIOSMemory", "DIOSWire"],
             swiftSettings: strict + [.enableExperimentalFeature("Lifetimes")]
         ),
 
         .target(
             name: "DIOSConfig",
-            dependencies: ["DIOS", "DIOSKernel", .product(name: "Yams", package: "Yams")],
+            dependencies: ["DIOS", "DIOSKernel", "DIOSWire", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict
         ),
 
@@ -164,7 +164,7 @@ let package = Package(
         .executableTarget(
             name: "diosd",
             dependencies: [
-                "DIOS", "DIOSDevices", "DIOSConfig", "CLinux",
+                "DIOS", "DIOSDevices", "DIOSConfig", "DIOSTransport", "DIOSWire", "DIOSKernel", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -190,10 +190,10 @@ let package = Package(
         .testTarget(name: "DIOSMemoryTests", dependencies: ["DIOSMemory"], swiftSettings: strict),
         .testTarget(
             name: "DIOSTests",
-            dependencies: ["DIOS", "DIOSKernel", "DIOSMemory"],
+            dependencies: ["DIOS", "DIOSKernel", "DIOSMemory", "DIOSWire", "DIOSTransport", "CLinux"],
             swiftSettings: strict + [.enableExperimentalFeature("Lifetimes")]
         ),
         .testTarget(name: "DIOSDevicesTests", dependencies: ["DIOSDevices"], swiftSettings: strict),
-        .testTarget(name: "DIOSConfigTests", dependencies: ["DIOSConfig"], swiftSettings: strict),
+        .testTarget(name: "DIOSConfigTests", dependencies: ["DIOSConfig", "DIOSWire"], swiftSettings: strict),
     ]
 )

@@ -51,19 +51,21 @@ int clinux_eventfd_signal(int fd) {
     return errno;
 }
 
-int clinux_eventfd_wait(int fd, int64_t timeout_ns) {
-    struct pollfd p = {.fd = fd, .events = POLLIN, .revents = 0};
+int clinux_eventfd_wait(int fd, int other_fd, int64_t timeout_ns) {
+    struct pollfd p[2] = {{.fd = fd, .events = POLLIN, .revents = 0}, {.fd = other_fd, .events = POLLIN, .revents = 0}};
     struct timespec ts, *tsp = NULL;
     if (timeout_ns >= 0) {
         ts.tv_sec = timeout_ns / 1000000000LL;
         ts.tv_nsec = timeout_ns % 1000000000LL;
         tsp = &ts;
     }
-    int r = ppoll(&p, 1, tsp, NULL);
+    int r = ppoll(p, other_fd >= 0 ? 2 : 1, tsp, NULL);
     if (r < 0) return errno == EINTR ? 0 : -errno;
     if (r == 0) return 0;
-    uint64_t value;
-    (void)read(fd, &value, sizeof(value));
+    if (p[0].revents & POLLIN) {
+        uint64_t value;
+        (void)read(fd, &value, sizeof(value));
+    }
     return 1;
 }
 

@@ -1,6 +1,7 @@
 public import DIOSCore
 public import DIOSKernel
 public import DIOSMemory
+public import DIOSWire
 public import Logging
 
 /// A program a task runs: registered with a node under a name, started by `run`.
@@ -46,7 +47,12 @@ public final class Node: Sendable {
     public var instance: KernelInstance { instances[0] }
 
     /// Maps the arena, creates the instances and starts polling.
-    public init(_ configuration: NodeConfiguration = NodeConfiguration()) throws(ArenaError) {
+    ///
+    /// - Parameter wires: for a node in a cluster, one wire endpoint per
+    ///   instance (in instance order), each over its own transport: the
+    ///   instances reach the other nodes' instances through them.
+    public init(_ configuration: NodeConfiguration = NodeConfiguration(), wires: [WireEndpoint] = []) throws(ArenaError) {
+        precondition(wires.isEmpty || wires.count == configuration.instanceCount, "one wire endpoint per instance")
         self.configuration = configuration
         HugepageArena.removeStaleFiles()
         let count = configuration.instanceCount
@@ -64,6 +70,7 @@ public final class Node: Sendable {
             case .busy: instance.selectSpin = 1_000_000
             case .adaptive(let spins, _, _): instance.selectSpin = spins
             }
+            if i < wires.count { instance.attachWire(wires[i]) }
             instances.append(instance)
         }
         self.instances = instances

@@ -82,6 +82,22 @@ public struct TaskContext: Sendable {
         try kernel.run(task, program, arguments: arguments, flags: flags, on: instance)
     }
 
+    /// `run` on any instance of the cluster, this node's or another's.
+    ///
+    /// On another node, the reference is to a proxy that becomes readable (with
+    /// the exit status) when the task exits, or with `lostTaskStatus` when that
+    /// node fails. Only streams made here, not yet shared, can be passed: the
+    /// task there gets each stream's read end and this side writes, or with
+    /// `.writable` in `flags` its write end and this side reads. Their messages
+    /// cross the wire in order, or their loss is reported: when the other node
+    /// fails, the stream's calls fail with `.unreachable`.
+    public func run(_ program: Ref, arguments: [Ref] = [], flags: Flags = [], on instance: InstanceID) throws(CallError) -> Ref {
+        if instance.node == kernel.id.node {
+            return try kernel.run(task, program, arguments: arguments, flags: flags, on: Int(instance.core))
+        }
+        return try kernel.run(task, program, arguments: arguments, flags: flags, onNode: instance)
+    }
+
     /// The index of this task's instance within its node.
     public var instanceIndex: Int { kernel.index }
 

@@ -166,14 +166,14 @@ private struct RawNodeFile: Decodable {
     enum CodingKeys: String, CodingKey { case node, cores, pin, arena_mib, idle, log_level, control_socket }
 }
 
-private struct AnyKey: CodingKey {
+struct AnyKey: CodingKey {
     var stringValue: String
     var intValue: Int? { nil }
     init(stringValue: String) { self.stringValue = stringValue }
     init?(intValue: Int) { nil }
 }
 
-private func rejectUnknownKeys(_ decoder: any Decoder, known: Set<String>) throws {
+func rejectUnknownKeys(_ decoder: any Decoder, known: Set<String>) throws {
     let all = try decoder.container(keyedBy: AnyKey.self)
     for key in all.allKeys where !known.contains(key.stringValue) {
         throw DecodingError.dataCorrupted(

@@ -31,6 +31,9 @@ public enum CallError: Error, Equatable, Sendable, CustomStringConvertible {
     case notInTransaction
     /// The task is being stopped (the node is shutting down or the task was deleted).
     case taskStopped
+    /// The instance at the other end (on another node) stopped answering or
+    /// restarted: what was in flight to it is lost, and the text says why.
+    case unreachable(InstanceID, reason: String)
 
     public var description: String {
         switch self {
@@ -46,6 +49,7 @@ public enum CallError: Error, Equatable, Sendable, CustomStringConvertible {
         case .invalidArgument(let s): "invalid argument: \(s)"
         case .notInTransaction: "no such open transaction"
         case .taskStopped: "the task is being stopped"
+        case .unreachable(let i, let reason): "instance \(i) is unreachable: \(reason)"
         }
     }
 }

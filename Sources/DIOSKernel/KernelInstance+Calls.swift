@@ -63,7 +63,7 @@ extension KernelInstance {
     /// (the core that instance polls); without it, here, next to its parent.
     package func run(
         _ task: TaskID, _ programRef: Ref, arguments: [Ref], flags: Flags,
-        label: String? = nil, on instance: Int? = nil
+        label: String? = nil, on instance: Int? = nil, onNode remote: InstanceID? = nil
     ) throws(CallError) -> Ref {
         checkThread()
         counters.calls += 1
@@ -76,6 +76,9 @@ extension KernelInstance {
         for ref in arguments {
             let (entry, _) = try resolve(task, ref, .copy)
             argumentEntries.append(entry)
+        }
+        if let remote {
+            return try runOnNode(t, programEntry, arguments: argumentEntries, refs: arguments, flags: flags, label: label ?? "program", on: remote)
         }
         if let instance, instance != index {
             return try runRemote(t, programEntry, arguments: argumentEntries, flags: flags, label: label ?? "program", on: instance)
@@ -102,6 +105,14 @@ extension KernelInstance {
         guard !objects.records[o].ready else { throw .taskStopped }
         let resume = flags.contains(.resume)
         let remote = objects.records[o].remoteInstance
+        if let node = objects.records[o].remoteNode {  // a proxy: the task runs on another node
+            if let target = objects.records[o].remoteTask {
+                sendRemote(.pause(task: target, resume: resume), to: node)
+            } else {
+                objects.records[o].pendingPause = resume
+            }
+            return
+        }
         if remote >= 0 {  // a proxy: the task runs on another instance
             if let target = objects.records[o].remoteTask {
                 send(.pause(task: target, resume: resume), to: remote)
@@ -161,7 +172,7 @@ extension KernelInstance {
         counters.calls += 1
         let (targetEntry, o) = try resolve(task, taskRef, [])
         guard targetEntry.kind == .task else { throw .wrongKind(.copy, targetEntry.kind) }
-        guard objects.records[o].remoteInstance < 0 else {
+        guard objects.records[o].remoteInstance < 0, objects.records[o].remoteNode == nil else {
             throw .invalidArgument("copy to a task on another instance: pass the references to run instead")
         }
         let target = objects.records[o].task
@@ -243,7 +254,13 @@ extension KernelInstance {
         if entry.kind == .task {
             let o = Int(entry.object.index)
             let remote = objects.records[o].remoteInstance
-            if remote < 0 {
+            if let node = objects.records[o].remoteNode {
+                if let target = objects.records[o].remoteTask {
+                    sendRemote(.stop(task: target), to: node)
+                } else {
+                    objects.records[o].pendingStop = true
+                }
+            } else if remote < 0 {
                 stop(objects.records[o].task)
             } else if let target = objects.records[o].remoteTask {
                 send(.stop(task: target), to: remote)

@@ -56,8 +56,8 @@ extension KernelInstance {
         case .stream:
             guard let ring = objects.records[i].ring else { throw .wrongKind(.beginRead, entry.kind) }
             guard ring.claim(writer: false, for: claimID) else { throw .busy }
-            guard !objects.records[i].readerOpen else { throw .busy }
-            guard let (payload, count) = ring.peek() else { throw ring.isClosed ? .objectDeleted : .wouldBlock }
+            guard !objects.records[i].readerOpen, objects.records[i].bridge != .sends else { throw .busy }
+            guard let (payload, count) = ring.peek() else { throw ring.isClosed ? closedStreamError(i) : .wouldBlock }
             objects.records[i].readerOpen = true
             grant = IOGrant(
                 object: entry.object, base: payload, count: count, version: objects.records[i].version, mode: .stream)
@@ -160,8 +160,8 @@ extension KernelInstance {
                 mode: strong ? .strong : .weak)
         case .stream:
             guard let ring = objects.records[i].ring else { throw .wrongKind(.beginWrite, entry.kind) }
-            guard ring.claim(writer: true, for: claimID) else { throw .busy }
-            guard !ring.isClosed else { throw .objectDeleted }
+            guard ring.claim(writer: true, for: claimID), objects.records[i].bridge != .receives else { throw .busy }
+            guard !ring.isClosed else { throw closedStreamError(i) }
             guard let payload = ring.reserve() else { throw .wouldBlock }
             grant = IOGrant(
                 object: entry.object, base: payload, count: size, version: objects.records[i].version, mode: .stream)
@@ -197,6 +197,11 @@ extension KernelInstance {
                 objects.records[i].version &+= 1  // even: committed
             case .stream:
                 if let ring = objects.records[i].ring {
+                    // The peer failed since beginWrite: the message cannot reach it.
+                    if _slowPath(objects.records[i].remoteFailure != nil) {
+                        markDirty(grant.object)
+                        return false  // the reserved slot was never published
+                    }
                     ring.publish(length: length)
                     if objects.records[i].crossInstance { wakePeer(of: ring, writer: false) }
                 }

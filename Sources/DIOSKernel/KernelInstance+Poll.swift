@@ -216,6 +216,7 @@ extension KernelInstance {
         var work = executor.runPending()
         work += drainControl()
         if !timers.isEmpty { work += fireTimers(now: clinux_monotonic_ns()) }
+        if wire != nil { work += pollWire() }
         if sharedWatchers > 0 { markSharedReady() }
         work += wakeWaiters()
         if work == 0 { counters.idlePolls &+= 1 }
@@ -234,7 +235,7 @@ extension KernelInstance {
         // Checked after the loop announced it is going to sleep: a peer that
         // publishes into a watched ring from now on rings the doorbell (the
         // ring's side is claimed by this instance, see `select`).
-        !executor.hasPending && dirty.isEmpty && !hasControlMessages() && !sharedReady()
+        !executor.hasPending && dirty.isEmpty && !hasControlMessages() && !sharedReady() && remoteOutbox.isEmpty
             && (nanosecondsToNextTimer().map { $0 > 0 } ?? true)
     }
 

@@ -4,6 +4,7 @@ import Glibc
 import CLinux
 public import DIOSCore
 public import DIOSMemory
+import DIOSWire
 import HeapModule
 public import Logging
 
@@ -41,6 +42,14 @@ public final class KernelInstance: @unchecked Sendable {
     let doorbell: Doorbell
     @exclusivity(unchecked) package var counters = InstanceCounters()
     private var owner: pthread_t?
+    /// The wire to instances on other nodes (nil: this node stands alone).
+    @exclusivity(unchecked) var wire: WireEndpoint? = nil
+    /// Streams whose messages the kernel sends to another node.
+    @exclusivity(unchecked) var bridges: [ObjectID] = []
+    /// Streams handed over by another node: (peer, its origin object) → ours.
+    @exclusivity(unchecked) var remoteEnds: [RemoteEnd: ObjectID] = [:]
+    /// Control messages for other nodes waiting for room in their session.
+    @exclusivity(unchecked) var remoteOutbox: [(peer: InstanceID, bytes: [UInt8])] = []
     var stopping = false
 
     /// The node's instances and the queues between them; `index` is this one's place.
@@ -201,6 +210,7 @@ public final class KernelInstance: @unchecked Sendable {
         finishTaskObject(tasks[i].object, status: status)
         for w in tasks[i].pauseWaiters { w.resume() }
         if let proxy = tasks[i].proxy { send(.exited(proxy: proxy.object, status: status), to: proxy.instance) }
+        if let proxy = tasks[i].remoteProxy { sendRemote(.exited(proxy: proxy.object, status: status), to: proxy.peer) }
         tasks[i] = TaskRecord(generation: tasks[i].generation &+ 1)
         freeTasks.append(task.index)
         counters.tasksExited += 1
@@ -255,6 +265,9 @@ public final class KernelInstance: @unchecked Sendable {
         objects.records[i].deleted = true
         objects.records[i].version &+= 2
         markDirty(object)
+        // A stream read on another node is drained to it first (the bridge pump
+        // reclaims it once empty, after telling the other end it closed).
+        if objects.records[i].bridge == .sends && objects.records[i].remoteFailure == nil { return }
         if objects.records[i].openTransactions == 0 { reclaim(object) }
     }
 
@@ -329,6 +342,8 @@ struct TaskRecord {
     var delegationWaiter: UnsafeContinuation<Void, Never>? = nil
     /// For a task started by another instance: its proxy object there.
     var proxy: (instance: Int, object: ObjectID)? = nil
+    /// For a task started by an instance on another node: its proxy object there.
+    var remoteProxy: (peer: InstanceID, object: ObjectID)? = nil
     var handle: Task<Void, Never>? = nil
 
     init(generation: UInt32) { self.generation = generation }
@@ -371,6 +386,11 @@ public struct InstanceCounters: Sendable, Equatable {
     public var timersFired: UInt64 = 0
     /// `select` calls that had to suspend the task (the rest returned at once or while spinning).
     public var selectSuspends: UInt64 = 0
+    /// Messages from other nodes refused: malformed, or for a stream gone here.
+    public var remoteRefused: UInt64 = 0
+    /// Peers on other nodes that came up, and that failed.
+    public var peersUp: UInt64 = 0
+    public var peersDown: UInt64 = 0
 }
 
 extension KernelInstance {

@@ -39,8 +39,23 @@ struct ObjectRecord {
     /// Deleted here, but the ring's memory waits for the other instances' ends.
     var awaitingEnds = false
 
+    // A stream with one end on another node: the kernel moves its messages
+    // between the ring here and the wire. `bridge` says which way.
+    var bridge: Bridge = .none
+    var remotePeer = InstanceID(node: 0, core: 0)
+    /// The stream object on the node that handed the stream over (keys its messages).
+    var remoteOrigin = ObjectID(index: 0, generation: 0)
+    /// Whether that node is this one.
+    var originHere = false
+    /// Set when the peer failed: why (the stream is closed with it).
+    var remoteFailure: String? = nil
+    /// The proxy of the task on the other node this stream was handed to.
+    var proxyOfBridge: ObjectID? = nil
+
     // Task proxy: a task started on another instance, stood for by this object.
     var remoteInstance = -1
+    /// ... or on another node.
+    var remoteNode: InstanceID? = nil
     var remoteTask: TaskID? = nil
     var pendingPause: Bool? = nil
     var pendingStop = false
@@ -51,6 +66,17 @@ struct ObjectRecord {
     var task = TaskID(index: 0, generation: 0)
     var program = -1
 
+}
+
+/// Which way the kernel moves a bridged stream's messages.
+enum Bridge: UInt8 {
+    case none
+    /// The kernel reads the ring and sends its messages to the peer (the task
+    /// on the other node reads them).
+    case sends
+    /// The kernel writes what the peer sends into the ring (the task on the
+    /// other node writes).
+    case receives
 }
 
 /// The instance's objects: a slot array with generations and a free list, so an

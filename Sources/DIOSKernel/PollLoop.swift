@@ -108,9 +108,13 @@ public final class PollLoop: Sendable {
             } else if idle < spins + yields {
                 sched_yield()
             } else {
-                let cap = maxSleep.nanoseconds
+                // With a wire, sessions keep time (retransmission, heartbeats): wake
+                // at least every millisecond, and on any frame arriving.
+                let cap = instance.wireReadinessFD == nil ? maxSleep.nanoseconds : min(maxSleep.nanoseconds, 1_000_000)
                 let timeout = min(instance.nanosecondsToNextTimer() ?? cap, cap)
-                instance.doorbell.sleep(timeoutNanoseconds: Int64(min(timeout, UInt64(Int64.max)))) {
+                instance.doorbell.sleep(
+                    timeoutNanoseconds: Int64(min(timeout, UInt64(Int64.max))), alsoWakingOn: instance.wireReadinessFD ?? -1
+                ) {
                     self.instance.isIdle() && !self.stopRequested.load(ordering: .relaxed)
                 }
                 idle = spins  // after a sleep, yield a little before sleeping again

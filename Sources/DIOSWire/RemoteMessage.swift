@@ -21,6 +21,8 @@ public struct RemoteStream: Equatable, Sendable {
 ///
 ///     1 stream data     origin stream (index u32, generation u32), then the payload
 ///     2 stream closed   origin stream
+///                       (kinds 1 and 2 when the sender holds the origin stream,
+///                       9 and 10 when the receiver does)
 ///     3 run             proxy (8), program name (32), trusted u8, write ends u8,
 ///                       label length u16, label (UTF-8), stream count u16,
 ///                       per stream: object (8), name (32), max write u32, depth u32
@@ -33,8 +35,9 @@ public struct RemoteStream: Equatable, Sendable {
 /// A stream's messages are keyed by the stream object on the node that handed it
 /// over ("origin"), which both ends know from the start.
 public enum RemoteMessage: Equatable, Sendable {
-    case streamData(origin: ObjectID)
-    case streamClosed(origin: ObjectID)
+    /// `senderIsOrigin`: the stream object `origin` is on the sending node.
+    case streamData(origin: ObjectID, senderIsOrigin: Bool)
+    case streamClosed(origin: ObjectID, senderIsOrigin: Bool)
     case run(proxy: ObjectID, program: Name, trusted: Bool, writeEnds: Bool, label: String, streams: [RemoteStream])
     case started(proxy: ObjectID, task: TaskID)
     case failedToStart(proxy: ObjectID, reason: String)
@@ -49,8 +52,8 @@ public enum RemoteMessage: Equatable, Sendable {
 
     /// Writes the 9-byte prefix of a stream-data message for `origin`.
     @inlinable
-    public static func encodeStreamData(origin: ObjectID, into out: UnsafeMutableRawPointer) {
-        out.storeBytes(of: 1, as: UInt8.self)
+    public static func encodeStreamData(origin: ObjectID, senderIsOrigin: Bool, into out: UnsafeMutableRawPointer) {
+        out.storeBytes(of: senderIsOrigin ? 1 : 9, as: UInt8.self)
         out.storeBytes(of: origin.index.bigEndian, toByteOffset: 1, as: UInt32.self)
         out.storeBytes(of: origin.generation.bigEndian, toByteOffset: 5, as: UInt32.self)
     }
@@ -68,8 +71,8 @@ public enum RemoteMessage: Equatable, Sendable {
             out += bytes
         }
         switch self {
-        case .streamData(let o): out.append(1); put(o)
-        case .streamClosed(let o): out.append(2); put(o)
+        case .streamData(let o, let s): out.append(s ? 1 : 9); put(o)
+        case .streamClosed(let o, let s): out.append(s ? 2 : 10); put(o)
         case .run(let proxy, let program, let trusted, let writeEnds, let label, let streams):
             out.append(3)
             put(proxy)
@@ -101,8 +104,8 @@ public enum RemoteMessage: Equatable, Sendable {
         let kind = try r.u8()
         let message: RemoteMessage
         switch kind {
-        case 1: return (.streamData(origin: try r.object()), r.offset)
-        case 2: message = .streamClosed(origin: try r.object())
+        case 1, 9: return (.streamData(origin: try r.object(), senderIsOrigin: kind == 1), r.offset)
+        case 2, 10: message = .streamClosed(origin: try r.object(), senderIsOrigin: kind == 2)
         case 3:
             let proxy = try r.object()
             let program = try r.name()

@@ -2,6 +2,8 @@ import ArgumentParser
 import DIOS
 import DIOSConfig
 import DIOSDevices
+import DIOSTransport
+import DIOSWire
 import CLinux
 import Logging
 import Metrics
@@ -38,6 +40,18 @@ struct Diosd: AsyncParsableCommand {
     @Option(name: .customLong("control-socket"), help: "Unix socket for dios status (overrides the file).")
     var controlSocket: String?
 
+    @Option(name: .long, help: "Cluster file (YAML); with --node, boots that node of it. See config/cluster.yaml.")
+    var cluster: String?
+
+    @Option(name: .customLong("stream-to"), help: "Cluster: stream --messages numbered messages to a task on each of these instances (e.g. 1.0,2.0), checked there.")
+    var streamTo: String?
+
+    @Option(name: .long, help: "Cluster: read a stream from a task on this instance (e.g. 1.0) until that node is lost, and report it.")
+    var watch: String?
+
+    @Flag(name: .long, help: "Exit after --stream-to instead of serving.")
+    var once = false
+
     @Flag(name: .long, help: "Run the demo of trusted and untrusted tasks, print what happened, and exit.")
     var demo = false
 
@@ -49,9 +63,12 @@ struct Diosd: AsyncParsableCommand {
     }
 
     /// The node file, with the command line's overrides applied.
-    func nodeFile() throws -> NodeFile {
+    func nodeFile(cluster: ClusterFile?) throws -> NodeFile {
         var file = NodeFile()
-        if let config {
+        if let cluster {
+            guard let node else { throw ValidationError("--cluster needs --node") }
+            do { file = try cluster.nodeFile(for: node) } catch { throw ValidationError("\(error)") }
+        } else if let config {
             do { file = try NodeFile.load(path: config) } catch { throw ValidationError("\(config): \(error)") }
         }
         if let node { file.node = node }
@@ -85,7 +102,11 @@ struct Diosd: AsyncParsableCommand {
         // Handlers first: a SIGTERM that arrives while booting still stops the node cleanly.
         let signals = clinux_termination_signal_fd()
         guard signals >= 0 else { throw ValidationError("cannot install SIGINT/SIGTERM handlers") }
-        let file = try nodeFile()
+        var clusterFile: ClusterFile? = nil
+        if let cluster {
+            do { clusterFile = try ClusterFile.load(path: cluster) } catch { throw ValidationError("\(cluster): \(error)") }
+        }
+        let file = try nodeFile(cluster: clusterFile)
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = file.logLevel
@@ -96,14 +117,50 @@ struct Diosd: AsyncParsableCommand {
         clinux_line_buffer_stdout()  // line by line, also into pipes: supervisors wait for "up"
         let say: @Sendable (String) -> Void = { print($0) }
         for probe in DeviceProbe.all() { say("diosd: \(probe)") }
+        var wires: [WireEndpoint] = []
+        if let clusterFile { wires = try Self.wires(clusterFile, node: file.node, instances: configuration.instanceCount, say: say) }
         let node: Node
         do {
-            node = try Node(configuration)
+            node = try Node(configuration, wires: wires)
         } catch {
             throw ValidationError("cannot map the arena: \(error)")
         }
         let cpus = file.cores.isEmpty ? "unpinned" : "cores \(file.cores.map(String.init).joined(separator: ","))"
         say("diosd: node \(file.node) up, \(node.instances.count) instance(s) on \(cpus), arena \(file.arenaMiB) MiB on \(node.arena.backing), idle \(configuration.idlePolicy)")
+
+        if clusterFile != nil {
+            await RemoteDemo.register(on: node)
+            if let watch {
+                guard let peer = Self.instanceID(watch) else { throw ValidationError("--watch takes an instance like 1.0") }
+                Task {
+                    guard try await RemoteDemo.waitForPeers(node, [peer], seconds: 30) else {
+                        say("diosd: watch: \(peer) never became reachable")
+                        return
+                    }
+                    try await RemoteDemo.watch(on: node, peer: peer, say: say)
+                }
+            }
+            if let streamTo {
+                let peers = streamTo.split(separator: ",").compactMap { Self.instanceID($0) }
+                guard !peers.isEmpty, peers.count == streamTo.split(separator: ",").count else {
+                    throw ValidationError("--stream-to takes instances like 1.0,2.0")
+                }
+                var ok = try await RemoteDemo.waitForPeers(node, peers, seconds: 30)
+                if !ok { say("diosd: stream: not every one of \(streamTo) became reachable") }
+                for peer in peers where ok {
+                    do { ok = try await RemoteDemo.stream(on: node, to: peer, count: messages, say: say) } catch {
+                        say("diosd: stream to \(peer): FAILED: \(error)")
+                        ok = false
+                    }
+                }
+                if once {
+                    node.shutdown()
+                    say("diosd: node stopped cleanly")
+                    if !ok { throw ExitCode.failure }
+                    return
+                }
+            }
+        }
 
         if demo {
             do {
@@ -141,6 +198,45 @@ struct Diosd: AsyncParsableCommand {
         control?.stop()
         node.shutdown()
         say("diosd: node stopped cleanly")
+    }
+}
+
+extension Diosd {
+    /// "1.0" → node 1, core 0.
+    static func instanceID(_ text: some StringProtocol) -> InstanceID? {
+        let parts = text.split(separator: ".")
+        guard parts.count == 2, let n = UInt16(parts[0]), let c = UInt16(parts[1]) else { return nil }
+        return InstanceID(node: n, core: c)
+    }
+
+    /// One wire endpoint per instance of node `id`: a UDP socket where the
+    /// cluster file says, behind the fault stage when the file switches it on.
+    static func wires(_ cluster: ClusterFile, node id: UInt16, instances: Int, say: (String) -> Void) throws -> [WireEndpoint] {
+        guard let entry = cluster.node(id) else { throw ValidationError("no node \(id) in the cluster file") }
+        guard entry.transport == "udp" else {
+            throw ValidationError("node \(id): the \(entry.transport) transport is not wired into diosd yet; use udp")
+        }
+        var seed: UInt64 = 0
+        _ = clinux_getrandom(&seed, 8)
+        var wires: [WireEndpoint] = []
+        for k in 0..<instances {
+            let address = entry.address(ofInstance: k)
+            let socket: UDPTransport
+            do { socket = try UDPTransport(bind: address) } catch { throw ValidationError("instance \(k): \(error)") }
+            var transport: any FrameTransport = socket
+            if cluster.faults.isActive {
+                var faults = cluster.faults
+                faults.seed &+= UInt64(id) << 16 | UInt64(k)
+                transport = FaultyTransport(socket, faults: faults, clock: { clinux_monotonic_ns() })
+                say("diosd: fault stage on \(address): loss \(faults.loss), duplicate \(faults.duplicate), reorder \(faults.reorder), delay \(faults.delay / 1000) us, seed \(faults.seed)")
+            }
+            wires.append(
+                WireEndpoint(
+                    local: InstanceID(node: id, core: UInt16(k)), transport: transport, peers: cluster.peers(of: id),
+                    configuration: cluster.session, now: clinux_monotonic_ns(), seed: seed &+ UInt64(k)))
+            say("diosd: instance \(id).\(k) on udp \(address), \(cluster.peers(of: id).count) peer instance(s)")
+        }
+        return wires
     }
 }
 

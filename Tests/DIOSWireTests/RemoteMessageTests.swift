@@ -5,7 +5,8 @@ import Testing
 @Suite struct RemoteMessageTests {
     static let name = Name(words: (1, 2, 3, 4))
     static let samples: [RemoteMessage] = [
-        .streamClosed(origin: ObjectID(index: 3, generation: 9)),
+        .streamClosed(origin: ObjectID(index: 3, generation: 9), senderIsOrigin: true),
+        .streamClosed(origin: ObjectID(index: 3, generation: 9), senderIsOrigin: false),
         .run(
             proxy: ObjectID(index: 1, generation: 2), program: name, trusted: true, writeEnds: false, label: "consumer ✓",
             streams: [RemoteStream(object: ObjectID(index: 5, generation: 1), name: name, maxWriteSize: 4096, depth: 256)]),
@@ -28,11 +29,11 @@ import Testing
 
     @Test func streamDataPayloadFollowsThePrefix() {
         var bytes = [UInt8](repeating: 0, count: RemoteMessage.streamDataPrefix)
-        bytes.withUnsafeMutableBytes { RemoteMessage.encodeStreamData(origin: ObjectID(index: 4, generation: 5), into: $0.baseAddress!) }
+        bytes.withUnsafeMutableBytes { RemoteMessage.encodeStreamData(origin: ObjectID(index: 4, generation: 5), senderIsOrigin: false, into: $0.baseAddress!) }
         bytes += [9, 8, 7]
         bytes.withUnsafeBytes { raw in
             let decoded = try? RemoteMessage.decode(raw)
-            #expect(decoded?.0 == .streamData(origin: ObjectID(index: 4, generation: 5)))
+            #expect(decoded?.0 == .streamData(origin: ObjectID(index: 4, generation: 5), senderIsOrigin: false))
             #expect(decoded?.payloadOffset == 9)
         }
     }

@@ -33,9 +33,10 @@ void *clinux_map_failed(void);
 int clinux_eventfd(void);
 /// Adds 1 to an eventfd counter. Returns 0 or an errno value (EAGAIN when saturated is fine).
 int clinux_eventfd_signal(int fd);
-/// Waits until the eventfd is signalled or `timeout_ns` passes (negative: forever),
-/// then clears it. Returns 1 when signalled, 0 on timeout, -errno on error.
-int clinux_eventfd_wait(int fd, int64_t timeout_ns);
+/// Waits until the eventfd is signalled, `other_fd` (if not negative) becomes
+/// readable, or `timeout_ns` passes (negative: forever); clears the eventfd.
+/// Returns 1 when woken, 0 on timeout, -errno on error. Wraps `ppoll`.
+int clinux_eventfd_wait(int fd, int other_fd, int64_t timeout_ns);
 
 /// The CPU's spin-wait hint (`pause` on x86, `yield` on arm64).
 static inline void clinux_cpu_relax(void) {

@@ -1,0 +1,384 @@
+import CLinux
+import DIOSCore
+import DIOSMemory
+package import DIOSWire
+
+/// A stream handed over by another node, keyed as its messages name it.
+struct RemoteEnd: Hashable {
+    var peer: InstanceID
+    var origin: ObjectID
+}
+
+/// What a task started by another node's instance gets when that node is lost.
+package let lostTaskStatus: Int32 = -128
+
+/// Instances on other nodes: the wire endpoint this instance polls, streams
+/// bridged between a ring here and a session, tasks run on another node, and
+/// what happens when a peer fails.
+///
+/// A bridged stream keeps the local data path unchanged: the task here writes
+/// into (or reads from) a ring in its own instance's memory exactly as for a
+/// local stream; the kernel moves messages between that ring and the session
+/// (one copy each way: the session keeps a copy until it is acknowledged). A
+/// ring that fills holds the writer (`.wouldBlock`); a receiver's full ring
+/// holds the message in the session, whose credit then holds the sender. When
+/// the peer fails, every bridged stream with it is closed with the reason and
+/// its waiters wake: `beginRead`/`beginWrite` then fail with `.unreachable`.
+extension KernelInstance {
+    /// Connects the instance to other nodes. Call before the instance is polled.
+    package func attachWire(_ endpoint: WireEndpoint) {
+        checkThread()
+        precondition(endpoint.local == id, "endpoint for \(endpoint.local) attached to instance \(id)")
+        wire = endpoint
+    }
+
+    /// The wire's sessions (for status).
+    package var wireEndpoint: WireEndpoint? { wire }
+
+    /// What an idle loop also sleeps on: frames arriving (when the transport can say).
+    /// Nil without a wire, or when the wire has no descriptor to wait on.
+    package var wireReadinessFD: Int32? {
+        guard let wire else { return nil }
+        return wire.transport.readinessFD ?? -1
+    }
+
+    /// Receives from the wire, runs its timers and moves bridged streams' messages.
+    func pollWire() -> Int {
+        guard let wire else { return 0 }
+        let now = clinux_monotonic_ns()
+        var work = wire.poll(
+            now: now, deliver: { peer, bytes in self.deliverRemote(bytes, from: peer) },
+            changed: { peer, change in self.peerChanged(peer, change) })
+        if !remoteOutbox.isEmpty { work += flushRemoteOutbox(now: now) }
+        if !bridges.isEmpty { work += pumpBridges(now: now) }
+        return work
+    }
+
+    // MARK: Sending
+
+    /// Sends a control message to an instance on another node, in order behind
+    /// any that wait for room in its session.
+    func sendRemote(_ message: RemoteMessage, to peer: InstanceID) {
+        guard let wire else { return }
+        let bytes = message.encoded()
+        if remoteOutbox.isEmpty, trySend(bytes, to: peer, wire: wire, now: clinux_monotonic_ns()) { return }
+        remoteOutbox.append((peer, bytes))
+    }
+
+    private func trySend(_ bytes: [UInt8], to peer: InstanceID, wire: WireEndpoint, now: UInt64) -> Bool {
+        bytes.withUnsafeBytes { body in
+            do throws(SessionError) {
+                return try wire.send(to: peer, prefix: UnsafeRawBufferPointer(start: nil, count: 0), body: body, now: now)
+            } catch {
+                logger.error("dropping a control message for \(peer): \(error)")
+                return true
+            }
+        }
+    }
+
+    private func flushRemoteOutbox(now: UInt64) -> Int {
+        guard let wire else { return 0 }
+        var sent = 0
+        while let first = remoteOutbox.first, trySend(first.bytes, to: first.peer, wire: wire, now: now) {
+            remoteOutbox.removeFirst()
+            sent += 1
+        }
+        return sent
+    }
+
+    /// Moves messages from the rings of streams read on another node into their
+    /// sessions, as far as the sessions' windows allow. A deleted stream is
+    /// drained first; then the other end is told it closed.
+    private func pumpBridges(now: UInt64) -> Int {
+        guard let wire else { return 0 }
+        var moved = 0
+        var k = 0
+        while k < bridges.count {
+            let object = bridges[k]
+            let i = Int(object.index)
+            guard objects.exists(object), objects.records[i].bridge == .sends, let ring = objects.records[i].ring,
+                objects.records[i].remoteFailure == nil
+            else {
+                bridges.swapAt(k, bridges.count - 1)
+                bridges.removeLast()
+                continue
+            }
+            let peer = objects.records[i].remotePeer
+            let origin = objects.records[i].remoteOrigin
+            let senderIsOrigin = objects.records[i].originHere
+            var prefix: (UInt64, UInt64) = (0, 0)
+            var sentHere = 0
+            while let (payload, count) = ring.peek() {
+                let accepted = withUnsafeMutableBytes(of: &prefix) { p in
+                    RemoteMessage.encodeStreamData(origin: origin, senderIsOrigin: senderIsOrigin, into: p.baseAddress!)
+                    let body = UnsafeRawBufferPointer(start: payload, count: count)
+                    let head = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(p)[0..<RemoteMessage.streamDataPrefix])
+                    return (try? wire.send(to: peer, prefix: head, body: body, now: now)) ?? false
+                }
+                guard accepted else { break }
+                ring.release()
+                sentHere += 1
+            }
+            if sentHere > 0 {
+                moved += sentHere
+                counters.messagesOut &+= UInt64(sentHere)
+                objects.records[i].version &+= 1
+                markDirty(object)  // a writer waiting for room
+            }
+            if objects.records[i].deleted && !ring.hasMessage() {
+                sendRemote(.streamClosed(origin: origin, senderIsOrigin: senderIsOrigin), to: peer)
+                objects.records[i].bridge = .none
+                if objects.records[i].openTransactions == 0 { reclaim(object) }
+                bridges.swapAt(k, bridges.count - 1)
+                bridges.removeLast()
+                continue
+            }
+            k += 1
+        }
+        return moved
+    }
+
+    // MARK: Receiving
+
+    /// Handles one message from an instance on another node. False when it is
+    /// stream data whose ring is full: the session offers it again later.
+    func deliverRemote(_ bytes: UnsafeRawBufferPointer, from peer: InstanceID) -> Bool {
+        let message: RemoteMessage
+        let payloadOffset: Int
+        do throws(WireError) { (message, payloadOffset) = try RemoteMessage.decode(bytes) } catch {
+            counters.remoteRefused &+= 1
+            logger.warning("refused a message from \(peer): \(error)")
+            return true
+        }
+        switch message {
+        case .streamData(let origin, let senderIsOrigin):
+            guard let object = bridgedStream(origin, senderIsOrigin: senderIsOrigin, from: peer, receiving: true) else {
+                counters.remoteRefused &+= 1  // its stream is gone here: nobody will read it
+                return true
+            }
+            let i = Int(object.index)
+            let count = bytes.count - payloadOffset
+            guard count <= objects.records[i].maxWriteSize, let ring = objects.records[i].ring else {
+                counters.remoteRefused &+= 1
+                return true
+            }
+            guard let slot = ring.reserve() else { return false }
+            if count > 0 { slot.copyMemory(from: bytes.baseAddress! + payloadOffset, byteCount: count) }
+            ring.publish(length: count)
+            objects.records[i].version &+= 1
+            markDirty(object)
+        case .streamClosed(let origin, let senderIsOrigin):
+            if let object = bridgedStream(origin, senderIsOrigin: senderIsOrigin, from: peer, receiving: true) {
+                objects.records[Int(object.index)].ring?.close()
+                markDirty(object)
+            }
+        case .run(let proxy, let program, let trusted, let writeEnds, let label, let streams):
+            startForRemote(
+                peer: peer, proxy: proxy, program: program, trusted: trusted, writeEnds: writeEnds, label: label,
+                streams: streams)
+        case .started(let proxy, let task):
+            guard objects.isLive(proxy), objects.records[Int(proxy.index)].remoteNode == peer else {
+                sendRemote(.stop(task: task), to: peer)
+                return true
+            }
+            let p = Int(proxy.index)
+            objects.records[p].remoteTask = task
+            if objects.records[p].pendingStop {
+                sendRemote(.stop(task: task), to: peer)
+            } else if let resume = objects.records[p].pendingPause {
+                sendRemote(.pause(task: task, resume: resume), to: peer)
+            }
+            objects.records[p].pendingPause = nil
+        case .failedToStart(let proxy, let reason):
+            logger.warning("task did not start on \(peer): \(reason)")
+            if objects.exists(proxy), objects.records[Int(proxy.index)].remoteNode == peer {
+                failBridges(ofProxy: proxy, reason: "the task did not start: \(reason)")
+                finishTaskObject(proxy, status: -1)
+            }
+        case .exited(let proxy, let status):
+            if objects.exists(proxy), objects.records[Int(proxy.index)].remoteNode == peer {
+                finishTaskObject(proxy, status: status)
+            }
+        case .pause(let task, let resume):
+            if startedBy(peer, task) { setPaused(task, paused: !resume) }
+        case .stop(let task):
+            if startedBy(peer, task) { stop(task) }
+        }
+        return true
+    }
+
+    /// Whether `task` is one that `peer` started here (only it may pause or stop it).
+    private func startedBy(_ peer: InstanceID, _ task: TaskID) -> Bool {
+        let i = Int(task.index)
+        return i < tasks.count && tasks[i].generation == task.generation && tasks[i].live
+            && tasks[i].remoteProxy?.peer == peer
+    }
+
+    /// The stream here that a message from `peer` about `origin` is for.
+    private func bridgedStream(_ origin: ObjectID, senderIsOrigin: Bool, from peer: InstanceID, receiving: Bool) -> ObjectID? {
+        let object: ObjectID
+        if senderIsOrigin {
+            guard let o = remoteEnds[RemoteEnd(peer: peer, origin: origin)] else { return nil }
+            object = o
+        } else {
+            object = origin
+        }
+        let i = Int(object.index)
+        guard objects.exists(object), objects.records[i].kind == .stream, objects.records[i].remotePeer == peer,
+            objects.records[i].remoteOrigin == origin, objects.records[i].bridge == (receiving ? .receives : .sends)
+                || (objects.records[i].bridge == .receives && receiving)
+        else { return nil }
+        return object
+    }
+
+    // MARK: run across nodes
+
+    /// `run` onto an instance of another node: a proxy task object here stands
+    /// for the task there. Each argument must be a stream made here and not yet
+    /// shared; the task there gets its read end (this side writes), or with
+    /// `.writable` its write end (this side reads).
+    func runOnNode(
+        _ t: Int, _ programEntry: ReferenceEntry, arguments: [ReferenceEntry], refs: [Ref], flags: Flags,
+        label: String, on target: InstanceID
+    ) throws(CallError) -> Ref {
+        guard let wire, wire.session(for: target) != nil else {
+            throw .invalidArgument("no instance \(target) in this node's cluster")
+        }
+        if let down = wire.session(for: target), !down.isUp {
+            throw .unreachable(target, reason: "no session with it (not started, or failed)")
+        }
+        let writeEnds = flags.contains(.writable)
+        for (e, ref) in zip(arguments, refs) {
+            guard e.kind == .stream else { throw .wrongKind(.run, e.kind) }
+            let r = objects.records[Int(e.object.index)]
+            guard r.ring != nil, !r.crossInstance, r.ringOwner == nil, r.bridge == .none else {
+                throw .invalidArgument("stream \(r.name) is already shared; hand another node a stream of its own")
+            }
+            let needed: Rights = writeEnds ? .write : .read
+            guard e.rights.contains(needed) else {
+                throw .reference(.missingRight(ref, needed: needed, held: e.rights))
+            }
+        }
+        guard tasks[t].refs.count < tasks[t].refs.capacity else { throw .reference(.tableFull) }
+        let programName = objects.records[Int(programEntry.object.index)].name
+        guard let proxy = makeObject(kind: .task, name: nameSource.fresh(), bufferSize: 64, maxWriteSize: 0, flags: []) else {
+            throw .outOfMemory(requested: 64)
+        }
+        objects.records[Int(proxy.index)].remoteNode = target
+        var streams: [RemoteStream] = []
+        for e in arguments {
+            let i = Int(e.object.index)
+            let ring = objects.records[i].ring!
+            objects.records[i].bridge = writeEnds ? .receives : .sends
+            objects.records[i].remotePeer = target
+            objects.records[i].remoteOrigin = e.object
+            objects.records[i].originHere = true
+            objects.records[i].proxyOfBridge = proxy
+            if !writeEnds { bridges.append(e.object) }
+            streams.append(
+                RemoteStream(object: e.object, name: objects.records[i].name, maxWriteSize: objects.records[i].maxWriteSize, depth: Int(ring.depth)))
+        }
+        sendRemote(
+            .run(proxy: proxy, program: programName, trusted: !flags.contains(.untrusted), writeEnds: writeEnds, label: label, streams: streams),
+            to: target)
+        var entry = entry(for: proxy, rights: .all)
+        entry.proximity = .remoteMemory
+        return try! insertRef(t, entry)
+    }
+
+    /// Handles `.run` from another node: starts the program here with a local
+    /// ring for each stream, bridged to the peer.
+    private func startForRemote(
+        peer: InstanceID, proxy: ObjectID, program: Name, trusted: Bool, writeEnds: Bool, label: String,
+        streams: [RemoteStream]
+    ) {
+        let programObject = names.first(of: program) { objects.isLive($0) && objects.records[Int($0.index)].kind == .program }
+        guard let programObject, let body = programs[objects.records[Int(programObject.index)].program] else {
+            sendRemote(.failedToStart(proxy: proxy, reason: "no program \(program) on \(id)"), to: peer)
+            return
+        }
+        let child: TaskID
+        do { child = try makeTask(trusted: trusted, label: label) } catch {
+            sendRemote(.failedToStart(proxy: proxy, reason: error.description), to: peer)
+            return
+        }
+        let c = Int(child.index)
+        tasks[c].remoteProxy = (peer, proxy)
+        for s in streams {
+            let slots = 1 << (Int.bitWidth - (s.depth - 1).leadingZeroBitCount)
+            let bytes = StreamRing.byteSize(messageSize: max(s.maxWriteSize, 1), depth: slots)
+            guard bytes <= BufferPool.maximumSize,
+                let end = makeObject(kind: .stream, name: s.name, bufferSize: bytes, maxWriteSize: s.maxWriteSize, flags: [])
+            else {
+                logger.warning("no memory for a stream from \(peer); the task starts without it")
+                continue
+            }
+            let i = Int(end.index)
+            objects.records[i].ring = StreamRing.initialize(
+                at: pool.address(of: objects.records[i].buffer!), messageSize: max(s.maxWriteSize, 1), depth: slots)
+            objects.records[i].bridge = writeEnds ? .sends : .receives
+            objects.records[i].remotePeer = peer
+            objects.records[i].remoteOrigin = s.object
+            objects.records[i].originHere = false
+            remoteEnds[RemoteEnd(peer: peer, origin: s.object)] = end
+            if writeEnds { bridges.append(end) }
+            var entry = entry(for: end, rights: writeEnds ? [.write, .delete] : [.read, .delete])
+            entry.proximity = .remoteMemory
+            if let ref = try? insertRef(c, entry) { tasks[c].delegated.append(ref) }
+        }
+        start(child, entry: body)
+        sendRemote(.started(proxy: proxy, task: child), to: peer)
+    }
+
+    // MARK: Failure
+
+    /// A peer came up, or failed: on failure every stream bridged to it is
+    /// closed with the reason (its waiters wake and see `.unreachable`), proxies
+    /// of tasks there finish with `lostTaskStatus`, and tasks it started here stop.
+    func peerChanged(_ peer: InstanceID, _ change: PeerChange) {
+        switch change {
+        case .up:
+            logger.info("instance \(peer) is reachable")
+            counters.peersUp &+= 1
+        case .down(let failure):
+            logger.warning("instance \(peer) failed: \(failure)")
+            counters.peersDown &+= 1
+            let reason = failure.description
+            for i in objects.records.indices where objects.records[i].live {
+                let object = ObjectID(index: UInt32(i), generation: objects.records[i].generation)
+                if objects.records[i].bridge != .none && objects.records[i].remotePeer == peer {
+                    failBridge(object, reason: reason)
+                } else if objects.records[i].remoteNode == peer && !objects.records[i].ready {
+                    finishTaskObject(object, status: lostTaskStatus)
+                }
+            }
+            remoteEnds = remoteEnds.filter { $0.key.peer != peer }
+            remoteOutbox.removeAll { $0.peer == peer }
+            for i in tasks.indices where tasks[i].live && tasks[i].remoteProxy?.peer == peer {
+                stop(TaskID(index: UInt32(i), generation: tasks[i].generation))
+            }
+        }
+    }
+
+    private func failBridge(_ object: ObjectID, reason: String) {
+        let i = Int(object.index)
+        guard objects.records[i].remoteFailure == nil else { return }
+        objects.records[i].remoteFailure = reason
+        objects.records[i].ring?.close()
+        objects.records[i].version &+= 1
+        markDirty(object)
+    }
+
+    private func failBridges(ofProxy proxy: ObjectID, reason: String) {
+        for i in objects.records.indices where objects.records[i].live && objects.records[i].proxyOfBridge == proxy {
+            failBridge(ObjectID(index: UInt32(i), generation: objects.records[i].generation), reason: reason)
+        }
+    }
+
+    /// The error for a stream whose ring is closed: the peer's failure, or deletion.
+    @inline(never)
+    func closedStreamError(_ i: Int) -> CallError {
+        if let reason = objects.records[i].remoteFailure { return .unreachable(objects.records[i].remotePeer, reason: reason) }
+        return .objectDeleted
+    }
+}

@@ -1,0 +1,198 @@
+import DIOS
+import DIOSKernel
+import DIOSTransport
+import DIOSWire
+import Testing
+
+/// Nodes in one process, one instance each, talking over real UDP sockets on
+/// loopback (with the seeded fault stage where a test asks for it). The
+/// multi-process cluster, with `diosd` and `kill -9`, is in DiosdClusterTests.
+@Suite(.serialized) struct ClusterTests {
+    static let sink = Name.wellKnown("test.cluster.sink")
+    static let source = Name.wellKnown("test.cluster.source")
+    static let session = SessionConfiguration(retransmitTimeout: 1_000_000, failureTimeout: 300_000_000)
+
+    /// `count` nodes, each with one instance and the test programs registered.
+    static func makeCluster(_ count: Int, faults: FaultConfiguration = FaultConfiguration(), messages: Int) async throws -> [Node] {
+        let transports = try (0..<count).map { _ in try UDPTransport(bind: PeerAddress("127.0.0.1", port: 0)!) }
+        var peers: [InstanceID: PeerAddress] = [:]
+        for (n, t) in transports.enumerated() { peers[InstanceID(node: UInt16(n), core: 0)] = t.localAddress }
+        var nodes: [Node] = []
+        for (n, t) in transports.enumerated() {
+            var configuration = NodeConfiguration()
+            configuration.node = UInt16(n)
+            configuration.arenaSize = 16 << 20
+            configuration.idlePolicy = .adaptive
+            var f = faults
+            f.seed &+= UInt64(n)
+            let transport: any FrameTransport = faults.isActive ? FaultyTransport(t, faults: f, clock: { monotonicNanoseconds() }) : t
+            let endpoint = WireEndpoint(
+                local: InstanceID(node: UInt16(n), core: 0), transport: transport, peers: peers, configuration: session,
+                now: monotonicNanoseconds(), seed: UInt64(n) &* 7919 &+ monotonicNanoseconds())
+            let node = try Node(configuration, wires: [endpoint])
+            await node.register(sink, label: "sink") { task in try await readNumbered(task, task.delegated()[0], count: messages) }
+            await node.register(source, label: "source") { task in try await writeNumbered(task, task.delegated()[0], count: messages) }
+            nodes.append(node)
+        }
+        return nodes
+    }
+
+    struct OutOfOrder: Error { let expected: UInt64, got: UInt64 }
+
+    /// Writes `count` messages: the index, then a value derived from it.
+    static func writeNumbered(_ task: TaskContext, _ stream: Ref, count: Int) async throws {
+        for i in 0..<UInt64(count) {
+            while true {
+                do {
+                    let w = try task.beginWrite(stream, size: 16)
+                    w.store(i)
+                    w.store(i &* 0x9E37_79B9_7F4A_7C15, toByteOffset: 8)
+                    guard task.endWrite(w) else { throw CallError.objectDeleted }
+                    break
+                } catch CallError.wouldBlock {
+                    _ = try await task.select([stream], flags: .writable)
+                }
+            }
+        }
+    }
+
+    /// Reads `count` messages and checks each is the next one, intact.
+    static func readNumbered(_ task: TaskContext, _ stream: Ref, count: Int) async throws {
+        var next: UInt64 = 0
+        while next < UInt64(count) {
+            let r: ReadTransaction
+            do { r = try task.beginRead(stream) } catch CallError.wouldBlock {
+                _ = try await task.select([stream])
+                continue
+            }
+            let i = r.load(as: UInt64.self)
+            let mix = r.load(fromByteOffset: 8, as: UInt64.self)
+            _ = task.endRead(r)
+            guard i == next, mix == i &* 0x9E37_79B9_7F4A_7C15 else { throw OutOfOrder(expected: next, got: i) }
+            next += 1
+        }
+    }
+
+    /// Waits for a task (or its proxy) to exit and returns its status.
+    static func status(_ task: TaskContext, _ proxy: Ref) async throws -> Int64 {
+        _ = try await task.select([proxy])
+        let r = try task.beginRead(proxy)
+        let status = r.load(as: Int64.self)
+        _ = task.endRead(r)
+        return status
+    }
+
+    static func waitUntilConnected(_ node: Node, to peer: InstanceID) async throws {
+        for _ in 0..<500 {
+            let up = try await node.withTask { _ in node.instance.wireEndpoint?.isReachable(peer) ?? false }
+            if up { return }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        Issue.record("\(peer) never became reachable")
+    }
+
+    @Test func aStreamCarriesMessagesToATaskOnAnotherNode() async throws {
+        let count = 100_000
+        let nodes = try await Self.makeCluster(2, messages: count)
+        defer { for n in nodes { n.shutdown() } }
+        try await Self.waitUntilConnected(nodes[0], to: InstanceID(node: 1, core: 0))
+        let status = try await nodes[0].withTask { task in
+            let (_, stream) = try task.create(.stream(messageSize: 16, depth: 256))
+            let sink = try task.run(try task.lookup(Self.sink)[0], arguments: [stream], on: InstanceID(node: 1, core: 0))
+            #expect(try task.describe(sink).proximity == .remoteMemory)
+            // This side writes; the other node reads, and may not read here.
+            #expect(throws: CallError.busy) { let r = try task.beginRead(stream); _ = task.endRead(r) }
+            try await Self.writeNumbered(task, stream, count: count)
+            return try await Self.status(task, sink)
+        }
+        #expect(status == 0)
+    }
+
+    /// With `.writable`, the task on the other node writes and this side reads.
+    @Test func aTaskOnAnotherNodeWritesToUs() async throws {
+        let count = 20_000
+        let nodes = try await Self.makeCluster(2, messages: count)
+        defer { for n in nodes { n.shutdown() } }
+        try await Self.waitUntilConnected(nodes[0], to: InstanceID(node: 1, core: 0))
+        let status = try await nodes[0].withTask { task in
+            let (_, stream) = try task.create(.stream(messageSize: 16, depth: 64))
+            let source = try task.run(
+                try task.lookup(Self.source)[0], arguments: [stream], flags: .writable, on: InstanceID(node: 1, core: 0))
+            #expect(throws: CallError.busy) { let w = try task.beginWrite(stream, size: 16); _ = task.endWrite(w) }
+            try await Self.readNumbered(task, stream, count: count)
+            return try await Self.status(task, source)
+        }
+        #expect(status == 0)
+    }
+
+    /// The fault stage drops 5%, duplicates and reorders on both nodes' real
+    /// sockets: every message still arrives once, in order.
+    @Test func exactlyOnceInOrderThroughTheFaultStage() async throws {
+        let count = 20_000
+        let faults = FaultConfiguration(loss: 0.05, duplicate: 0.02, reorder: 0.05, delay: 50_000, seed: 5)
+        let nodes = try await Self.makeCluster(2, faults: faults, messages: count)
+        defer { for n in nodes { n.shutdown() } }
+        try await Self.waitUntilConnected(nodes[0], to: InstanceID(node: 1, core: 0))
+        let (status, retransmits) = try await nodes[0].withTask { task in
+            let (_, stream) = try task.create(.stream(messageSize: 16, depth: 256))
+            let sink = try task.run(try task.lookup(Self.sink)[0], arguments: [stream], on: InstanceID(node: 1, core: 0))
+            try await Self.writeNumbered(task, stream, count: count)
+            let status = try await Self.status(task, sink)
+            return (status, nodes[0].instance.wireEndpoint!.sessions[0].counters.retransmits)
+        }
+        #expect(status == 0)
+        #expect(retransmits > 0)
+    }
+
+    /// When the other node goes away, a task blocked on a stream from it wakes
+    /// within the failure timeout with `.unreachable`. This node keeps serving.
+    /// (The other node shuts down in order here, so its task reports its own
+    /// exit, status 1 for "stopped"; after `kill -9` the proxy finishes with
+    /// `lostTaskStatus` instead: see DiosdClusterTests.)
+    @Test func aFailedNodeIsReportedToTheTasksThatDependOnIt() async throws {
+        let nodes = try await Self.makeCluster(2, messages: 1_000_000_000)
+        try await Self.waitUntilConnected(nodes[0], to: InstanceID(node: 1, core: 0))
+        let other = nodes[1]
+        let (error, status, waited) = try await nodes[0].withTask { task -> (CallError?, Int64, UInt64) in
+            let (_, stream) = try task.create(.stream(messageSize: 16, depth: 64))
+            let source = try task.run(
+                try task.lookup(Self.source)[0], arguments: [stream], flags: .writable, on: InstanceID(node: 1, core: 0))
+            // Messages flow...
+            _ = try await task.select([stream])
+            let r = try task.beginRead(stream)
+            #expect(r.load(as: UInt64.self) == 0)
+            _ = task.endRead(r)
+            // ...until the other node stops answering.
+            let began = monotonicNanoseconds()
+            Task.detached { other.shutdown() }
+            var failure: CallError? = nil
+            while failure == nil {
+                do {
+                    let r = try task.beginRead(stream)
+                    _ = task.endRead(r)
+                } catch CallError.wouldBlock {
+                    _ = try await task.select([stream])
+                } catch let e as CallError { failure = e }
+            }
+            let waited = monotonicNanoseconds() - began
+            return (failure, try await Self.status(task, source), waited)
+        }
+        guard case .unreachable(let who, _) = error else {
+            Issue.record("expected .unreachable, got \(String(describing: error))")
+            return
+        }
+        #expect(who == InstanceID(node: 1, core: 0))
+        #expect(status == 1)
+        #expect(waited < 2_000_000_000)  // the timeout is 300 ms; generous for a loaded CI box
+        // The surviving node still serves its own tasks.
+        let local = try await nodes[0].withTask { task in
+            let (_, blob) = try task.create(.blob(size: 8))
+            return try task.describe(blob).kind
+        }
+        #expect(local == .blob)
+        nodes[0].shutdown()
+    }
+}
+
+import CLinux
+func monotonicNanoseconds() -> UInt64 { clinux_monotonic_ns() }
