@@ -174,7 +174,7 @@ let package = Package(
         .executableTarget(
             name: "dios",
             dependencies: [
-                "DIOS", "DIOSDevices", "DIOSMemory", "CLinux",
+                "DIOS", "DIOSDevices", "DIOSMemory", "DIOSConfig", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],

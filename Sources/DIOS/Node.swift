@@ -8,6 +8,16 @@ public import Logging
 /// Throwing ends the task with status 1; returning, with status 0.
 public typealias Program = @Sendable (TaskContext) async throws -> Void
 
+/// One instance's view of a peer instance on another node.
+public struct PeerStatus: Sendable, Equatable {
+    public var peer: InstanceID
+    /// A session with it is established (heard from within the failure timeout).
+    public var reachable: Bool
+    public var retransmits: UInt64
+    public var messagesSent: UInt64
+    public var messagesDelivered: UInt64
+}
+
 /// How a node is set up.
 public struct NodeConfiguration: Sendable {
     /// This node's number in the cluster.
@@ -128,6 +138,23 @@ public final class Node: Sendable {
                 return 1
             }
         }
+    }
+
+    /// What each instance knows of its peers on other nodes (empty lists for a
+    /// node outside a cluster), read on each instance's own thread.
+    public func peers() async -> [[PeerStatus]] {
+        var all: [[PeerStatus]] = []
+        for kernel in instances {
+            all.append(
+                await Task(executorPreference: kernel.executor) {
+                    (kernel.wireEndpoint?.sessions ?? []).map {
+                        PeerStatus(
+                            peer: $0.peer, reachable: $0.isUp, retransmits: $0.counters.retransmits,
+                            messagesSent: $0.counters.messagesSent, messagesDelivered: $0.counters.messagesDelivered)
+                    }
+                }.value)
+        }
+        return all
     }
 
     /// Counters of every instance, each read on its own thread.

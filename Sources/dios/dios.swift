@@ -8,7 +8,7 @@ struct Dios: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dios",
         abstract: "The DIOS command line.",
-        subcommands: [Status.self, NameCommand.self, Probe.self, Bench.self])
+        subcommands: [Status.self, NameCommand.self, Probe.self, Bench.self, ClusterCommand.self])
 }
 
 struct Status: ParsableCommand {
@@ -24,16 +24,26 @@ struct Status: ParsableCommand {
             return
         }
         print(pad("instance", 10) + pad("cpu", 5, right: true) + pad("tasks", 7, right: true) + pad("msgs in", 12, right: true)
-            + pad("msgs out", 12, right: true) + pad("polls", 14, right: true) + pad("idle", 8, right: true))
+            + pad("msgs out", 12, right: true) + pad("polls", 14, right: true) + pad("idle", 8, right: true)
+            + "  peers")
         for line in reply.split(separator: "\n") {
             let fields = ControlClient.fields(of: String(line))
             let idle = (Double(fields["idle_share"] ?? "0") ?? 0) * 100
             print(pad(fields["instance"] ?? "?", 10) + pad(fields["cpu"] ?? "?", 5, right: true)
                 + pad(fields["tasks"] ?? "?", 7, right: true) + pad(fields["messages_in"] ?? "?", 12, right: true)
                 + pad(fields["messages_out"] ?? "?", 12, right: true) + pad(fields["polls"] ?? "?", 14, right: true)
-                + pad(format(idle) + "%", 8, right: true))
+                + pad(format(idle) + "%", 8, right: true) + "  " + peers(fields))
         }
     }
+}
+
+/// "up: 1.0 2.0; down: 3.0" from a status line's peer fields ("-" outside a cluster).
+func peers(_ fields: [String: String]) -> String {
+    let up = fields["peers_up"] ?? ""
+    let down = fields["peers_down"] ?? ""
+    if up.isEmpty && down.isEmpty { return "-" }
+    return "up: \(up.isEmpty ? "none" : up)" + (down.isEmpty ? "" : "; down: \(down)")
+        + ((fields["frames_resent"]).map { "; resent \($0)" } ?? "")
 }
 
 struct Bench: AsyncParsableCommand {

@@ -71,10 +71,52 @@ final class ControlServer: @unchecked Sendable {
             var buffer = [UInt8](repeating: 0, count: 256)
             let n = read(client, &buffer, buffer.count)
             let request = n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : ""
-            let reply = request == "status" ? statusLines() : #"{"error":"unknown request; try status"}"# + "\n"
+            let reply: String
+            if request == "status" {
+                reply = statusLines()
+            } else if request.hasPrefix("stream ") {
+                reply = stream(request)
+            } else {
+                reply = #"{"error":"unknown request; try status, or stream INSTANCE COUNT"}"# + "\n"
+            }
             _ = reply.utf8CString.withUnsafeBufferPointer { write(client, $0.baseAddress, $0.count - 1) }
             close(client)
         }
+    }
+
+    /// `stream 1.0 100000`: streams that many numbered messages to a checking
+    /// task on that instance of another node (see RemoteDemo) and replies with
+    /// the outcome. Other requests wait until it is done.
+    private func stream(_ request: String) -> String {
+        let words = request.split(separator: " ")
+        guard words.count == 3, let peer = Diosd.instanceID(words[1]), let count = Int(words[2]), count > 0 else {
+            return #"{"error":"usage: stream INSTANCE COUNT, e.g. stream 1.0 100000"}"# + "\n"
+        }
+        let node = self.node
+        let done = DispatchSemaphore(value: 0)
+        let lines = LinesBox()
+        Task {
+            let say: @Sendable (String) -> Void = { line in lines.append(line) }
+            do {
+                if try await RemoteDemo.waitForPeers(node, [peer], seconds: 10) {
+                    _ = try await RemoteDemo.stream(on: node, to: peer, count: count, say: say)
+                } else {
+                    say("diosd: stream to \(peer): FAILED, it is not reachable")
+                }
+            } catch {
+                say("diosd: stream to \(peer): FAILED: \(error)")
+            }
+            done.signal()
+        }
+        done.wait()
+        return lines.text
+    }
+
+    final class LinesBox: @unchecked Sendable {
+        private let lock = NSLock()
+        private var lines: [String] = []
+        func append(_ line: String) { lock.withLock { lines.append(line) } }
+        var text: String { lock.withLock { lines.map { $0 + "\n" }.joined() } }
     }
 
     /// One JSON object per instance, read on each instance's own thread.
@@ -84,6 +126,7 @@ final class ControlServer: @unchecked Sendable {
         let result = ResultBox()
         Task {
             result.counters = await node.counters()
+            result.peers = await node.peers()
             done.signal()
         }
         done.wait()
@@ -91,14 +134,22 @@ final class ControlServer: @unchecked Sendable {
         for (i, c) in result.counters.enumerated() {
             let idle = c.polls == 0 ? 0 : Double(c.idlePolls) / Double(c.polls)
             let cpu = node.configuration.cores.isEmpty ? -1 : node.configuration.cores[i]
+            let peers = result.peers[i]
+            let up = peers.filter(\.reachable).map { "\($0.peer)" }.joined(separator: " ")
+            let down = peers.filter { !$0.reachable }.map { "\($0.peer)" }.joined(separator: " ")
+            let resent = peers.reduce(0) { $0 + $1.retransmits }
             out += #"{"instance":"\#(node.instances[i].id)","cpu":\#(cpu),"tasks":\#(c.tasksStarted - c.tasksExited),"#
+                + #""peers_up":"\#(up)","peers_down":"\#(down)","frames_resent":\#(resent),"#
                 + #""tasks_started":\#(c.tasksStarted),"messages_in":\#(c.messagesIn),"messages_out":\#(c.messagesOut),"#
                 + #""calls":\#(c.calls),"polls":\#(c.polls),"idle_share":\#((idle * 1000).rounded() / 1000)}"# + "\n"
         }
         return out
     }
 
-    final class ResultBox: @unchecked Sendable { var counters: [InstanceCounters] = [] }
+    final class ResultBox: @unchecked Sendable {
+        var counters: [InstanceCounters] = []
+        var peers: [[PeerStatus]] = []
+    }
 }
 
 /// Why the control socket could not be opened.
