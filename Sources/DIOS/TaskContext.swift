@@ -82,13 +82,20 @@ public struct TaskContext: Sendable {
         try kernel.run(task, program, arguments: arguments, flags: flags, on: instance)
     }
 
+    /// `copy` to this task itself: another reference to the same object with
+    /// fewer rights (for handing on). Asking for a right not held is refused.
+    public func restrict(_ ref: Ref, to rights: Rights) throws(CallError) -> Ref {
+        try kernel.restrict(task, ref, to: rights)
+    }
+
     /// `run` on any instance of the cluster, this node's or another's.
     ///
     /// On another node, the reference is to a proxy that becomes readable (with
     /// the exit status) when the task exits, or with `lostTaskStatus` when that
     /// node fails. Only streams made here, not yet shared, can be passed: the
-    /// task there gets each stream's read end and this side writes, or with
-    /// `.writable` in `flags` its write end and this side reads. Their messages
+    /// task there gets a stream's read end and this side writes; or, when the
+    /// reference passed cannot read (`restrict(ref, to: [.write, .copy])`) or `flags`
+    /// has `.writable`, its write end, and this side reads. Their messages
     /// cross the wire in order, or their loss is reported: when the other node
     /// fails, the stream's calls fail with `.unreachable`.
     public func run(_ program: Ref, arguments: [Ref] = [], flags: Flags = [], on instance: InstanceID) throws(CallError) -> Ref {

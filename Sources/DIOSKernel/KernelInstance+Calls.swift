@@ -95,6 +95,21 @@ extension KernelInstance {
         return ref
     }
 
+    /// A new reference for the caller to `ref`'s object with fewer rights: `copy`
+    /// to the calling task itself. Widening is refused, changing nothing.
+    package func restrict(_ task: TaskID, _ ref: Ref, to rights: Rights) throws(CallError) -> Ref {
+        checkThread()
+        counters.calls += 1
+        let t = try taskIndex(task)
+        var entry = try referenceEntry(t, ref)
+        guard entry.rights.isSuperset(of: rights) else {
+            throw .reference(.widening(ref, requested: rights, held: entry.rights))
+        }
+        guard tasks[t].refs.count < tasks[t].refs.capacity else { throw .reference(.tableFull) }
+        entry.rights = rights
+        return try insertRef(t, entry)
+    }
+
     /// `pause`: stops the task from being scheduled at its next kernel call, or
     /// with `.resume`, lets it run again.
     package func pause(_ task: TaskID, _ taskRef: Ref, flags: Flags) throws(CallError) {

@@ -172,10 +172,8 @@ extension KernelInstance {
                 objects.records[Int(object.index)].ring?.close()
                 markDirty(object)
             }
-        case .run(let proxy, let program, let trusted, let writeEnds, let label, let streams):
-            startForRemote(
-                peer: peer, proxy: proxy, program: program, trusted: trusted, writeEnds: writeEnds, label: label,
-                streams: streams)
+        case .run(let proxy, let program, let trusted, let label, let streams):
+            startForRemote(peer: peer, proxy: proxy, program: program, trusted: trusted, label: label, streams: streams)
         case .started(let proxy, let task):
             guard objects.isLive(proxy), objects.records[Int(proxy.index)].remoteNode == peer else {
                 sendRemote(.stop(task: task), to: peer)
@@ -235,8 +233,9 @@ extension KernelInstance {
 
     /// `run` onto an instance of another node: a proxy task object here stands
     /// for the task there. Each argument must be a stream made here and not yet
-    /// shared; the task there gets its read end (this side writes), or with
-    /// `.writable` its write end (this side reads).
+    /// shared. The task there gets its write end (this side reads) when the
+    /// reference handed over cannot read (see `restrict`) or `flags` has
+    /// `.writable`; otherwise its read end (this side writes).
     func runOnNode(
         _ t: Int, _ programEntry: ReferenceEntry, arguments: [ReferenceEntry], refs: [Ref], flags: Flags,
         label: String, on target: InstanceID
@@ -247,14 +246,14 @@ extension KernelInstance {
         if let down = wire.session(for: target), !down.isUp {
             throw .unreachable(target, reason: "no session with it (not started, or failed)")
         }
-        let writeEnds = flags.contains(.writable)
+        func handsWriteEnd(_ e: ReferenceEntry) -> Bool { flags.contains(.writable) || !e.rights.contains(.read) }
         for (e, ref) in zip(arguments, refs) {
             guard e.kind == .stream else { throw .wrongKind(.run, e.kind) }
             let r = objects.records[Int(e.object.index)]
             guard r.ring != nil, !r.crossInstance, r.ringOwner == nil, r.bridge == .none else {
                 throw .invalidArgument("stream \(r.name) is already shared; hand another node a stream of its own")
             }
-            let needed: Rights = writeEnds ? .write : .read
+            let needed: Rights = handsWriteEnd(e) ? .write : .read
             guard e.rights.contains(needed) else {
                 throw .reference(.missingRight(ref, needed: needed, held: e.rights))
             }
@@ -269,17 +268,20 @@ extension KernelInstance {
         for e in arguments {
             let i = Int(e.object.index)
             let ring = objects.records[i].ring!
-            objects.records[i].bridge = writeEnds ? .receives : .sends
+            let writeEnd = handsWriteEnd(e)
+            objects.records[i].bridge = writeEnd ? .receives : .sends
             objects.records[i].remotePeer = target
             objects.records[i].remoteOrigin = e.object
             objects.records[i].originHere = true
             objects.records[i].proxyOfBridge = proxy
-            if !writeEnds { bridges.append(e.object) }
+            if !writeEnd { bridges.append(e.object) }
             streams.append(
-                RemoteStream(object: e.object, name: objects.records[i].name, maxWriteSize: objects.records[i].maxWriteSize, depth: Int(ring.depth)))
+                RemoteStream(
+                    object: e.object, name: objects.records[i].name, maxWriteSize: objects.records[i].maxWriteSize,
+                    depth: Int(ring.depth), writeEnd: writeEnd))
         }
         sendRemote(
-            .run(proxy: proxy, program: programName, trusted: !flags.contains(.untrusted), writeEnds: writeEnds, label: label, streams: streams),
+            .run(proxy: proxy, program: programName, trusted: !flags.contains(.untrusted), label: label, streams: streams),
             to: target)
         var entry = entry(for: proxy, rights: .all)
         entry.proximity = .remoteMemory
@@ -289,8 +291,7 @@ extension KernelInstance {
     /// Handles `.run` from another node: starts the program here with a local
     /// ring for each stream, bridged to the peer.
     private func startForRemote(
-        peer: InstanceID, proxy: ObjectID, program: Name, trusted: Bool, writeEnds: Bool, label: String,
-        streams: [RemoteStream]
+        peer: InstanceID, proxy: ObjectID, program: Name, trusted: Bool, label: String, streams: [RemoteStream]
     ) {
         let programObject = names.first(of: program) { objects.isLive($0) && objects.records[Int($0.index)].kind == .program }
         guard let programObject, let body = programs[objects.records[Int(programObject.index)].program] else {
@@ -316,13 +317,13 @@ extension KernelInstance {
             let i = Int(end.index)
             objects.records[i].ring = StreamRing.initialize(
                 at: pool.address(of: objects.records[i].buffer!), messageSize: max(s.maxWriteSize, 1), depth: slots)
-            objects.records[i].bridge = writeEnds ? .sends : .receives
+            objects.records[i].bridge = s.writeEnd ? .sends : .receives
             objects.records[i].remotePeer = peer
             objects.records[i].remoteOrigin = s.object
             objects.records[i].originHere = false
             remoteEnds[RemoteEnd(peer: peer, origin: s.object)] = end
-            if writeEnds { bridges.append(end) }
-            var entry = entry(for: end, rights: writeEnds ? [.write, .delete] : [.read, .delete])
+            if s.writeEnd { bridges.append(end) }
+            var entry = entry(for: end, rights: s.writeEnd ? [.write, .delete] : [.read, .delete])
             entry.proximity = .remoteMemory
             if let ref = try? insertRef(c, entry) { tasks[c].delegated.append(ref) }
         }

@@ -7,12 +7,15 @@ public struct RemoteStream: Equatable, Sendable {
     public var name: Name
     public var maxWriteSize: Int
     public var depth: Int
+    /// The task there gets the write end (the handing side reads), else the read end.
+    public var writeEnd: Bool
 
-    public init(object: ObjectID, name: Name, maxWriteSize: Int, depth: Int) {
+    public init(object: ObjectID, name: Name, maxWriteSize: Int, depth: Int, writeEnd: Bool) {
         self.object = object
         self.name = name
         self.maxWriteSize = maxWriteSize
         self.depth = depth
+        self.writeEnd = writeEnd
     }
 }
 
@@ -23,9 +26,10 @@ public struct RemoteStream: Equatable, Sendable {
 ///     2 stream closed   origin stream
 ///                       (kinds 1 and 2 when the sender holds the origin stream,
 ///                       9 and 10 when the receiver does)
-///     3 run             proxy (8), program name (32), trusted u8, write ends u8,
+///     3 run             proxy (8), program name (32), trusted u8,
 ///                       label length u16, label (UTF-8), stream count u16,
-///                       per stream: object (8), name (32), max write u32, depth u32
+///                       per stream: object (8), name (32), max write u32, depth u32,
+///                       write end u8
 ///     4 started         proxy (8), task (index u32, generation u32)
 ///     5 failed to start proxy (8), reason length u16, reason (UTF-8)
 ///     6 exited          proxy (8), status i32
@@ -38,7 +42,7 @@ public enum RemoteMessage: Equatable, Sendable {
     /// `senderIsOrigin`: the stream object `origin` is on the sending node.
     case streamData(origin: ObjectID, senderIsOrigin: Bool)
     case streamClosed(origin: ObjectID, senderIsOrigin: Bool)
-    case run(proxy: ObjectID, program: Name, trusted: Bool, writeEnds: Bool, label: String, streams: [RemoteStream])
+    case run(proxy: ObjectID, program: Name, trusted: Bool, label: String, streams: [RemoteStream])
     case started(proxy: ObjectID, task: TaskID)
     case failedToStart(proxy: ObjectID, reason: String)
     case exited(proxy: ObjectID, status: Int32)
@@ -73,12 +77,11 @@ public enum RemoteMessage: Equatable, Sendable {
         switch self {
         case .streamData(let o, let s): out.append(s ? 1 : 9); put(o)
         case .streamClosed(let o, let s): out.append(s ? 2 : 10); put(o)
-        case .run(let proxy, let program, let trusted, let writeEnds, let label, let streams):
+        case .run(let proxy, let program, let trusted, let label, let streams):
             out.append(3)
             put(proxy)
             out += program.bytes
             out.append(trusted ? 1 : 0)
-            out.append(writeEnds ? 1 : 0)
             put(text: label)
             put(UInt16(streams.count))
             for s in streams {
@@ -86,6 +89,7 @@ public enum RemoteMessage: Equatable, Sendable {
                 out += s.name.bytes
                 put(UInt32(clamping: s.maxWriteSize))
                 put(UInt32(clamping: s.depth))
+                out.append(s.writeEnd ? 1 : 0)
             }
         case .started(let proxy, let task): out.append(4); put(proxy); put(task)
         case .failedToStart(let proxy, let reason): out.append(5); put(proxy); put(text: reason)
@@ -110,7 +114,6 @@ public enum RemoteMessage: Equatable, Sendable {
             let proxy = try r.object()
             let program = try r.name()
             let trusted = try r.flag()
-            let writeEnds = try r.flag()
             let label = try r.text()
             let count = Int(try r.u16())
             guard count <= maxStreams else { throw .valueOutOfRange("stream count \(count)") }
@@ -121,9 +124,10 @@ public enum RemoteMessage: Equatable, Sendable {
                 let maxWrite = Int(try r.u32())
                 let depth = Int(try r.u32())
                 guard depth >= 1 && depth <= 1 << 16 else { throw .valueOutOfRange("stream depth \(depth)") }
-                streams.append(RemoteStream(object: object, name: name, maxWriteSize: maxWrite, depth: depth))
+                let writeEnd = try r.flag()
+                streams.append(RemoteStream(object: object, name: name, maxWriteSize: maxWrite, depth: depth, writeEnd: writeEnd))
             }
-            message = .run(proxy: proxy, program: program, trusted: trusted, writeEnds: writeEnds, label: label, streams: streams)
+            message = .run(proxy: proxy, program: program, trusted: trusted, label: label, streams: streams)
         case 4: message = .started(proxy: try r.object(), task: try r.task())
         case 5: message = .failedToStart(proxy: try r.object(), reason: try r.text())
         case 6: message = .exited(proxy: try r.object(), status: Int32(bitPattern: try r.u32()))

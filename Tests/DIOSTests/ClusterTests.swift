@@ -10,6 +10,7 @@ import Testing
 @Suite(.serialized) struct ClusterTests {
     static let sink = Name.wellKnown("test.cluster.sink")
     static let source = Name.wellKnown("test.cluster.source")
+    static let echo = Name.wellKnown("test.cluster.echo")
     static let session = SessionConfiguration(retransmitTimeout: 1_000_000, failureTimeout: 300_000_000)
 
     /// `count` nodes, each with one instance and the test programs registered.
@@ -32,6 +33,13 @@ import Testing
             let node = try Node(configuration, wires: [endpoint])
             await node.register(sink, label: "sink") { task in try await readNumbered(task, task.delegated()[0], count: messages) }
             await node.register(source, label: "source") { task in try await writeNumbered(task, task.delegated()[0], count: messages) }
+            await node.register(echo, label: "echo") { task in
+                let refs = try task.delegated()
+                for _ in 0..<messages {
+                    let bytes = try await task.read(refs[0])
+                    guard try await task.write(bytes, to: refs[1]) else { throw CallError.objectDeleted }
+                }
+            }
             nodes.append(node)
         }
         return nodes
@@ -122,6 +130,31 @@ import Testing
             try await Self.readNumbered(task, stream, count: count)
             return try await Self.status(task, source)
         }
+        #expect(status == 0)
+    }
+
+    /// One task on another node with a stream each way: the request stream's
+    /// read end and (through a write-only reference) the reply stream's write end.
+    @Test func anEchoOnAnotherNodeUsesStreamsBothWays() async throws {
+        let count = 2_000
+        let nodes = try await Self.makeCluster(2, messages: count)
+        defer { for n in nodes { n.shutdown() } }
+        try await Self.waitUntilConnected(nodes[0], to: InstanceID(node: 1, core: 0))
+        let (echoed, status) = try await nodes[0].withTask { task in
+            let (_, requests) = try task.create(.stream(messageSize: 64, depth: 16))
+            let (_, replies) = try task.create(.stream(messageSize: 64, depth: 16))
+            let writeOnly = try task.restrict(replies, to: [.write, .copy])
+            #expect(throws: CallError.self) { try task.restrict(writeOnly, to: [.read, .write]) }  // never widens
+            let echo = try task.run(try task.lookup(Self.echo)[0], arguments: [requests, writeOnly], on: InstanceID(node: 1, core: 0))
+            var echoed = 0
+            for i in 0..<count {
+                let message = (0..<(8 + i % 56)).map { UInt8(truncatingIfNeeded: $0 &+ i) }
+                _ = try await task.write(message, to: requests)
+                if try await task.read(replies) == message { echoed += 1 }
+            }
+            return (echoed, try await Self.status(task, echo))
+        }
+        #expect(echoed == count)
         #expect(status == 0)
     }
 

@@ -8,8 +8,11 @@ import Testing
         .streamClosed(origin: ObjectID(index: 3, generation: 9), senderIsOrigin: true),
         .streamClosed(origin: ObjectID(index: 3, generation: 9), senderIsOrigin: false),
         .run(
-            proxy: ObjectID(index: 1, generation: 2), program: name, trusted: true, writeEnds: false, label: "consumer ✓",
-            streams: [RemoteStream(object: ObjectID(index: 5, generation: 1), name: name, maxWriteSize: 4096, depth: 256)]),
+            proxy: ObjectID(index: 1, generation: 2), program: name, trusted: true, label: "consumer ✓",
+            streams: [
+                RemoteStream(object: ObjectID(index: 5, generation: 1), name: name, maxWriteSize: 4096, depth: 256, writeEnd: false),
+                RemoteStream(object: ObjectID(index: 6, generation: 1), name: name, maxWriteSize: 64, depth: 8, writeEnd: true),
+            ]),
         .started(proxy: ObjectID(index: 1, generation: 2), task: TaskID(index: 7, generation: 3)),
         .failedToStart(proxy: ObjectID(index: 1, generation: 2), reason: "no such program"),
         .exited(proxy: ObjectID(index: 1, generation: 2), status: -5),
