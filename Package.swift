@@ -174,11 +174,20 @@ let package = Package(
         .executableTarget(
             name: "dios",
             dependencies: [
-                "DIOS", "DIOSDevices", "DIOSMemory", "DIOSConfig", "CLinux",
+                "DIOS", "DIOSDevices", "DIOSMemory", "DIOSConfig", "DIOSTransport", "DIOSWire", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: strict
+        ),
+
+        // A DPDK peer for tests and raw baselines: exchanges numbered frames with
+        // another instance of itself, or measures ping-pong round trips, over one
+        // DPDKTransport (or a UDP socket, for interop). No DIOS kernel logic.
+        .executableTarget(
+            name: "dios-dpdk-probe",
+            dependencies: ["DIOSTransport", "DIOSWire"],
+            swiftSettings: strict + [.define("DIOS_DPDK", .when(traits: ["DPDK"]))]
         ),
 
         // MARK: Tests

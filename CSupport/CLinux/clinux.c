@@ -126,3 +126,14 @@ int clinux_udp_receive_burst(int fd, void *buffers, size_t slot_size, int count,
     }
     return n;
 }
+
+int clinux_enter_netns(const char *name) {
+    char path[256];
+    if (snprintf(path, sizeof path, "/var/run/netns/%s", name) >= (int)sizeof path) return ENAMETOOLONG;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    int r = setns(fd, CLONE_NEWNET);
+    int e = errno;
+    close(fd);
+    return r == 0 ? 0 : e;
+}

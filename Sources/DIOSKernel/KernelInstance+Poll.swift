@@ -139,7 +139,9 @@ extension KernelInstance {
                     budget -= 1
                     for n in 0..<refs.count where Self.isReady(base + watched[n], writable: writable) { return n }
                     if budget & 63 == 0 {
-                        if executor.hasPendingHint || hasControlMessages() { return nil }
+                        // Frames from other nodes arrive only when the loop polls
+                        // the wire: with one attached, spin briefly, then let it.
+                        if executor.hasPendingHint || hasControlMessages() || wire != nil { return nil }
                         if !timers.isEmpty, let due = nanosecondsToNextTimer(), due == 0 { return nil }
                     }
                     clinux_cpu_relax()

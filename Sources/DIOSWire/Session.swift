@@ -15,11 +15,15 @@ public struct SessionConfiguration: Sendable, Equatable {
     public var maxFrameSize: Int
     /// The largest message a session carries (fragmented into frames).
     public var maxMessageSize: Int
+    /// How long an acknowledgement waits for a data frame to carry it.
+    public var ackDelay: UInt64
 
     public init(
         window: Int = 128, retransmitTimeout: UInt64 = 2_000_000, heartbeatInterval: UInt64 = 20_000_000,
-        failureTimeout: UInt64 = 1_000_000_000, maxFrameSize: Int = 1472, maxMessageSize: Int = 65_536
+        failureTimeout: UInt64 = 1_000_000_000, maxFrameSize: Int = 1472, maxMessageSize: Int = 65_536,
+        ackDelay: UInt64 = 50_000
     ) {
+        self.ackDelay = ackDelay
         self.window = window
         self.retransmitTimeout = retransmitTimeout
         self.heartbeatInterval = heartbeatInterval
@@ -114,6 +118,12 @@ public final class Session {
     private var messageReady = false
 
     var ackPending = false
+    /// When the owed acknowledgement became owed; it waits `ackDelay` for a data
+    /// frame to carry it, unless it is urgent (frames out of order, duplicates,
+    /// a new epoch), so a request–reply exchange sends no separate ack frames.
+    private var ackOwedSince: UInt64 = 0
+    private var ackUrgent = false
+    private var clock: UInt64 = 0
     private var lastHeard: UInt64
     private var lastSent: UInt64
     private var duplicateAcks = 0
@@ -213,6 +223,7 @@ public final class Session {
         sentAt[slot] = now
         lastSent = now
         ackPending = false
+        ackUrgent = false
         counters.framesSent &+= 1
     }
 
@@ -237,6 +248,7 @@ public final class Session {
         }
         lastSent = now
         ackPending = false
+        ackUrgent = false
         counters.controlFramesSent &+= 1
     }
 
@@ -260,9 +272,10 @@ public final class Session {
         _ h: FrameHeader, payload: UnsafeRawBufferPointer, now: UInt64,
         deliver: (UnsafeRawBufferPointer) -> Bool
     ) -> Outcome {
+        clock = now
         if h.destinationEpoch != 0 && h.destinationEpoch != localEpoch {
             counters.staleFrames &+= 1
-            ackPending = true  // our heartbeat/ack tells the peer our epoch
+            oweAck(urgent: true)  // our heartbeat/ack tells the peer our epoch
             return .stale
         }
         var outcome = Outcome.accepted
@@ -273,12 +286,12 @@ public final class Session {
                 // Frames of the new incarnation name our old epoch only if sent
                 // before it learnt ours; ours is new now, so take only unaddressed ones.
                 guard h.destinationEpoch == 0 else {
-                    ackPending = true
+                    oweAck(urgent: true)
                     return outcome
                 }
             }
             peerEpoch = h.sourceEpoch
-            ackPending = true
+            oweAck(urgent: true)
         }
         lastHeard = now
         // Acknowledgement and credit.
@@ -294,14 +307,15 @@ public final class Session {
         }
         if Self.distance(h.credit, peerCredit) > 0 { peerCredit = h.credit }
         guard h.type == .data else {
-            if h.type == .heartbeat { ackPending = true }
+            if h.type == .heartbeat { oweAck(urgent: false) }
             return outcome
         }
         counters.framesReceived &+= 1
-        ackPending = true
+        oweAck(urgent: false)
         let s = h.sequence
         if Self.distance(s, received) < 0 {
             counters.duplicates &+= 1
+            oweAck(urgent: true)  // our acknowledgement may have been lost
             return outcome
         }
         guard Self.distance(s, delivered) < configuration.window else {
@@ -331,6 +345,7 @@ public final class Session {
             counters.duplicates &+= 1
             return outcome
         }
+        if s != received { oweAck(urgent: true) }  // a hole: tell the sender at once
         (receiveFrames + slot * configuration.maxFragment).copyMemory(from: payload.baseAddress!, byteCount: payload.count)
         receiveLengths[slot] = payload.count
         receiveFlags[slot] = h.flags
@@ -408,7 +423,7 @@ public final class Session {
             case .consumed:
                 receiveLengths[slot] = -1
                 delivered &+= 1
-                ackPending = true  // the credit moved
+                oweAck(urgent: false)  // the credit moved
                 if messageReady { return nil }
             }
         }
@@ -421,6 +436,7 @@ public final class Session {
     /// overdue, sends an acknowledgement or heartbeat when one is due, and
     /// declares the peer failed after `failureTimeout` of silence.
     public func poll(now: UInt64, via transport: any FrameTransport, deliver: (UnsafeRawBufferPointer) -> Bool) -> PeerFailure? {
+        clock = now
         if delivered != received || messageReady {
             if let failure = deliverHeld(deliver) { return failOnly(failure, now: now) }
         }
@@ -440,12 +456,20 @@ public final class Session {
                 backoff = min(backoff * 2, 64)
             }
         }
-        if ackPending {
+        if ackPending && (ackUrgent || now &- ackOwedSince >= configuration.ackDelay) {
             sendControl(.ack, now: now, via: transport)
-        } else if now &- lastSent >= configuration.heartbeatInterval {
+        } else if !ackPending && now &- lastSent >= configuration.heartbeatInterval {
             sendControl(.heartbeat, now: now, via: transport)
         }
         return nil
+    }
+
+    private func oweAck(urgent: Bool) {
+        if !ackPending {
+            ackPending = true
+            ackOwedSince = clock
+        }
+        if urgent { ackUrgent = true }
     }
 
     /// Sends an acknowledgement now if one is owed (after a burst of frames).
@@ -483,7 +507,7 @@ public final class Session {
         assembling = false
         messageReady = false
         assembled = 0
-        ackPending = true
+        oweAck(urgent: true)
     }
 
     private func freshEpoch() -> UInt32 {

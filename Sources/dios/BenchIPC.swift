@@ -29,6 +29,8 @@ struct BenchIPC: AsyncParsableCommand {
     var throughputMessages = 5_000_000
     @Flag(help: "One JSON object per line instead of a table.") var json = false
     @Option(help: "Which to run besides the floor: dios, uds (comma-separated).") var only = "dios,uds"
+    @Flag(help: "Across nodes instead: DIOS over UDP next to Linux UDP, on loopback and on a veth pair between namespaces.")
+    var remote = false
 
     func run() async throws {
         let cpus = cores.split(separator: ",").compactMap { Int($0) }
@@ -39,6 +41,10 @@ struct BenchIPC: AsyncParsableCommand {
         }
         guard ["busy", "adaptive"].contains(idle) else { throw ValidationError("--idle must be busy or adaptive") }
         let clock = TSC.calibrate()
+        if remote {
+            try await runRemote(cpus, sizes, clock)
+            return
+        }
         var results: [Result] = []
 
         results.append(Result(mechanism: "floor", payload: 8, histogram: floor(cpus, clock)))

@@ -25,16 +25,131 @@ int cdpdk_eal_init(int argc, char **argv, int *error);
 /// Releases EAL resources (hugepage files among them). Wraps `rte_eal_cleanup`.
 int cdpdk_eal_cleanup(void);
 
+/// The EAL's runtime directory (/var/run/dpdk/PREFIX as root), where its
+/// config, memory maps and multi-process socket live. Wraps `rte_eal_get_runtime_dir`.
+const char *cdpdk_runtime_dir(void);
+
+/// Gives the calling (non-EAL) thread an lcore id, so its mbuf allocations and
+/// frees use a per-lcore mempool cache instead of the shared ring. Returns 0, or
+/// a negative value with `rte_errno` in `error` (no free lcore: RTE_MAX_LCORE).
+/// Wraps `rte_thread_register`.
+int cdpdk_thread_register(int *error);
+
+/// Releases the calling thread's lcore id, if it has one. Wraps `rte_thread_unregister`.
+void cdpdk_thread_unregister(void);
+
+/// The calling thread's lcore id, or UINT32_MAX (LCORE_ID_ANY) when it has none.
+/// Wraps `rte_lcore_id`.
+uint32_t cdpdk_lcore_id(void);
+
 /// A readable message for a DPDK error number. Wraps `rte_strerror`.
 const char *cdpdk_strerror(int error);
 
 /// Number of usable Ethernet ports. Wraps `rte_eth_dev_count_avail`.
 uint16_t cdpdk_eth_dev_count_avail(void);
 
+// MARK: Memory pools
+
+/// Creates a pool of `count` packet mbufs, each with `data_room` bytes of buffer
+/// (headroom included) and a per-lcore cache of `cache_size`, on NUMA `socket_id`
+/// (negative: any). Returns the pool, or NULL with `rte_errno` in `error`.
+/// Wraps `rte_pktmbuf_pool_create`.
+struct rte_mempool *cdpdk_pktmbuf_pool_create(const char *name, uint32_t count, uint32_t cache_size,
+                                              uint16_t data_room, int socket_id, int *error);
+
+/// Frees a pool whose mbufs have all come back. Accepts NULL. Wraps `rte_mempool_free`.
+void cdpdk_mempool_free(struct rte_mempool *pool);
+
+// MARK: Ports
+
+/// The first valid port id at or after `from`, or -1 when there is none.
+/// Wraps `rte_eth_find_next` (the step of `RTE_ETH_FOREACH_DEV`).
+int cdpdk_port_next(uint16_t from);
+
+/// The port id of the Ethernet device named `name` (a vdev name such as
+/// "net_memif0"). Returns 0, or a negative errno (-ENODEV when there is none).
+/// Wraps `rte_eth_dev_get_port_by_name`.
+int cdpdk_port_by_name(const char *name, uint16_t *port_id);
+
+/// Writes the device name of `port_id` (NUL-terminated) into `name`, which holds
+/// `capacity` bytes. Returns 0 or a negative errno. Wraps `rte_eth_dev_get_name_by_port`.
+int cdpdk_port_name(uint16_t port_id, char *name, uint32_t capacity);
+
+/// The NUMA socket of a port, or -1 when unknown (virtual devices). Wraps `rte_eth_dev_socket_id`.
+int cdpdk_port_socket_id(uint16_t port_id);
+
+/// Configures `port_id` with `queues` RX and `queues` TX queues (pairs), sets each
+/// up with `rx_descriptors`/`tx_descriptors` (adjusted to the device's limits)
+/// receiving into `pool`, and starts the port. No offloads, no RSS. On failure
+/// returns a negative errno and names the failing step in `failed_step`.
+/// Wraps `rte_eth_dev_info_get`, `rte_eth_dev_configure`,
+/// `rte_eth_dev_adjust_nb_rx_tx_desc`, `rte_eth_rx_queue_setup`,
+/// `rte_eth_tx_queue_setup` and `rte_eth_dev_start`.
+int cdpdk_port_setup(uint16_t port_id, uint16_t queues, uint16_t rx_descriptors, uint16_t tx_descriptors,
+                     struct rte_mempool *pool, const char **failed_step);
+
+/// Stops a started port. Returns 0 or a negative errno. Wraps `rte_eth_dev_stop`.
+int cdpdk_port_stop(uint16_t port_id);
+
+/// Closes a stopped port, releasing its queues (and, for vdevs such as memif,
+/// their sockets). Returns 0 or a negative errno. Wraps `rte_eth_dev_close`.
+int cdpdk_port_close(uint16_t port_id);
+
+/// Copies the port's MAC address (6 bytes) into `mac`. Returns 0 or a negative
+/// errno. Wraps `rte_eth_macaddr_get`.
+int cdpdk_port_mac(uint16_t port_id, uint8_t mac[6]);
+
+/// 1 when the port's link is up, 0 when down, a negative errno on error.
+/// Does not wait. Wraps `rte_eth_link_get_nowait`.
+int cdpdk_port_link_up(uint16_t port_id);
+
+/// A port's basic counters, copied out of `struct rte_eth_stats`.
+struct cdpdk_port_counters {
+    uint64_t ipackets, opackets, ibytes, obytes, imissed, ierrors, oerrors, rx_nombuf;
+};
+/// Reads a port's counters. Returns 0 or a negative errno. Wraps `rte_eth_stats_get`.
+int cdpdk_port_stats(uint16_t port_id, struct cdpdk_port_counters *stats);
+
+// MARK: Bursts
+
+/// Receives up to `count` packets from RX queue `queue` into `mbufs`; returns how
+/// many. The caller owns (and must free) each one. Wraps `rte_eth_rx_burst`.
+uint16_t cdpdk_rx_burst(uint16_t port_id, uint16_t queue, struct rte_mbuf **mbufs, uint16_t count);
+
+/// Queues up to `count` packets on TX queue `queue`; returns how many were taken.
+/// The driver owns (and frees) those; the caller still owns `mbufs[result...]`.
+/// Wraps `rte_eth_tx_burst`.
+uint16_t cdpdk_tx_burst(uint16_t port_id, uint16_t queue, struct rte_mbuf **mbufs, uint16_t count);
+
+// MARK: Mbufs
+
+/// A fresh single-segment mbuf with empty data, or NULL when the pool is empty.
+/// Wraps `rte_pktmbuf_alloc`.
+struct rte_mbuf *cdpdk_pktmbuf_alloc(struct rte_mempool *pool);
+
+/// Returns an mbuf (all its segments) to its pool. Accepts NULL. Wraps `rte_pktmbuf_free`.
+void cdpdk_pktmbuf_free(struct rte_mbuf *m);
+
+/// Returns `count` mbufs to their pools; NULL entries are skipped.
+/// Wraps `rte_pktmbuf_free_bulk`.
+void cdpdk_pktmbuf_free_bulk(struct rte_mbuf **mbufs, uint32_t count);
+
 /// The start of an mbuf's packet data. Wraps the macro `rte_pktmbuf_mtod`.
 void *cdpdk_mbuf_data(struct rte_mbuf *m);
 /// Length of the first segment's data. Reads `rte_mbuf.data_len`.
 uint16_t cdpdk_mbuf_data_len(const struct rte_mbuf *m);
+/// Length of the whole packet, all segments. Reads `rte_mbuf.pkt_len`.
+uint32_t cdpdk_mbuf_pkt_len(const struct rte_mbuf *m);
+/// 1 when the packet is one segment, so `data`/`data_len` cover all of it.
+/// Wraps `rte_pktmbuf_is_contiguous`.
+int cdpdk_mbuf_is_contiguous(const struct rte_mbuf *m);
+/// The most data a single-segment mbuf can hold from its data start:
+/// `data_len` plus `rte_pktmbuf_tailroom`.
+uint16_t cdpdk_mbuf_capacity(const struct rte_mbuf *m);
+/// Sets a single-segment mbuf's `data_len` and `pkt_len` to `length`. Returns 0,
+/// or -1 (changing nothing) when the mbuf is segmented or `length` exceeds
+/// `cdpdk_mbuf_capacity`. The bounds-checked counterpart of `rte_pktmbuf_append`.
+int cdpdk_mbuf_set_len(struct rte_mbuf *m, uint16_t length);
 
 #ifdef __cplusplus
 }

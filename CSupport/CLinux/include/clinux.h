@@ -95,6 +95,11 @@ uint64_t clinux_monotonic_ns(void);
 /// The calling thread's kernel thread id. Wraps `gettid`.
 int32_t clinux_gettid(void);
 
+/// Moves the calling thread into the network namespace named `name` (as made by
+/// `ip netns add`, under /var/run/netns). Sockets the thread creates from then
+/// on belong to that namespace. Returns 0 or an errno value. Wraps `setns(2)`.
+int clinux_enter_netns(const char *name);
+
 /// Receives up to `count` UDP datagrams without blocking, datagram i into
 /// `buffers + i * slot_size` (at most `slot_size` bytes). For each, stores its
 /// length in `lengths[i]` (-1 when it was truncated), and its source IPv4 address

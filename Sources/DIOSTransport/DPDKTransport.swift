@@ -1,0 +1,536 @@
+/// Whether this build can use DPDK: true when the package was built with the
+/// `DPDK` trait (the default), so `DPDKEnvironment`, `DPDKPort` and `DPDKTransport` exist.
+public enum DPDKSupport {
+    public static var isBuilt: Bool {
+        #if DIOS_DPDK
+        true
+        #else
+        false
+        #endif
+    }
+}
+
+#if DIOS_DPDK
+public import DIOSWire
+#if canImport(Glibc)
+import Glibc
+#endif
+import CDPDK
+import Synchronization
+
+// MARK: - The EAL
+
+/// Where the process's one Environment Abstraction Layer stands. DPDK allows
+/// `rte_eal_init` once per process, and nothing after `rte_eal_cleanup`.
+private enum EALState {
+    case idle
+    case running(DPDKEnvironment)
+    case failed(TransportError)
+    case cleanedUp
+}
+
+private let ealState = Mutex<EALState>(.idle)
+
+/// The DPDK Environment Abstraction Layer of this process: hugepage memory, the
+/// lcores, and the Ethernet devices (`--vdev` virtual ones; PCI NICs unless
+/// `--no-pci`). One per process, started once from an argument array:
+///
+///     let eal = try DPDKEnvironment.start(arguments: [
+///         "dios", "--file-prefix", "node0", "--no-pci", "--huge-unlink",
+///         "--vdev", "net_memif0,role=server,socket=/tmp/node0.sock", "-l", "0",
+///     ])
+///
+/// Notes from Debian's DPDK 22.11: memif needs the EAL's multi-process channel,
+/// so neither `--in-memory` nor `--no-shconf` works with it; `--huge-unlink`
+/// leaves no hugepage files behind even after a crash; `--file-prefix` keeps
+/// several processes apart; the runtime directory (`/var/run/dpdk/PREFIX`)
+/// is removed by `cleanup()`, and after a crash stays for the caller to remove;
+/// memif's socket is abstract (no file) unless `socket-abstract=no`.
+public final class DPDKEnvironment: Sendable {
+    /// The arguments the EAL was started with.
+    public let arguments: [String]
+
+    private init(arguments: [String]) { self.arguments = arguments }
+
+    /// Starts the EAL with `arguments` (the first is the program name, as argv[0]).
+    /// Returns the running environment when called again with the same arguments.
+    ///
+    /// - Throws: `TransportError.dpdk` naming `rte_eal_init` with `rte_strerror`'s
+    ///   message when the EAL does not start (no hugepages, a bad argument, not
+    ///   root, an unknown `--vdev` driver); `.configuration` when it was started
+    ///   with other arguments, or has been cleaned up.
+    public static func start(arguments: [String]) throws(TransportError) -> DPDKEnvironment {
+        let result: Result<DPDKEnvironment, TransportError> = ealState.withLock { state in
+            switch state {
+            case .running(let existing):
+                guard existing.arguments == arguments else {
+                    return .failure(.configuration(
+                        "the DPDK EAL is already running with \(existing.arguments); one EAL per process"))
+                }
+                return .success(existing)
+            case .failed(let error):
+                return .failure(error)  // rte_eal_init may not be retried
+            case .cleanedUp:
+                return .failure(.configuration("the DPDK EAL was cleaned up; it cannot start again in this process"))
+            case .idle:
+                guard !arguments.isEmpty else { return .failure(.configuration("EAL arguments need argv[0]")) }
+                // The EAL permutes argv and may keep pointers into it (vdev
+                // arguments, the file prefix), so these C strings live for the
+                // rest of the process: a few hundred bytes, once.
+                let argv = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: arguments.count + 1)
+                for (i, argument) in arguments.enumerated() { argv[i] = strdup(argument) }
+                argv[arguments.count] = nil
+                var error: Int32 = 0
+                let parsed = cdpdk_eal_init(Int32(arguments.count), argv, &error)
+                guard parsed >= 0 else {
+                    let failure = TransportError.dpdk(
+                        call: "rte_eal_init", message: "\(Self.message(error)) (rte_errno \(error)); arguments: \(arguments)")
+                    state = .failed(failure)
+                    return .failure(failure)
+                }
+                let environment = DPDKEnvironment(arguments: arguments)
+                state = .running(environment)
+                return .success(environment)
+            }
+        }
+        return try result.get()
+    }
+
+    /// True from a successful `start` until `cleanup`.
+    public var isRunning: Bool {
+        ealState.withLock { if case .running = $0 { true } else { false } }
+    }
+
+    /// Releases the EAL: ports still open are closed (memif removes its socket),
+    /// hugepage memory is unmapped. Then, unless `keepRuntimeDirectory`, removes the
+    /// runtime directory (`/var/run/dpdk/PREFIX`), which DPDK leaves for secondary
+    /// processes DIOS does not use. Idempotent.
+    ///
+    /// - Important: close every `DPDKPort` and drop every `DPDKTransport` first;
+    ///   their mbufs and pools live in the memory this releases.
+    public func cleanup(keepRuntimeDirectory: Bool = false) {
+        ealState.withLock { state in
+            guard case .running = state else { return }
+            let runtimeDirectory = cdpdk_runtime_dir().map { String(cString: $0) } ?? ""
+            _ = cdpdk_eal_cleanup()
+            state = .cleanedUp
+            if !keepRuntimeDirectory && runtimeDirectory.hasPrefix("/") { Self.removeFlatDirectory(runtimeDirectory) }
+        }
+    }
+
+    /// Unlinks the entries of `path` (the EAL's runtime directory holds only
+    /// files and a socket, no subdirectories) and then the directory itself.
+    private static func removeFlatDirectory(_ path: String) {
+        guard let directory = opendir(path) else { return }
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { _ = unlink(path + "/" + name) }
+        }
+        closedir(directory)
+        _ = rmdir(path)
+    }
+
+    /// Gives the calling thread a DPDK lcore id, so the mbufs its transport
+    /// allocates and frees go through a per-lcore mempool cache rather than the
+    /// pool's shared ring. Call it on each kernel-instance thread that polls a
+    /// `DPDKTransport` (the EAL's main thread has one already). Idempotent.
+    ///
+    /// - Throws: `TransportError.dpdk` naming `rte_thread_register` when no lcore
+    ///   id is free (RTE_MAX_LCORE), or the EAL is not running.
+    public func registerCurrentThread() throws(TransportError) {
+        guard isRunning else { throw .configuration("the DPDK EAL is not running") }
+        guard cdpdk_lcore_id() == UInt32.max else { return }
+        var error: Int32 = 0
+        guard cdpdk_thread_register(&error) == 0 else {
+            throw .dpdk(call: "rte_thread_register", message: "\(Self.message(error)) (rte_errno \(error))")
+        }
+    }
+
+    /// The calling thread's lcore id; nil for a thread the EAL does not know.
+    public var currentThreadLcore: Int? {
+        let id = cdpdk_lcore_id()
+        return id == UInt32.max ? nil : Int(id)
+    }
+
+    /// Releases the lcore id `registerCurrentThread` gave the calling thread.
+    public func unregisterCurrentThread() {
+        if isRunning { cdpdk_thread_unregister() }
+    }
+
+    /// How many Ethernet ports the EAL found.
+    public var portCount: Int { Int(cdpdk_eth_dev_count_avail()) }
+
+    /// The port id of the device `name` ("net_memif0", "net_af_packet0").
+    public func portID(named name: String) throws(TransportError) -> UInt16 {
+        var id: UInt16 = 0
+        let r = name.withCString { cdpdk_port_by_name($0, &id) }
+        guard r == 0 else {
+            throw .configuration("no DPDK port named \(name) (ports: \(portNames().joined(separator: ", ")))")
+        }
+        return id
+    }
+
+    /// The names of the ports, by port id.
+    public func portNames() -> [String] {
+        var names = [String]()
+        var buffer = [CChar](repeating: 0, count: 64)
+        var next = cdpdk_port_next(0)
+        while next >= 0, let id = UInt16(exactly: next) {
+            if cdpdk_port_name(id, &buffer, UInt32(buffer.count)) == 0 {
+                names.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            }
+            guard id < UInt16.max else { break }
+            next = cdpdk_port_next(id + 1)
+        }
+        return names
+    }
+
+    /// `rte_strerror`'s text for a DPDK error number (positive or negative).
+    static func message(_ error: Int32) -> String {
+        String(cString: cdpdk_strerror(error < 0 ? -error : error))
+    }
+}
+
+// MARK: - Ports
+
+/// One started DPDK Ethernet port with `queueCount` RX/TX queue pairs (one per
+/// kernel instance) and the mbuf pool its queues receive into. Create the
+/// `DPDKTransport`s on its queues; the port stays open while any exists.
+///
+/// Thread safety: the properties never change after `init`; each queue is used
+/// by one thread (its transport's), DPDK's per-queue bursts need no locks, and
+/// the pool's default ring is multi-producer/multi-consumer. Hence `@unchecked Sendable`.
+public final class DPDKPort: @unchecked Sendable {
+    public let environment: DPDKEnvironment
+    /// The DPDK port id.
+    public let id: UInt16
+    /// The device name ("net_memif0").
+    public let name: String
+    /// RX/TX queue pairs: transports use queues 0..<queueCount.
+    public let queueCount: Int
+    /// The port's own MAC address, which its transports send from and accept.
+    public let mac: EthernetAddress
+    /// The mbuf pool (a `struct rte_mempool *`), freed when the port is deinitialised.
+    let pool: OpaquePointer
+    private let stopped = Mutex(false)
+
+    /// Looks up the port `name`, creates its mbuf pool, configures `queues` RX/TX
+    /// queue pairs and starts it.
+    ///
+    /// - Parameters:
+    ///   - mbufs: pool size; by default enough for every descriptor of every queue
+    ///     plus bursts in flight, rounded to 2^k − 1 as the mempool prefers.
+    /// - Throws: `TransportError.configuration` for an unknown device or a bad
+    ///   count, `.dpdk` naming the DPDK call that failed and its `rte_strerror`.
+    public init(
+        environment: DPDKEnvironment, name: String, queues: Int = 1,
+        rxDescriptors: Int = 1024, txDescriptors: Int = 1024, mbufs: Int? = nil
+    ) throws(TransportError) {
+        guard environment.isRunning else { throw .configuration("the DPDK EAL is not running") }
+        guard (1...1024).contains(queues) else { throw .configuration("queue count \(queues) is not in 1...1024") }
+        guard (1...32768).contains(rxDescriptors), (1...32768).contains(txDescriptors) else {
+            throw .configuration("descriptor counts must be in 1...32768")
+        }
+        let id = try environment.portID(named: name)
+        var wanted = queues * (rxDescriptors + txDescriptors + 2 * 64) + 1024
+        if let mbufs { wanted = mbufs }
+        guard (64...(1 << 22)).contains(wanted) else { throw .configuration("mbuf count \(wanted) is not in 64...4M") }
+        var count = 1
+        while count - 1 < wanted { count <<= 1 }
+        var error: Int32 = 0
+        // 2048 bytes of data behind DPDK's 128 bytes of headroom: a 1514-byte
+        // frame fits one segment (RTE_MBUF_DEFAULT_BUF_SIZE).
+        guard let pool = "dios_mbufs_\(id)".withCString({
+            cdpdk_pktmbuf_pool_create($0, UInt32(count - 1), 256, 2048 + 128, cdpdk_port_socket_id(id), &error)
+        }) else {
+            throw .dpdk(call: "rte_pktmbuf_pool_create", message: "\(DPDKEnvironment.message(error)) for \(count - 1) mbufs on \(name)")
+        }
+        var step: UnsafePointer<CChar>? = nil
+        let r = cdpdk_port_setup(id, UInt16(queues), UInt16(rxDescriptors), UInt16(txDescriptors), pool, &step)
+        guard r == 0 else {
+            cdpdk_mempool_free(pool)
+            let call = step.map { String(cString: $0) } ?? "port setup"
+            throw .dpdk(call: call, message: "\(DPDKEnvironment.message(r)) on \(name) with \(queues) queue pair(s)")
+        }
+        var macBytes = [UInt8](repeating: 0, count: 6)
+        guard cdpdk_port_mac(id, &macBytes) == 0, let mac = EthernetAddress(bytes: macBytes) else {
+            _ = cdpdk_port_stop(id)
+            _ = cdpdk_port_close(id)
+            cdpdk_mempool_free(pool)
+            throw .dpdk(call: "rte_eth_macaddr_get", message: "no MAC address for \(name)")
+        }
+        self.environment = environment
+        self.id = id
+        self.name = name
+        self.queueCount = queues
+        self.mac = mac
+        self.pool = pool
+    }
+
+    /// Stops and closes the port (later bursts on it do nothing). The pool stays
+    /// until the port object goes, so transports still holding it cannot touch
+    /// freed memory. Idempotent; also done on deinit.
+    public func close() {
+        stopped.withLock { stopped in
+            guard !stopped else { return }
+            stopped = true
+            guard environment.isRunning else { return }  // the EAL closed it already
+            _ = cdpdk_port_stop(id)
+            _ = cdpdk_port_close(id)
+        }
+    }
+
+    deinit {
+        close()
+        if environment.isRunning { cdpdk_mempool_free(pool) }
+    }
+
+    /// Whether the link is up now (memif: the peer has connected).
+    public var isLinkUp: Bool { cdpdk_port_link_up(id) == 1 }
+
+    /// Polls the link every millisecond until it is up or `timeoutMilliseconds` pass.
+    public func waitForLink(timeoutMilliseconds: Int) -> Bool {
+        for _ in 0...max(0, timeoutMilliseconds) {
+            if isLinkUp { return true }
+            usleep(1000)
+        }
+        return isLinkUp
+    }
+
+    /// The port's counters as DPDK keeps them (`rte_eth_stats`).
+    public struct Statistics: Sendable, Equatable {
+        public var rxPackets: UInt64, txPackets: UInt64, rxBytes: UInt64, txBytes: UInt64
+        /// Dropped by the device: RX queue full.
+        public var rxMissed: UInt64
+        public var rxErrors: UInt64, txErrors: UInt64
+        /// RX mbuf allocation failures (pool empty).
+        public var rxNoMbuf: UInt64
+    }
+
+    /// The port's counters, or nil when the driver does not keep them.
+    public var statistics: Statistics? {
+        var s = cdpdk_port_counters()
+        guard cdpdk_port_stats(id, &s) == 0 else { return nil }
+        return Statistics(
+            rxPackets: s.ipackets, txPackets: s.opackets, rxBytes: s.ibytes, txBytes: s.obytes,
+            rxMissed: s.imissed, rxErrors: s.ierrors, txErrors: s.oerrors, rxNoMbuf: s.rx_nombuf)
+    }
+}
+
+// MARK: - The transport
+
+/// The DIOS wire over one RX/TX queue pair of a DPDK port: each frame travels as
+/// one Ethernet/IPv4/UDP datagram, so DPDK nodes and kernel-socket nodes
+/// (`UDPTransport`) talk to each other.
+///
+/// - `send` copies the frame into a fresh mbuf behind the headers it writes; the
+///   destination MAC comes from a static neighbour table (no ARP resolution: an
+///   unknown neighbour is refused and counted, never broadcast).
+/// - `receive` hands on UDP payloads in place, in the mbufs (no copy), drops and
+///   counts anything else, and answers ARP requests for the local address so
+///   ordinary hosts can reach the node.
+///
+/// One per (port, queue), used from one thread only. Polled: `readinessFD` is nil.
+///
+/// With several queues on one port, the device decides which queue an arriving
+/// packet lands on (memif: the peer's matching queue; af_packet: a fanout hash).
+/// A datagram for another queue's UDP port lands in `wrongPort` here, so give
+/// each queue its own link, or steer by UDP port in the device.
+public final class DPDKTransport: FrameTransport {
+    /// What the transport did with frames and packets; all counts since creation.
+    public struct Counters: Sendable, Equatable {
+        /// Frames handed to the device.
+        public var sent: UInt64 = 0
+        /// Frames refused because the TX queue was full (or the link down).
+        public var sendQueueFull: UInt64 = 0
+        /// Frames refused because the destination has no neighbour-table entry.
+        public var unknownNeighbour: UInt64 = 0
+        /// Frames refused because they exceed `maxFrameSize`.
+        public var oversize: UInt64 = 0
+        /// Frames refused because the mbuf pool was empty.
+        public var noMbuf: UInt64 = 0
+        /// Frames handed to `receive`'s body.
+        public var received: UInt64 = 0
+        /// Received packets dropped, by reason (`EthernetUDP.DropReason`), plus
+        /// multi-segment packets counted as malformed.
+        public var dropped: [EthernetUDP.DropReason: UInt64] = [:]
+        /// ARP replies sent for the local address.
+        public var arpReplies: UInt64 = 0
+
+        /// All dropped packets.
+        public var droppedTotal: UInt64 { dropped.values.reduce(0, +) }
+    }
+
+    public let port: DPDKPort
+    public let queue: UInt16
+    public let localAddress: PeerAddress
+    public let maxFrameSize = EthernetUDP.maxPayload
+    public var readinessFD: Int32? { nil }
+    public private(set) var counters = Counters()
+    /// Frames `send` collects before one `rte_eth_tx_burst` (1: each goes at once).
+    public let txBatch: Int
+    /// Packets one `receive` takes from the device at most.
+    public let rxBurst: Int
+
+    private var neighbours: [UInt32: EthernetAddress]
+    private let rxMbufs: UnsafeMutablePointer<OpaquePointer?>
+    private let txMbufs: UnsafeMutablePointer<OpaquePointer?>
+    private var txPending = 0
+    private var identification: UInt16 = 0
+    private var receiving = false
+
+    /// A transport on `queue` of `port`, reachable at `localAddress`.
+    ///
+    /// - Parameters:
+    ///   - neighbours: IPv4 address (host order) → the MAC to send to for it
+    ///     (6 bytes): peers on the link, or the gateway's MAC for each remote peer.
+    ///   - txBatch: with more than 1, `send` queues frames and the burst goes out
+    ///     when `txBatch` frames wait, at the next `receive`, or at `flush()`.
+    ///     A frame a full TX ring then refuses is dropped and counted in
+    ///     `sendQueueFull` though `send` returned true, as on a wire.
+    /// - Throws: `TransportError.configuration` for a queue the port lacks, a
+    ///   neighbour MAC that is not 6 bytes, or a bad batch size.
+    public init(
+        port: DPDKPort, queue: Int, localAddress: PeerAddress, neighbours: [UInt32: [UInt8]],
+        txBatch: Int = 1, rxBurst: Int = 32
+    ) throws(TransportError) {
+        guard (0..<port.queueCount).contains(queue) else {
+            throw .configuration("queue \(queue) is not one of \(port.name)'s \(port.queueCount) queue(s)")
+        }
+        guard (1...512).contains(txBatch), (1...512).contains(rxBurst) else {
+            throw .configuration("txBatch and rxBurst must be in 1...512")
+        }
+        var table = [UInt32: EthernetAddress]()
+        for (ipv4, bytes) in neighbours {
+            guard let mac = EthernetAddress(bytes: bytes) else {
+                throw .configuration(
+                    "neighbour \(PeerAddress(ipv4: ipv4, port: 0).ipv4Text): a MAC has 6 bytes, not \(bytes.count)")
+            }
+            table[ipv4] = mac
+        }
+        self.port = port
+        self.queue = UInt16(queue)
+        self.localAddress = localAddress
+        self.neighbours = table
+        self.txBatch = txBatch
+        self.rxBurst = rxBurst
+        rxMbufs = .allocate(capacity: rxBurst)
+        rxMbufs.initialize(repeating: nil, count: rxBurst)
+        txMbufs = .allocate(capacity: txBatch)
+        txMbufs.initialize(repeating: nil, count: txBatch)
+    }
+
+    deinit {
+        _ = flush()
+        rxMbufs.deallocate()
+        txMbufs.deallocate()
+    }
+
+    /// Adds or replaces the MAC for `ipv4`. False (table unchanged) unless `mac` has 6 bytes.
+    @discardableResult
+    public func setNeighbour(_ ipv4: UInt32, mac: [UInt8]) -> Bool {
+        guard let address = EthernetAddress(bytes: mac) else { return false }
+        neighbours[ipv4] = address
+        return true
+    }
+
+    /// The MAC frames to `ipv4` are sent to, if known.
+    public func neighbour(_ ipv4: UInt32) -> EthernetAddress? { neighbours[ipv4] }
+
+    public func send(_ frame: UnsafeRawBufferPointer, to peer: PeerAddress) -> Bool {
+        guard frame.count <= maxFrameSize else {
+            counters.oversize &+= 1
+            return false
+        }
+        guard let destinationMAC = neighbours[peer.ipv4] else {
+            counters.unknownNeighbour &+= 1
+            return false
+        }
+        guard let mbuf = cdpdk_pktmbuf_alloc(port.pool) else {
+            counters.noMbuf &+= 1
+            return false
+        }
+        let length = EthernetUDP.headerSize + frame.count  // ≤ 1514, within the 2048-byte data room
+        guard cdpdk_mbuf_set_len(mbuf, UInt16(length)) == 0, let data = cdpdk_mbuf_data(mbuf) else {
+            cdpdk_pktmbuf_free(mbuf)
+            counters.noMbuf &+= 1
+            return false
+        }
+        // `data` has `length` writable bytes: set_len checked them against the tailroom.
+        EthernetUDP.writeHeaders(
+            to: data, sourceMAC: port.mac, destinationMAC: destinationMAC, source: localAddress, destination: peer,
+            payloadLength: frame.count, identification: identification)
+        identification &+= 1
+        if let base = frame.baseAddress, !frame.isEmpty {
+            (data + EthernetUDP.headerSize).copyMemory(from: base, byteCount: frame.count)
+        }
+        txMbufs[txPending] = mbuf
+        txPending += 1
+        guard txPending >= txBatch else { return true }
+        return flush()
+    }
+
+    /// Hands the frames `send` has queued to the device. Returns false when the
+    /// TX ring refused some (those are freed and counted in `sendQueueFull`).
+    @discardableResult
+    public func flush() -> Bool {
+        guard txPending > 0 else { return true }
+        let pending = txPending
+        let sent = Int(cdpdk_tx_burst(port.id, queue, txMbufs, UInt16(pending)))
+        counters.sent &+= UInt64(sent)
+        if sent < pending {
+            // The device took a prefix; the rest are still ours.
+            cdpdk_pktmbuf_free_bulk(txMbufs + sent, UInt32(pending - sent))
+            counters.sendQueueFull &+= UInt64(pending - sent)
+        }
+        txMbufs.update(repeating: nil, count: pending)
+        txPending = 0
+        return sent == pending
+    }
+
+    /// Takes up to `rxBurst` packets, hands each UDP datagram for `localAddress`
+    /// to `body` (the payload in place in its mbuf, valid only during the call),
+    /// answers ARP requests, drops and counts the rest, then frees the mbufs.
+    /// Returns how many frames `body` got. `body` may call `send`, not `receive`
+    /// (a nested call returns 0).
+    public func receive(_ body: (UnsafeRawBufferPointer, PeerAddress) -> Void) -> Int {
+        _ = flush()
+        guard !receiving else { return 0 }
+        receiving = true
+        defer { receiving = false }
+        let count = Int(cdpdk_rx_burst(port.id, queue, rxMbufs, UInt16(rxBurst)))
+        var delivered = 0
+        for i in 0..<count {
+            guard let mbuf = rxMbufs[i] else { continue }
+            // One segment only: a 1514-byte frame always fits one 2048-byte buffer.
+            guard cdpdk_mbuf_is_contiguous(mbuf) == 1, let data = cdpdk_mbuf_data(mbuf) else {
+                counters.dropped[.malformed, default: 0] &+= 1
+                continue
+            }
+            // The mbuf's data: `data_len` bytes at `data`, owned by us until freed below.
+            let packet = UnsafeMutableRawBufferPointer(start: data, count: Int(cdpdk_mbuf_data_len(mbuf)))
+            switch EthernetUDP.classify(UnsafeRawBufferPointer(packet), mac: port.mac, local: localAddress) {
+            case .frame(let payload, let source):
+                counters.received &+= 1
+                delivered += 1
+                body(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(packet)[payload]), source)
+            case .arpRequest:
+                // Reply in the request's own mbuf; the device owns it once taken.
+                EthernetUDP.rewriteARPRequestAsReply(packet, mac: port.mac, ipv4: localAddress.ipv4)
+                var reply: OpaquePointer? = mbuf
+                if cdpdk_tx_burst(port.id, queue, &reply, 1) == 1 {
+                    rxMbufs[i] = nil
+                    counters.arpReplies &+= 1
+                }
+            case .drop(let reason):
+                counters.dropped[reason, default: 0] &+= 1
+            }
+        }
+        // Frees what is still ours; the ARP replies the device took are nil here.
+        cdpdk_pktmbuf_free_bulk(rxMbufs, UInt32(count))
+        return delivered
+    }
+}
+#endif

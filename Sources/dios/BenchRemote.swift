@@ -1,0 +1,294 @@
+import ArgumentParser
+import CLinux
+import DIOS
+import DIOSTransport
+import DIOSWire
+import Histogram
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `dios bench ipc --remote`: round trips between two nodes, in one run:
+/// - `udp-blocking-*` and `udp-poll-*`: Linux UDP sockets ping-ponging, with
+///   blocking receives and busy-polled ones — the baseline;
+/// - `dios-udp-*`: a task on node 0 and an echo task on node 1, a stream each
+///   way, over the DIOS wire (sessions, acknowledgements) on the same sockets.
+/// Each over loopback (`lo`), and over a veth pair between two network
+/// namespaces (`veth`, two "hosts" on one machine; needs root and `ip`).
+/// Nodes, sockets and echo threads sit on the two `--cores`.
+extension BenchIPC {
+    func runRemote(_ cpus: [Int], _ sizes: [Int], _ clock: TSC) async throws {
+        var results: [Result] = []
+        var notes: [String] = []
+        let loopback = PeerAddress("127.0.0.1", port: 0)!
+        let links: [(name: String, a: PeerAddress, b: PeerAddress, nsA: String?, nsB: String?)]
+        var veth: VethPair? = nil
+        do {
+            veth = try VethPair.create()
+        } catch {
+            notes.append("veth skipped: \(error)")
+        }
+        defer { veth?.remove() }
+        var all = [(name: "lo", a: loopback, b: loopback, nsA: String?.none, nsB: String?.none)]
+        if let veth { all.append((name: "veth", a: veth.addressA, b: veth.addressB, nsA: veth.nsA, nsB: veth.nsB)) }
+        links = all
+        for link in links {
+            for size in sizes {
+                results.append(
+                    Result(mechanism: "udp-blocking-\(link.name)", payload: size,
+                        histogram: try udpPingPong(cpus, size, poll: false, link.a, link.b, link.nsA, link.nsB, clock)))
+                results.append(
+                    Result(mechanism: "udp-poll-\(link.name)", payload: size,
+                        histogram: try udpPingPong(cpus, size, poll: true, link.a, link.b, link.nsA, link.nsB, clock)))
+            }
+            results += try await diosRemote(cpus, sizes, link.name, link.a, link.b, link.nsA, link.nsB, clock)
+        }
+        if json {
+            for r in results {
+                let h = r.histogram
+                print(
+                    #"{"mechanism":"\#(r.mechanism)","payload":\#(r.payload),"samples":\#(h.totalCount),"min_ns":\#(h.min),"p50_ns":\#(h.valueAtPercentile(50)),"p99_ns":\#(h.valueAtPercentile(99)),"p999_ns":\#(h.valueAtPercentile(99.9))}"#
+                )
+            }
+            return
+        }
+        print("Cross-node round trip, node 0 on CPU \(cpus[0]) and node 1 on CPU \(cpus[1]), \(iterations) samples each (ns)")
+        print(pad("mechanism", 18) + pad("payload", 9, right: true) + pad("min", 9, right: true) + pad("p50", 9, right: true)
+            + pad("p99", 9, right: true) + pad("p99.9", 9, right: true))
+        for r in results {
+            let h = r.histogram
+            print(pad(r.mechanism, 18) + pad("\(r.payload)", 9, right: true) + pad("\(h.min)", 9, right: true)
+                + pad("\(h.valueAtPercentile(50))", 9, right: true) + pad("\(h.valueAtPercentile(99))", 9, right: true)
+                + pad("\(h.valueAtPercentile(99.9))", 9, right: true))
+        }
+        func p50(_ m: String, _ size: Int) -> Double? {
+            results.first { $0.mechanism == m && $0.payload == size }.map { Double($0.histogram.valueAtPercentile(50)) }
+        }
+        for link in links {
+            for size in sizes where size == 64 || sizes.count == 1 {
+                guard let d = p50("dios-udp-\(link.name)", size), let b = p50("udp-blocking-\(link.name)", size),
+                    let p = p50("udp-poll-\(link.name)", size)
+                else { continue }
+                print("\(link.name), \(size) B: DIOS/udp-poll \(format(d / p))x, udp-blocking/DIOS \(format(b / d))x")
+            }
+        }
+        for note in notes { print(note) }
+    }
+
+    /// A UDP socket bound to `address`, made inside network namespace `ns`
+    /// (by a thread that entered it; the socket stays there).
+    func udpSocket(_ address: PeerAddress, in ns: String?) throws -> Int32 {
+        let fd = onPinnedThread(cpu: 0) { () -> Int32 in
+            if let ns, clinux_enter_netns(ns) != 0 { return -1 }
+            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+            guard fd >= 0 else { return -1 }
+            var sa = sockaddr_in()
+            sa.sin_family = sa_family_t(AF_INET)
+            sa.sin_port = address.port.bigEndian
+            sa.sin_addr.s_addr = address.ipv4.bigEndian
+            let r = withUnsafePointer(to: &sa) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            if r != 0 {
+                close(fd)
+                return -1
+            }
+            return fd
+        }
+        guard fd >= 0 else { throw ValidationError("cannot make a UDP socket at \(address) in \(ns ?? "this namespace")") }
+        return fd
+    }
+
+    static func boundAddress(_ fd: Int32, _ ip: UInt32) -> sockaddr_in {
+        var sa = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        sa.sin_addr.s_addr = ip.bigEndian
+        return sa
+    }
+
+    /// Linux UDP: a thread on each CPU, one echoing what the other sends.
+    func udpPingPong(
+        _ cpus: [Int], _ size: Int, poll: Bool, _ a: PeerAddress, _ b: PeerAddress, _ nsA: String?, _ nsB: String?,
+        _ clock: TSC
+    ) throws -> Histogram<UInt64> {
+        let fa = try udpSocket(a, in: nsA)
+        let fb = try udpSocket(b, in: nsB)
+        defer {
+            close(fa)
+            close(fb)
+        }
+        var toA = Self.boundAddress(fa, a.ipv4)
+        var toB = Self.boundAddress(fb, b.ipv4)
+        let (addrA, addrB) = (toA, toB)
+        _ = (toA, toB)
+        toA = addrA
+        toB = addrB
+        let total = warmup + iterations
+        let flags: Int32 = poll ? Int32(MSG_DONTWAIT) : 0
+        let echo = spawn(cpu: cpus[1]) {
+            var to = addrA
+            let buffer = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 64)
+            defer { buffer.deallocate() }
+            for _ in 0..<total {
+                var n = recv(fb, buffer, 4096, flags)
+                while n < 0 { n = recv(fb, buffer, 4096, flags) }
+                _ = withUnsafePointer(to: &to) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fb, buffer, n, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                }
+            }
+        }
+        let warmup = warmup
+        let histogram = onPinnedThread(cpu: cpus[0]) {
+            var to = addrB
+            let buffer = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 64)
+            buffer.initializeMemory(as: UInt8.self, repeating: 1, count: 4096)
+            defer { buffer.deallocate() }
+            var histogram = Self.newHistogram()
+            for i in 0..<total {
+                let t0 = clinux_rdtsc()
+                _ = withUnsafePointer(to: &to) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fa, buffer, size, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                }
+                var n = recv(fa, buffer, 4096, flags)
+                while n < 0 { n = recv(fa, buffer, 4096, flags) }
+                let t1 = clinux_rdtsc()
+                if i >= warmup { _ = histogram.record(clock.nanoseconds(t1 &- t0)) }
+            }
+            return histogram
+        }
+        pthread_join(echo, nil)
+        return histogram
+    }
+
+    static let remoteEcho = Name.wellKnown("bench.remote.echo")
+
+    /// Echoes each message of its first stream onto its second; ends on an empty one.
+    @Sendable static func echo(_ task: TaskContext) async throws {
+        let refs = try task.delegated()
+        let (ping, pong) = (refs[0], refs[1])
+        let pings = [ping]
+        while true {
+            _ = try await task.select(pings)
+            let r = try task.beginRead(ping)
+            let n = r.count
+            if n == 0 {
+                _ = task.endRead(r)
+                return
+            }
+            let w = try task.beginWrite(pong, size: n)
+            w.withUnsafeMutableBytes { dst in r.withUnsafeBytes { dst.copyMemory(from: $0) } }
+            _ = task.endWrite(w)
+            _ = task.endRead(r)
+        }
+    }
+
+    /// Two nodes in this process, one instance each (node 0 on the first CPU,
+    /// node 1 on the second, busy polling), their wires over UDP sockets at `a`
+    /// and `b`; a task on node 0 and an echo task on node 1.
+    func diosRemote(
+        _ cpus: [Int], _ sizes: [Int], _ link: String, _ a: PeerAddress, _ b: PeerAddress, _ nsA: String?, _ nsB: String?,
+        _ clock: TSC
+    ) async throws -> [Result] {
+        let ta = try onPinnedThread(cpu: cpus[0]) { () -> Swift.Result<UDPTransport, TransportError> in
+            if let nsA, clinux_enter_netns(nsA) != 0 { return .failure(.configuration("cannot enter \(nsA)")) }
+            do throws(TransportError) { return .success(try UDPTransport(bind: a)) } catch { return .failure(error) }
+        }.get()
+        let tb = try onPinnedThread(cpu: cpus[1]) { () -> Swift.Result<UDPTransport, TransportError> in
+            if let nsB, clinux_enter_netns(nsB) != 0 { return .failure(.configuration("cannot enter \(nsB)")) }
+            do throws(TransportError) { return .success(try UDPTransport(bind: b)) } catch { return .failure(error) }
+        }.get()
+        let ia = InstanceID(node: 0, core: 0)
+        let ib = InstanceID(node: 1, core: 0)
+        let session = SessionConfiguration(retransmitTimeout: 5_000_000)
+        var nodes: [Node] = []
+        for (n, (transport, peer)) in [(ta, (ib, tb.localAddress)), (tb, (ia, ta.localAddress))].enumerated() {
+            var configuration = NodeConfiguration()
+            configuration.node = UInt16(n)
+            configuration.cores = [cpus[n]]
+            configuration.arenaSize = 32 << 20
+            configuration.idlePolicy = idle == "busy" ? .busy : .adaptive
+            let endpoint = WireEndpoint(
+                local: InstanceID(node: UInt16(n), core: 0), transport: transport, peers: [peer.0: peer.1],
+                configuration: session, now: clinux_monotonic_ns(), seed: clinux_monotonic_ns() &+ UInt64(n))
+            nodes.append(try Node(configuration, wires: [endpoint]))
+        }
+        defer { for node in nodes { node.shutdown() } }
+        // Registered on both nodes: `run` names the program, and the node that
+        // starts it looks the name up among its own programs.
+        for node in nodes { await node.register(Self.remoteEcho, label: "echo", program: Self.echo) }
+        let node0 = nodes[0]
+        for _ in 0..<500 {
+            if try await node0.withTask({ _ in node0.instance.wireEndpoint?.isReachable(ib) ?? false }) { break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let iterations = iterations
+        let warmup = warmup
+        return try await node0.withTask { task in
+            var results: [Result] = []
+            for size in sizes {
+                let (_, ping) = try task.create(.stream(messageSize: size, depth: 8))
+                let (_, pong) = try task.create(.stream(messageSize: size, depth: 8))
+                let pongWriteEnd = try task.restrict(pong, to: [.write, .copy])
+                let echo = try task.run(try task.lookup(Self.remoteEcho)[0], arguments: [ping, pongWriteEnd], on: ib)
+                let pongs = [pong]
+                var histogram = Self.newHistogram()
+                for i in 0..<(warmup + iterations) {
+                    let t0 = clinux_rdtsc()
+                    let w = try task.beginWrite(ping, size: size)
+                    w.store(UInt64(i))
+                    _ = task.endWrite(w)
+                    _ = try await task.select(pongs)
+                    let r = try task.beginRead(pong)
+                    let echoed = r.load(as: UInt64.self)
+                    _ = task.endRead(r)
+                    let t1 = clinux_rdtsc()
+                    precondition(echoed == UInt64(i), "echo out of order")
+                    if i >= warmup { _ = histogram.record(clock.nanoseconds(t1 &- t0)) }
+                }
+                let stop = try task.beginWrite(ping, size: 0)
+                _ = task.endWrite(stop)
+                _ = try await task.select([echo])
+                results.append(Result(mechanism: "dios-udp-\(link)", payload: size, histogram: histogram))
+            }
+            return results
+        }
+    }
+}
+
+/// Two network namespaces joined by a veth pair: two "hosts" on one machine.
+struct VethPair {
+    let nsA: String
+    let nsB: String
+    let addressA = PeerAddress("10.77.0.1", port: 0)!
+    let addressB = PeerAddress("10.77.0.2", port: 0)!
+
+    struct SetupError: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    static func create() throws -> VethPair {
+        guard geteuid() == 0 else { throw SetupError(description: "needs root (ip netns, veth)") }
+        let tag = "\(getpid() % 100_000)"
+        let pair = VethPair(nsA: "diosbench-a\(tag)", nsB: "diosbench-b\(tag)")
+        let commands = [
+            "ip netns add \(pair.nsA)", "ip netns add \(pair.nsB)",
+            "ip link add dbva\(tag) type veth peer name dbvb\(tag)",
+            "ip link set dbva\(tag) netns \(pair.nsA)", "ip link set dbvb\(tag) netns \(pair.nsB)",
+            "ip -n \(pair.nsA) addr add 10.77.0.1/24 dev dbva\(tag)", "ip -n \(pair.nsB) addr add 10.77.0.2/24 dev dbvb\(tag)",
+            "ip -n \(pair.nsA) link set dbva\(tag) up", "ip -n \(pair.nsB) link set dbvb\(tag) up",
+            "ip -n \(pair.nsA) link set lo up", "ip -n \(pair.nsB) link set lo up",
+        ]
+        for c in commands where system(c + " 2>/dev/null") != 0 {
+            pair.remove()
+            throw SetupError(description: "`\(c)` failed")
+        }
+        return pair
+    }
+
+    /// Deleting the namespaces deletes the veth pair with them.
+    func remove() {
+        _ = system("ip netns del \(nsA) 2>/dev/null; ip netns del \(nsB) 2>/dev/null")
+    }
+}
