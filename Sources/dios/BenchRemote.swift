@@ -209,6 +209,7 @@ extension BenchIPC {
             configuration.cores = [cpus[n]]
             configuration.arenaSize = 32 << 20
             configuration.idlePolicy = idle == "busy" ? .busy : .adaptive
+            configuration.logger.logLevel = .warning  // peers coming up is not news here
             let endpoint = WireEndpoint(
                 local: InstanceID(node: UInt16(n), core: 0), transport: transport, peers: [peer.0: peer.1],
                 configuration: session, now: clinux_monotonic_ns(), seed: clinux_monotonic_ns() &+ UInt64(n))
