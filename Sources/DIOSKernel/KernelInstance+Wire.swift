@@ -1,5 +1,5 @@
 import CLinux
-import DIOSCore
+package import DIOSCore
 import DIOSMemory
 package import DIOSWire
 
@@ -142,7 +142,8 @@ extension KernelInstance {
 
     /// Handles one message from an instance on another node. False when it is
     /// stream data whose ring is full: the session offers it again later.
-    func deliverRemote(_ bytes: UnsafeRawBufferPointer, from peer: InstanceID) -> Bool {
+    /// Anything malformed, or naming what is not its own, is refused and counted.
+    package func deliverRemote(_ bytes: UnsafeRawBufferPointer, from peer: InstanceID) -> Bool {
         let message: RemoteMessage
         let payloadOffset: Int
         do throws(WireError) { (message, payloadOffset) = try RemoteMessage.decode(bytes) } catch {
@@ -152,7 +153,7 @@ extension KernelInstance {
         }
         switch message {
         case .streamData(let origin, let senderIsOrigin):
-            guard let object = bridgedStream(origin, senderIsOrigin: senderIsOrigin, from: peer, receiving: true) else {
+            guard let object = bridgedStream(origin, senderIsOrigin: senderIsOrigin, from: peer) else {
                 counters.remoteRefused &+= 1  // its stream is gone here: nobody will read it
                 return true
             }
@@ -168,7 +169,7 @@ extension KernelInstance {
             objects.records[i].version &+= 1
             markDirty(object)
         case .streamClosed(let origin, let senderIsOrigin):
-            if let object = bridgedStream(origin, senderIsOrigin: senderIsOrigin, from: peer, receiving: true) {
+            if let object = bridgedStream(origin, senderIsOrigin: senderIsOrigin, from: peer) {
                 objects.records[Int(object.index)].ring?.close()
                 markDirty(object)
             }
@@ -212,8 +213,8 @@ extension KernelInstance {
             && tasks[i].remoteProxy?.peer == peer
     }
 
-    /// The stream here that a message from `peer` about `origin` is for.
-    private func bridgedStream(_ origin: ObjectID, senderIsOrigin: Bool, from peer: InstanceID, receiving: Bool) -> ObjectID? {
+    /// The stream here that receives what `peer` sends for `origin`, if any.
+    private func bridgedStream(_ origin: ObjectID, senderIsOrigin: Bool, from peer: InstanceID) -> ObjectID? {
         let object: ObjectID
         if senderIsOrigin {
             guard let o = remoteEnds[RemoteEnd(peer: peer, origin: origin)] else { return nil }
@@ -223,8 +224,7 @@ extension KernelInstance {
         }
         let i = Int(object.index)
         guard objects.exists(object), objects.records[i].kind == .stream, objects.records[i].remotePeer == peer,
-            objects.records[i].remoteOrigin == origin, objects.records[i].bridge == (receiving ? .receives : .sends)
-                || (objects.records[i].bridge == .receives && receiving)
+            objects.records[i].remoteOrigin == origin, objects.records[i].bridge == .receives
         else { return nil }
         return object
     }
@@ -368,6 +368,8 @@ extension KernelInstance {
         objects.records[i].ring?.close()
         objects.records[i].version &+= 1
         markDirty(object)
+        // Deleted while it still drained to the peer: nothing more will go.
+        if objects.records[i].deleted && objects.records[i].openTransactions == 0 { reclaim(object) }
     }
 
     private func failBridges(ofProxy proxy: ObjectID, reason: String) {
