@@ -44,6 +44,9 @@ extension KernelInstance {
         let grant: IOGrant
         switch entry.kind {
         case .blob:
+            if _slowPath(objects.records[i].bridge == .blob) {
+                return try beginRemoteRead(entry, i, strong: flags.contains(.strong))
+            }
             let base = try bufferAddress(i, .beginRead)
             let strong = flags.contains(.strong)
             if strong {
@@ -84,6 +87,7 @@ extension KernelInstance {
         counters.calls &+= 1
         let i = Int(grant.object.index)
         guard objects.exists(grant.object) else { return false }
+        if _slowPath(objects.records[i].bridge == .blob) { return endRemoteRead(grant, i) }
         objects.records[i].openTransactions -= 1
         let deleted = objects.records[i].deleted
         let consistent: Bool
@@ -118,6 +122,10 @@ extension KernelInstance {
         checkThread()
         let i = Int(grant.object.index)
         guard objects.exists(grant.object) else { return }
+        if objects.records[i].bridge == .blob {  // a proxy: a strong hold is released at the owner
+            if grant.mode == .strong { _ = endRemoteRead(grant, i) } else { objects.records[i].openTransactions -= 1 }
+            return
+        }
         objects.records[i].openTransactions -= 1
         switch grant.mode {
         case .strong:
@@ -150,6 +158,9 @@ extension KernelInstance {
         let grant: IOGrant
         switch entry.kind {
         case .blob:
+            if _slowPath(objects.records[i].bridge == .blob) {
+                return try beginRemoteWrite(entry, i, size: size, strong: flags.contains(.strong))
+            }
             let base = try bufferAddress(i, .beginWrite)
             guard objects.records[i].sharedHolds == 0 else { throw .wouldBlock }
             let strong = flags.contains(.strong)
@@ -186,6 +197,7 @@ extension KernelInstance {
         let i = Int(grant.object.index)
         guard objects.exists(grant.object) else { return false }
         precondition(length >= 0 && length <= grant.count, "endWrite length outside the view")
+        if _slowPath(objects.records[i].bridge == .blob) { return endRemoteWrite(grant, i, length: length, commit: true) }
         objects.records[i].openTransactions -= 1
         objects.records[i].writerOpen = false
         objects.records[i].exclusive = false
@@ -225,6 +237,10 @@ extension KernelInstance {
         checkThread()
         let i = Int(grant.object.index)
         guard objects.exists(grant.object) else { return }
+        if objects.records[i].bridge == .blob {
+            _ = endRemoteWrite(grant, i, length: 0, commit: false)
+            return
+        }
         objects.records[i].openTransactions -= 1
         objects.records[i].writerOpen = false
         objects.records[i].exclusive = false

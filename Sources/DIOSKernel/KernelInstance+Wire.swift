@@ -56,11 +56,17 @@ extension KernelInstance {
 
     // MARK: Sending
 
+    /// Moves what waits in bridged streams' rings into their sessions now.
+    func flushBridges() {
+        if !bridges.isEmpty { _ = pumpBridges(now: clinux_monotonic_ns()) }
+    }
+
     /// Sends a control message to an instance on another node, in order behind
     /// any that wait for room in its session.
-    func sendRemote(_ message: RemoteMessage, to peer: InstanceID) {
+    func sendRemote(_ message: RemoteMessage, to peer: InstanceID, body: UnsafeRawBufferPointer? = nil) {
         guard let wire else { return }
-        let bytes = message.encoded()
+        var bytes = message.encoded()
+        if let body, body.count > 0 { bytes += body }
         if remoteOutbox.isEmpty, trySend(bytes, to: peer, wire: wire, now: clinux_monotonic_ns()) { return }
         remoteOutbox.append((peer, bytes))
     }
@@ -202,6 +208,16 @@ extension KernelInstance {
             if startedBy(peer, task) { setPaused(task, paused: !resume) }
         case .stop(let task):
             if startedBy(peer, task) { stop(task) }
+        case .blobRead, .blobRelease, .blobValidate, .blobWrite, .blobCommit:
+            serveBlob(message, body: UnsafeRawBufferPointer(rebasing: bytes[payloadOffset...]), from: peer)
+        case .blobData(let call, let status, let version):
+            takeReply(
+                call, BlobReply(status: status, ok: status == .ok, version: version, length: 0),
+                bytes: UnsafeRawBufferPointer(rebasing: bytes[payloadOffset...]), from: peer)
+        case .blobReply(let call, let status, let ok):
+            takeReply(
+                call, BlobReply(status: status, ok: ok, version: 0, length: 0), bytes: UnsafeRawBufferPointer(start: nil, count: 0),
+                from: peer)
         }
         return true
     }
@@ -248,6 +264,15 @@ extension KernelInstance {
         }
         func handsWriteEnd(_ e: ReferenceEntry) -> Bool { flags.contains(.writable) || !e.rights.contains(.read) }
         for (e, ref) in zip(arguments, refs) {
+            if e.kind == .blob {
+                guard objects.records[Int(e.object.index)].bridge == .none else {
+                    throw .invalidArgument("a blob held by another node cannot be handed on")
+                }
+                guard !e.rights.intersection([.read, .write]).isEmpty else {
+                    throw .reference(.missingRight(ref, needed: .read, held: e.rights))
+                }
+                continue
+            }
             guard e.kind == .stream else { throw .wrongKind(.run, e.kind) }
             let r = objects.records[Int(e.object.index)]
             guard r.ring != nil, !r.crossInstance, r.ringOwner == nil, r.bridge == .none else {
@@ -264,9 +289,18 @@ extension KernelInstance {
             throw .outOfMemory(requested: 64)
         }
         objects.records[Int(proxy.index)].remoteNode = target
-        var streams: [RemoteStream] = []
+        var streams: [RemoteArgument] = []
         for e in arguments {
             let i = Int(e.object.index)
+            if e.kind == .blob {
+                let rights = e.rights.intersection([.read, .write])
+                sharedBlobs[RemoteEnd(peer: target, origin: e.object), default: []].formUnion(rights)
+                streams.append(
+                    RemoteArgument(
+                        object: e.object, kind: .blob, name: objects.records[i].name,
+                        maxWriteSize: objects.records[i].maxWriteSize, depth: 1, writeEnd: false, rights: rights))
+                continue
+            }
             let ring = objects.records[i].ring!
             let writeEnd = handsWriteEnd(e)
             objects.records[i].bridge = writeEnd ? .receives : .sends
@@ -276,7 +310,7 @@ extension KernelInstance {
             objects.records[i].proxyOfBridge = proxy
             if !writeEnd { bridges.append(e.object) }
             streams.append(
-                RemoteStream(
+                RemoteArgument(
                     object: e.object, name: objects.records[i].name, maxWriteSize: objects.records[i].maxWriteSize,
                     depth: Int(ring.depth), writeEnd: writeEnd))
         }
@@ -291,7 +325,7 @@ extension KernelInstance {
     /// Handles `.run` from another node: starts the program here with a local
     /// ring for each stream, bridged to the peer.
     private func startForRemote(
-        peer: InstanceID, proxy: ObjectID, program: Name, trusted: Bool, label: String, streams: [RemoteStream]
+        peer: InstanceID, proxy: ObjectID, program: Name, trusted: Bool, label: String, streams: [RemoteArgument]
     ) {
         let programObject = names.first(of: program) { objects.isLive($0) && objects.records[Int($0.index)].kind == .program }
         guard let programObject, let body = programs[objects.records[Int(programObject.index)].program] else {
@@ -306,6 +340,21 @@ extension KernelInstance {
         let c = Int(child.index)
         tasks[c].remoteProxy = (peer, proxy)
         for s in streams {
+            if s.kind == .blob {
+                guard let proxy = makeObject(kind: .blob, name: s.name, bufferSize: s.maxWriteSize, maxWriteSize: s.maxWriteSize, flags: [])
+                else {
+                    logger.warning("no memory for a blob proxy from \(peer); the task starts without it")
+                    continue
+                }
+                let i = Int(proxy.index)
+                objects.records[i].bridge = .blob
+                objects.records[i].remotePeer = peer
+                objects.records[i].remoteOrigin = s.object
+                var entry = entry(for: proxy, rights: s.rights.intersection([.read, .write]).union(.delete))
+                entry.proximity = .remoteMemory
+                if let ref = try? insertRef(c, entry) { tasks[c].delegated.append(ref) }
+                continue
+            }
             let slots = 1 << (Int.bitWidth - (s.depth - 1).leadingZeroBitCount)
             let bytes = StreamRing.byteSize(messageSize: max(s.maxWriteSize, 1), depth: slots)
             guard bytes <= BufferPool.maximumSize,
@@ -353,6 +402,7 @@ extension KernelInstance {
                     finishTaskObject(object, status: lostTaskStatus)
                 }
             }
+            releaseBlobs(of: peer, reason: reason)
             remoteEnds = remoteEnds.filter { $0.key.peer != peer }
             remoteOutbox.removeAll { $0.peer == peer }
             for i in tasks.indices where tasks[i].live && tasks[i].remoteProxy?.peer == peer {

@@ -48,6 +48,13 @@ public final class KernelInstance: @unchecked Sendable {
     @exclusivity(unchecked) var bridges: [ObjectID] = []
     /// Streams handed over by another node: (peer, its origin object) → ours.
     @exclusivity(unchecked) var remoteEnds: [RemoteEnd: ObjectID] = [:]
+    /// Blobs here handed to tasks on other nodes: (peer, blob) → rights given.
+    @exclusivity(unchecked) var sharedBlobs: [RemoteEnd: Rights] = [:]
+    /// Strong read holds that peers have on blobs here.
+    @exclusivity(unchecked) var remoteReadHolds: [RemoteEnd: Int32] = [:]
+    /// The remote call a task of this instance waits on, if any.
+    @exclusivity(unchecked) var pendingCall: PendingCall? = nil
+    @exclusivity(unchecked) var nextCall: UInt32 = 0
     /// Control messages for other nodes waiting for room in their session.
     @exclusivity(unchecked) var remoteOutbox: [(peer: InstanceID, bytes: [UInt8])] = []
     var stopping = false
@@ -210,7 +217,12 @@ public final class KernelInstance: @unchecked Sendable {
         finishTaskObject(tasks[i].object, status: status)
         for w in tasks[i].pauseWaiters { w.resume() }
         if let proxy = tasks[i].proxy { send(.exited(proxy: proxy.object, status: status), to: proxy.instance) }
-        if let proxy = tasks[i].remoteProxy { sendRemote(.exited(proxy: proxy.object, status: status), to: proxy.peer) }
+        if let proxy = tasks[i].remoteProxy {
+            // What the task wrote to streams read there goes first, as far as the
+            // session's window allows, so its exit does not overtake it.
+            flushBridges()
+            sendRemote(.exited(proxy: proxy.object, status: status), to: proxy.peer)
+        }
         tasks[i] = TaskRecord(generation: tasks[i].generation &+ 1)
         freeTasks.append(task.index)
         counters.tasksExited += 1

@@ -51,6 +51,8 @@ struct ObjectRecord {
     var remoteFailure: String? = nil
     /// The proxy of the task on the other node this stream was handed to.
     var proxyOfBridge: ObjectID? = nil
+    /// A blob here with a write open on behalf of this peer.
+    var remoteWriter: InstanceID? = nil
 
     // Task proxy: a task started on another instance, stood for by this object.
     var remoteInstance = -1
@@ -77,6 +79,8 @@ enum Bridge: UInt8 {
     /// The kernel writes what the peer sends into the ring (the task on the
     /// other node writes).
     case receives
+    /// A proxy for a blob held by the peer: its calls are remote calls.
+    case blob
 }
 
 /// The instance's objects: a slot array with generations and a free list, so an

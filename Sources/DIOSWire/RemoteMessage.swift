@@ -1,22 +1,47 @@
 public import DIOSCore
 
-/// A stream handed to a task on another node, as `run` describes it.
-public struct RemoteStream: Equatable, Sendable {
-    /// The stream object on the node that handed it (it keys the stream's messages).
+/// An object handed to a task on another node, as `run` describes it: a stream
+/// (the task there gets a ring of its own, bridged to the one here) or a blob
+/// (the task there reaches it through remote calls to this node).
+public struct RemoteArgument: Equatable, Sendable {
+    /// The object on the node that handed it (it keys the stream's messages and
+    /// names the blob in remote calls).
     public var object: ObjectID
+    public var kind: ObjectKind
     public var name: Name
+    /// Stream: the largest message. Blob: its size.
     public var maxWriteSize: Int
+    /// Stream: ring depth (1 for a blob).
     public var depth: Int
-    /// The task there gets the write end (the handing side reads), else the read end.
+    /// Stream: the task there gets the write end (the handing side reads), else
+    /// the read end. Blob: unused.
     public var writeEnd: Bool
+    /// The rights the task there gets.
+    public var rights: Rights
 
-    public init(object: ObjectID, name: Name, maxWriteSize: Int, depth: Int, writeEnd: Bool) {
+    public init(
+        object: ObjectID, kind: ObjectKind = .stream, name: Name, maxWriteSize: Int, depth: Int, writeEnd: Bool,
+        rights: Rights = []
+    ) {
         self.object = object
+        self.kind = kind
         self.name = name
         self.maxWriteSize = maxWriteSize
         self.depth = depth
         self.writeEnd = writeEnd
+        self.rights = rights
     }
+}
+
+/// How the owner of a blob answered a remote call on it.
+public enum BlobStatus: UInt8, Sendable, Equatable {
+    case ok = 0
+    /// A conflicting hold is open (a writer, or strong readers): try again.
+    case busy = 1
+    /// The blob is gone.
+    case deleted = 2
+    /// The blob was not handed to the caller, or not with this right.
+    case denied = 3
 }
 
 /// What one kernel instance tells an instance on another node, carried as one
@@ -27,27 +52,44 @@ public struct RemoteStream: Equatable, Sendable {
 ///                       (kinds 1 and 2 when the sender holds the origin stream,
 ///                       9 and 10 when the receiver does)
 ///     3 run             proxy (8), program name (32), trusted u8,
-///                       label length u16, label (UTF-8), stream count u16,
-///                       per stream: object (8), name (32), max write u32, depth u32,
-///                       write end u8
+///                       label length u16, label (UTF-8), argument count u16,
+///                       per argument: object (8), kind u8, name (32), max write u32,
+///                       depth u32, write end u8, rights u8
 ///     4 started         proxy (8), task (index u32, generation u32)
 ///     5 failed to start proxy (8), reason length u16, reason (UTF-8)
 ///     6 exited          proxy (8), status i32
 ///     7 pause           task (8), resume u8
 ///     8 stop            task (8)
+///    11 blob read       blob (8), call u32, strong u8
+///    12 blob data       call u32, status u8, version u64, then the blob's bytes
+///    13 blob release    blob (8)                     (ends a strong read)
+///    14 blob validate   blob (8), call u32, version u64
+///    15 blob write      blob (8), call u32, strong u8 (begins a write)
+///    16 blob commit     blob (8), call u32, commit u8, then the bytes written
+///    17 blob reply      call u32, status u8, ok u8
 ///
+/// Blob calls are answered in order on the session, matched by `call`.
 /// A stream's messages are keyed by the stream object on the node that handed it
 /// over ("origin"), which both ends know from the start.
 public enum RemoteMessage: Equatable, Sendable {
     /// `senderIsOrigin`: the stream object `origin` is on the sending node.
     case streamData(origin: ObjectID, senderIsOrigin: Bool)
     case streamClosed(origin: ObjectID, senderIsOrigin: Bool)
-    case run(proxy: ObjectID, program: Name, trusted: Bool, label: String, streams: [RemoteStream])
+    case run(proxy: ObjectID, program: Name, trusted: Bool, label: String, streams: [RemoteArgument])
     case started(proxy: ObjectID, task: TaskID)
     case failedToStart(proxy: ObjectID, reason: String)
     case exited(proxy: ObjectID, status: Int32)
     case pause(task: TaskID, resume: Bool)
     case stop(task: TaskID)
+    case blobRead(blob: ObjectID, call: UInt32, strong: Bool)
+    /// The blob's bytes follow (at the returned payload offset).
+    case blobData(call: UInt32, status: BlobStatus, version: UInt64)
+    case blobRelease(blob: ObjectID)
+    case blobValidate(blob: ObjectID, call: UInt32, version: UInt64)
+    case blobWrite(blob: ObjectID, call: UInt32, strong: Bool)
+    /// The bytes written follow (at the returned payload offset).
+    case blobCommit(blob: ObjectID, call: UInt32, commit: Bool)
+    case blobReply(call: UInt32, status: BlobStatus, ok: Bool)
 
     /// Bytes of a stream-data message before its payload.
     public static let streamDataPrefix = 9
@@ -86,16 +128,25 @@ public enum RemoteMessage: Equatable, Sendable {
             put(UInt16(streams.count))
             for s in streams {
                 put(s.object)
+                out.append(s.kind.rawValue)
                 out += s.name.bytes
                 put(UInt32(clamping: s.maxWriteSize))
                 put(UInt32(clamping: s.depth))
                 out.append(s.writeEnd ? 1 : 0)
+                out.append(s.rights.rawValue)
             }
         case .started(let proxy, let task): out.append(4); put(proxy); put(task)
         case .failedToStart(let proxy, let reason): out.append(5); put(proxy); put(text: reason)
         case .exited(let proxy, let status): out.append(6); put(proxy); put(status)
         case .pause(let task, let resume): out.append(7); put(task); out.append(resume ? 1 : 0)
         case .stop(let task): out.append(8); put(task)
+        case .blobRead(let b, let call, let strong): out.append(11); put(b); put(call); out.append(strong ? 1 : 0)
+        case .blobData(let call, let status, let version): out.append(12); put(call); out.append(status.rawValue); put(version)
+        case .blobRelease(let b): out.append(13); put(b)
+        case .blobValidate(let b, let call, let version): out.append(14); put(b); put(call); put(version)
+        case .blobWrite(let b, let call, let strong): out.append(15); put(b); put(call); out.append(strong ? 1 : 0)
+        case .blobCommit(let b, let call, let commit): out.append(16); put(b); put(call); out.append(commit ? 1 : 0)
+        case .blobReply(let call, let status, let ok): out.append(17); put(call); out.append(status.rawValue); out.append(ok ? 1 : 0)
         }
         return out
     }
@@ -117,15 +168,24 @@ public enum RemoteMessage: Equatable, Sendable {
             let label = try r.text()
             let count = Int(try r.u16())
             guard count <= maxStreams else { throw .valueOutOfRange("stream count \(count)") }
-            var streams: [RemoteStream] = []
+            var streams: [RemoteArgument] = []
             for _ in 0..<count {
                 let object = try r.object()
+                let kindByte = try r.u8()
+                guard let kind = ObjectKind(rawValue: kindByte), kind == .stream || kind == .blob else {
+                    throw .unknownKind(kindByte)
+                }
                 let name = try r.name()
                 let maxWrite = Int(try r.u32())
                 let depth = Int(try r.u32())
                 guard depth >= 1 && depth <= 1 << 16 else { throw .valueOutOfRange("stream depth \(depth)") }
                 let writeEnd = try r.flag()
-                streams.append(RemoteStream(object: object, name: name, maxWriteSize: maxWrite, depth: depth, writeEnd: writeEnd))
+                let rightsByte = try r.u8()
+                guard rightsByte & ~Rights.all.rawValue == 0 else { throw .invalidFlag(rightsByte) }
+                streams.append(
+                    RemoteArgument(
+                        object: object, kind: kind, name: name, maxWriteSize: maxWrite, depth: depth, writeEnd: writeEnd,
+                        rights: Rights(rawValue: rightsByte)))
             }
             message = .run(proxy: proxy, program: program, trusted: trusted, label: label, streams: streams)
         case 4: message = .started(proxy: try r.object(), task: try r.task())
@@ -133,6 +193,16 @@ public enum RemoteMessage: Equatable, Sendable {
         case 6: message = .exited(proxy: try r.object(), status: Int32(bitPattern: try r.u32()))
         case 7: message = .pause(task: try r.task(), resume: try r.flag())
         case 8: message = .stop(task: try r.task())
+        case 11: message = .blobRead(blob: try r.object(), call: try r.u32(), strong: try r.flag())
+        case 12:
+            let call = try r.u32()
+            let status = try r.status()
+            return (.blobData(call: call, status: status, version: try r.u64()), r.offset)
+        case 13: message = .blobRelease(blob: try r.object())
+        case 14: message = .blobValidate(blob: try r.object(), call: try r.u32(), version: try r.u64())
+        case 15: message = .blobWrite(blob: try r.object(), call: try r.u32(), strong: try r.flag())
+        case 16: return (.blobCommit(blob: try r.object(), call: try r.u32(), commit: try r.flag()), r.offset)
+        case 17: message = .blobReply(call: try r.u32(), status: try r.status(), ok: try r.flag())
         default: throw .unknownType(kind)
         }
         guard r.offset == bytes.count else { throw .trailingBytes(bytes.count - r.offset) }
@@ -158,6 +228,12 @@ struct RawReader {
     mutating func u8() throws(WireError) -> UInt8 { try integer(UInt8.self) }
     mutating func u16() throws(WireError) -> UInt16 { try integer(UInt16.self) }
     mutating func u32() throws(WireError) -> UInt32 { try integer(UInt32.self) }
+    mutating func u64() throws(WireError) -> UInt64 { try integer(UInt64.self) }
+    mutating func status() throws(WireError) -> BlobStatus {
+        let b = try u8()
+        guard let s = BlobStatus(rawValue: b) else { throw .valueOutOfRange("blob status \(b)") }
+        return s
+    }
     mutating func flag() throws(WireError) -> Bool {
         let b = try u8()
         guard b <= 1 else { throw .invalidFlag(b) }

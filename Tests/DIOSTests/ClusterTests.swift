@@ -11,10 +11,49 @@ import Testing
     static let sink = Name.wellKnown("test.cluster.sink")
     static let source = Name.wellKnown("test.cluster.source")
     static let echo = Name.wellKnown("test.cluster.echo")
-    static let session = SessionConfiguration(retransmitTimeout: 1_000_000, failureTimeout: 300_000_000)
+    static let blobber = Name.wellKnown("test.cluster.blobber")
 
+    struct Failed: Error, CustomStringConvertible { let description: String }
+
+    /// On node 1: works on a blob held by node 0, through a stream to node 0 and
+    /// one back, checking the regimes of DESIGN §2 across nodes.
+    @Sendable static func blobber(_ task: TaskContext) async throws {
+        let refs = try task.delegated()
+        let (blob, toOwner, fromOwner) = (refs[0], refs[1], refs[2])
+        func check(_ ok: Bool, _ what: String) throws { if !ok { throw Failed(description: what) } }
+        #expect(try task.describe(blob).proximity == .remoteMemory)
+        // A weak read sees the owner's bytes and validates.
+        var r = try task.beginRead(blob)
+        try check(r.load(as: UInt64.self) == 1, "first read")
+        try check(task.endRead(r), "first read validates")
+        // A (strong) write from here commits at the owner.
+        let w = try task.beginWrite(blob, size: 8, flags: .strong)
+        w.store(UInt64(2))
+        try check(task.endWrite(w), "remote write commits")
+        // A weak read overlapped by a write at the owner fails validation.
+        r = try task.beginRead(blob)
+        try check(r.load(as: UInt64.self) == 2, "read of our write")
+        _ = try await task.write([1], to: toOwner)  // "I am reading; write now"
+        _ = try await task.read(fromOwner)  // "written"
+        try check(!task.endRead(r), "an overlapped weak read must not validate")
+        r = try task.beginRead(blob)
+        try check(r.load(as: UInt64.self) == 3, "read of the owner's write")
+        try check(task.endRead(r), "second read validates")
+        // A strong read holds writers off at the owner until it ends.
+        r = try task.beginRead(blob, flags: .strong)
+        _ = try await task.write([2], to: toOwner)  // "holding"
+        let answer = try await task.read(fromOwner)
+        try check(answer == [0], "the owner's write should have been held off")
+        try check(task.endRead(r), "strong read ends")
+        _ = try await task.write([3], to: toOwner)  // "released"
+    }
     /// `count` nodes, each with one instance and the test programs registered.
-    static func makeCluster(_ count: Int, faults: FaultConfiguration = FaultConfiguration(), messages: Int) async throws -> [Node] {
+    /// The failure timeout is generous (a loaded 2-core CI box stalls threads),
+    /// except where a test is about failures.
+    static func makeCluster(
+        _ count: Int, faults: FaultConfiguration = FaultConfiguration(), messages: Int, failureTimeout: UInt64 = 2_000_000_000
+    ) async throws -> [Node] {
+        let session = SessionConfiguration(retransmitTimeout: 1_000_000, failureTimeout: failureTimeout)
         let transports = try (0..<count).map { _ in try UDPTransport(bind: PeerAddress("127.0.0.1", port: 0)!) }
         var peers: [InstanceID: PeerAddress] = [:]
         for (n, t) in transports.enumerated() { peers[InstanceID(node: UInt16(n), core: 0)] = t.localAddress }
@@ -33,6 +72,7 @@ import Testing
             let node = try Node(configuration, wires: [endpoint])
             await node.register(sink, label: "sink") { task in try await readNumbered(task, task.delegated()[0], count: messages) }
             await node.register(source, label: "source") { task in try await writeNumbered(task, task.delegated()[0], count: messages) }
+            await node.register(blobber, label: "blobber", program: blobber)
             await node.register(echo, label: "echo") { task in
                 let refs = try task.delegated()
                 for _ in 0..<messages {
@@ -158,6 +198,56 @@ import Testing
         #expect(status == 0)
     }
 
+    /// A blob held by node 0 read and written by a task on node 1: weak reads
+    /// validate with the owner, a write at the owner fails an overlapping weak
+    /// read, a strong read holds the owner's writers off, a remote write commits.
+    @Test func aBlobOnAnotherNodeKeepsTheConsistencyRules() async throws {
+        let nodes = try await Self.makeCluster(2, messages: 1)
+        defer { for n in nodes { n.shutdown() } }
+        try await Self.waitUntilConnected(nodes[0], to: InstanceID(node: 1, core: 0))
+        let (status, final) = try await nodes[0].withTask { task in
+            let (_, blob) = try task.create(.blob(size: 8))
+            var w = try task.beginWrite(blob, size: 8)
+            w.store(UInt64(1))
+            _ = task.endWrite(w)
+            let (_, toOwner) = try task.create(.stream(messageSize: 8, depth: 4))
+            let (_, fromOwner) = try task.create(.stream(messageSize: 8, depth: 4))
+            let toOwnerWriteEnd = try task.restrict(toOwner, to: [.write, .copy])
+            let blobber = try task.run(
+                try task.lookup(Self.blobber)[0], arguments: [blob, toOwnerWriteEnd, fromOwner], on: InstanceID(node: 1, core: 0))
+            // The next signal from the task there; if it ends first, its check failed.
+            func signal() async throws {
+                if try await task.select([toOwner, blobber]) == blobber {
+                    throw Failed(description: "the task on node 1 ended early, status \(try await Self.status(task, blobber))")
+                }
+                _ = try await task.read(toOwner)
+            }
+            try await signal()  // it is reading: write under it
+            w = try task.beginWrite(blob, size: 8)
+            w.store(UInt64(3))
+            _ = task.endWrite(w)
+            _ = try await task.write([9], to: fromOwner)
+            try await signal()  // it holds a strong read: a write must wait
+            var heldOff = false
+            do {
+                let w = try task.beginWrite(blob, size: 8)
+                _ = task.endWrite(w)
+            } catch CallError.wouldBlock { heldOff = true }
+            _ = try await task.write([heldOff ? 0 : 1], to: fromOwner)
+            try await signal()  // released: writing works again
+            w = try task.beginWrite(blob, size: 8)
+            w.store(UInt64(4))
+            _ = task.endWrite(w)
+            let status = try await Self.status(task, blobber)
+            let r = try task.beginRead(blob)
+            let final = r.load(as: UInt64.self)
+            _ = task.endRead(r)
+            return (status, final)
+        }
+        #expect(status == 0)
+        #expect(final == 4)
+    }
+
     /// The fault stage drops 5%, duplicates and reorders on both nodes' real
     /// sockets: every message still arrives once, in order.
     @Test func exactlyOnceInOrderThroughTheFaultStage() async throws {
@@ -183,7 +273,7 @@ import Testing
     /// exit, status 1 for "stopped"; after `kill -9` the proxy finishes with
     /// `lostTaskStatus` instead: see DiosdClusterTests.)
     @Test func aFailedNodeIsReportedToTheTasksThatDependOnIt() async throws {
-        let nodes = try await Self.makeCluster(2, messages: 1_000_000_000)
+        let nodes = try await Self.makeCluster(2, messages: 1_000_000_000, failureTimeout: 300_000_000)
         try await Self.waitUntilConnected(nodes[0], to: InstanceID(node: 1, core: 0))
         let other = nodes[1]
         let (error, status, waited) = try await nodes[0].withTask { task -> (CallError?, Int64, UInt64) in

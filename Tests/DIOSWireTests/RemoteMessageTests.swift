@@ -10,14 +10,22 @@ import Testing
         .run(
             proxy: ObjectID(index: 1, generation: 2), program: name, trusted: true, label: "consumer ✓",
             streams: [
-                RemoteStream(object: ObjectID(index: 5, generation: 1), name: name, maxWriteSize: 4096, depth: 256, writeEnd: false),
-                RemoteStream(object: ObjectID(index: 6, generation: 1), name: name, maxWriteSize: 64, depth: 8, writeEnd: true),
+                RemoteArgument(object: ObjectID(index: 5, generation: 1), name: name, maxWriteSize: 4096, depth: 256, writeEnd: false),
+                RemoteArgument(object: ObjectID(index: 6, generation: 1), name: name, maxWriteSize: 64, depth: 8, writeEnd: true),
+                RemoteArgument(
+                    object: ObjectID(index: 7, generation: 2), kind: .blob, name: name, maxWriteSize: 100, depth: 1,
+                    writeEnd: false, rights: [.read, .write]),
             ]),
         .started(proxy: ObjectID(index: 1, generation: 2), task: TaskID(index: 7, generation: 3)),
         .failedToStart(proxy: ObjectID(index: 1, generation: 2), reason: "no such program"),
         .exited(proxy: ObjectID(index: 1, generation: 2), status: -5),
         .pause(task: TaskID(index: 7, generation: 3), resume: true),
         .stop(task: TaskID(index: 7, generation: 3)),
+        .blobRead(blob: ObjectID(index: 7, generation: 2), call: 41, strong: true),
+        .blobRelease(blob: ObjectID(index: 7, generation: 2)),
+        .blobValidate(blob: ObjectID(index: 7, generation: 2), call: 42, version: 1 << 40),
+        .blobWrite(blob: ObjectID(index: 7, generation: 2), call: 43, strong: false),
+        .blobReply(call: 44, status: .busy, ok: false),
     ]
 
     func decode(_ bytes: [UInt8]) -> Result<RemoteMessage, WireError> {

@@ -1,0 +1,280 @@
+import CLinux
+import DIOSCore
+import DIOSWire
+
+/// A remote call in progress: at most one per instance, since the calling task
+/// holds the instance's thread until the answer comes.
+struct PendingCall {
+    var call: UInt32
+    var peer: InstanceID
+    /// Where a blob's bytes go (the proxy's own buffer).
+    var target: UnsafeMutableRawBufferPointer?
+    var reply: BlobReply? = nil
+    var failure: String? = nil
+}
+
+struct BlobReply {
+    var status: BlobStatus
+    var ok: Bool
+    var version: UInt64
+    var length: Int
+}
+
+/// Blobs held by another node. A blob handed to a task on another node (an
+/// argument of `run`) stays with its owner; the task there holds a proxy, a blob
+/// object whose buffer receives copies. Its calls are remote calls on the owner,
+/// following the regimes of DESIGN §2:
+///
+/// - weak `beginRead` fetches the bytes and their version; weak `endRead`
+///   validates that version with the owner (true only if no write committed or
+///   was open meanwhile);
+/// - strong `beginRead` takes a shared hold at the owner (`.wouldBlock` while a
+///   writer is open there) and `endRead` releases it;
+/// - `beginWrite` opens a write at the owner (one writer at a time, waiting for
+///   strong holds: `.wouldBlock`); the task fills the proxy's buffer; `endWrite`
+///   ships the bytes and the owner commits them.
+///
+/// A remote call holds the calling task's instance until the owner answers (a
+/// network round trip: the instance keeps polling its wire meanwhile, so other
+/// traffic flows) or the owner is declared failed (`.unreachable`).
+extension KernelInstance {
+    // MARK: The calling side
+
+    /// Sends `make(call)` (with `body` after it) to `peer` and polls the wire
+    /// until the answer to that call arrives, or the peer fails.
+    func remoteCall(
+        to peer: InstanceID, into target: UnsafeMutableRawBufferPointer? = nil, body: UnsafeRawBufferPointer? = nil,
+        _ make: (UInt32) -> RemoteMessage
+    ) throws(CallError) -> BlobReply {
+        guard let wire, let session = wire.session(for: peer), session.isUp else {
+            throw .unreachable(peer, reason: "no session with it")
+        }
+        nextCall &+= 1
+        let call = nextCall
+        pendingCall = PendingCall(call: call, peer: peer, target: target)
+        sendRemote(make(call), to: peer, body: body)
+        let deadline = clinux_monotonic_ns() + wire.configuration.failureTimeout
+        while true {
+            _ = pollWire()
+            if let reply = pendingCall?.reply {
+                pendingCall = nil
+                return reply
+            }
+            if let failure = pendingCall?.failure {
+                pendingCall = nil
+                throw .unreachable(peer, reason: failure)
+            }
+            if clinux_monotonic_ns() > deadline {
+                pendingCall = nil
+                throw .unreachable(peer, reason: "no answer to a call within the failure timeout")
+            }
+            clinux_cpu_relax()
+        }
+    }
+
+    func checkProxy(_ i: Int) throws(CallError) {
+        if let reason = objects.records[i].remoteFailure {
+            throw .unreachable(objects.records[i].remotePeer, reason: reason)
+        }
+    }
+
+    static func error(for status: BlobStatus) -> CallError {
+        switch status {
+        case .ok: .invalidArgument("no error")
+        case .busy: .wouldBlock
+        case .deleted: .objectDeleted
+        case .denied: .invalidArgument("the owner refused: the blob was not handed over with this right")
+        }
+    }
+
+    /// `beginRead` on a proxy: the owner's bytes, copied into the proxy's buffer.
+    func beginRemoteRead(_ entry: ReferenceEntry, _ i: Int, strong: Bool) throws(CallError) -> IOGrant {
+        try checkProxy(i)
+        let base = try bufferAddress(i, .beginRead)
+        let capacity = objects.records[i].maxWriteSize
+        let origin = objects.records[i].remoteOrigin
+        let reply = try remoteCall(
+            to: objects.records[i].remotePeer, into: UnsafeMutableRawBufferPointer(start: base, count: capacity)
+        ) { .blobRead(blob: origin, call: $0, strong: strong) }
+        guard reply.status == .ok else { throw Self.error(for: reply.status) }
+        objects.records[i].openTransactions += 1
+        return IOGrant(
+            object: entry.object, base: base, count: reply.length, version: reply.version, mode: strong ? .strong : .weak)
+    }
+
+    /// `endRead` on a proxy: weak reads validate their version with the owner;
+    /// strong reads release their hold there.
+    func endRemoteRead(_ grant: IOGrant, _ i: Int) -> Bool {
+        objects.records[i].openTransactions -= 1
+        defer { if objects.records[i].deleted && objects.records[i].openTransactions == 0 { reclaim(grant.object) } }
+        guard objects.records[i].remoteFailure == nil, !objects.records[i].deleted else { return false }
+        let peer = objects.records[i].remotePeer
+        let origin = objects.records[i].remoteOrigin
+        switch grant.mode {
+        case .strong:
+            sendRemote(.blobRelease(blob: origin), to: peer)
+            return true
+        default:
+            guard grant.version & 1 == 0 else { return false }  // a write was open when it was read
+            let reply = try? remoteCall(to: peer) { .blobValidate(blob: origin, call: $0, version: grant.version) }
+            return reply?.ok ?? false
+        }
+    }
+
+    /// `beginWrite` on a proxy: opens the write at the owner; the task fills the
+    /// proxy's buffer.
+    func beginRemoteWrite(_ entry: ReferenceEntry, _ i: Int, size: Int, strong: Bool) throws(CallError) -> IOGrant {
+        try checkProxy(i)
+        let base = try bufferAddress(i, .beginWrite)
+        let origin = objects.records[i].remoteOrigin
+        let reply = try remoteCall(to: objects.records[i].remotePeer) { .blobWrite(blob: origin, call: $0, strong: strong) }
+        guard reply.status == .ok else { throw Self.error(for: reply.status) }
+        objects.records[i].writerOpen = true
+        objects.records[i].openTransactions += 1
+        return IOGrant(object: entry.object, base: base, count: size, version: 0, mode: strong ? .strong : .weak)
+    }
+
+    /// `endWrite` (or, with `commit` false, an abandoned write) on a proxy: the
+    /// bytes go to the owner, which commits them. True when committed there.
+    func endRemoteWrite(_ grant: IOGrant, _ i: Int, length: Int, commit: Bool) -> Bool {
+        objects.records[i].openTransactions -= 1
+        objects.records[i].writerOpen = false
+        defer {
+            markDirty(grant.object)
+            if objects.records[i].deleted && objects.records[i].openTransactions == 0 { reclaim(grant.object) }
+        }
+        guard objects.records[i].remoteFailure == nil else { return false }
+        let peer = objects.records[i].remotePeer
+        let origin = objects.records[i].remoteOrigin
+        guard commit else {
+            sendRemote(.blobCommit(blob: origin, call: 0, commit: false), to: peer)
+            return false
+        }
+        let reply = try? remoteCall(to: peer, body: UnsafeRawBufferPointer(start: grant.base, count: length)) {
+            .blobCommit(blob: origin, call: $0, commit: true)
+        }
+        return reply?.ok ?? false
+    }
+
+    /// The answer to this instance's pending call.
+    func takeReply(_ call: UInt32, _ reply: BlobReply, bytes: UnsafeRawBufferPointer, from peer: InstanceID) {
+        guard var pending = pendingCall, pending.call == call, pending.peer == peer else {
+            counters.remoteRefused &+= 1  // an answer nobody waits for (the call timed out)
+            return
+        }
+        var reply = reply
+        if let target = pending.target, reply.status == .ok {
+            let n = min(bytes.count, target.count)
+            if n > 0 { target.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: n) }
+            reply.length = n
+        }
+        pending.reply = reply
+        pendingCall = pending
+    }
+
+    // MARK: The owner's side
+
+    /// The blob `object` if it was handed to `peer` with `right`.
+    private func sharedBlob(_ object: ObjectID, with peer: InstanceID, needing right: Rights) -> (Int, BlobStatus) {
+        guard let rights = sharedBlobs[RemoteEnd(peer: peer, origin: object)], rights.contains(right) else { return (0, .denied) }
+        guard objects.isLive(object), objects.records[Int(object.index)].kind == .blob else { return (0, .deleted) }
+        return (Int(object.index), .ok)
+    }
+
+    /// Handles a blob call from `peer` on a blob held here.
+    func serveBlob(_ message: RemoteMessage, body: UnsafeRawBufferPointer, from peer: InstanceID) {
+        switch message {
+        case .blobRead(let blob, let call, let strong):
+            let (i, status) = sharedBlob(blob, with: peer, needing: .read)
+            guard status == .ok else {
+                sendRemote(.blobData(call: call, status: status, version: 0), to: peer)
+                return
+            }
+            if strong {
+                guard !objects.records[i].writerOpen else {
+                    sendRemote(.blobData(call: call, status: .busy, version: 0), to: peer)
+                    return
+                }
+                objects.records[i].sharedHolds += 1
+                remoteReadHolds[RemoteEnd(peer: peer, origin: blob), default: 0] += 1
+            }
+            let base = pool.address(of: objects.records[i].buffer!)
+            sendRemote(
+                .blobData(call: call, status: .ok, version: objects.records[i].version), to: peer,
+                body: UnsafeRawBufferPointer(start: base, count: objects.records[i].length))
+        case .blobRelease(let blob):
+            let key = RemoteEnd(peer: peer, origin: blob)
+            guard let holds = remoteReadHolds[key], holds > 0 else {
+                counters.remoteRefused &+= 1
+                return
+            }
+            remoteReadHolds[key] = holds == 1 ? nil : holds - 1
+            if objects.exists(blob) {
+                objects.records[Int(blob.index)].sharedHolds -= 1
+                markDirty(blob)
+            }
+        case .blobValidate(let blob, let call, let version):
+            let (i, status) = sharedBlob(blob, with: peer, needing: .read)
+            let ok = status == .ok && objects.records[i].version == version && version & 1 == 0
+            sendRemote(.blobReply(call: call, status: status, ok: ok), to: peer)
+        case .blobWrite(let blob, let call, let strong):
+            let (i, status) = sharedBlob(blob, with: peer, needing: .write)
+            guard status == .ok else {
+                sendRemote(.blobReply(call: call, status: status, ok: false), to: peer)
+                return
+            }
+            guard !objects.records[i].writerOpen, objects.records[i].sharedHolds == 0 else {
+                sendRemote(.blobReply(call: call, status: .busy, ok: false), to: peer)
+                return
+            }
+            objects.records[i].writerOpen = true
+            objects.records[i].exclusive = strong
+            objects.records[i].remoteWriter = peer
+            objects.records[i].version &+= 1  // odd: a write is open
+            markDirty(blob)
+            sendRemote(.blobReply(call: call, status: .ok, ok: true), to: peer)
+        case .blobCommit(let blob, let call, let commit):
+            let (i, status) = sharedBlob(blob, with: peer, needing: .write)
+            guard status == .ok, objects.records[i].writerOpen, objects.records[i].remoteWriter == peer else {
+                if commit { sendRemote(.blobReply(call: call, status: status == .ok ? .denied : status, ok: false), to: peer) }
+                return
+            }
+            var ok = false
+            if commit && body.count <= objects.records[i].maxWriteSize {
+                let base = pool.address(of: objects.records[i].buffer!)
+                if body.count > 0 { base.copyMemory(from: body.baseAddress!, byteCount: body.count) }
+                objects.records[i].length = body.count
+                ok = true
+            }
+            objects.records[i].writerOpen = false
+            objects.records[i].exclusive = false
+            objects.records[i].remoteWriter = nil
+            objects.records[i].version &+= 1  // even: committed (or abandoned, failing overlapping reads)
+            markDirty(blob)
+            if commit { sendRemote(.blobReply(call: call, status: ok ? .ok : .denied, ok: ok), to: peer) }
+        default:
+            break
+        }
+    }
+
+    /// A peer failed: its holds and open writes on blobs here end, and a call
+    /// waiting on it fails.
+    func releaseBlobs(of peer: InstanceID, reason: String) {
+        if pendingCall?.peer == peer { pendingCall?.failure = reason }
+        for (key, holds) in remoteReadHolds where key.peer == peer {
+            if objects.exists(key.origin) {
+                objects.records[Int(key.origin.index)].sharedHolds -= holds
+                markDirty(key.origin)
+            }
+        }
+        remoteReadHolds = remoteReadHolds.filter { $0.key.peer != peer }
+        sharedBlobs = sharedBlobs.filter { $0.key.peer != peer }
+        for i in objects.records.indices where objects.records[i].live && objects.records[i].remoteWriter == peer {
+            objects.records[i].writerOpen = false
+            objects.records[i].exclusive = false
+            objects.records[i].remoteWriter = nil
+            objects.records[i].version &+= 1
+            markDirty(ObjectID(index: UInt32(i), generation: objects.records[i].generation))
+        }
+    }
+}
