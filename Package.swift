@@ -169,7 +169,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
-            swiftSettings: strict
+            swiftSettings: strict + [.define("DIOS_DPDK", .when(traits: ["DPDK"]))]
         ),
         .executableTarget(
             name: "dios",
@@ -199,7 +199,7 @@ let package = Package(
         .testTarget(name: "DIOSMemoryTests", dependencies: ["DIOSMemory"], swiftSettings: strict),
         .testTarget(
             name: "DIOSTests",
-            dependencies: ["DIOS", "DIOSKernel", "DIOSMemory", "DIOSWire", "DIOSTransport", "CLinux"],
+            dependencies: ["DIOS", "DIOSKernel", "DIOSMemory", "DIOSWire", "DIOSTransport", "DIOSConfig", "CLinux"],
             swiftSettings: strict + [.enableExperimentalFeature("Lifetimes")]
         ),
         .testTarget(name: "DIOSDevicesTests", dependencies: ["DIOSDevices"], swiftSettings: strict),

@@ -32,6 +32,11 @@ public struct NodeConfiguration: Sendable {
     /// What the polling loops do when idle.
     public var idlePolicy: IdlePolicy = .adaptive
     public var logger = Logger(label: "dios.node")
+    /// Called on each instance's polling thread (with the instance's index)
+    /// once it is pinned, before it polls: e.g. to register it with DPDK.
+    public var instanceThreadStarted: (@Sendable (Int) -> Void)? = nil
+    /// Called on each instance's polling thread as it ends.
+    public var instanceThreadEnding: (@Sendable (Int) -> Void)? = nil
 
     public init() {}
 
@@ -86,7 +91,12 @@ public final class Node: Sendable {
         self.instances = instances
         loops = instances.enumerated().map { i, instance in
             let cpu = configuration.cores.isEmpty || !configuration.pin ? nil : configuration.cores[i]
-            return PollLoop(instance: instance, policy: configuration.idlePolicy, cpu: cpu)
+            var started: (@Sendable () -> Void)? = nil
+            var ending: (@Sendable () -> Void)? = nil
+            if let hook = configuration.instanceThreadStarted { started = { hook(i) } }
+            if let hook = configuration.instanceThreadEnding { ending = { hook(i) } }
+            return PollLoop(
+                instance: instance, policy: configuration.idlePolicy, cpu: cpu, threadStarted: started, threadEnding: ending)
         }
         for loop in loops { loop.start() }
     }

@@ -9,7 +9,7 @@ import Yams
 /// `dios cluster up FILE` boots them all on this machine.
 ///
 /// ```yaml
-/// name: local
+/// name: local                   # letters, digits, '-', '_', '.'
 /// idle: adaptive                # busy | adaptive, for every node
 /// log_level: notice
 /// session:
@@ -23,6 +23,8 @@ import Yams
 ///   reorder: 0.01
 ///   delay_us: 0
 ///   seed: 1
+/// veth:                         # veth pairs `dios cluster up` creates: [node, node]
+///   - [0, 1]
 /// nodes:
 ///   - id: 0
 ///     transport: udp            # udp (kernel sockets) | dpdk
@@ -31,7 +33,22 @@ import Yams
 ///     cores: [0]
 ///     arena_mib: 64
 ///     control_socket: /tmp/dios-local-node0.sock
+///     mac: 02:00:00:00:00:01    # the node's Ethernet address (see below)
+///     netns: dios-n0            # run in this network namespace (up creates it, down deletes it)
+///     iface: dios0              # its end of a veth pair, in netns
+///     dpdk:                     # transport: dpdk only
+///       vdev: net_memif0,role=server,socket=/tmp/dios-memif.sock
+///       eal_args: [--log-level, "lib.eal:warning"]
 /// ```
+///
+/// DPDK nodes have no kernel stack to resolve addresses: each sends to its
+/// peers' MACs from a static neighbour table. So in a cluster with any DPDK
+/// node, every node names its `mac` and has an IPv4 address of its own: a
+/// DPDK node's MAC is its port's (passed to memif as `mac=`; an af_packet
+/// port has its interface's, which `dios cluster up` creates with it), a UDP
+/// node's is its interface's on the link. A DPDK node runs one instance (one
+/// core): neither memif nor af_packet steers packets to queues by UDP port.
+/// `dpdk.vdev` defaults to `net_af_packet0,iface=IFACE` for a node with an `iface`.
 ///
 /// Unknown keys are refused, as in node files.
 public struct ClusterFile: Sendable, Equatable {
@@ -43,10 +60,67 @@ public struct ClusterFile: Sendable, Equatable {
         public var pin = false
         public var arenaMiB = 64
         public var controlSocket: String? = nil
+        /// The node's Ethernet address (6 bytes): required in a cluster with DPDK nodes.
+        public var mac: [UInt8]? = nil
+        /// The network namespace the node runs in (`ip netns exec`), if any.
+        public var netns: String? = nil
+        /// The node's end of a veth pair, inside `netns`.
+        public var iface: String? = nil
+        /// What a `transport: dpdk` node's EAL and port need.
+        public var dpdk: DPDKSettings? = nil
+
+        public init(id: UInt16, address: PeerAddress) {
+            self.id = id
+            self.address = address
+        }
 
         /// Where instance `k` of this node listens.
         public func address(ofInstance k: Int) -> PeerAddress {
             PeerAddress(ipv4: address.ipv4, port: address.port &+ UInt16(k))
+        }
+
+        /// "02:00:00:00:00:01", or nil without a mac.
+        public var macText: String? { mac.map(ClusterFile.macText) }
+    }
+
+    /// A DPDK node's device and extra EAL arguments.
+    public struct DPDKSettings: Sendable, Equatable {
+        /// The `--vdev` device string, e.g. `net_memif0,role=server,socket=/tmp/x.sock`
+        /// or `net_af_packet0,iface=veth0`.
+        public var vdev: String
+        /// More EAL arguments, after those diosd sets itself.
+        public var ealArguments: [String] = []
+
+        public init(vdev: String, ealArguments: [String] = []) {
+            self.vdev = vdev
+            self.ealArguments = ealArguments
+        }
+
+        /// The port's name: the vdev's first field ("net_memif0").
+        public var device: String { String(vdev.prefix { $0 != "," }) }
+        /// The device's driver kind: "memif", "af_packet", ...
+        public var driver: String {
+            var d = device.dropFirst("net_".count)
+            while d.last?.isNumber == true { d = d.dropLast() }
+            return String(d)
+        }
+        /// The vdev's `key=value` arguments.
+        public var options: [String: String] {
+            var all: [String: String] = [:]
+            for field in vdev.split(separator: ",").dropFirst() {
+                let kv = field.split(separator: "=", maxSplits: 1)
+                all[String(kv[0])] = kv.count == 2 ? String(kv[1]) : ""
+            }
+            return all
+        }
+    }
+
+    /// A veth pair between two nodes' interfaces, in their namespaces.
+    public struct VethPair: Sendable, Equatable {
+        public var a: UInt16, b: UInt16
+        public init(a: UInt16, b: UInt16) {
+            self.a = a
+            self.b = b
         }
     }
 
@@ -56,6 +130,7 @@ public struct ClusterFile: Sendable, Equatable {
     public var session = SessionConfiguration()
     public var faults = FaultConfiguration()
     public var nodes: [NodeEntry] = []
+    public var veth: [VethPair] = []
 
     public static func load(path: String) throws(ConfigError) -> ClusterFile {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw .unreadable(path) }
@@ -115,32 +190,10 @@ public struct ClusterFile: Sendable, Equatable {
                 delay: UInt64(f.delay_us ?? 0) * 1_000, seed: f.seed ?? 1)
         }
         guard let nodes = raw.nodes, !nodes.isEmpty else { throw .invalid("a cluster needs nodes") }
-        for n in nodes {
-            guard let address = PeerAddress(n.address, port: n.port) else {
-                throw .invalid("node \(n.id): address must be dotted IPv4, got \(n.address)")
-            }
-            guard ["udp", "dpdk"].contains(n.transport ?? "udp") else {
-                throw .invalid("node \(n.id): transport must be udp or dpdk, got \(n.transport ?? "")")
-            }
-            var entry = NodeEntry(id: n.id, address: address)
-            entry.transport = n.transport ?? "udp"
-            if let cores = n.cores {
-                guard !cores.isEmpty, cores.allSatisfy({ $0 >= 0 }), Set(cores).count == cores.count else {
-                    throw .invalid("node \(n.id): cores must be distinct CPU numbers, got \(cores)")
-                }
-                entry.cores = cores
-            }
-            guard Int(n.port) + entry.cores.count <= 65_536, n.port > 0 else {
-                throw .invalid("node \(n.id): ports \(n.port)+\(entry.cores.count) out of range")
-            }
-            if let pin = n.pin { entry.pin = pin }
-            if let a = n.arena_mib {
-                guard a > 0 else { throw .invalid("node \(n.id): arena_mib must be positive") }
-                entry.arenaMiB = a
-            }
-            entry.controlSocket = n.control_socket
-            file.nodes.append(entry)
+        guard !file.name.isEmpty, file.name.count <= 40, file.name.allSatisfy(Self.isNameCharacter) else {
+            throw .invalid("name must be 1 to 40 letters, digits, '-', '_' or '.', got \(file.name)")
         }
+        for n in nodes { file.nodes.append(try Self.node(n)) }
         guard Set(file.nodes.map(\.id)).count == file.nodes.count else { throw .invalid("node ids must be distinct") }
         var listening: Set<PeerAddress> = []
         for n in file.nodes {
@@ -150,7 +203,188 @@ public struct ClusterFile: Sendable, Equatable {
                 }
             }
         }
+        file.veth = try Self.vethPairs(raw.veth ?? [], nodes: file.nodes)
+        try Self.checkDPDK(file.nodes)
         return file
+    }
+
+    static func isNameCharacter(_ c: Character) -> Bool {
+        c.isASCII && (c.isLetter || c.isNumber || c == "-" || c == "_" || c == ".")
+    }
+
+    /// "02:00:00:00:00:01" → its six bytes; nil unless six hex octets.
+    public static func parseMAC(_ text: String) -> [UInt8]? {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 6 else { return nil }
+        var bytes: [UInt8] = []
+        for part in parts {
+            guard part.count == 2, let byte = UInt8(part, radix: 16) else { return nil }
+            bytes.append(byte)
+        }
+        return bytes
+    }
+
+    public static func macText(_ bytes: [UInt8]) -> String {
+        bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: ":")
+    }
+
+    private static func node(_ n: RawClusterFile.RawNode) throws(ConfigError) -> NodeEntry {
+        guard let address = PeerAddress(n.address, port: n.port) else {
+            throw .invalid("node \(n.id): address must be dotted IPv4, got \(n.address)")
+        }
+        guard ["udp", "dpdk"].contains(n.transport ?? "udp") else {
+            throw .invalid("node \(n.id): transport must be udp or dpdk, got \(n.transport ?? "")")
+        }
+        var entry = NodeEntry(id: n.id, address: address)
+        entry.transport = n.transport ?? "udp"
+        if let cores = n.cores {
+            guard !cores.isEmpty, cores.allSatisfy({ $0 >= 0 }), Set(cores).count == cores.count else {
+                throw .invalid("node \(n.id): cores must be distinct CPU numbers, got \(cores)")
+            }
+            entry.cores = cores
+        }
+        guard Int(n.port) + entry.cores.count <= 65_536, n.port > 0 else {
+            throw .invalid("node \(n.id): ports \(n.port)+\(entry.cores.count) out of range")
+        }
+        if let pin = n.pin { entry.pin = pin }
+        if let a = n.arena_mib {
+            guard a > 0 else { throw .invalid("node \(n.id): arena_mib must be positive") }
+            entry.arenaMiB = a
+        }
+        entry.controlSocket = n.control_socket
+        if let text = n.mac {
+            guard let mac = parseMAC(text), mac[0] & 1 == 0, mac != [0, 0, 0, 0, 0, 0] else {
+                throw .invalid("node \(n.id): mac must be a unicast Ethernet address like 02:00:00:00:00:01, got \(text)")
+            }
+            entry.mac = mac
+        }
+        if let netns = n.netns {
+            guard !netns.isEmpty, netns.count <= 64, netns.allSatisfy(isNameCharacter), netns != ".", netns != ".." else {
+                throw .invalid("node \(n.id): netns must be 1 to 64 letters, digits, '-', '_' or '.', got \(netns)")
+            }
+            entry.netns = netns
+        }
+        if let iface = n.iface {
+            guard !iface.isEmpty, iface.count <= 15, iface.allSatisfy(isNameCharacter), iface != "lo" else {
+                throw .invalid("node \(n.id): iface must be an interface name of 1 to 15 letters, digits, '-', '_' or '.', got \(iface)")
+            }
+            guard entry.netns != nil else {
+                throw .invalid("node \(n.id): iface \(iface) needs a netns (dios cluster up creates the interface in the node's namespace)")
+            }
+            entry.iface = iface
+        }
+        if entry.transport == "dpdk" {
+            guard entry.cores.count == 1 else {
+                throw .invalid(
+                    "node \(n.id): a dpdk node runs one instance (cores: [c]), got \(entry.cores.count) cores: its device does not steer packets to queues by UDP port")
+            }
+            let vdev: String
+            if let given = n.dpdk?.vdev {
+                vdev = given
+            } else if let iface = entry.iface {
+                vdev = "net_af_packet0,iface=\(iface)"
+            } else {
+                throw .invalid("node \(n.id): transport dpdk needs dpdk.vdev (e.g. net_memif0,role=server,socket=/tmp/x.sock), or an iface for af_packet")
+            }
+            let settings = DPDKSettings(vdev: vdev, ealArguments: n.dpdk?.eal_args ?? [])
+            let fields = vdev.split(separator: ",", omittingEmptySubsequences: false)
+            guard settings.device.hasPrefix("net_"), settings.device.count > 4,
+                settings.device.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }),
+                !vdev.contains(where: \.isWhitespace), fields.dropFirst().allSatisfy({ $0.contains("=") && !$0.hasPrefix("=") })
+            else {
+                throw .invalid("node \(n.id): dpdk.vdev must be a device like net_memif0 or net_af_packet0 and key=value options, got \(vdev)")
+            }
+            if settings.driver == "af_packet" {
+                guard let iface = settings.options["iface"] else {
+                    throw .invalid("node \(n.id): dpdk.vdev \(vdev) needs iface=")
+                }
+                if let own = entry.iface, own != iface {
+                    throw .invalid("node \(n.id): dpdk.vdev uses iface \(iface) but the node's iface is \(own)")
+                }
+                if settings.options["mac"] != nil {
+                    throw .invalid("node \(n.id): af_packet takes its interface's MAC; set the node's mac, not mac= in dpdk.vdev")
+                }
+            }
+            if let given = settings.options["mac"] {
+                guard let bytes = parseMAC(given), bytes == entry.mac else {
+                    throw .invalid("node \(n.id): dpdk.vdev says mac=\(given), the node's mac is \(entry.macText ?? "not set")")
+                }
+            }
+            let reserved = ["--file-prefix", "--vdev", "-l", "--lcores", "-c", "--main-lcore", "--proc-type", "--in-memory", "--no-shconf"]
+            for argument in settings.ealArguments {
+                if let name = reserved.first(where: { argument == $0 || argument.hasPrefix($0 + "=") }) {
+                    throw .invalid("node \(n.id): dpdk.eal_args must not set \(name): diosd sets it (see ClusterFile.ealArguments)")
+                }
+            }
+            entry.dpdk = settings
+        } else if n.dpdk != nil {
+            throw .invalid("node \(n.id): a dpdk mapping on a \(entry.transport) node (set transport: dpdk)")
+        }
+        return entry
+    }
+
+    private static func vethPairs(_ raw: [[UInt16]], nodes: [NodeEntry]) throws(ConfigError) -> [VethPair] {
+        var pairs: [VethPair] = []
+        var linked: Set<UInt16> = []
+        for ends in raw {
+            guard ends.count == 2, ends[0] != ends[1] else {
+                throw .invalid("veth: each pair names two different nodes, like [0, 1], got \(ends)")
+            }
+            for id in ends {
+                guard let n = nodes.first(where: { $0.id == id }) else { throw .invalid("veth \(ends): no node \(id)") }
+                guard n.netns != nil, n.iface != nil, n.mac != nil else {
+                    throw .invalid("veth \(ends): node \(id) needs netns, iface and mac (its end of the pair)")
+                }
+                guard linked.insert(id).inserted else {
+                    throw .invalid("veth \(ends): node \(id) is on another veth pair already (one interface per node)")
+                }
+            }
+            let a = nodes.first { $0.id == ends[0] }!, b = nodes.first { $0.id == ends[1] }!
+            guard a.netns != b.netns else {
+                throw .invalid("veth \(ends): both ends are in namespace \(a.netns!); a veth pair joins two namespaces")
+            }
+            pairs.append(VethPair(a: ends[0], b: ends[1]))
+        }
+        for n in nodes where n.iface != nil && !linked.contains(n.id) {
+            throw .invalid("node \(n.id): iface \(n.iface!) is on no veth pair (add [\(n.id), PEER] to veth)")
+        }
+        var ifaces: Set<[String]> = []
+        for n in nodes {
+            if let netns = n.netns, let iface = n.iface, !ifaces.insert([netns, iface]).inserted {
+                throw .invalid("node \(n.id): iface \(iface) in \(netns) is another node's too")
+            }
+        }
+        return pairs
+    }
+
+    /// A DPDK node resolves nothing: every node needs a MAC and an address of its own.
+    private static func checkDPDK(_ nodes: [NodeEntry]) throws(ConfigError) {
+        guard let dpdk = nodes.first(where: { $0.transport == "dpdk" }) else { return }
+        for n in nodes where n.mac == nil {
+            throw .invalid(
+                "node \(n.id): needs a mac: node \(dpdk.id) uses DPDK, whose neighbour table maps every peer's address to its MAC")
+        }
+        var owners: [UInt32: UInt16] = [:]
+        var macs: [[UInt8]: UInt16] = [:]
+        for n in nodes {
+            if let other = owners.updateValue(n.id, forKey: n.address.ipv4) {
+                throw .invalid(
+                    "node \(n.id): address \(n.address.ipv4Text) is node \(other)'s too; with DPDK nodes every node needs an address of its own (neighbour tables map addresses to MACs)")
+            }
+            if let mac = n.mac, let other = macs.updateValue(n.id, forKey: mac) {
+                throw .invalid("node \(n.id): mac \(n.macText!) is node \(other)'s too")
+            }
+        }
+        // memif's sockets are abstract, so per network namespace, unless socket-abstract=no.
+        var memif: [String: NodeEntry] = [:]
+        for n in nodes {
+            guard let d = n.dpdk, d.driver == "memif", d.options["socket-abstract"] != "no" else { continue }
+            let socket = d.options["socket"] ?? "/run/memif.sock"
+            if let other = memif.updateValue(n, forKey: socket), other.netns != n.netns {
+                throw .invalid(
+                    "node \(n.id): its memif socket \(socket) is abstract, so only nodes in one namespace share it (node \(other.id) is in \(other.netns ?? "the host's")); add socket-abstract=no or move them together")
+            }
+        }
     }
 
     public func node(_ id: UInt16) -> NodeEntry? { nodes.first { $0.id == id } }
@@ -187,6 +421,7 @@ private struct RawClusterFile: Decodable {
     var session: RawSession?
     var faults: RawFaults?
     var nodes: [RawNode]?
+    var veth: [[UInt16]]?
 
     struct RawSession: Decodable {
         var window: Int?
@@ -229,9 +464,17 @@ private struct RawClusterFile: Decodable {
         var pin: Bool?
         var arena_mib: Int?
         var control_socket: String?
+        var mac: String?
+        var netns: String?
+        var iface: String?
+        var dpdk: RawDPDK?
         init(from decoder: any Decoder) throws {
             try rejectUnknownKeys(
-                decoder, known: ["id", "transport", "address", "port", "cores", "pin", "arena_mib", "control_socket"])
+                decoder,
+                known: [
+                    "id", "transport", "address", "port", "cores", "pin", "arena_mib", "control_socket", "mac", "netns",
+                    "iface", "dpdk",
+                ])
             let c = try decoder.container(keyedBy: AnyKey.self)
             id = try c.decode(UInt16.self, forKey: AnyKey(stringValue: "id"))
             transport = try c.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "transport"))
@@ -241,11 +484,26 @@ private struct RawClusterFile: Decodable {
             pin = try c.decodeIfPresent(Bool.self, forKey: AnyKey(stringValue: "pin"))
             arena_mib = try c.decodeIfPresent(Int.self, forKey: AnyKey(stringValue: "arena_mib"))
             control_socket = try c.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "control_socket"))
+            mac = try c.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "mac"))
+            netns = try c.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "netns"))
+            iface = try c.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "iface"))
+            dpdk = try c.decodeIfPresent(RawDPDK.self, forKey: AnyKey(stringValue: "dpdk"))
+        }
+    }
+
+    struct RawDPDK: Decodable {
+        var vdev: String?
+        var eal_args: [String]?
+        init(from decoder: any Decoder) throws {
+            try rejectUnknownKeys(decoder, known: ["vdev", "eal_args"])
+            let c = try decoder.container(keyedBy: AnyKey.self)
+            vdev = try c.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "vdev"))
+            eal_args = try c.decodeIfPresent([String].self, forKey: AnyKey(stringValue: "eal_args"))
         }
     }
 
     init(from decoder: any Decoder) throws {
-        try rejectUnknownKeys(decoder, known: ["name", "idle", "log_level", "session", "faults", "nodes"])
+        try rejectUnknownKeys(decoder, known: ["name", "idle", "log_level", "session", "faults", "veth", "nodes"])
         let c = try decoder.container(keyedBy: AnyKey.self)
         name = try c.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "name"))
         idle = try c.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "idle"))
@@ -253,5 +511,6 @@ private struct RawClusterFile: Decodable {
         session = try c.decodeIfPresent(RawSession.self, forKey: AnyKey(stringValue: "session"))
         faults = try c.decodeIfPresent(RawFaults.self, forKey: AnyKey(stringValue: "faults"))
         nodes = try c.decodeIfPresent([RawNode].self, forKey: AnyKey(stringValue: "nodes"))
+        veth = try c.decodeIfPresent([[UInt16]].self, forKey: AnyKey(stringValue: "veth"))
     }
 }

@@ -36,14 +36,23 @@ public final class PollLoop: Sendable {
     public let instance: KernelInstance
     public let policy: IdlePolicy
     public let cpu: Int?
+    /// Runs on the loop's thread once it is pinned, before it polls (e.g. to
+    /// register the thread with DPDK), and as the thread ends.
+    public let threadStarted: (@Sendable () -> Void)?
+    public let threadEnding: (@Sendable () -> Void)?
     private let stopRequested = Atomic<Bool>(false)
     private let adopted = Atomic<Bool>(false)
     private let thread = Mutex<pthread_t?>(nil)
 
-    public init(instance: KernelInstance, policy: IdlePolicy, cpu: Int? = nil) {
+    public init(
+        instance: KernelInstance, policy: IdlePolicy, cpu: Int? = nil,
+        threadStarted: (@Sendable () -> Void)? = nil, threadEnding: (@Sendable () -> Void)? = nil
+    ) {
         self.instance = instance
         self.policy = policy
         self.cpu = cpu
+        self.threadStarted = threadStarted
+        self.threadEnding = threadEnding
     }
 
     /// Starts the loop's thread.
@@ -78,6 +87,8 @@ public final class PollLoop: Sendable {
             let r = clinux_pin_current_thread(Int32(cpu))
             if r != 0 { instance.logger.warning("cannot pin to CPU \(cpu): \(String(cString: strerror(r)))") }
         }
+        threadStarted?()
+        defer { threadEnding?() }
         instance.adoptCurrentThread()
         adopted.store(true, ordering: .releasing)
         var idle = 0

@@ -112,18 +112,34 @@ struct Diosd: AsyncParsableCommand {
             handler.logLevel = file.logLevel
             return handler
         }
-        let configuration = file.configuration(logger: Logger(label: "diosd"))
+        var configuration = file.configuration(logger: Logger(label: "diosd"))
 
         clinux_line_buffer_stdout()  // line by line, also into pipes: supervisors wait for "up"
         let say: @Sendable (String) -> Void = { print($0) }
         for probe in DeviceProbe.all() { say("diosd: \(probe)") }
         var wires: [WireEndpoint] = []
-        if let clusterFile { wires = try Self.wires(clusterFile, node: file.node, instances: configuration.instanceCount, say: say) }
+        var dpdk: DPDKNode? = nil
+        if let clusterFile {
+            (wires, dpdk) = try Self.wires(clusterFile, node: file.node, instances: configuration.instanceCount, say: say)
+        }
+        if let dpdk {
+            configuration.instanceThreadStarted = { dpdk.instanceThreadStarted($0, say: say) }
+            configuration.instanceThreadEnding = { dpdk.instanceThreadEnding($0) }
+        }
         let node: Node
         do {
             node = try Node(configuration, wires: wires)
         } catch {
+            dpdk?.shutdown(say: say)
             throw ValidationError("cannot map the arena: \(error)")
+        }
+        // However run ends: the polling threads stop (idempotent), then the
+        // DPDK port and EAL go, after every use of them.
+        defer {
+            if let dpdk {
+                node.shutdown()
+                dpdk.shutdown(say: say)
+            }
         }
         let cpus = file.cores.isEmpty ? "unpinned" : "cores \(file.cores.map(String.init).joined(separator: ","))"
         say("diosd: node \(file.node) up, \(node.instances.count) instance(s) on \(cpus), arena \(file.arenaMiB) MiB on \(node.arena.backing), idle \(configuration.idlePolicy)")
@@ -210,33 +226,53 @@ extension Diosd {
     }
 
     /// One wire endpoint per instance of node `id`: a UDP socket where the
-    /// cluster file says, behind the fault stage when the file switches it on.
-    static func wires(_ cluster: ClusterFile, node id: UInt16, instances: Int, say: (String) -> Void) throws -> [WireEndpoint] {
+    /// cluster file says, or for a DPDK node a DPDK transport on its port
+    /// (started here, with the EAL), each behind the fault stage when the file
+    /// switches it on. Returns the DPDK side too, for the node's threads and its end.
+    static func wires(
+        _ cluster: ClusterFile, node id: UInt16, instances: Int, say: @escaping @Sendable (String) -> Void
+    ) throws -> (wires: [WireEndpoint], dpdk: DPDKNode?) {
         guard let entry = cluster.node(id) else { throw ValidationError("no node \(id) in the cluster file") }
-        guard entry.transport == "udp" else {
-            throw ValidationError("node \(id): the \(entry.transport) transport is not wired into diosd yet; use udp")
+        var dpdk: DPDKNode? = nil
+        if entry.transport == "dpdk" {
+            guard instances == 1 else {
+                throw ValidationError("node \(id): a dpdk node runs one instance, not \(instances) (its device does not steer by UDP port)")
+            }
+            do { dpdk = try DPDKNode(cluster, node: id, say: say) } catch { throw ValidationError("node \(id): \(error)") }
         }
         var seed: UInt64 = 0
         _ = clinux_getrandom(&seed, 8)
         var wires: [WireEndpoint] = []
         for k in 0..<instances {
             let address = entry.address(ofInstance: k)
-            let socket: UDPTransport
-            do { socket = try UDPTransport(bind: address) } catch { throw ValidationError("instance \(k): \(error)") }
-            var transport: any FrameTransport = socket
+            let raw: any FrameTransport
+            let described: String
+            do throws(TransportError) {
+                if let dpdk {
+                    raw = try dpdk.transport(instance: k, address: address, neighbours: cluster.neighbours(of: id))
+                    described = "dpdk \(dpdk.device) (mac \(dpdk.mac)) \(address)"
+                } else {
+                    raw = try UDPTransport(bind: address)
+                    described = "udp \(address)"
+                }
+            } catch {
+                dpdk?.shutdown(say: say)
+                throw ValidationError("instance \(k): \(error)")
+            }
+            var transport = raw
             if cluster.faults.isActive {
                 var faults = cluster.faults
                 faults.seed &+= UInt64(id) << 16 | UInt64(k)
-                transport = FaultyTransport(socket, faults: faults, clock: { clinux_monotonic_ns() })
+                transport = FaultyTransport(raw, faults: faults, clock: { clinux_monotonic_ns() })
                 say("diosd: fault stage on \(address): loss \(faults.loss), duplicate \(faults.duplicate), reorder \(faults.reorder), delay \(faults.delay / 1000) us, seed \(faults.seed)")
             }
             wires.append(
                 WireEndpoint(
                     local: InstanceID(node: id, core: UInt16(k)), transport: transport, peers: cluster.peers(of: id),
                     configuration: cluster.session, now: clinux_monotonic_ns(), seed: seed &+ UInt64(k)))
-            say("diosd: instance \(id).\(k) on udp \(address), \(cluster.peers(of: id).count) peer instance(s)")
+            say("diosd: instance \(id).\(k) on \(described), \(cluster.peers(of: id).count) peer instance(s)")
         }
-        return wires
+        return (wires, dpdk)
     }
 }
 

@@ -1,17 +1,39 @@
+import DIOSConfig
+import DIOSTransport
 import Foundation
 import Testing
 
 /// Real clusters: one `diosd` process per node, talking DIOS frames over kernel
-/// UDP sockets on loopback, started and stopped (or killed) as a user would.
+/// UDP sockets on loopback, or over DPDK (memif between processes, af_packet on
+/// a veth pair between network namespaces, or a DPDK node and a kernel-socket
+/// node on one veth pair), started and stopped (or killed) as a user would.
 @Suite(.serialized) struct DiosdClusterTests {
-    /// A cluster file in /tmp and the nodes' processes, logging to files.
+    /// How a test cluster's nodes reach each other.
+    enum Layout {
+        /// Kernel UDP sockets on loopback.
+        case udp
+        /// Two DPDK nodes joined by memif (node 1 the server).
+        case memif
+        /// Two DPDK nodes on af_packet, each in its network namespace, joined by a veth pair.
+        case afPacket
+        /// A DPDK node (af_packet, node 0) and a kernel-socket node (node 1), each
+        /// in its network namespace, joined by a veth pair.
+        case mixed
+    }
+
+    /// A cluster file in /tmp and the nodes' processes, logging to files; for
+    /// the DPDK layouts also the network namespaces and veth pair it made. All
+    /// of it (processes, files, namespaces, EAL runtime directories, hugepage
+    /// files) is removed when it goes, passed or failed.
     final class Cluster {
         let name: String
         let path: String
         let nodes: Int
+        let file: ClusterFile
         var processes: [Int: Process] = [:]
+        private var networkMade = false
 
-        init(nodes: Int, faults: String = "", failureTimeoutMs: Int = 1000) throws {
+        init(nodes: Int, faults: String = "", failureTimeoutMs: Int = 1000, layout: Layout = .udp) throws {
             self.nodes = nodes
             name = "test\(getpid())x\(UInt32.random(in: 0..<1_000_000))"
             path = "/tmp/dios-\(name).yaml"
@@ -26,35 +48,102 @@ import Testing
 
                 """
             if !faults.isEmpty { yaml += "faults: {\(faults)}\n" }
+            if layout == .afPacket || layout == .mixed { yaml += "veth: [[0, 1]]\n" }
             yaml += "nodes:\n"
             for n in 0..<nodes {
                 yaml += """
                       - id: \(n)
-                        address: 127.0.0.1
                         port: \(base + n * 2)
                         cores: [\(n % 2)]
                         arena_mib: 16
                         control_socket: /tmp/dios-\(name)-\(n).sock
 
                     """
+                let mac = "02:00:00:79:00:0\(n + 1)"
+                switch layout {
+                case .udp:
+                    yaml += "    address: 127.0.0.1\n"
+                case .memif:
+                    let role = n == 1 ? "server" : "client"
+                    yaml += """
+                            address: 10.79.0.\(n + 1)
+                            transport: dpdk
+                            mac: \(mac)
+                            dpdk:
+                              vdev: net_memif0,role=\(role),socket=/tmp/dios-\(name).memif
+
+                        """
+                case .afPacket, .mixed:
+                    yaml += """
+                            address: 10.79.0.\(n + 1)
+                            transport: \(layout == .mixed && n == 1 ? "udp" : "dpdk")
+                            mac: \(mac)
+                            netns: dios-\(name)-\(n)
+                            iface: dios\(n)
+
+                        """
+                }
             }
             try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+            file = try ClusterFile.load(path: path)
+            if layout != .udp { DPDKClusterHost.sweepStale() }
         }
 
         func log(_ n: Int) -> String { "/tmp/dios-\(name)-\(n).log" }
         func socket(_ n: Int) -> String { "/tmp/dios-\(name)-\(n).sock" }
 
-        /// Starts node `n` (`diosd --cluster FILE --node n` plus `extra`).
+        /// Creates the cluster's namespaces and veth pair, as `dios cluster up` does.
+        func makeNetwork() throws {
+            networkMade = true
+            for command in file.networkSetup {
+                let (status, output) = DPDKClusterHost.ip(command)
+                guard status == 0 else {
+                    throw ClusterError(description: "ip \(command.joined(separator: " ")) failed: \(output)")
+                }
+            }
+        }
+
+        /// Starts node `n` (`diosd --cluster FILE --node n` plus `extra`; inside
+        /// its namespace through `ip netns exec` when it has one).
         func start(_ n: Int, _ extra: [String] = []) throws {
             _ = FileManager.default.createFile(atPath: log(n), contents: nil)
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log(n)))
+            let command = try file.launch(
+                node: UInt16(n), diosd: DiosdProcessTests.diosd.path, path: path, extra: extra)
             let p = Process()
-            p.executableURL = DiosdProcessTests.diosd
-            p.arguments = ["--cluster", path, "--node", "\(n)"] + extra
+            p.executableURL = URL(fileURLWithPath: command.executable)
+            p.arguments = command.arguments
             p.standardOutput = handle
             p.standardError = handle
             try p.run()
             processes[n] = p
+        }
+
+        /// Sends `request` to node `n`'s control socket; its whole reply.
+        func request(_ n: Int, _ request: String) -> String {
+            var address = sockaddr_un()
+            address.sun_family = sa_family_t(AF_UNIX)
+            let bytes = Array(socket(n).utf8)
+            withUnsafeMutableBytes(of: &address.sun_path) { raw in
+                raw.copyBytes(from: bytes)
+                raw[bytes.count] = 0
+            }
+            let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { return "socket failed" }
+            defer { close(fd) }
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            guard connected == 0 else { return "cannot connect to \(socket(n))" }
+            _ = (request + "\n").utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
+            var reply = [UInt8]()
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let count = read(fd, &buffer, buffer.count)
+                if count <= 0 { break }
+                reply += buffer[0..<count]
+            }
+            return String(decoding: reply, as: UTF8.self)
         }
 
         func text(_ n: Int) -> String { (try? String(contentsOfFile: log(n), encoding: .utf8)) ?? "" }
@@ -124,9 +213,13 @@ import Testing
                 unlink(log(n))
                 unlink(socket(n))
             }
+            if networkMade { for command in file.networkTeardown { DPDKClusterHost.ip(command) } }
+            DPDKClusterHost.removeLeftovers(file)
             unlink(path)
         }
     }
+
+    struct ClusterError: Error, CustomStringConvertible { let description: String }
 
     /// Three nodes over kernel UDP: 100,000 numbered messages from node 0 to a
     /// task on node 1, and as many to node 2, arrive complete and in order.
@@ -190,5 +283,169 @@ import Testing
         #expect(cluster.waitForPeer(0, "1.0", up: true, seconds: 10))
         #expect(cluster.waitForPeer(2, "1.0", up: true, seconds: 10))
         for n in 0..<3 { #expect(cluster.stop(n) == 0) }
+    }
+
+    // MARK: Over DPDK
+
+    /// Two DPDK nodes joined by memif (two processes, each its own EAL): 100,000
+    /// numbered messages from node 0 to a task on node 1 arrive complete and in
+    /// order; both nodes then release their port and EAL.
+    @Test(.enabled(if: DPDKClusterHost.missing == nil, Comment(rawValue: DPDKClusterHost.missing ?? "")))
+    func twoDPDKNodesOverMemifStreamInOrder() throws {
+        try streamsInOrder(try Cluster(nodes: 2, layout: .memif), device: "net_memif0")
+    }
+
+    /// Two DPDK nodes on af_packet, each in its network namespace, joined by a
+    /// veth pair: the same 100,000 messages, complete and in order.
+    @Test(.enabled(if: DPDKClusterHost.vethMissing == nil, Comment(rawValue: DPDKClusterHost.vethMissing ?? "")))
+    func twoDPDKNodesOverAfPacketOnVethStreamInOrder() throws {
+        let cluster = try Cluster(nodes: 2, layout: .afPacket)
+        try cluster.makeNetwork()
+        try streamsInOrder(cluster, device: "net_af_packet0")
+    }
+
+    /// node 1 is started first (memif's server, the sink), then node 0 streams to it with `--once`.
+    private func streamsInOrder(_ cluster: Cluster, device: String) throws {
+        try cluster.start(1)
+        try #require(cluster.waitFor(1, "control socket"), "\(cluster.text(1))")
+        try cluster.start(0, ["--stream-to", "1.0", "--messages", "100000", "--once"])
+        _ = cluster.waitFor(0, "EAL cleaned up", seconds: 60)
+        let out = cluster.text(0)
+        #expect(cluster.stop(0) == 0, "\(out)\n--- node 1:\n\(cluster.text(1))")
+        #expect(out.contains("instance 0.0 on dpdk \(device) (mac 02:00:00:79:00:01) 10.79.0.1:"), "\(out)")
+        #expect(out.contains("stream to 1.0: 100000 messages arrived in order"), "\(out)\n--- node 1:\n\(cluster.text(1))")
+        #expect(cluster.stop(1) == 0, "\(cluster.text(1))")
+        for n in 0..<2 {
+            #expect(cluster.text(n).contains("DPDK port \(device) closed, EAL cleaned up"), "\(cluster.text(n))")
+            let runtime = "/var/run/dpdk/\(cluster.file.dpdkFilePrefix(UInt16(n)))"
+            #expect(!FileManager.default.fileExists(atPath: runtime), "\(runtime) left behind")
+        }
+    }
+
+    /// A DPDK node (af_packet, in one namespace) and a kernel-socket node (in
+    /// another) on the two ends of a veth pair: 100,000 messages each way
+    /// arrive complete and in order. The DPDK node sends to the socket node's
+    /// interface MAC from the cluster file; the socket node's kernel sends to
+    /// the DPDK node's through the permanent neighbour entry the network setup made.
+    @Test(.enabled(if: DPDKClusterHost.vethMissing == nil, Comment(rawValue: DPDKClusterHost.vethMissing ?? "")))
+    func aDPDKNodeAndAUDPNodeStreamToEachOtherOverVeth() throws {
+        let cluster = try Cluster(nodes: 2, layout: .mixed)
+        try cluster.makeNetwork()
+        try cluster.start(0)
+        try cluster.start(1)
+        try #require(cluster.waitFor(0, "control socket") && cluster.waitFor(1, "control socket"),
+            "\(cluster.text(0))\n--- node 1:\n\(cluster.text(1))")
+        #expect(cluster.text(0).contains("instance 0.0 on dpdk net_af_packet0 (mac 02:00:00:79:00:01) 10.79.0.1:"))
+        #expect(cluster.text(1).contains("instance 1.0 on udp 10.79.0.2:"))
+        let toUDP = cluster.request(0, "stream 1.0 100000")
+        #expect(toUDP.contains("stream to 1.0: 100000 messages arrived in order"), "\(toUDP)\n\(cluster.text(0))")
+        let toDPDK = cluster.request(1, "stream 0.0 100000")
+        #expect(toDPDK.contains("stream to 0.0: 100000 messages arrived in order"), "\(toDPDK)\n\(cluster.text(1))")
+        #expect(cluster.stop(0) == 0, "\(cluster.text(0))")
+        #expect(cluster.stop(1) == 0, "\(cluster.text(1))")
+        #expect(cluster.text(0).contains("DPDK port net_af_packet0 closed, EAL cleaned up"), "\(cluster.text(0))")
+        print("DPDK node to UDP node: \(toUDP)UDP node to DPDK node: \(toDPDK)", terminator: "")
+    }
+
+    /// The shipped memif example, under a name of its own: `dios cluster up`
+    /// starts both nodes, `dios cluster demo` streams 100,000 messages across,
+    /// `dios cluster down` stops them and leaves nothing behind.
+    @Test(.enabled(if: DPDKClusterHost.missing == nil, Comment(rawValue: DPDKClusterHost.missing ?? "")))
+    func theMemifExampleComesUpStreamsAndGoesDown() throws {
+        let shipped = #filePath.replacingOccurrences(of: "Tests/DIOSTests/DiosdClusterTests.swift", with: "config/cluster-memif.yaml")
+        let name = "test\(getpid())m\(UInt32.random(in: 0..<1_000_000))"
+        let text = try String(contentsOfFile: shipped, encoding: .utf8)
+            .replacingOccurrences(of: "name: memif", with: "name: \(name)")
+            .replacingOccurrences(of: "/tmp/dios-memif", with: "/tmp/dios-\(name)")
+        let path = "/tmp/dios-\(name).yaml"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        let file = try ClusterFile.load(path: path)
+        defer {
+            _ = DPDKClusterHost.run(DiosdProcessTests.dios.path, ["cluster", "down", path])  // idempotent
+            DPDKClusterHost.removeLeftovers(file)
+            unlink(path)
+        }
+        let up = DPDKClusterHost.run(DiosdProcessTests.dios.path, ["cluster", "up", path])
+        try #require(up.status == 0, "\(up.output)")
+        #expect(up.output.contains("node 1: up, 1 instance(s) on dpdk (net_memif0) 10.77.0.2:7400"), "\(up.output)")
+        let demo = DPDKClusterHost.run(DiosdProcessTests.dios.path, ["cluster", "demo", path])
+        #expect(demo.status == 0 && demo.output.contains("stream to 1.0: 100000 messages arrived in order"), "\(demo.output)")
+        let down = DPDKClusterHost.run(DiosdProcessTests.dios.path, ["cluster", "down", path])
+        #expect(down.status == 0 && down.output.contains("node 0: stopped") && down.output.contains("node 1: stopped"), "\(down.output)")
+        for n: UInt16 in [0, 1] {
+            #expect(!FileManager.default.fileExists(atPath: "/var/run/dpdk/\(file.dpdkFilePrefix(n))"))
+        }
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/dios-cluster-\(name)"))
+        print(demo.output, terminator: "")
+    }
+}
+
+/// What the DPDK cluster tests need from this machine, and what they leave.
+enum DPDKClusterHost {
+    /// Why DPDK clusters cannot run here; nil when they can.
+    static let missing: String? = {
+        guard DPDKSupport.isBuilt else { return "built without the DPDK trait" }
+        guard getuid() == 0 else { return "DPDK clusters need root (hugepages, vdevs, network namespaces)" }
+        let meminfo = (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)) ?? ""
+        let free = meminfo.split(separator: "\n").first { $0.hasPrefix("HugePages_Free:") }
+            .flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
+        guard free >= 96 else { return "DPDK clusters need 96 free hugepages, \(free) free: run ./hugepages.sh 512" }
+        let mounts = (try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? ""
+        guard mounts.contains(" hugetlbfs ") else { return "hugetlbfs is not mounted: run ./hugepages.sh 512" }
+        return nil
+    }()
+
+    /// Why the veth clusters cannot run here; nil when they can.
+    static let vethMissing: String? = missing ?? (ClusterFile.ipCommand == nil ? "no `ip` command (iproute2)" : nil)
+
+    @discardableResult
+    static func run(_ executable: String, _ arguments: [String]) -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        do { try process.run() } catch { return (-1, "\(error)") }
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    @discardableResult
+    static func ip(_ arguments: [String]) -> (status: Int32, output: String) {
+        guard let ip = ClusterFile.ipCommand else { return (-1, "no ip command") }
+        return run(ip, arguments)
+    }
+
+    /// The EAL runtime directories and hugepage files of the cluster's DPDK nodes.
+    static func removeLeftovers(_ file: ClusterFile) {
+        let hugepages = (try? FileManager.default.contentsOfDirectory(atPath: "/dev/hugepages")) ?? []
+        for node in file.nodes where node.dpdk != nil {
+            for path in file.leftovers(of: node.id) { try? FileManager.default.removeItem(atPath: path) }
+            let prefix = file.dpdkFilePrefix(node.id)
+            for name in hugepages where name.hasPrefix(prefix) {
+                try? FileManager.default.removeItem(atPath: "/dev/hugepages/\(name)")
+            }
+        }
+    }
+
+    /// Removes what killed earlier test runs left: namespaces and EAL runtime
+    /// directories of clusters named after a test process no longer alive.
+    static func sweepStale() {
+        func deadOwner(_ name: String, after prefix: String) -> Bool {
+            guard name.hasPrefix(prefix), let pid = Int32(name.dropFirst(prefix.count).prefix { $0.isNumber }) else {
+                return false
+            }
+            return pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH
+        }
+        for line in ip(["netns", "list"]).output.split(separator: "\n") {
+            let name = String(line.split(separator: " ").first ?? "")
+            if deadOwner(name, after: "dios-test") { ip(["netns", "del", name]) }
+        }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/var/run/dpdk")) ?? []
+        where deadOwner(name, after: "dios-dpdk-test") {
+            try? FileManager.default.removeItem(atPath: "/var/run/dpdk/\(name)")
+        }
     }
 }

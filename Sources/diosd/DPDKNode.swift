@@ -1,0 +1,158 @@
+import DIOSConfig
+import DIOSTransport
+import DIOSWire
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The DPDK side of a `transport: dpdk` node: the process's EAL, the node's
+/// port and its instances' transports (one: a DPDK node runs one instance, see
+/// `ClusterFile`). The instance threads register with the EAL as they start, so
+/// their mbufs go through per-lcore mempool caches.
+///
+/// Order at the end (`shutdown`, after the node's polling threads have stopped):
+/// counters reported, the port stopped and closed, then the EAL cleaned up
+/// (its runtime directory removed). Transports the instances still reference
+/// then hold no mbufs (each `send` hands its frame to the device at once, each
+/// `receive` frees its burst) and never touch the device again.
+final class DPDKNode: @unchecked Sendable {  // set up before the instances poll; read after they stop
+    #if DIOS_DPDK
+    let environment: DPDKEnvironment
+    let port: DPDKPort
+    private(set) var transports: [DPDKTransport] = []
+    #endif
+    let device: String
+
+    /// Starts the EAL for node `id` of `cluster` and its port, and checks the
+    /// port's MAC against the cluster file's.
+    init(_ cluster: ClusterFile, node id: UInt16, say: (String) -> Void) throws(TransportError) {
+        guard let entry = cluster.node(id), let settings = entry.dpdk else {
+            throw .configuration("node \(id) is not a dpdk node")
+        }
+        device = settings.device
+        #if DIOS_DPDK
+        guard let arguments = cluster.ealArguments(for: id, cpus: Self.allowedCPUs()) else {
+            throw .configuration("node \(id) is not a dpdk node")
+        }
+        say("diosd: starting the DPDK EAL: \(arguments.dropFirst().joined(separator: " "))")
+        environment = try DPDKEnvironment.start(arguments: arguments)
+        do {
+            port = try Self.openPort(environment, settings, say: say)
+        } catch {
+            environment.cleanup()
+            throw error
+        }
+        if let mac = entry.mac, port.mac.bytes != mac {
+            let found = port.mac
+            port.close()
+            environment.cleanup()
+            throw .configuration(
+                "node \(id): port \(settings.device) has MAC \(found), the cluster file says \(entry.macText ?? "")"
+                    + (settings.driver == "af_packet" ? " (af_packet takes its interface's: create it with that address)" : ""))
+        }
+        #else
+        throw .configuration("node \(id): this diosd was built without the DPDK trait; use transport: udp")
+        #endif
+    }
+
+    #if DIOS_DPDK
+    /// Opens and starts the node's port. A memif client cannot start until its
+    /// server listens (`rte_eth_dev_start` fails): it tries again every 100 ms
+    /// for up to `waitSeconds`, so nodes may start in any order.
+    static func openPort(
+        _ environment: DPDKEnvironment, _ settings: ClusterFile.DPDKSettings, waitSeconds: Int = 30, say: (String) -> Void
+    ) throws(TransportError) -> DPDKPort {
+        let client = settings.driver == "memif" && settings.options["role"] == "client"
+        var tries = 0
+        while true {
+            do {
+                return try DPDKPort(environment: environment, name: settings.device, queues: 1)
+            } catch {
+                guard client, case .dpdk(let call, _) = error, call == "rte_eth_dev_start", tries < waitSeconds * 10 else {
+                    throw error
+                }
+                if tries == 0 {
+                    say("diosd: \(settings.device): waiting for the memif server at \(settings.options["socket"] ?? "/run/memif.sock")")
+                }
+                tries += 1
+                usleep(100_000)
+            }
+        }
+    }
+    #endif
+
+    /// The transport of instance `k`, on queue 0 of the port (one instance per DPDK node).
+    func transport(
+        instance k: Int, address: PeerAddress, neighbours: [UInt32: [UInt8]]
+    ) throws(TransportError) -> any FrameTransport {
+        #if DIOS_DPDK
+        let transport = try DPDKTransport(port: port, queue: k, localAddress: address, neighbours: neighbours)
+        transports.append(transport)
+        return transport
+        #else
+        throw .configuration("built without the DPDK trait")
+        #endif
+    }
+
+    /// The MAC frames leave from.
+    var mac: String {
+        #if DIOS_DPDK
+        "\(port.mac)"
+        #else
+        "-"
+        #endif
+    }
+
+    /// On an instance's polling thread, before it polls: an lcore id for it.
+    func instanceThreadStarted(_ index: Int, say: (String) -> Void) {
+        #if DIOS_DPDK
+        do throws(TransportError) {
+            try environment.registerCurrentThread()
+        } catch {
+            say("diosd: instance \(index) polls \(device) without an lcore id (no per-lcore mbuf cache): \(error)")
+        }
+        #endif
+    }
+
+    /// On an instance's polling thread, as it ends.
+    func instanceThreadEnding(_ index: Int) {
+        #if DIOS_DPDK
+        environment.unregisterCurrentThread()
+        #endif
+    }
+
+    /// After the node's polling threads have stopped: reports the transports'
+    /// counters, closes the port and cleans up the EAL. Idempotent.
+    func shutdown(say: (String) -> Void) {
+        #if DIOS_DPDK
+        guard environment.isRunning else { return }
+        for (k, t) in transports.enumerated() {
+            let c = t.counters
+            let drops = c.dropped.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }
+            say(
+                "diosd: instance \(k) on \(device): frames sent \(c.sent), received \(c.received), tx queue full \(c.sendQueueFull), no neighbour \(c.unknownNeighbour), no mbuf \(c.noMbuf), arp replies \(c.arpReplies), dropped \(c.droppedTotal)\(drops.isEmpty ? "" : " (\(drops.joined(separator: ", ")))")"
+            )
+        }
+        transports = []
+        port.close()
+        environment.cleanup()
+        say("diosd: DPDK port \(device) closed, EAL cleaned up")
+        #endif
+    }
+
+    /// The CPUs this process may run on ("0-1" or "0,2"), from /proc/self/status.
+    static func allowedCPUs() -> String {
+        guard let file = fopen("/proc/self/status", "r") else { return "0" }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 4096)
+        while fgets(&line, Int32(line.count), file) != nil {
+            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if text.hasPrefix("Cpus_allowed_list:") {
+                let list = text.dropFirst("Cpus_allowed_list:".count).filter { !$0.isWhitespace }
+                return list.isEmpty ? "0" : String(list)
+            }
+        }
+        return "0"
+    }
+}
