@@ -167,6 +167,13 @@ public final class Node: Sendable {
         return all
     }
 
+    /// The names instance `index` knows (its own objects' and, from its replica,
+    /// every reachable instance's), each with the instances holding it.
+    public func names(on index: Int) async -> [(name: Name, owners: [InstanceID])] {
+        let kernel = instances[index]
+        return await Task(executorPreference: kernel.executor) { kernel.nameListing() }.value
+    }
+
     /// Counters of every instance, each read on its own thread.
     public func counters() async -> [InstanceCounters] {
         var all: [InstanceCounters] = []

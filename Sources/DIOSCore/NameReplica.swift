@@ -153,6 +153,24 @@ public struct ORSetNameReplica: NameReplica, Equatable {
     /// Names with at least one live instance.
     public var names: [Name] { live.keys.sorted() }
 
+    /// Forgets everything `owner` inserted or removed, without tombstones: used
+    /// when that instance's session ends, before it sends its whole state again
+    /// (the owner is the authority on its own instances, and a restarted owner
+    /// has none of its old ones).
+    public mutating func purge(owner: InstanceID) {
+        for (name, instances) in live {
+            let kept = instances.filter { $0.value.owner != owner }
+            live[name] = kept.isEmpty ? nil : kept
+        }
+        seen = seen.filter { $0.value.1.owner != owner }
+        tombstones = tombstones.filter { $0.origin != owner }
+    }
+
+    /// Every live (name, instance) pair, by name.
+    public var all: [(Name, [InstanceRecord])] {
+        live.keys.sorted().map { name in (name, observed(name).map(\.1)) }
+    }
+
     public static func == (a: ORSetNameReplica, b: ORSetNameReplica) -> Bool {
         a.live == b.live && a.tombstones == b.tombstones
     }

@@ -77,6 +77,8 @@ enum KernelMessage: Sendable {
     case stop(task: TaskID)
     /// Every end of the ring of the receiver's stream `object` is gone.
     case ringReleased(object: ObjectID)
+    /// A name-service delta about the sender's own objects.
+    case name(NameDelta)
 }
 
 /// What the instances of one node share, fixed at boot: the doorbells that wake

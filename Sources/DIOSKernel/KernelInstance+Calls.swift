@@ -37,6 +37,7 @@ extension KernelInstance {
         }
         guard let object else { throw .outOfMemory(requested: spec.byteSize) }
         let ref = try! insertRef(t, entry(for: object, rights: .all))  // capacity checked above
+        publish(object)
         return (name, ref)
     }
 
@@ -47,12 +48,30 @@ extension KernelInstance {
         counters.calls += 1
         let t = try taskIndex(task)
         guard tasks[t].trusted else { throw .untrusted(.lookup) }
-        let found = names.instances(of: name).filter { objects.isLive($0) }
-        guard !found.isEmpty else { throw .noSuchName(name) }
-        guard tasks[t].refs.count + found.count <= tasks[t].refs.capacity else { throw .reference(.tableFull) }
-        return found.map { object in
+        let (local, others) = knownInstances(of: name)
+        var elsewhere: [InstanceRecord] = []
+        for record in others {
+            // Strong: only what the owner confirms now (another node's, by a remote call).
+            if flags.contains(.strong) && record.owner.node != id.node {
+                let reply = try? remoteCall(to: record.owner) { .nameConfirm(name: name, object: record.object, call: $0) }
+                guard reply?.ok == true else { continue }
+            }
+            elsewhere.append(record)
+        }
+        guard !local.isEmpty || !elsewhere.isEmpty else { throw .noSuchName(name) }
+        guard tasks[t].refs.count + local.count + elsewhere.count <= tasks[t].refs.capacity else {
+            throw .reference(.tableFull)
+        }
+        var refs = local.map { object in
             try! insertRef(t, entry(for: object, rights: objects.records[Int(object.index)].lookupRights))
         }
+        for record in elsewhere {
+            guard let standIn = standIn(for: record, name: name) else { throw .outOfMemory(requested: record.size) }
+            var e = entry(for: standIn, rights: [.read, .write, .copy, .delete])
+            e.proximity = record.owner.node == id.node ? .localNode : .remoteMemory
+            refs.append(try! insertRef(t, e))
+        }
+        return refs
     }
 
     /// `run`: starts the program on this instance as a new task (trusted tasks

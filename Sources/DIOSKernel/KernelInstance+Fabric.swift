@@ -85,6 +85,8 @@ extension KernelInstance {
             setPaused(task, paused: !resume)
         case .stop(let task):
             stop(task)
+        case .name(let delta):
+            applyName(delta, from: InstanceID(node: id.node, core: UInt16(peer)))
         case .ringReleased(let object):
             let i = Int(object.index)
             guard objects.exists(object), objects.records[i].awaitingEnds else { return }

@@ -57,7 +57,7 @@ extension KernelInstance {
                 object: entry.object, base: base, count: objects.records[i].length,
                 version: objects.records[i].version, mode: strong ? .strong : .weak)
         case .stream:
-            guard let ring = objects.records[i].ring else { throw .wrongKind(.beginRead, entry.kind) }
+            guard let ring = objects.records[i].ring else { throw unreachableHere(i, .beginRead) }
             guard ring.claim(writer: false, for: claimID) else { throw .busy }
             guard !objects.records[i].readerOpen, objects.records[i].bridge != .sends else { throw .busy }
             guard let (payload, count) = ring.peek() else { throw ring.isClosed ? closedStreamError(i) : .wouldBlock }
@@ -65,7 +65,7 @@ extension KernelInstance {
             grant = IOGrant(
                 object: entry.object, base: payload, count: count, version: objects.records[i].version, mode: .stream)
         case .timer, .task:
-            guard objects.records[i].ready else { throw .wouldBlock }
+            guard objects.records[i].ready else { throw objects.records[i].bridge == .elsewhere ? unreachableHere(i, .beginRead) : .wouldBlock }
             let base = try bufferAddress(i, .beginRead)
             grant = IOGrant(
                 object: entry.object, base: base, count: objects.records[i].length,
@@ -170,7 +170,7 @@ extension KernelInstance {
                 object: entry.object, base: base, count: size, version: objects.records[i].version,
                 mode: strong ? .strong : .weak)
         case .stream:
-            guard let ring = objects.records[i].ring else { throw .wrongKind(.beginWrite, entry.kind) }
+            guard let ring = objects.records[i].ring else { throw unreachableHere(i, .beginWrite) }
             guard ring.claim(writer: true, for: claimID), objects.records[i].bridge != .receives else { throw .busy }
             guard !ring.isClosed else { throw closedStreamError(i) }
             guard let payload = ring.reserve() else { throw .wouldBlock }
@@ -249,10 +249,20 @@ extension KernelInstance {
         if objects.records[i].deleted && objects.records[i].openTransactions == 0 { reclaim(grant.object) }
     }
 
+    /// Why I/O on a record without the means for it is refused: a stand-in for an
+    /// instance held elsewhere, or the wrong kind.
+    @inline(never)
+    func unreachableHere(_ i: Int, _ call: Call) -> CallError {
+        if let owner = objects.records[i].ownerElsewhere {
+            return .invalidArgument("\(call.rawValue): this \(objects.records[i].kind) is held by instance \(owner); only blobs on other nodes are reachable from here so far")
+        }
+        return .wrongKind(call, objects.records[i].kind)
+    }
+
     /// The address of an object's own buffer, or `.wrongKind` for objects without one.
     @inline(__always)
     func bufferAddress(_ i: Int, _ call: Call) throws(CallError) -> UnsafeMutableRawPointer {
-        guard let buffer = objects.records[i].buffer else { throw .wrongKind(call, objects.records[i].kind) }
+        guard let buffer = objects.records[i].buffer else { throw unreachableHere(i, call) }
         return pool.address(of: buffer)
     }
 

@@ -14,7 +14,7 @@ extension KernelInstance {
     /// Readiness of a record read in place (no copy, no reference counting).
     @inline(__always)
     static func isReady(_ r: UnsafePointer<ObjectRecord>, writable: Bool) -> Bool {
-        if r.pointee.deleted || !r.pointee.live { return true }
+        if r.pointee.deleted || !r.pointee.live || r.pointee.bridge == .elsewhere { return true }
         switch r.pointee.kind {
         case .blob:
             return writable

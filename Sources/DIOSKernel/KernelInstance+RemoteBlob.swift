@@ -175,10 +175,15 @@ extension KernelInstance {
     // MARK: The owner's side
 
     /// The blob `object` if it was handed to `peer` with `right`.
+    /// Handed over by `run`, or published (then `lookup` grants its lookup rights).
     private func sharedBlob(_ object: ObjectID, with peer: InstanceID, needing right: Rights) -> (Int, BlobStatus) {
-        guard let rights = sharedBlobs[RemoteEnd(peer: peer, origin: object)], rights.contains(right) else { return (0, .denied) }
-        guard objects.isLive(object), objects.records[Int(object.index)].kind == .blob else { return (0, .deleted) }
-        return (Int(object.index), .ok)
+        let i = Int(object.index)
+        let live = objects.isLive(object) && objects.records[i].kind == .blob
+        let handed = sharedBlobs[RemoteEnd(peer: peer, origin: object)]?.contains(right) ?? false
+        let published = live && objects.records[i].nameTag != 0 && objects.records[i].lookupRights.contains(right)
+        guard handed || published else { return (0, live || !objects.exists(object) ? .denied : .deleted) }
+        guard live else { return (0, .deleted) }
+        return (i, .ok)
     }
 
     /// Handles a blob call from `peer` on a blob held here.

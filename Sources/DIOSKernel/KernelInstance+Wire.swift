@@ -218,6 +218,12 @@ extension KernelInstance {
             takeReply(
                 call, BlobReply(status: status, ok: ok, version: 0, length: 0), bytes: UnsafeRawBufferPointer(start: nil, count: 0),
                 from: peer)
+        case .nameDelta(let delta):
+            applyName(delta, from: peer)
+        case .nameSync(let reset, let inserts):
+            applyNameSync(reset: reset, inserts: inserts, from: peer)
+        case .nameConfirm(let name, let object, let call):
+            confirmName(name, object, call: call, from: peer)
         }
         return true
     }
@@ -390,6 +396,7 @@ extension KernelInstance {
         case .up:
             logger.info("instance \(peer) is reachable")
             counters.peersUp &+= 1
+            sendNameState(to: peer)
         case .down(let failure):
             logger.warning("instance \(peer) failed: \(failure)")
             counters.peersDown &+= 1
@@ -403,6 +410,7 @@ extension KernelInstance {
                 }
             }
             releaseBlobs(of: peer, reason: reason)
+            otherNames.purge(owner: peer)
             remoteEnds = remoteEnds.filter { $0.key.peer != peer }
             remoteOutbox.removeAll { $0.peer == peer }
             for i in tasks.indices where tasks[i].live && tasks[i].remoteProxy?.peer == peer {

@@ -52,6 +52,11 @@ public final class KernelInstance: @unchecked Sendable {
     @exclusivity(unchecked) var sharedBlobs: [RemoteEnd: Rights] = [:]
     /// Strong read holds that peers have on blobs here.
     @exclusivity(unchecked) var remoteReadHolds: [RemoteEnd: Int32] = [:]
+    /// The name-service replica of every other instance's objects.
+    @exclusivity(unchecked) var otherNames: ORSetNameReplica
+    @exclusivity(unchecked) var nameCounter: UInt64 = 0
+    /// Stand-ins for instances held elsewhere, by (owner, object).
+    @exclusivity(unchecked) var standIns: [RemoteEnd: ObjectID] = [:]
     /// The remote call a task of this instance waits on, if any.
     @exclusivity(unchecked) var pendingCall: PendingCall? = nil
     @exclusivity(unchecked) var nextCall: UInt32 = 0
@@ -86,6 +91,7 @@ public final class KernelInstance: @unchecked Sendable {
         let fabric = fabric ?? NodeFabric(instanceCount: 1)
         precondition(index >= 0 && index < fabric.instanceCount, "instance index outside the fabric")
         self.id = id
+        self.otherNames = ORSetNameReplica(origin: id)
         self.pool = pool
         self.fabric = fabric
         self.index = index
@@ -270,7 +276,9 @@ public final class KernelInstance: @unchecked Sendable {
         let i = Int(object.index)
         guard objects.isLive(object) else { return }
         let name = objects.records[i].name
+        unpublish(i)
         names.remove(name, object)
+        if let owner = objects.records[i].ownerElsewhere { standIns[RemoteEnd(peer: owner, origin: objects.records[i].remoteOrigin)] = nil }
         if objects.records[i].kind == .program, objects.records[i].program >= 0 {
             programs[objects.records[i].program] = nil
         }
@@ -324,7 +332,7 @@ public final class KernelInstance: @unchecked Sendable {
     func entry(for object: ObjectID, rights: Rights) -> ReferenceEntry {
         let r = objects.records[Int(object.index)]
         return ReferenceEntry(
-            object: object, owner: id, kind: r.kind, rights: rights, proximity: .localCore,
+            object: object, owner: r.ownerElsewhere ?? id, kind: r.kind, rights: rights, proximity: .localCore,
             maxWriteSize: r.maxWriteSize, persistent: r.persistent)
     }
 

@@ -53,6 +53,10 @@ struct ObjectRecord {
     var proxyOfBridge: ObjectID? = nil
     /// A blob here with a write open on behalf of this peer.
     var remoteWriter: InstanceID? = nil
+    /// Published in the name service under this insertion counter (0: not published).
+    var nameTag: UInt64 = 0
+    /// A stand-in's owner.
+    var ownerElsewhere: InstanceID? = nil
 
     // Task proxy: a task started on another instance, stood for by this object.
     var remoteInstance = -1
@@ -81,6 +85,9 @@ enum Bridge: UInt8 {
     case receives
     /// A proxy for a blob held by the peer: its calls are remote calls.
     case blob
+    /// A stand-in for an instance held elsewhere (found by `lookup`) that this
+    /// kernel cannot reach for I/O: it answers `describe`, its I/O is refused.
+    case elsewhere
 }
 
 /// The instance's objects: a slot array with generations and a free list, so an

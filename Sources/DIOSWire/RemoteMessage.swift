@@ -67,6 +67,10 @@ public enum BlobStatus: UInt8, Sendable, Equatable {
 ///    15 blob write      blob (8), call u32, strong u8 (begins a write)
 ///    16 blob commit     blob (8), call u32, commit u8, then the bytes written
 ///    17 blob reply      call u32, status u8, ok u8
+///    18 name delta      one name-service delta (see NameDelta's wire form)
+///    19 name sync       reset u8, count u16, then that many insert deltas: the
+///                       sender's own instances (reset: forget what it sent before)
+///    20 name confirm    name (32), object (8), call u32 (answered by a blob reply)
 ///
 /// Blob calls are answered in order on the session, matched by `call`.
 /// A stream's messages are keyed by the stream object on the node that handed it
@@ -90,6 +94,9 @@ public enum RemoteMessage: Equatable, Sendable {
     /// The bytes written follow (at the returned payload offset).
     case blobCommit(blob: ObjectID, call: UInt32, commit: Bool)
     case blobReply(call: UInt32, status: BlobStatus, ok: Bool)
+    case nameDelta(NameDelta)
+    case nameSync(reset: Bool, inserts: [NameDelta])
+    case nameConfirm(name: Name, object: ObjectID, call: UInt32)
 
     /// Bytes of a stream-data message before its payload.
     public static let streamDataPrefix = 9
@@ -147,6 +154,13 @@ public enum RemoteMessage: Equatable, Sendable {
         case .blobWrite(let b, let call, let strong): out.append(15); put(b); put(call); out.append(strong ? 1 : 0)
         case .blobCommit(let b, let call, let commit): out.append(16); put(b); put(call); out.append(commit ? 1 : 0)
         case .blobReply(let call, let status, let ok): out.append(17); put(call); out.append(status.rawValue); out.append(ok ? 1 : 0)
+        case .nameDelta(let delta): out.append(18); delta.encode(into: &out)
+        case .nameSync(let reset, let inserts):
+            out.append(19)
+            out.append(reset ? 1 : 0)
+            put(UInt16(clamping: inserts.count))
+            for d in inserts.prefix(Int(UInt16.max)) { d.encode(into: &out) }
+        case .nameConfirm(let name, let object, let call): out.append(20); out += name.bytes; put(object); put(call)
         }
         return out
     }
@@ -203,6 +217,23 @@ public enum RemoteMessage: Equatable, Sendable {
         case 15: message = .blobWrite(blob: try r.object(), call: try r.u32(), strong: try r.flag())
         case 16: return (.blobCommit(blob: try r.object(), call: try r.u32(), commit: try r.flag()), r.offset)
         case 17: message = .blobReply(call: try r.u32(), status: try r.status(), ok: try r.flag())
+        case 18:
+            let rest = UnsafeRawBufferPointer(rebasing: bytes[r.offset...])
+            r.offset = bytes.count
+            message = .nameDelta(try NameDelta.decode(rest))
+        case 19:
+            let reset = try r.flag()
+            let count = Int(try r.u16())
+            var inserts: [NameDelta] = []
+            for _ in 0..<count {
+                try r.need(NameDelta.insertSize)
+                let delta = try NameDelta.decode(UnsafeRawBufferPointer(rebasing: bytes[r.offset..<(r.offset + NameDelta.insertSize)]))
+                r.offset += NameDelta.insertSize
+                guard case .insert = delta else { throw .unknownType(2) }
+                inserts.append(delta)
+            }
+            message = .nameSync(reset: reset, inserts: inserts)
+        case 20: message = .nameConfirm(name: try r.name(), object: try r.object(), call: try r.u32())
         default: throw .unknownType(kind)
         }
         guard r.offset == bytes.count else { throw .trailingBytes(bytes.count - r.offset) }

@@ -8,7 +8,7 @@ struct Dios: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dios",
         abstract: "The DIOS command line.",
-        subcommands: [Status.self, NameCommand.self, Probe.self, Bench.self, ClusterCommand.self])
+        subcommands: [Status.self, Names.self, Lookup.self, NameCommand.self, Probe.self, Bench.self, ClusterCommand.self])
 }
 
 struct Status: ParsableCommand {
@@ -44,6 +44,41 @@ func peers(_ fields: [String: String]) -> String {
     if up.isEmpty && down.isEmpty { return "-" }
     return "up: \(up.isEmpty ? "none" : up)" + (down.isEmpty ? "" : "; down: \(down)")
         + ((fields["frames_resent"]).map { "; resent \($0)" } ?? "")
+}
+
+struct Names: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "What a running node's name-service replica holds: every name it knows and the instances holding it.")
+    @Option(help: "The node's control socket.") var socket = "/tmp/dios-node0.sock"
+    @Flag(help: "Print the node's JSON lines as they come.") var json = false
+
+    func run() throws {
+        let reply = try ControlClient.request("names", socket: socket)
+        if json || reply.contains("\"error\"") {
+            print(reply, terminator: "")
+            return
+        }
+        var count = 0
+        for line in reply.split(separator: "\n") {
+            guard let nameStart = line.range(of: #""name":""#), let listStart = line.range(of: #""instances":["#) else { continue }
+            let name = line[nameStart.upperBound...].prefix { $0 != "\"" }
+            let owners = line[listStart.upperBound...].prefix { $0 != "]" }.replacingOccurrences(of: "\"", with: "")
+            print("\(name)  \(owners.replacingOccurrences(of: ",", with: " "))")
+            count += 1
+        }
+        print("\(count) name(s)")
+    }
+}
+
+struct Lookup: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "lookup NAME on every instance of a running node: the instances each one finds.")
+    @Argument(help: "The name (44 characters of base64).") var name: String
+    @Option(help: "The node's control socket.") var socket = "/tmp/dios-node0.sock"
+
+    func run() throws {
+        print(try ControlClient.request("lookup \(name)", socket: socket), terminator: "")
+    }
 }
 
 struct Bench: AsyncParsableCommand {

@@ -74,10 +74,14 @@ final class ControlServer: @unchecked Sendable {
             let reply: String
             if request == "status" {
                 reply = statusLines()
+            } else if request == "names" {
+                reply = names()
+            } else if request.hasPrefix("lookup ") {
+                reply = lookup(String(request.dropFirst("lookup ".count)))
             } else if request.hasPrefix("stream ") {
                 reply = stream(request)
             } else {
-                reply = #"{"error":"unknown request; try status, or stream INSTANCE COUNT"}"# + "\n"
+                reply = #"{"error":"unknown request; try status, names, lookup NAME, or stream INSTANCE COUNT"}"# + "\n"
             }
             _ = reply.utf8CString.withUnsafeBufferPointer { write(client, $0.baseAddress, $0.count - 1) }
             close(client)
@@ -105,6 +109,50 @@ final class ControlServer: @unchecked Sendable {
                 }
             } catch {
                 say("diosd: stream to \(peer): FAILED: \(error)")
+            }
+            done.signal()
+        }
+        done.wait()
+        return lines.text
+    }
+
+    /// `names`: one JSON object per name the first instance knows, with its holders.
+    private func names() -> String {
+        let node = self.node
+        let done = DispatchSemaphore(value: 0)
+        let lines = LinesBox()
+        Task {
+            for entry in await node.names(on: 0) {
+                let owners = entry.owners.map { "\"\($0)\"" }.joined(separator: ",")
+                lines.append(#"{"name":"\#(entry.name)","instances":[\#(owners)]}"#)
+            }
+            done.signal()
+        }
+        done.wait()
+        return lines.text
+    }
+
+    /// `lookup NAME`: what `lookup` returns on each instance of this node.
+    private func lookup(_ text: String) -> String {
+        guard let name = try? Name.parse(text.trimmingCharacters(in: .whitespaces)) else {
+            return #"{"error":"not a name: \#(text)"}"# + "\n"
+        }
+        let node = self.node
+        let done = DispatchSemaphore(value: 0)
+        let lines = LinesBox()
+        Task {
+            for i in node.instances.indices {
+                let found: [String] = (try? await node.withTask(on: i, label: "control lookup") { task in
+                    var out: [String] = []
+                    do throws(CallError) {
+                        for ref in try task.lookup(name) {
+                            let e = try task.describe(ref)
+                            out.append(#"{"owner":"\#(e.owner)","kind":"\#(e.kind)","proximity":"\#(e.proximity)"}"#)
+                        }
+                    } catch {}
+                    return out
+                }) ?? []
+                lines.append(#"{"instance":"\#(node.instances[i].id)","found":[\#(found.joined(separator: ","))]}"#)
             }
             done.signal()
         }

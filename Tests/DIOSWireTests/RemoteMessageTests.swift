@@ -26,6 +26,15 @@ import Testing
         .blobValidate(blob: ObjectID(index: 7, generation: 2), call: 42, version: 1 << 40),
         .blobWrite(blob: ObjectID(index: 7, generation: 2), call: 43, strong: false),
         .blobReply(call: 44, status: .busy, ok: false),
+        .nameDelta(.remove(name, InsertTag(origin: InstanceID(node: 1, core: 1), counter: 9))),
+        .nameSync(
+            reset: true,
+            inserts: [
+                .insert(
+                    name, InstanceRecord(owner: InstanceID(node: 1, core: 1), object: ObjectID(index: 3, generation: 1), kind: .blob, size: 64, persistent: false),
+                    InsertTag(origin: InstanceID(node: 1, core: 1), counter: 10))
+            ]),
+        .nameConfirm(name: name, object: ObjectID(index: 3, generation: 1), call: 45),
     ]
 
     func decode(_ bytes: [UInt8]) -> Result<RemoteMessage, WireError> {

@@ -1,0 +1,149 @@
+package import DIOSCore
+import DIOSWire
+
+/// The replicated name service (DESIGN §7). Each instance is the authority on
+/// the objects it holds: `create` publishes an insertion, `delete` a removal
+/// (a tombstone), as deltas to every other instance — through the control
+/// queues on this node, through the wire to the others. Each instance keeps a
+/// replica of everyone else's (an observed-remove set), so `lookup` answers
+/// from memory. A peer's session ending (failure, restart) purges what it
+/// published; when it comes back it sends its whole state again.
+///
+/// Only what tasks `create` is published (not proxies, stream ends made for
+/// other nodes, or programs, which every instance registers for itself). A
+/// node of one instance and no wire publishes nothing: its table is the whole
+/// name space, and its data path stays free of the replica's bookkeeping.
+extension KernelInstance {
+    /// Whether there is anyone to publish names to.
+    var replicating: Bool { fabric.instanceCount > 1 || wire != nil }
+
+    /// Publishes a new object of this instance.
+    func publish(_ object: ObjectID) {
+        guard replicating else { return }
+        let i = Int(object.index)
+        nameCounter &+= 1
+        objects.records[i].nameTag = nameCounter
+        broadcast(.insert(objects.records[i].name, instanceRecord(i, object), InsertTag(origin: id, counter: nameCounter)))
+    }
+
+    /// Publishes the removal of an object of this instance.
+    func unpublish(_ i: Int) {
+        let tag = objects.records[i].nameTag
+        guard tag != 0 else { return }
+        objects.records[i].nameTag = 0
+        broadcast(.remove(objects.records[i].name, InsertTag(origin: id, counter: tag)))
+    }
+
+    private func instanceRecord(_ i: Int, _ object: ObjectID) -> InstanceRecord {
+        let r = objects.records[i]
+        let size = r.kind == .blob ? r.maxWriteSize : (r.buffer?.capacity ?? 0)
+        return InstanceRecord(owner: id, object: object, kind: r.kind, size: size, persistent: r.persistent)
+    }
+
+    private func broadcast(_ delta: NameDelta) {
+        for peer in 0..<fabric.instanceCount where peer != index { send(.name(delta), to: peer) }
+        guard let wire else { return }
+        for session in wire.sessions where session.isUp { sendRemote(.nameDelta(delta), to: session.peer) }
+    }
+
+    /// A delta from an instance of this node, or (checked) of another.
+    func applyName(_ delta: NameDelta, from peer: InstanceID) {
+        // Each instance speaks only for its own objects.
+        switch delta {
+        case .insert(_, let record, let tag):
+            guard tag.origin == peer, record.owner == peer else {
+                counters.remoteRefused &+= 1
+                return
+            }
+        case .remove(_, let tag):
+            guard tag.origin == peer else {
+                counters.remoteRefused &+= 1
+                return
+            }
+        }
+        otherNames.apply(delta)
+    }
+
+    /// Everything this instance has published, for a peer that just came up.
+    func sendNameState(to peer: InstanceID) {
+        var inserts: [NameDelta] = []
+        for i in objects.records.indices where objects.records[i].live && !objects.records[i].deleted && objects.records[i].nameTag != 0 {
+            let object = ObjectID(index: UInt32(i), generation: objects.records[i].generation)
+            inserts.append(
+                .insert(objects.records[i].name, instanceRecord(i, object), InsertTag(origin: id, counter: objects.records[i].nameTag)))
+        }
+        // Several messages when there are many (each below the session's limit).
+        let chunk = 800
+        var first = true
+        var start = 0
+        repeat {
+            let end = min(start + chunk, inserts.count)
+            sendRemote(.nameSync(reset: first, inserts: Array(inserts[start..<end])), to: peer)
+            first = false
+            start = end
+        } while start < inserts.count
+    }
+
+    func applyNameSync(reset: Bool, inserts: [NameDelta], from peer: InstanceID) {
+        if reset { otherNames.purge(owner: peer) }
+        for d in inserts { applyName(d, from: peer) }
+    }
+
+    /// The instances of `name` known here that `lookup` may return: this
+    /// instance's own, and those of reachable instances (all of this node's;
+    /// another node's while its session is up).
+    func knownInstances(of name: Name) -> (local: [ObjectID], others: [InstanceRecord]) {
+        let local = names.instances(of: name).filter { objects.isLive($0) }
+        guard replicating else { return (local, []) }
+        let others = otherNames.lookup(name).filter { r in
+            r.owner.node == id.node || (wire?.isReachable(r.owner) ?? false)
+        }
+        return (local, others)
+    }
+
+    /// A local stand-in for an instance held elsewhere, reused per instance.
+    /// A blob on another node is read and written through it (remote calls);
+    /// other kinds held elsewhere answer `describe` and can be deleted here,
+    /// but their I/O is refused.
+    func standIn(for record: InstanceRecord, name: Name) -> ObjectID? {
+        let key = RemoteEnd(peer: record.owner, origin: record.object)
+        if let existing = standIns[key], objects.isLive(existing) { return existing }
+        let remoteBlob = record.kind == .blob && record.owner.node != id.node
+        let size = remoteBlob ? record.size : 0
+        guard let object = makeObject(kind: record.kind, name: name, bufferSize: size, maxWriteSize: size, flags: []) else {
+            return nil
+        }
+        names.remove(name, object)  // a stand-in is not an instance of the name here
+        let i = Int(object.index)
+        objects.records[i].bridge = remoteBlob ? .blob : .elsewhere
+        objects.records[i].remotePeer = record.owner
+        objects.records[i].remoteOrigin = record.object
+        objects.records[i].ownerElsewhere = record.owner
+        standIns[key] = object
+        return object
+    }
+
+    /// Handles `nameConfirm` from a peer: whether `object` still holds `name` here.
+    func confirmName(_ name: Name, _ object: ObjectID, call: UInt32, from peer: InstanceID) {
+        let ok = objects.isLive(object) && objects.records[Int(object.index)].name == name
+            && objects.records[Int(object.index)].nameTag != 0
+        sendRemote(.blobReply(call: call, status: ok ? .ok : .deleted, ok: ok), to: peer)
+    }
+
+    /// Every name this instance knows, with its instances (for `dios names`).
+    package func nameListing() -> [(name: Name, owners: [InstanceID])] {
+        checkThread()
+        var all: [Name: [InstanceID]] = [:]
+        for i in objects.records.indices where objects.records[i].live && !objects.records[i].deleted
+            && objects.records[i].nameTag != 0
+        {
+            all[objects.records[i].name, default: []].append(id)
+        }
+        for (name, records) in otherNames.all {
+            for r in records where r.owner.node == id.node || (wire?.isReachable(r.owner) ?? false) {
+                all[name, default: []].append(r.owner)
+            }
+        }
+        return all.keys.sorted().map { ($0, all[$0]!.sorted()) }
+    }
+}
