@@ -82,6 +82,16 @@ public struct TaskContext: Sendable {
         try kernel.run(task, program, arguments: arguments, flags: flags, on: instance)
     }
 
+    /// `create` under a well-known name (trusted tasks only): a service that
+    /// others find with `lookup(name)`. `.busy` while this instance already has one.
+    public func create(_ spec: ObjectSpec, named name: Name, flags: Flags = []) throws(CallError) -> Ref {
+        try kernel.create(task, spec, flags: flags, named: name).1
+    }
+
+    /// The instances this one can reach now: its node's, and those of other
+    /// nodes it has a live session with (membership, from heartbeats).
+    public func reachableInstances() -> [InstanceID] { kernel.reachableInstances() }
+
     /// `copy` to this task itself: another reference to the same object with
     /// fewer rights (for handing on). Asking for a right not held is refused.
     public func restrict(_ ref: Ref, to rights: Rights) throws(CallError) -> Ref {

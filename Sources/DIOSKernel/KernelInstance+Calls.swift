@@ -7,12 +7,21 @@ import DIOSMemory
 /// call leaves the instance exactly as it was.
 extension KernelInstance {
     /// `create`: a new object with a fresh name, and a reference with all rights.
-    package func create(_ task: TaskID, _ spec: ObjectSpec, flags: Flags) throws(CallError) -> (Name, Ref) {
+    ///
+    /// With `named`, a trusted task creates it under a well-known name instead
+    /// (a service others find by `lookup`, such as the scheduler); refused
+    /// (`.busy`) while this instance already holds an instance of that name.
+    package func create(_ task: TaskID, _ spec: ObjectSpec, flags: Flags, named: Name? = nil) throws(CallError) -> (Name, Ref) {
         checkThread()
         counters.calls += 1
         let t = try taskIndex(task)
         guard tasks[t].refs.count < tasks[t].refs.capacity else { throw .reference(.tableFull) }
-        let name = nameSource.fresh()
+        if let named {
+            guard tasks[t].trusted else { throw .untrusted(.create) }
+            guard named.isWellKnown else { throw .invalidArgument("only well-known names can be chosen; others are made fresh") }
+            guard names.first(of: named, where: { objects.isLive($0) }) == nil else { throw .busy }
+        }
+        let name = named ?? nameSource.fresh()
         let object: ObjectID?
         switch spec {
         case .blob(let size):

@@ -130,6 +130,15 @@ extension KernelInstance {
         sendRemote(.blobReply(call: call, status: ok ? .ok : .deleted, ok: ok), to: peer)
     }
 
+    /// The instances of other nodes this one has a session with now, and this
+    /// node's own instances: the membership view `lookup` filters by.
+    package func reachableInstances() -> [InstanceID] {
+        checkThread()
+        var all = (0..<fabric.instanceCount).map { InstanceID(node: id.node, core: UInt16($0)) }
+        if let wire { all += wire.sessions.filter(\.isUp).map(\.peer) }
+        return all.sorted()
+    }
+
     /// Every name this instance knows, with its instances (for `dios names`).
     package func nameListing() -> [(name: Name, owners: [InstanceID])] {
         checkThread()

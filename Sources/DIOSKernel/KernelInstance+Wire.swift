@@ -67,7 +67,10 @@ extension KernelInstance {
         guard let wire else { return }
         var bytes = message.encoded()
         if let body, body.count > 0 { bytes += body }
-        if remoteOutbox.isEmpty, trySend(bytes, to: peer, wire: wire, now: clinux_monotonic_ns()) { return }
+        // In order per peer; a peer whose session is full holds back only its own.
+        if !remoteOutbox.contains(where: { $0.peer == peer }), trySend(bytes, to: peer, wire: wire, now: clinux_monotonic_ns()) {
+            return
+        }
         remoteOutbox.append((peer, bytes))
     }
 
@@ -85,9 +88,17 @@ extension KernelInstance {
     private func flushRemoteOutbox(now: UInt64) -> Int {
         guard let wire else { return 0 }
         var sent = 0
-        while let first = remoteOutbox.first, trySend(first.bytes, to: first.peer, wire: wire, now: now) {
-            remoteOutbox.removeFirst()
-            sent += 1
+        var blocked: Set<InstanceID> = []
+        var k = 0
+        while k < remoteOutbox.count {
+            let (peer, bytes) = remoteOutbox[k]
+            if !blocked.contains(peer), trySend(bytes, to: peer, wire: wire, now: now) {
+                remoteOutbox.remove(at: k)
+                sent += 1
+            } else {
+                blocked.insert(peer)
+                k += 1
+            }
         }
         return sent
     }

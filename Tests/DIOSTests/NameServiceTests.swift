@@ -117,6 +117,35 @@ import Testing
         #expect(try await cluster.everyoneSees(name, []))
     }
 
+    /// Three nodes boot at once, each with the scheduler bootstrap and no grace
+    /// period (so several may start one): once connected there is exactly one,
+    /// found by name and answering pings. When its node stops, the lowest
+    /// surviving node starts another, and again there is exactly one.
+    @Test func exactlyOneSchedulerRunsAndAnotherTakesOverWhenItsNodeFails() async throws {
+        let cluster = try Cluster(nodes: 3)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for node in cluster.nodes { group.addTask { try await Scheduler.bootstrap(node!, grace: .zero) } }
+            try await group.waitForAll()
+        }
+        func settled(on expected: InstanceID) async throws -> Bool {
+            // Every instance sees exactly `expected`, and still does a little later.
+            guard try await cluster.everyoneSees(Scheduler.name, [expected]) else { return false }
+            try await Task.sleep(for: .milliseconds(300))
+            return try await cluster.everyoneSees(Scheduler.name, [expected], seconds: 1)
+        }
+        #expect(try await settled(on: InstanceID(node: 0, core: 0)))
+        let pings = try await cluster.nodes[2]!.withTask(on: 1) { task in
+            let first = try Scheduler.ping(task)
+            try await Task.sleep(for: .milliseconds(200))
+            return (first, try Scheduler.ping(task))
+        }
+        #expect(pings.0?.instance == InstanceID(node: 0, core: 0))
+        #expect((pings.1?.beats ?? 0) > (pings.0?.beats ?? .max))  // it is alive: its heartbeat advances
+
+        cluster.stop(0)
+        #expect(try await settled(on: InstanceID(node: 1, core: 0)))
+    }
+
     @Test func aStoppedNodesNamesDropOutAndComeBackWithIt() async throws {
         let cluster = try Cluster(nodes: 3)
         let name = try await cluster.nodes[2]!.withTask(on: 0) { task in try task.create(.blob(size: 8)).name }
