@@ -146,6 +146,9 @@ struct Diosd: AsyncParsableCommand {
 
         if clusterFile != nil {
             await RemoteDemo.register(on: node)
+            // Exactly one scheduler in the cluster: start one here if none is
+            // found once the sessions had time to come up.
+            try await Scheduler.bootstrap(node, grace: .milliseconds(500))
             if let watch {
                 guard let peer = Self.instanceID(watch) else { throw ValidationError("--watch takes an instance like 1.0") }
                 Task {

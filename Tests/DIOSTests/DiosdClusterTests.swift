@@ -1,5 +1,6 @@
 import DIOSConfig
 import DIOSTransport
+import DIOS
 import Foundation
 import Testing
 
@@ -33,7 +34,7 @@ import Testing
         var processes: [Int: Process] = [:]
         private var networkMade = false
 
-        init(nodes: Int, faults: String = "", failureTimeoutMs: Int = 1000, layout: Layout = .udp) throws {
+        init(nodes: Int, faults: String = "", failureTimeoutMs: Int = 1000, layout: Layout = .udp, twoInstances: Bool = false) throws {
             self.nodes = nodes
             name = "test\(getpid())x\(UInt32.random(in: 0..<1_000_000))"
             path = "/tmp/dios-\(name).yaml"
@@ -54,7 +55,7 @@ import Testing
                 yaml += """
                       - id: \(n)
                         port: \(base + n * 2)
-                        cores: [\(n % 2)]
+                        cores: \(twoInstances ? "[0, 1]" : "[\(n % 2)]")
                         arena_mib: 16
                         control_socket: /tmp/dios-\(name)-\(n).sock
 
@@ -189,6 +190,37 @@ import Testing
             return false
         }
 
+        /// The owners `dios lookup NAME` on node `n` reports, one list per instance of it.
+        func lookup(_ name: String, on n: Int) -> [[String]] {
+            let p = Process()
+            p.executableURL = DiosdProcessTests.dios
+            p.arguments = ["lookup", name, "--socket", socket(n)]
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = out
+            guard (try? p.run()) != nil else { return [] }
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            return text.split(separator: "\n").map { line in
+                line.components(separatedBy: #""owner":""#).dropFirst().map { String($0.prefix { $0 != "\"" }) }
+            }
+        }
+
+        /// Waits until every instance of node `n` finds exactly `owners` for
+        /// `name`, and still does a moment later.
+        func waitForOwners(_ name: String, _ owners: [String], on n: Int, instances: Int = 2, seconds: Double) -> Bool {
+            let expected = Array(repeating: owners, count: instances)
+            let deadline = Date().addingTimeInterval(seconds)
+            while Date() < deadline {
+                if lookup(name, on: n) == expected {
+                    usleep(300_000)
+                    if lookup(name, on: n) == expected { return true }
+                }
+                usleep(50_000)
+            }
+            return false
+        }
+
         func stop(_ n: Int) -> Int32? {
             guard let p = processes[n] else { return nil }
             if p.isRunning { p.terminate() }
@@ -252,6 +284,24 @@ import Testing
         #expect(out.contains("stream to 1.0: 100000 messages arrived in order"), "\(out)")
         #expect(!out.contains(", 0 frames resent"), "the fault stage dropped nothing? \(out)")
         #expect(cluster.stop(1) == 0)
+    }
+
+    /// Three nodes of two instances each: exactly one scheduler, on the lowest
+    /// node, its name found by `lookup` on every instance; `kill -9` of its
+    /// node, its instance drops out and another node takes over (exactly one
+    /// again); the killed node restarts, re-synchronises, and finds it.
+    @Test func exactlyOneSchedulerAndTakeoverAfterKill() throws {
+        let cluster = try Cluster(nodes: 3, failureTimeoutMs: 500, twoInstances: true)
+        for n in 0..<3 { try cluster.start(n) }
+        for n in 0..<3 { #expect(cluster.waitFor(n, "control socket"), "\(cluster.text(n))") }
+        let scheduler = Scheduler.name.description
+        for n in 0..<3 { #expect(cluster.waitForOwners(scheduler, ["0.0"], on: n, seconds: 15), "node \(n): \(cluster.lookup(scheduler, on: n))") }
+        cluster.kill9(0)
+        for n in 1..<3 { #expect(cluster.waitForOwners(scheduler, ["1.0"], on: n, seconds: 15), "node \(n): \(cluster.lookup(scheduler, on: n))") }
+        try cluster.start(0)
+        #expect(cluster.waitFor(0, "control socket"))
+        for n in 0..<3 { #expect(cluster.waitForOwners(scheduler, ["1.0"], on: n, seconds: 15), "node \(n): \(cluster.lookup(scheduler, on: n))") }
+        for n in 0..<3 { #expect(cluster.stop(n) == 0) }
     }
 
     /// `kill -9` of a node: the task reading from it is told within the failure
