@@ -46,6 +46,12 @@ public struct TaskContext: Sendable {
         try kernel.lookup(task, name, flags: flags)
     }
 
+    /// `lookup`, appending to `refs` (returns how many were found). A weak lookup
+    /// of this instance's own objects into an array with room allocates nothing.
+    public func lookup(_ name: Name, flags: Flags = [], into refs: inout [Ref]) throws(CallError) -> Int {
+        try kernel.lookup(task, name, flags: flags, into: &refs)
+    }
+
     /// `beginRead`: a read view into the object's own buffer. Weak by default
     /// (validated by `endRead`); `.strong` holds the object shared.
     public func beginRead(_ ref: Ref, flags: Flags = []) throws(CallError) -> ReadTransaction {

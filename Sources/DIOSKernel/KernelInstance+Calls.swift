@@ -53,10 +53,30 @@ extension KernelInstance {
     /// `lookup`: references to every reachable instance of `name` (trusted tasks
     /// only). On one instance, `.strong` and weak answer alike: the instance is the owner.
     package func lookup(_ task: TaskID, _ name: Name, flags: Flags) throws(CallError) -> [Ref] {
+        var refs: [Ref] = []
+        _ = try lookup(task, name, flags: flags, into: &refs)
+        return refs
+    }
+
+    /// `lookup`, appending the references to `refs`; returns how many. With
+    /// capacity in `refs`, a weak lookup that finds only this instance's own
+    /// objects allocates nothing (the common, local case).
+    package func lookup(_ task: TaskID, _ name: Name, flags: Flags, into refs: inout [Ref]) throws(CallError) -> Int {
         checkThread()
         counters.calls += 1
         let t = try taskIndex(task)
         guard tasks[t].trusted else { throw .untrusted(.lookup) }
+        if !replicating || otherNames.lookup(name).isEmpty {
+            var count = 0
+            names.forEach(of: name) { if objects.isLive($0) { count += 1 } }
+            guard count > 0 else { throw .noSuchName(name) }
+            guard tasks[t].refs.count + count <= tasks[t].refs.capacity else { throw .reference(.tableFull) }
+            names.forEach(of: name) { object in
+                guard objects.isLive(object) else { return }
+                refs.append(try! insertRef(t, entry(for: object, rights: objects.records[Int(object.index)].lookupRights)))
+            }
+            return count
+        }
         let (local, others) = knownInstances(of: name)
         var elsewhere: [InstanceRecord] = []
         for record in others {
@@ -71,8 +91,8 @@ extension KernelInstance {
         guard tasks[t].refs.count + local.count + elsewhere.count <= tasks[t].refs.capacity else {
             throw .reference(.tableFull)
         }
-        var refs = local.map { object in
-            try! insertRef(t, entry(for: object, rights: objects.records[Int(object.index)].lookupRights))
+        for object in local {
+            refs.append(try! insertRef(t, entry(for: object, rights: objects.records[Int(object.index)].lookupRights)))
         }
         for record in elsewhere {
             guard let standIn = standIn(for: record, name: name) else { throw .outOfMemory(requested: record.size) }
@@ -80,7 +100,7 @@ extension KernelInstance {
             e.proximity = record.owner.node == id.node ? .localNode : .remoteMemory
             refs.append(try! insertRef(t, e))
         }
-        return refs
+        return local.count + elsewhere.count
     }
 
     /// `run`: starts the program on this instance as a new task (trusted tasks

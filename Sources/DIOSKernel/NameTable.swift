@@ -50,6 +50,13 @@ struct NameTable {
     /// Every instance of `name` held here.
     func instances(of name: Name) -> [ObjectID] { entries[name]?.all ?? [] }
 
+    /// Calls `body` with each instance of `name` held here, without building an array.
+    func forEach(of name: Name, _ body: (ObjectID) -> Void) {
+        guard let e = entries[name] else { return }
+        body(e.first)
+        for o in e.more { body(o) }
+    }
+
     /// The first instance of `name` satisfying `predicate`, without building an array.
     func first(of name: Name, where predicate: (ObjectID) -> Bool) -> ObjectID? {
         guard let e = entries[name] else { return nil }

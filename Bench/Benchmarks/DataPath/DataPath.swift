@@ -24,13 +24,14 @@ final class Fixture {
     let kernel: StandaloneInstance
     let task: TaskContext
     let blob: Ref
+    let blobName: Name
     let stream: Ref
 
     init() {
         do {
             kernel = try StandaloneInstance(arenaSize: 64 << 20, label: "bench")
             task = kernel.attach()
-            (_, blob) = try task.create(.blob(size: 64))
+            (blobName, blob) = try task.create(.blob(size: 64))
             (_, stream) = try task.create(.stream(messageSize: 64, depth: 64))
             // Commit one write so the blob has a version and 64 readable bytes.
             let w = try task.beginWrite(blob, size: 64)
@@ -185,6 +186,28 @@ let benchmarks: @Sendable () -> Void = {
                 blackHole(ref)
             } catch {
                 fatalError("create/delete: \(error)")
+            }
+        }
+        benchmark.stopMeasurement()
+    }
+
+    // Weak lookup of a name this instance holds, answered from its own table
+    //    into an array with room, then the reference dropped again: the
+    //    name-service read path (DESIGN §7); it must not allocate.
+    Benchmark("weak lookup + drop (local hit)", configuration: dataPath) { benchmark in
+        let f = fixture()
+        let task = f.task
+        let name = f.blobName
+        var refs: [Ref] = []
+        refs.reserveCapacity(8)
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            do {
+                _ = try task.lookup(name, into: &refs)
+                try task.delete(refs[0], flags: .referenceOnly)
+                refs.removeAll(keepingCapacity: true)
+            } catch {
+                fatalError("lookup: \(error)")
             }
         }
         benchmark.stopMeasurement()
