@@ -1,0 +1,165 @@
+import ArgumentParser
+import CLinux
+import DIOS
+import DIOSTransport
+import DIOSWire
+import Histogram
+import Synchronization
+
+/// `dios bench names`: the replicated name service on a three-node cluster of
+/// two instances each, in this process over UDP on loopback (adaptive idle,
+/// spinning little, since six instances share this machine's cores):
+/// - `lookup-weak-remote`: `lookup` of a name held on another node, from the
+///   local replica;
+/// - `lookup-strong-remote`: the same confirmed with the owner (a round trip);
+/// - `create-to-visible`: from `create` on one instance until `lookup` finds
+///   the name on all five others (each polls every 100 µs: that is the
+///   resolution);
+/// next to `udp-poll-lo`, a Linux UDP round trip measured in the same run, so
+/// the figures read as network round trips.
+struct BenchNames: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "names", abstract: "Name-service latencies on a local three-node cluster, next to a UDP round trip.")
+
+    @Option(help: "Lookups measured.") var iterations = 2_000
+    @Option(help: "create → visible trials.") var trials = 200
+    @Flag(help: "One JSON object per line instead of a table.") var json = false
+
+    static func name(_ trial: Int) -> Name { Name.wellKnown("bench.names.\(trial)") }
+
+    /// Waits 100 µs on `timer` (re-armed each time).
+    static func nap(_ task: TaskContext, _ timer: Ref) async throws {
+        let w = try task.beginWrite(timer, size: 8)
+        w.store(UInt64(100_000).littleEndian)
+        _ = task.endWrite(w)
+        _ = try await task.select([timer])
+    }
+
+    func run() async throws {
+        let clock = TSC.calibrate()
+        var ipc = try BenchIPC.parse(["--iterations", "\(iterations)", "--warmup", "\(iterations / 10)"])
+        ipc.json = json
+        let loopback = PeerAddress("127.0.0.1", port: 0)!
+        var results: [(String, Histogram<UInt64>)] = []
+        results.append(("udp-poll-lo", try ipc.udpPingPong([0, 1], 64, poll: true, loopback, loopback, nil, nil, clock)))
+
+        // The cluster.
+        var addresses: [InstanceID: PeerAddress] = [:]
+        var sockets: [[UDPTransport]] = []
+        for n in 0..<3 {
+            var row: [UDPTransport] = []
+            for k in 0..<2 {
+                let t = try UDPTransport(bind: loopback)
+                addresses[InstanceID(node: UInt16(n), core: UInt16(k))] = t.localAddress
+                row.append(t)
+            }
+            sockets.append(row)
+        }
+        var nodes: [Node] = []
+        for n in 0..<3 {
+            var configuration = NodeConfiguration()
+            configuration.node = UInt16(n)
+            configuration.cores = [0, 1]
+            configuration.pin = false
+            configuration.arenaSize = 16 << 20
+            // Six instances share two cores here: spin little before sleeping, or
+            // the spinners hold the cores and a woken instance waits for a tick.
+            configuration.idlePolicy = .adaptive(spins: 100, yields: 10, maxSleep: .milliseconds(1))
+            configuration.logger.logLevel = .warning
+            let peers = addresses.filter { $0.key.node != UInt16(n) }
+            let wires = sockets[n].enumerated().map { k, socket in
+                WireEndpoint(
+                    local: InstanceID(node: UInt16(n), core: UInt16(k)), transport: socket, peers: peers,
+                    configuration: SessionConfiguration(), now: clinux_monotonic_ns(), seed: clinux_monotonic_ns() &+ UInt64(k))
+            }
+            nodes.append(try Node(configuration, wires: wires))
+        }
+        defer { for node in nodes { node.shutdown() } }
+        let node0 = nodes[0]
+        for _ in 0..<500 {
+            if try await node0.withTask({ task in task.reachableInstances().count == 6 }) { break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+
+        // Lookups of a name held on node 1, from node 0.
+        let target = try await nodes[1].withTask { task in try task.create(.blob(size: 64)).name }
+        for _ in 0..<500 {
+            if (try? await node0.withTask({ task in try task.lookup(target).count })) == 1 { break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let iterations = iterations
+        for (label, flags) in [("lookup-weak-remote", Flags()), ("lookup-strong-remote", Flags.strong)] {
+            let h = try await node0.withTask { task in
+                var h = BenchIPC.newHistogram()
+                var refs: [Ref] = []
+                refs.reserveCapacity(4)
+                for i in 0..<(iterations + iterations / 10) {
+                    let t0 = clinux_rdtsc()
+                    _ = try task.lookup(target, flags: flags, into: &refs)
+                    let t1 = clinux_rdtsc()
+                    for r in refs { try task.delete(r, flags: .referenceOnly) }
+                    refs.removeAll(keepingCapacity: true)
+                    if i >= iterations / 10 { _ = h.record(clock.nanoseconds(t1 &- t0)) }
+                }
+                return h
+            }
+            results.append((label, h))
+        }
+
+        // create → visible on the five other instances. A watcher task on each
+        // polls lookup for the trial's (well-known) name and reports when it sees it.
+        let trials = trials
+        let found = Mutex<[[UInt64]]>(Array(repeating: [], count: trials))
+        let watcher = Name.wellKnown("bench.names.watcher")
+        for node in nodes {
+            await node.register(watcher, label: "watcher") { task in
+                // Poll every 100 µs on a timer, so idle instances sleep and the
+                // two cores are not fought over by spinning watchers.
+                let (_, timer) = try task.create(.timer(after: .microseconds(20)))
+                for trial in 0..<trials {
+                    let name = Self.name(trial)
+                    var refs: [Ref] = []
+                    while (try? task.lookup(name, into: &refs)) == nil { try await Self.nap(task, timer) }
+                    let now = clinux_monotonic_ns()
+                    found.withLock { $0[trial].append(now) }
+                    for r in refs { try task.delete(r, flags: .referenceOnly) }
+                }
+            }
+        }
+        for (n, node) in nodes.enumerated() {
+            for k in 0..<2 where !(n == 0 && k == 0) {
+                try await node.withTask(on: k) { task in _ = try task.run(try task.lookup(watcher)[0]) }
+            }
+        }
+        let visible = try await node0.withTask { task in
+            let (_, timer) = try task.create(.timer(after: .microseconds(20)))
+            var visible = BenchIPC.newHistogram()
+            for trial in 0..<trials {
+                let t0 = clinux_monotonic_ns()
+                let ref = try task.create(.blob(size: 8), named: Self.name(trial))
+                while found.withLock({ $0[trial].count }) < 5 { try await Self.nap(task, timer) }
+                let last = found.withLock { $0[trial].max()! }
+                _ = visible.record(last - t0)
+                try task.delete(ref, flags: .referenceOnly)
+            }
+            return visible
+        }
+        results.append(("create-to-visible", visible))
+
+        let rtt = Double(results[0].1.valueAtPercentile(50))
+        if json {
+            for (m, h) in results {
+                print(#"{"mechanism":"\#(m)","samples":\#(h.totalCount),"min_ns":\#(h.min),"p50_ns":\#(h.valueAtPercentile(50)),"p99_ns":\#(h.valueAtPercentile(99)),"p999_ns":\#(h.valueAtPercentile(99.9)),"vs_udp_rtt_p50":\#(format(Double(h.valueAtPercentile(50)) / rtt))}"#)
+            }
+            return
+        }
+        print("Name service on three nodes of two instances (UDP on loopback, adaptive idle), ns")
+        print(pad("measure", 22) + pad("samples", 9, right: true) + pad("min", 10, right: true) + pad("p50", 10, right: true)
+            + pad("p99", 10, right: true) + pad("p50/udp RTT", 13, right: true))
+        for (m, h) in results {
+            print(pad(m, 22) + pad("\(h.totalCount)", 9, right: true) + pad("\(h.min)", 10, right: true)
+                + pad("\(h.valueAtPercentile(50))", 10, right: true) + pad("\(h.valueAtPercentile(99))", 10, right: true)
+                + pad(format(Double(h.valueAtPercentile(50)) / rtt) + "x", 13, right: true))
+        }
+    }
+}
