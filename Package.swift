@@ -91,7 +91,7 @@ let package = Package(
         // a lossy network, driving the same name-service code the kernel uses.
         .target(
             name: "DIOSSimulation",
-            dependencies: ["DIOSCore"],
+            dependencies: ["DIOSCore", "DIOSWire"],
             swiftSettings: strict
         ),
 
@@ -178,7 +178,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
-            swiftSettings: strict
+            swiftSettings: strict + [.define("DIOS_DPDK", .when(traits: ["DPDK"]))]
         ),
 
         // A DPDK peer for tests and raw baselines: exchanges numbered frames with
@@ -192,7 +192,8 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(name: "DIOSCoreTests", dependencies: ["DIOSCore"], swiftSettings: strict),
-        .testTarget(name: "DIOSSimulationTests", dependencies: ["DIOSSimulation", "DIOSCore"], swiftSettings: strict),
+        .testTarget(
+            name: "DIOSSimulationTests", dependencies: ["DIOSSimulation", "DIOSCore", "DIOSWire"], swiftSettings: strict),
         .testTarget(name: "DIOSWireTests", dependencies: ["DIOSWire", "DIOSCore"], swiftSettings: strict),
         .testTarget(
             name: "DIOSTransportTests", dependencies: ["DIOSTransport", "DIOSWire", "DIOSCore", "CLinux"], swiftSettings: strict),

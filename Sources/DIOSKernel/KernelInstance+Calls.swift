@@ -66,7 +66,7 @@ extension KernelInstance {
         counters.calls += 1
         let t = try taskIndex(task)
         guard tasks[t].trusted else { throw .untrusted(.lookup) }
-        if !replicating || otherNames.lookup(name).isEmpty {
+        if !replicating || nameService.others.lookup(name).isEmpty {
             var count = 0
             names.forEach(of: name) { if objects.isLive($0) { count += 1 } }
             guard count > 0 else { throw .noSuchName(name) }

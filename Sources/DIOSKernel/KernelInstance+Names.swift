@@ -21,9 +21,9 @@ extension KernelInstance {
     func publish(_ object: ObjectID) {
         guard replicating else { return }
         let i = Int(object.index)
-        nameCounter &+= 1
-        objects.records[i].nameTag = nameCounter
-        broadcast(.insert(objects.records[i].name, instanceRecord(i, object), InsertTag(origin: id, counter: nameCounter)))
+        let (tag, delta) = nameService.publish(objects.records[i].name, instanceRecord(i, object))
+        objects.records[i].nameTag = tag
+        broadcast(delta)
     }
 
     /// Publishes the removal of an object of this instance.
@@ -31,7 +31,7 @@ extension KernelInstance {
         let tag = objects.records[i].nameTag
         guard tag != 0 else { return }
         objects.records[i].nameTag = 0
-        broadcast(.remove(objects.records[i].name, InsertTag(origin: id, counter: tag)))
+        broadcast(nameService.unpublish(objects.records[i].name, tag: tag))
     }
 
     private func instanceRecord(_ i: Int, _ object: ObjectID) -> InstanceRecord {
@@ -48,45 +48,23 @@ extension KernelInstance {
 
     /// A delta from an instance of this node, or (checked) of another.
     func applyName(_ delta: NameDelta, from peer: InstanceID) {
-        // Each instance speaks only for its own objects.
-        switch delta {
-        case .insert(_, let record, let tag):
-            guard tag.origin == peer, record.owner == peer else {
-                counters.remoteRefused &+= 1
-                return
-            }
-        case .remove(_, let tag):
-            guard tag.origin == peer else {
-                counters.remoteRefused &+= 1
-                return
-            }
-        }
-        otherNames.apply(delta)
+        if !nameService.receive(delta, from: peer) { counters.remoteRefused &+= 1 }
     }
 
     /// Everything this instance has published, for a peer that just came up.
     func sendNameState(to peer: InstanceID) {
-        var inserts: [NameDelta] = []
+        var own: [(Name, InstanceRecord, UInt64)] = []
         for i in objects.records.indices where objects.records[i].live && !objects.records[i].deleted && objects.records[i].nameTag != 0 {
             let object = ObjectID(index: UInt32(i), generation: objects.records[i].generation)
-            inserts.append(
-                .insert(objects.records[i].name, instanceRecord(i, object), InsertTag(origin: id, counter: objects.records[i].nameTag)))
+            own.append((objects.records[i].name, instanceRecord(i, object), objects.records[i].nameTag))
         }
-        // Several messages when there are many (each below the session's limit).
-        let chunk = 800
-        var first = true
-        var start = 0
-        repeat {
-            let end = min(start + chunk, inserts.count)
-            sendRemote(.nameSync(reset: first, inserts: Array(inserts[start..<end])), to: peer)
-            first = false
-            start = end
-        } while start < inserts.count
+        for message in nameService.syncMessages(own: own) { sendRemote(message, to: peer) }
     }
 
     func applyNameSync(reset: Bool, inserts: [NameDelta], from peer: InstanceID) {
-        if reset { otherNames.purge(owner: peer) }
-        for d in inserts { applyName(d, from: peer) }
+        let before = nameService.refused
+        nameService.receiveSync(reset: reset, inserts: inserts, from: peer)
+        counters.remoteRefused &+= nameService.refused - before
     }
 
     /// The instances of `name` known here that `lookup` may return: this
@@ -95,9 +73,7 @@ extension KernelInstance {
     func knownInstances(of name: Name) -> (local: [ObjectID], others: [InstanceRecord]) {
         let local = names.instances(of: name).filter { objects.isLive($0) }
         guard replicating else { return (local, []) }
-        let others = otherNames.lookup(name).filter { r in
-            r.owner.node == id.node || (wire?.isReachable(r.owner) ?? false)
-        }
+        let others = nameService.lookup(name) { owner in owner.node == id.node || (wire?.isReachable(owner) ?? false) }
         return (local, others)
     }
 
@@ -148,7 +124,7 @@ extension KernelInstance {
         {
             all[objects.records[i].name, default: []].append(id)
         }
-        for (name, records) in otherNames.all {
+        for (name, records) in nameService.others.all {
             for r in records where r.owner.node == id.node || (wire?.isReachable(r.owner) ?? false) {
                 all[name, default: []].append(r.owner)
             }

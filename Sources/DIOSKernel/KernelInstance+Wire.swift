@@ -421,7 +421,7 @@ extension KernelInstance {
                 }
             }
             releaseBlobs(of: peer, reason: reason)
-            otherNames.purge(owner: peer)
+            nameService.peerDown(peer)
             remoteEnds = remoteEnds.filter { $0.key.peer != peer }
             remoteOutbox.removeAll { $0.peer == peer }
             for i in tasks.indices where tasks[i].live && tasks[i].remoteProxy?.peer == peer {

@@ -52,9 +52,8 @@ public final class KernelInstance: @unchecked Sendable {
     @exclusivity(unchecked) var sharedBlobs: [RemoteEnd: Rights] = [:]
     /// Strong read holds that peers have on blobs here.
     @exclusivity(unchecked) var remoteReadHolds: [RemoteEnd: Int32] = [:]
-    /// The name-service replica of every other instance's objects.
-    @exclusivity(unchecked) var otherNames: ORSetNameReplica
-    @exclusivity(unchecked) var nameCounter: UInt64 = 0
+    /// The name-service protocol and the replica of every other instance's objects.
+    @exclusivity(unchecked) var nameService: NameService
     /// Stand-ins for instances held elsewhere, by (owner, object).
     @exclusivity(unchecked) var standIns: [RemoteEnd: ObjectID] = [:]
     /// The remote call a task of this instance waits on, if any.
@@ -91,7 +90,7 @@ public final class KernelInstance: @unchecked Sendable {
         let fabric = fabric ?? NodeFabric(instanceCount: 1)
         precondition(index >= 0 && index < fabric.instanceCount, "instance index outside the fabric")
         self.id = id
-        self.otherNames = ORSetNameReplica(origin: id)
+        self.nameService = NameService(local: id)
         self.pool = pool
         self.fabric = fabric
         self.index = index

@@ -16,6 +16,11 @@ import Glibc
 ///   way, over the DIOS wire (sessions, acknowledgements) on the same sockets.
 /// Each over loopback (`lo`), and over a veth pair between two network
 /// namespaces (`veth`, two "hosts" on one machine; needs root and `ip`).
+/// Then, when DPDK starts (root, hugepages; see `BenchDPDK.swift`):
+/// - `dpdk-raw-memif`: two threads ping-ponging over a pair of memif ports in
+///   this process through `DPDKTransport` alone, and `dios-memif`: the DIOS round
+///   trip with each node's wire over one of those ports;
+/// - `dpdk-raw-veth` / `dios-veth`: the same over `net_af_packet` on the veth pair.
 /// Nodes, sockets and echo threads sit on the two `--cores`.
 extension BenchIPC {
     func runRemote(_ cpus: [Int], _ sizes: [Int], _ clock: TSC) async throws {
@@ -44,6 +49,10 @@ extension BenchIPC {
             }
             results += try await diosRemote(cpus, sizes, link.name, link.a, link.b, link.nsA, link.nsB, clock)
         }
+        // DPDK last: its veth rows take over the veth pair (both ends into nsA).
+        let dpdk = await dpdkRemote(cpus, sizes, veth, clock)
+        results += dpdk.results
+        notes += dpdk.notes
         if json {
             for r in results {
                 let h = r.histogram
@@ -71,6 +80,17 @@ extension BenchIPC {
                     let p = p50("udp-poll-\(link.name)", size)
                 else { continue }
                 print("\(link.name), \(size) B: DIOS/udp-poll \(format(d / p))x, udp-blocking/DIOS \(format(b / d))x")
+            }
+        }
+        for link in ["memif", "veth"] {
+            for size in sizes {
+                guard let d = p50("dios-\(link)", size), let r = p50("dpdk-raw-\(link)", size) else { continue }
+                var line = "DPDK \(link), \(size) B: DIOS/raw \(format(d / r))x"
+                if link == "memif" { line += " (goal <= 1.3x)" }
+                if let u = p50("dios-udp-\(link == "memif" ? "lo" : "veth")", size) {
+                    line += ", dios-udp-\(link == "memif" ? "lo" : "veth")/dios-\(link) \(format(u / d))x"
+                }
+                print(line)
             }
         }
         for note in notes { print(note) }
@@ -199,12 +219,25 @@ extension BenchIPC {
             if let nsB, clinux_enter_netns(nsB) != 0 { return .failure(.configuration("cannot enter \(nsB)")) }
             do throws(TransportError) { return .success(try UDPTransport(bind: b)) } catch { return .failure(error) }
         }.get()
+        return try await diosEcho(cpus, sizes, mechanism: "dios-udp-\(link)", ta, tb, threadStarted: nil, threadEnding: nil, clock)
+    }
+
+    /// The DIOS round trip over any pair of transports: node 0 (on the first
+    /// CPU) over `ta`, node 1 (on the second) over `tb`, one instance each.
+    /// `threadStarted`/`threadEnding` run on each instance's polling thread
+    /// (a DPDK transport registers it with the EAL there).
+    func diosEcho(
+        _ cpus: [Int], _ sizes: [Int], mechanism: String, _ ta: any FrameTransport, _ tb: any FrameTransport,
+        threadStarted: (@Sendable (Int) -> Void)?, threadEnding: (@Sendable (Int) -> Void)?, _ clock: TSC
+    ) async throws -> [Result] {
         let ia = InstanceID(node: 0, core: 0)
         let ib = InstanceID(node: 1, core: 0)
         let session = SessionConfiguration(retransmitTimeout: 5_000_000)
         var nodes: [Node] = []
         for (n, (transport, peer)) in [(ta, (ib, tb.localAddress)), (tb, (ia, ta.localAddress))].enumerated() {
             var configuration = NodeConfiguration()
+            configuration.instanceThreadStarted = threadStarted
+            configuration.instanceThreadEnding = threadEnding
             configuration.node = UInt16(n)
             configuration.cores = [cpus[n]]
             configuration.arenaSize = 32 << 20
@@ -251,7 +284,7 @@ extension BenchIPC {
                 let stop = try task.beginWrite(ping, size: 0)
                 _ = task.endWrite(stop)
                 _ = try await task.select([echo])
-                results.append(Result(mechanism: "dios-udp-\(link)", payload: size, histogram: histogram))
+                results.append(Result(mechanism: mechanism, payload: size, histogram: histogram))
             }
             return results
         }
@@ -264,6 +297,10 @@ struct VethPair {
     let nsB: String
     let addressA = PeerAddress("10.77.0.1", port: 0)!
     let addressB = PeerAddress("10.77.0.2", port: 0)!
+    /// The interfaces: `interfaceA` in `nsA`, `interfaceB` in `nsB`.
+    var interfaceA: String { "dbva" + tag }
+    var interfaceB: String { "dbvb" + tag }
+    private var tag: String { String(nsA.dropFirst("diosbench-a".count)) }
 
     struct SetupError: Error, CustomStringConvertible {
         let description: String

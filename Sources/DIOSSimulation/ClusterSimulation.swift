@@ -1,0 +1,316 @@
+import DIOSCore
+import DIOSWire
+
+/// A seeded simulation of a cluster's instances running the node's own wire
+/// and name-service code — `WireEndpoint` and `Session` (epochs, heartbeats,
+/// retransmission, failure detection), `RemoteMessage`, `NameService` — over a
+/// simulated network and clock that lose, duplicate, delay and reorder frames,
+/// partition and heal, and crash and restart instances.
+///
+/// Checked after every step: an instance's replica holds names only of peers
+/// its session says are up (what `lookup` may return is never of an instance
+/// known to be unreachable). Checked at quiescence (partitions healed, crashed
+/// instances restarted, time for sessions to settle): every instance sees
+/// exactly every other instance's live objects — deleted ones nowhere.
+public struct ClusterSimulation {
+    public struct Configuration: Sendable, CustomStringConvertible {
+        public var instances = 4
+        public var steps = 300
+        public var loss = 0.05
+        public var duplicate = 0.02
+        /// Frames are delayed 0...maxDelay ns (later ones overtake earlier ones).
+        public var maxDelay: UInt64 = 2_000_000
+        public var partition = 0.01
+        public var heal = 0.1
+        public var crash = 0.01
+        public var restart = 0.1
+
+        public init() {}
+
+        /// Drawn from `seed`: 3 to 8 instances and every fault type.
+        public static func random(seed: UInt64) -> Configuration {
+            var rng = SplitMix64(seed: seed ^ 0xC1A5)
+            var c = Configuration()
+            c.instances = 3 + Int(rng.next() % 6)
+            c.steps = 100 + Int(rng.next() % 200)
+            c.loss = Double(rng.next() % 15) / 100
+            c.duplicate = Double(rng.next() % 10) / 100
+            c.maxDelay = rng.next() % 3_000_000
+            c.partition = Double(rng.next() % 3) / 100
+            c.crash = Double(rng.next() % 3) / 100
+            return c
+        }
+
+        public var description: String {
+            "\(instances) instances, \(steps) steps, loss \(loss), duplicate \(duplicate), delay ≤ \(maxDelay / 1000) µs, partition \(partition), crash \(crash)"
+        }
+    }
+
+    public struct Failure: Error, CustomStringConvertible, Sendable {
+        public var seed: UInt64
+        public var step: Int
+        public var message: String
+        public var description: String {
+            "cluster simulation seed \(seed) failed at step \(step): \(message)\n"
+                + "replay: DIOS_SIM_SEED=\(seed) swift test --filter ClusterSimulationTests/replay"
+        }
+    }
+
+    public let seed: UInt64
+    public let configuration: Configuration
+    /// A deliberate bug for the test that shows the harness can fail: peers'
+    /// names are not purged when their sessions end.
+    public var forgetPurge = false
+
+    public init(seed: UInt64, configuration: Configuration) {
+        self.seed = seed
+        self.configuration = configuration
+    }
+
+    // MARK: The simulated world
+
+    final class Network {
+        struct Frame {
+            var due: UInt64
+            var order: UInt64
+            var to: PeerAddress
+            var bytes: [UInt8]
+        }
+        var now: UInt64 = 1_000_000_000
+        var frames: [Frame] = []
+        var order: UInt64 = 0
+        var random: SplitMix64
+        var loss: Double
+        var duplicate: Double
+        var maxDelay: UInt64
+        /// Partition group of each address' instance; frames cross only within one.
+        var group: [PeerAddress: Int] = [:]
+        /// Addresses of crashed instances: frames to or from them vanish.
+        var dead: Set<PeerAddress> = []
+
+        init(seed: UInt64, _ c: Configuration) {
+            random = SplitMix64(seed: seed)
+            loss = c.loss
+            duplicate = c.duplicate
+            maxDelay = c.maxDelay
+        }
+
+        func send(_ frame: UnsafeRawBufferPointer, from: PeerAddress, to: PeerAddress) {
+            guard !dead.contains(from), !dead.contains(to), group[from] == group[to] else { return }
+            if random.unit() < loss { return }
+            let copies = random.unit() < duplicate ? 2 : 1
+            for _ in 0..<copies {
+                order += 1
+                let delay = maxDelay == 0 ? 0 : random.next() % (maxDelay + 1)
+                frames.append(Frame(due: now + delay, order: order, to: to, bytes: Array(frame)))
+            }
+        }
+
+        /// Frames due now for `address`, in due order.
+        func take(for address: PeerAddress) -> [[UInt8]] {
+            var mine: [Frame] = []
+            frames.removeAll { f in
+                guard f.to == address && f.due <= now else { return false }
+                mine.append(f)
+                return true
+            }
+            return mine.sorted { ($0.due, $0.order) < ($1.due, $1.order) }.map(\.bytes)
+        }
+    }
+
+    final class Port: FrameTransport {
+        let network: Network
+        let localAddress: PeerAddress
+        let maxFrameSize = 1472
+        var readinessFD: Int32? { nil }
+        init(_ network: Network, _ address: PeerAddress) {
+            self.network = network
+            localAddress = address
+        }
+        func send(_ frame: UnsafeRawBufferPointer, to peer: PeerAddress) -> Bool {
+            network.send(frame, from: localAddress, to: peer)
+            return true
+        }
+        func receive(_ body: (UnsafeRawBufferPointer, PeerAddress) -> Void) -> Int {
+            let frames = network.take(for: localAddress)
+            for f in frames { f.withUnsafeBytes { body($0, localAddress) } }
+            return frames.count
+        }
+    }
+
+    /// One instance: its wire, its name service, and its own objects.
+    final class Member {
+        let endpoint: WireEndpoint
+        var names: NameService
+        var own: [ObjectID: (Name, UInt64)] = [:]
+        var nextObject: UInt32 = 1
+        /// Object ids of a new incarnation differ from the old one's (as the
+        /// kernel's generations make them), so a deleted id is never reused.
+        let incarnation: UInt32
+        var alive = true
+        init(endpoint: WireEndpoint, names: NameService, incarnation: UInt32) {
+            self.endpoint = endpoint
+            self.names = names
+            self.incarnation = incarnation
+        }
+    }
+
+    static let session = SessionConfiguration(
+        window: 32, retransmitTimeout: 2_000_000, heartbeatInterval: 20_000_000, failureTimeout: 200_000_000)
+
+    // MARK: Running
+
+    public func run() throws(Failure) {
+        let c = configuration
+        var rng = SplitMix64(seed: seed)
+        let network = Network(seed: seed &* 31 &+ 7, c)
+        let ids = (0..<c.instances).map { InstanceID(node: UInt16($0), core: 0) }
+        let addresses = (0..<c.instances).map { PeerAddress(ipv4: 0x0A00_0000 | UInt32($0 + 1), port: 7400) }
+        for a in addresses { network.group[a] = 0 }
+        var epochSeed = seed
+        var incarnations = [UInt32](repeating: 0, count: c.instances)
+        func makeMember(_ k: Int) -> Member {
+            incarnations[k] += 1
+            epochSeed = epochSeed &* 6364136223846793005 &+ 1442695040888963407
+            var peers: [InstanceID: PeerAddress] = [:]
+            for j in 0..<c.instances where j != k { peers[ids[j]] = addresses[j] }
+            let endpoint = WireEndpoint(
+                local: ids[k], transport: Port(network, addresses[k]), peers: peers, configuration: Self.session,
+                now: network.now, seed: epochSeed)
+            return Member(endpoint: endpoint, names: NameService(local: ids[k]), incarnation: incarnations[k])
+        }
+        var members = (0..<c.instances).map { makeMember($0) }
+        var deleted: Set<RemoteEndKey> = []
+
+        func broadcast(_ k: Int, _ delta: NameDelta) {
+            let bytes = RemoteMessage.nameDelta(delta).encoded()
+            for session in members[k].endpoint.sessions where session.isUp {
+                send(k, bytes, to: session.peer)
+            }
+        }
+        func send(_ k: Int, _ bytes: [UInt8], to peer: InstanceID) {
+            _ = bytes.withUnsafeBytes { body in
+                try? members[k].endpoint.send(to: peer, prefix: UnsafeRawBufferPointer(start: nil, count: 0), body: body, now: network.now)
+            }
+        }
+        func pollAll() {
+            for k in members.indices where members[k].alive {
+                let m = members[k]
+                _ = m.endpoint.poll(
+                    now: network.now,
+                    deliver: { peer, bytes in
+                        guard let (message, _) = try? RemoteMessage.decode(bytes) else { return true }
+                        switch message {
+                        case .nameDelta(let d): m.names.receive(d, from: peer)
+                        case .nameSync(let reset, let inserts):
+                            if forgetPurge && reset {
+                                for d in inserts { m.names.receive(d, from: peer) }
+                            } else {
+                                m.names.receiveSync(reset: reset, inserts: inserts, from: peer)
+                            }
+                        default: break
+                        }
+                        return true
+                    },
+                    changed: { peer, change in
+                        switch change {
+                        case .up:
+                            let own = m.own.map { (object, v) in
+                                (v.0, InstanceRecord(owner: ids[k], object: object, kind: .blob, size: 8, persistent: false), v.1)
+                            }
+                            for message in m.names.syncMessages(own: own) {
+                                _ = message.encoded().withUnsafeBytes { body in
+                                    try? m.endpoint.send(
+                                        to: peer, prefix: UnsafeRawBufferPointer(start: nil, count: 0), body: body, now: network.now)
+                                }
+                            }
+                        case .down:
+                            if !forgetPurge { m.names.peerDown(peer) }
+                        }
+                    })
+            }
+        }
+        func checkReachability(_ step: Int) throws(Failure) {
+            for k in members.indices where members[k].alive {
+                for (name, records) in members[k].names.others.all {
+                    for r in records where !members[k].endpoint.isReachable(r.owner) {
+                        throw Failure(seed: seed, step: step, message: "\(ids[k]) holds \(name) of \(r.owner), whose session is down")
+                    }
+                }
+            }
+        }
+
+        for step in 0..<c.steps {
+            let k = Int(rng.next() % UInt64(c.instances))
+            let roll = rng.unit()
+            if members[k].alive && roll < 0.35 {
+                let object = ObjectID(index: members[k].nextObject, generation: members[k].incarnation)
+                members[k].nextObject += 1
+                let name = Name(words: (rng.next(), rng.next(), rng.next(), rng.next()))
+                let record = InstanceRecord(owner: ids[k], object: object, kind: .blob, size: 8, persistent: false)
+                let (tag, delta) = members[k].names.publish(name, record)
+                members[k].own[object] = (name, tag)
+                broadcast(k, delta)
+            } else if members[k].alive && roll < 0.5, let (object, v) = members[k].own.first {
+                members[k].own[object] = nil
+                deleted.insert(RemoteEndKey(owner: ids[k], object: object))
+                broadcast(k, members[k].names.unpublish(v.0, tag: v.1))
+            } else if members[k].alive && roll < 0.5 + c.crash {
+                members[k].alive = false
+                network.dead.insert(addresses[k])
+                for (object, _) in members[k].own { deleted.insert(RemoteEndKey(owner: ids[k], object: object)) }
+            } else if !members[k].alive && roll < 0.5 + c.restart {
+                network.dead.remove(addresses[k])
+                members[k] = makeMember(k)  // a new incarnation: new epochs, nothing of its own
+            } else if roll > 1 - c.partition {
+                for a in addresses { network.group[a] = Int(rng.next() % 2) }
+            } else if roll > 1 - c.partition - c.heal * 0.1 {
+                for a in addresses { network.group[a] = 0 }
+            }
+            // Time passes in small steps; every instance polls in each.
+            let advance = 1 + rng.next() % 5
+            for _ in 0..<advance {
+                network.now += 1_000_000
+                pollAll()
+                try checkReachability(step)
+            }
+        }
+
+        // Quiescence: heal, restart the crashed, let sessions settle.
+        for a in addresses { network.group[a] = 0 }
+        for k in members.indices where !members[k].alive {
+            network.dead.remove(addresses[k])
+            members[k] = makeMember(k)
+        }
+        for _ in 0..<600 {  // 600 ms: several failure timeouts' worth of heartbeats
+            network.now += 1_000_000
+            pollAll()
+            try checkReachability(c.steps)
+        }
+        for k in members.indices {
+            for j in members.indices where j != k {
+                guard members[k].endpoint.isReachable(ids[j]) else {
+                    throw Failure(seed: seed, step: c.steps, message: "\(ids[k]) never reached \(ids[j]) after healing")
+                }
+                let seen = Set(members[k].names.others.all.flatMap { name, records in
+                    records.filter { $0.owner == ids[j] }.map { RemoteEndKey(owner: $0.owner, object: $0.object) }
+                })
+                let actual = Set(members[j].own.keys.map { RemoteEndKey(owner: ids[j], object: $0) })
+                if seen != actual {
+                    throw Failure(
+                        seed: seed, step: c.steps,
+                        message: "\(ids[k]) sees \(seen.count) of \(ids[j])'s objects, it holds \(actual.count)")
+                }
+                if let back = seen.first(where: { deleted.contains($0) }) {
+                    throw Failure(seed: seed, step: c.steps, message: "\(ids[k]) sees deleted \(back.object) of \(back.owner)")
+                }
+            }
+        }
+    }
+}
+
+/// An instance of an object: who holds it, and its id there.
+struct RemoteEndKey: Hashable {
+    var owner: InstanceID
+    var object: ObjectID
+}

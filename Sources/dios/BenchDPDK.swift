@@ -1,0 +1,267 @@
+import CLinux
+import DIOSTransport
+import DIOSWire
+import Histogram
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The DPDK rows of `dios bench ipc --remote`. DPDK allows one EAL per process,
+/// so both ends live on it: two memif ports joined through one (abstract)
+/// socket, server and client, and, when the veth pair exists, an af_packet
+/// port on each of its ends (both ends moved into `nsA` first, since an
+/// af_packet port binds its interface in the namespace of the thread that
+/// starts the EAL, and the memif ends must share one namespace too).
+/// Node 0 / the timing thread gets the first port of a pair, node 1 / the echo
+/// thread the second; each has its own IPv4 address and the other's MAC as
+/// its one static neighbour.
+extension BenchIPC {
+    /// The DPDK rows and why any were left out. Never throws: a DPDK that does
+    /// not start skips its rows with a note, the UDP rows stand.
+    func dpdkRemote(_ cpus: [Int], _ sizes: [Int], _ veth: VethPair?, _ clock: TSC) async -> (
+        results: [Result], notes: [String]
+    ) {
+        #if DIOS_DPDK
+        guard geteuid() == 0 else { return ([], ["DPDK rows skipped: needs root (hugepages, memif)"]) }
+        var notes: [String] = []
+        // af_packet on the veth pair: move the far end into nsA, next to the near one.
+        var vethInterfaces: (String, String)? = nil
+        if let veth {
+            if system("ip -n \(veth.nsB) link set \(veth.interfaceB) netns \(veth.nsA) 2>/dev/null") == 0,
+                system("ip -n \(veth.nsA) link set \(veth.interfaceB) up 2>/dev/null") == 0
+            {
+                vethInterfaces = (veth.interfaceA, veth.interfaceB)
+            } else {
+                notes.append("dpdk-raw-veth/dios-veth skipped: cannot move \(veth.interfaceB) into \(veth.nsA)")
+            }
+        } else {
+            notes.append("dpdk-raw-veth/dios-veth skipped: no veth pair")
+        }
+        let setup: DPDKBenchSetup
+        switch DPDKBenchSetup.start(cpus: cpus, namespace: vethInterfaces == nil ? nil : veth?.nsA, veth: vethInterfaces) {
+        case .success(let s): setup = s
+        case .failure(let error):
+            return ([], notes + ["DPDK rows skipped: \(error)"])
+        }
+        notes += setup.notes
+        var results: [Result] = []
+        for link in setup.links {
+            for size in sizes {
+                let (histogram, retries) = dpdkRawPingPong(cpus, size, link, setup.environment, clock)
+                if retries > 0 { notes.append("dpdk-raw-\(link.name) \(size) B: \(retries) round trip(s) resent after 100 ms, not recorded") }
+                results.append(Result(mechanism: "dpdk-raw-\(link.name)", payload: size, histogram: histogram))
+            }
+            do {
+                let environment = setup.environment
+                let ta = try DPDKTransport(
+                    port: link.a, queue: 0, localAddress: link.diosA, neighbours: [link.diosB.ipv4: link.b.mac.bytes])
+                let tb = try DPDKTransport(
+                    port: link.b, queue: 0, localAddress: link.diosB, neighbours: [link.diosA.ipv4: link.a.mac.bytes])
+                results += try await diosEcho(
+                    cpus, sizes, mechanism: "dios-\(link.name)", ta, tb,
+                    threadStarted: { _ in try? environment.registerCurrentThread() },
+                    threadEnding: { _ in environment.unregisterCurrentThread() }, clock)
+                let (ca, cb) = (ta.counters, tb.counters)
+                if ca.sendQueueFull + cb.sendQueueFull + ca.noMbuf + cb.noMbuf + ca.unknownNeighbour + cb.unknownNeighbour > 0 {
+                    notes.append(
+                        "dios-\(link.name): tx queue full \(ca.sendQueueFull)+\(cb.sendQueueFull), no mbuf \(ca.noMbuf)+\(cb.noMbuf), no neighbour \(ca.unknownNeighbour)+\(cb.unknownNeighbour)")
+                }
+            } catch {
+                notes.append("dios-\(link.name) failed: \(error)")
+            }
+        }
+        setup.finish()
+        return (results, notes)
+        #else
+        return ([], ["DPDK rows skipped: this dios was built without the DPDK trait"])
+        #endif
+    }
+
+    #if DIOS_DPDK
+    /// Raw DPDK ping-pong, no DIOS: a thread on the second CPU echoes every UDP
+    /// datagram back to its source over `link.b`; a thread on the first sends
+    /// `size` bytes over `link.a` and busy-polls for the echo. Both through a
+    /// `DPDKTransport` (the same framing and copy DIOS's wire gets). Returns
+    /// the histogram and how many round trips had to be resent (lost frames).
+    func dpdkRawPingPong(
+        _ cpus: [Int], _ size: Int, _ link: DPDKBenchSetup.Link, _ environment: DPDKEnvironment, _ clock: TSC
+    ) -> (Histogram<UInt64>, Int) {
+        let stop = DPDKBenchFlag()
+        let (a, b) = (link.a, link.b)
+        let (rawA, rawB) = (link.rawA, link.rawB)
+        let echo = spawn(cpu: cpus[1]) {
+            try? environment.registerCurrentThread()
+            defer { environment.unregisterCurrentThread() }
+            guard
+                let t = try? DPDKTransport(port: b, queue: 0, localAddress: rawB, neighbours: [rawA.ipv4: a.mac.bytes])
+            else {
+                stop.ready.store(true, ordering: .releasing)
+                return
+            }
+            stop.ready.store(true, ordering: .releasing)
+            while !stop.value.load(ordering: .relaxed) {
+                _ = t.receive { frame, source in _ = t.send(frame, to: source) }
+            }
+        }
+        while !stop.ready.load(ordering: .acquiring) { usleep(100) }
+        let total = warmup + iterations
+        let warmup = warmup
+        let (histogram, retries) = onPinnedThread(cpu: cpus[0]) { () -> (Histogram<UInt64>, Int) in
+            try? environment.registerCurrentThread()
+            defer { environment.unregisterCurrentThread() }
+            var histogram = Self.newHistogram()
+            guard
+                let t = try? DPDKTransport(port: a, queue: 0, localAddress: rawA, neighbours: [rawB.ipv4: b.mac.bytes])
+            else { return (histogram, total) }
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 8)
+            defer { buffer.deallocate() }
+            buffer.initializeMemory(as: UInt8.self, repeating: 1)
+            let frame = UnsafeRawBufferPointer(buffer)
+            let retry = UInt64(Double(100_000_000) / clock.nanosecondsPerTick)  // 100 ms in ticks
+            var retries = 0
+            for i in 0..<total {
+                buffer.storeBytes(of: UInt64(i), toByteOffset: 0, as: UInt64.self)
+                var resent = false
+                var t0 = clinux_rdtsc()
+                while true {
+                    while !t.send(frame, to: rawB) {}
+                    var matched = false
+                    while !matched && clinux_rdtsc() &- t0 < retry {
+                        _ = t.receive { echoed, _ in
+                            if echoed.count == size, echoed.loadUnaligned(as: UInt64.self) == UInt64(i) { matched = true }
+                        }
+                    }
+                    if matched { break }
+                    resent = true
+                    retries += 1
+                    if retries > 100 { return (histogram, retries) }  // the link is gone
+                    t0 = clinux_rdtsc()
+                }
+                let t1 = clinux_rdtsc()
+                if i >= warmup && !resent { _ = histogram.record(clock.nanoseconds(t1 &- t0)) }
+            }
+            return (histogram, retries)
+        }
+        stop.value.store(true, ordering: .relaxed)
+        pthread_join(echo, nil)
+        return (histogram, retries)
+    }
+    #endif
+}
+
+#if DIOS_DPDK
+/// Flags between the raw ping-pong's threads.
+final class DPDKBenchFlag: Sendable {
+    let value = Atomic<Bool>(false)
+    let ready = Atomic<Bool>(false)
+}
+
+/// The bench's EAL and its port pairs. Set up on one thread, then each port's
+/// queue is polled by one thread at a time; hence `@unchecked Sendable`.
+final class DPDKBenchSetup: @unchecked Sendable {
+    struct Link: @unchecked Sendable {  // ports are Sendable; addresses are values
+        let name: String
+        let a: DPDKPort
+        let b: DPDKPort
+        /// The raw ping-pong's addresses and DIOS's (another UDP port, so a
+        /// straggler of one run is dropped by the other as for another port).
+        let rawA: PeerAddress, rawB: PeerAddress, diosA: PeerAddress, diosB: PeerAddress
+    }
+
+    let environment: DPDKEnvironment
+    private(set) var links: [Link]
+    let notes: [String]
+
+    private init(environment: DPDKEnvironment, links: [Link], notes: [String]) {
+        self.environment = environment
+        self.links = links
+        self.notes = notes
+    }
+
+    /// Starts the EAL on a thread pinned to `cpus[0]` (the EAL pins its main
+    /// thread to its one lcore), inside `namespace` when given, with two memif
+    /// ends and, when `veth` names two interfaces, an af_packet port on each.
+    static func start(cpus: [Int], namespace: String?, veth: (String, String)?) -> Swift.Result<DPDKBenchSetup, TransportError> {
+        let pid = getpid()
+        let socket = "/run/dios-bench-\(pid).memif"  // abstract: no file
+        var arguments = [
+            "dios", "--file-prefix", "dios-bench-\(pid)", "--no-pci", "--huge-unlink", "--no-telemetry",
+            "-l", "\(cpus[0])", "--log-level", "lib.eal:warning", "--log-level", "pmd.net.memif:warning",
+            "--vdev", "net_memif0,role=server,id=0,socket=\(socket),mac=02:00:00:78:00:01",
+            "--vdev", "net_memif1,role=client,id=0,socket=\(socket),mac=02:00:00:78:00:02",
+        ]
+        if let veth {
+            arguments += ["--vdev", "net_af_packet0,iface=\(veth.0),qpairs=1", "--vdev", "net_af_packet1,iface=\(veth.1),qpairs=1"]
+        }
+        let frozen = arguments
+        return onPinnedThread(cpu: cpus[0]) { () -> Swift.Result<DPDKBenchSetup, TransportError> in
+            if let namespace, clinux_enter_netns(namespace) != 0 {
+                return .failure(.configuration("cannot enter \(namespace)"))
+            }
+            let environment: DPDKEnvironment
+            do throws(TransportError) {
+                environment = try DPDKEnvironment.start(arguments: frozen)
+            } catch {
+                return .failure(error)
+            }
+            var links: [Link] = []
+            var notes: [String] = []
+            func address(_ text: String, _ port: UInt16) -> PeerAddress { PeerAddress(text, port: port)! }
+            do throws(TransportError) {
+                let server = try DPDKPort(environment: environment, name: "net_memif0")
+                // The client's start fails until the server listens; it does already,
+                // but the control channel runs on the EAL's interrupt thread: retry a little.
+                var client: DPDKPort? = nil
+                for attempt in 0..<30 {
+                    do throws(TransportError) {
+                        client = try DPDKPort(environment: environment, name: "net_memif1")
+                        break
+                    } catch {
+                        if attempt == 29 { throw error }
+                        usleep(100_000)
+                    }
+                }
+                guard let client else { throw .configuration("memif client did not start") }
+                guard server.waitForLink(timeoutMilliseconds: 5000), client.waitForLink(timeoutMilliseconds: 5000) else {
+                    throw .configuration("the memif link did not come up in 5 s")
+                }
+                links.append(
+                    Link(
+                        name: "memif", a: server, b: client, rawA: address("10.78.0.1", 9000), rawB: address("10.78.0.2", 9000),
+                        diosA: address("10.78.0.1", 9100), diosB: address("10.78.0.2", 9100)))
+            } catch {
+                notes.append("dpdk-raw-memif/dios-memif skipped: \(error)")
+            }
+            if veth != nil {
+                do throws(TransportError) {
+                    let a = try DPDKPort(environment: environment, name: "net_af_packet0")
+                    let b = try DPDKPort(environment: environment, name: "net_af_packet1")
+                    _ = a.waitForLink(timeoutMilliseconds: 2000)
+                    _ = b.waitForLink(timeoutMilliseconds: 2000)
+                    links.append(
+                        Link(
+                            name: "veth", a: a, b: b, rawA: address("10.79.0.1", 9000), rawB: address("10.79.0.2", 9000),
+                            diosA: address("10.79.0.1", 9100), diosB: address("10.79.0.2", 9100)))
+                } catch {
+                    notes.append("dpdk-raw-veth/dios-veth skipped: \(error)")
+                }
+            }
+            return .success(DPDKBenchSetup(environment: environment, links: links, notes: notes))
+        }
+    }
+
+    /// Closes the ports, frees their pools, and cleans up the EAL (its runtime
+    /// directory goes; `--huge-unlink` left no hugepage files). Call after every
+    /// transport on them is gone or idle.
+    func finish() {
+        for link in links {
+            link.a.close()
+            link.b.close()
+        }
+        links = []  // the ports' pools are freed here, while the EAL still runs
+        environment.cleanup()
+    }
+}
+#endif
