@@ -1,17 +1,12 @@
 public import DIOSCore
+import DIOSWire
 
-/// A seeded generator (SplitMix64): a seed replays a run exactly.
+/// A seeded generator (the wire's SplitMix64): a seed replays a run exactly.
 public struct SimulationRandom: RandomNumberGenerator, Sendable {
-    var state: UInt64
-    public init(seed: UInt64) { state = seed }
+    var inner: SplitMix64
+    public init(seed: UInt64) { inner = SplitMix64(seed: seed) }
 
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    public mutating func next() -> UInt64 { inner.next() }
 
     mutating func chance(_ p: Double) -> Bool { Double(next() >> 11) / Double(1 << 53) < p }
     mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }

@@ -214,24 +214,7 @@ struct BenchIPC: AsyncParsableCommand {
     func dios(_ cpus: [Int], _ sizes: [Int], _ clock: TSC) async throws -> [Result] {
         let node = try makeNode(cpus)
         defer { node.shutdown() }
-        await node.register(Self.echoProgram, label: "echo") { task in
-            let refs = try task.delegated()
-            let (ping, pong) = (refs[0], refs[1])
-            let pings = [ping]
-            while true {
-                _ = try await task.select(pings)
-                let r = try task.beginRead(ping)
-                let n = r.count
-                if n == 0 {  // the end
-                    _ = task.endRead(r)
-                    return
-                }
-                let w = try task.beginWrite(pong, size: n)
-                w.withUnsafeMutableBytes { dst in r.withUnsafeBytes { dst.copyMemory(from: $0) } }
-                _ = task.endWrite(w)
-                _ = task.endRead(r)
-            }
-        }
+        await node.register(Self.echoProgram, label: "echo", program: Self.echo)
         let iterations = iterations
         let warmup = warmup
         let results = try await node.withTask(on: 0) { task in
