@@ -329,10 +329,12 @@ public final class KernelInstance: @unchecked Sendable {
     }
 
     func entry(for object: ObjectID, rights: Rights) -> ReferenceEntry {
-        let r = objects.records[Int(object.index)]
+        // Field by field: copying the whole record would retain and release its
+        // references (ring, failure text) on every call that makes a reference.
+        let i = Int(object.index)
         return ReferenceEntry(
-            object: object, owner: r.ownerElsewhere ?? id, kind: r.kind, rights: rights, proximity: .localCore,
-            maxWriteSize: r.maxWriteSize, persistent: r.persistent)
+            object: object, owner: objects.records[i].ownerElsewhere ?? id, kind: objects.records[i].kind, rights: rights,
+            proximity: .localCore, maxWriteSize: objects.records[i].maxWriteSize, persistent: objects.records[i].persistent)
     }
 
     /// One of a task's references, checked to hold `rights`.
