@@ -216,6 +216,7 @@ extension KernelInstance {
                     }
                     ring.publish(length: length)
                     if objects.records[i].crossInstance { wakePeer(of: ring, writer: false) }
+                    if _slowPath(objects.records[i].bridge == .sends) { sendNow(grant.object, ring) }
                 }
                 objects.records[i].version &+= 1
                 counters.messagesOut &+= 1

@@ -131,23 +131,26 @@ extension KernelInstance {
             for (n, ref) in refs.enumerated() {
                 watched[n] = Int((try? tasks[t].refs.entry(ref).object.index).map { Int($0) } ?? 0)
             }
-            // The records cannot move while we spin: only this thread changes them.
-            return objects.records.withUnsafeBufferPointer { records -> Int? in
-                let base = records.baseAddress!
-                var budget = selectSpin
-                while budget > 0 {
-                    budget -= 1
-                    for n in 0..<refs.count where Self.isReady(base + watched[n], writable: writable) { return n }
-                    if budget & 63 == 0 {
-                        // Frames from other nodes arrive only when the loop polls
-                        // the wire: with one attached, spin briefly, then let it.
-                        if executor.hasPendingHint || hasControlMessages() || wire != nil { return nil }
-                        if !timers.isEmpty, let due = nanosecondsToNextTimer(), due == 0 { return nil }
+            var budget = selectSpin
+            while budget > 0 {
+                // The records cannot move while we look: only this thread changes them.
+                let found = objects.records.withUnsafeBufferPointer { records -> Int? in
+                    let base = records.baseAddress!
+                    for _ in 0..<64 {
+                        for n in 0..<refs.count where Self.isReady(base + watched[n], writable: writable) { return n }
+                        clinux_cpu_relax()
                     }
-                    clinux_cpu_relax()
+                    return nil
                 }
-                return nil
+                if let found { return found }
+                budget -= 64
+                // Frames from other nodes arrive only when the wire is polled:
+                // poll it here too (outside the records' scope: it may change them).
+                if wire != nil { _ = pollWire() }
+                if executor.hasPendingHint || hasControlMessages() { return nil }
+                if !timers.isEmpty, let due = nanosecondsToNextTimer(), due == 0 { return nil }
             }
+            return nil
         }
     }
 

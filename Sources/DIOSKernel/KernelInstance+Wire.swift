@@ -106,6 +106,42 @@ extension KernelInstance {
     /// Moves messages from the rings of streams read on another node into their
     /// sessions, as far as the sessions' windows allow. A deleted stream is
     /// drained first; then the other end is told it closed.
+    /// Moves the messages waiting in a bridged stream's ring into its session,
+    /// as far as the window allows. Returns how many went.
+    func sendQueued(_ object: ObjectID, _ ring: StreamRing, _ wire: WireEndpoint, now: UInt64) -> Int {
+        let i = Int(object.index)
+        let peer = objects.records[i].remotePeer
+        let origin = objects.records[i].remoteOrigin
+        let senderIsOrigin = objects.records[i].originHere
+        var prefix: (UInt64, UInt64) = (0, 0)
+        var sent = 0
+        while let (payload, count) = ring.peek() {
+            let accepted = withUnsafeMutableBytes(of: &prefix) { p in
+                RemoteMessage.encodeStreamData(origin: origin, senderIsOrigin: senderIsOrigin, into: p.baseAddress!)
+                let body = UnsafeRawBufferPointer(start: payload, count: count)
+                let head = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(p)[0..<RemoteMessage.streamDataPrefix])
+                return (try? wire.send(to: peer, prefix: head, body: body, now: now)) ?? false
+            }
+            guard accepted else { break }
+            ring.release()
+            sent += 1
+        }
+        if sent > 0 {
+            counters.messagesOut &+= UInt64(sent)
+            objects.records[i].version &+= 1
+            markDirty(object)  // a writer waiting for room
+        }
+        return sent
+    }
+
+    /// A message was just published into a stream read on another node: send
+    /// it now, from the writer's call, rather than on the loop's next turn.
+    @inline(never)
+    func sendNow(_ object: ObjectID, _ ring: StreamRing) {
+        guard let wire, objects.records[Int(object.index)].remoteFailure == nil else { return }
+        _ = sendQueued(object, ring, wire, now: clinux_monotonic_ns())
+    }
+
     private func pumpBridges(now: UInt64) -> Int {
         guard let wire else { return 0 }
         var moved = 0
@@ -123,25 +159,7 @@ extension KernelInstance {
             let peer = objects.records[i].remotePeer
             let origin = objects.records[i].remoteOrigin
             let senderIsOrigin = objects.records[i].originHere
-            var prefix: (UInt64, UInt64) = (0, 0)
-            var sentHere = 0
-            while let (payload, count) = ring.peek() {
-                let accepted = withUnsafeMutableBytes(of: &prefix) { p in
-                    RemoteMessage.encodeStreamData(origin: origin, senderIsOrigin: senderIsOrigin, into: p.baseAddress!)
-                    let body = UnsafeRawBufferPointer(start: payload, count: count)
-                    let head = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(p)[0..<RemoteMessage.streamDataPrefix])
-                    return (try? wire.send(to: peer, prefix: head, body: body, now: now)) ?? false
-                }
-                guard accepted else { break }
-                ring.release()
-                sentHere += 1
-            }
-            if sentHere > 0 {
-                moved += sentHere
-                counters.messagesOut &+= UInt64(sentHere)
-                objects.records[i].version &+= 1
-                markDirty(object)  // a writer waiting for room
-            }
+            moved += sendQueued(object, ring, wire, now: now)
             if objects.records[i].deleted && !ring.hasMessage() {
                 sendRemote(.streamClosed(origin: origin, senderIsOrigin: senderIsOrigin), to: peer)
                 objects.records[i].bridge = .none

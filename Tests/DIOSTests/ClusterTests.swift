@@ -269,9 +269,9 @@ import Testing
 
     /// When the other node goes away, a task blocked on a stream from it wakes
     /// within the failure timeout with `.unreachable`. This node keeps serving.
-    /// (The other node shuts down in order here, so its task reports its own
-    /// exit, status 1 for "stopped"; after `kill -9` the proxy finishes with
-    /// `lostTaskStatus` instead: see DiosdClusterTests.)
+    /// (The other node shuts down in order here, so its task usually reports
+    /// its own exit, status 1 for "stopped"; after `kill -9` the proxy finishes
+    /// with `lostTaskStatus`: see DiosdClusterTests.)
     @Test func aFailedNodeIsReportedToTheTasksThatDependOnIt() async throws {
         let nodes = try await Self.makeCluster(2, messages: 1_000_000_000, failureTimeout: 300_000_000)
         try await Self.waitUntilConnected(nodes[0], to: InstanceID(node: 1, core: 0))
@@ -305,7 +305,9 @@ import Testing
             return
         }
         #expect(who == InstanceID(node: 1, core: 0))
-        #expect(status == 1)
+        // Its task was stopped (1) and said so, unless that report was still
+        // queued behind stream data when the node went (then: lost, -128).
+        #expect(status == 1 || status == Int64(lostTaskStatus))
         #expect(waited < 2_000_000_000)  // the timeout is 300 ms; generous for a loaded CI box
         // The surviving node still serves its own tasks.
         let local = try await nodes[0].withTask { task in
