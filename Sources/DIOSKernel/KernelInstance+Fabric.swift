@@ -64,18 +64,11 @@ extension KernelInstance {
         case .run(let proxy, let program, let trusted, let arguments, let label):
             startForPeer(proxy: proxy, from: peer, program: program, trusted: trusted, arguments: arguments, label: label)
         case .started(let proxy, let task):
-            guard objects.isLive(proxy) else {  // the proxy was deleted meanwhile: stop the task
-                send(.stop(task: task), to: peer)
-                return
+            // A proxy deleted meanwhile stops the task.
+            let live = objects.isLive(proxy)
+            proxyStarted(proxy, task, live: live) { stop, resume in
+                self.send(stop ? .stop(task: task) : .pause(task: task, resume: resume), to: peer)
             }
-            let p = Int(proxy.index)
-            objects.records[p].remoteTask = task
-            if objects.records[p].pendingStop {
-                send(.stop(task: task), to: peer)
-            } else if let resume = objects.records[p].pendingPause {
-                send(.pause(task: task, resume: resume), to: peer)
-            }
-            objects.records[p].pendingPause = nil
         case .failedToStart(let proxy, let error):
             logger.warning("task did not start on instance \(peer): \(error)")
             finishTaskObject(proxy, status: -1)
@@ -95,6 +88,24 @@ extension KernelInstance {
             objects.records[i].buffer = nil
             objects.release(object)
         }
+    }
+
+    /// A task started for `proxy` (on another instance or node) is `task`: the
+    /// proxy learns it, and a stop or pause asked for meanwhile is passed on
+    /// through `tell(stop, resume)`. A proxy that is not `live` any more stops it.
+    func proxyStarted(_ proxy: ObjectID, _ task: TaskID, live: Bool, tell: (_ stop: Bool, _ resume: Bool) -> Void) {
+        guard live else {
+            tell(true, false)
+            return
+        }
+        let p = Int(proxy.index)
+        objects.records[p].remoteTask = task
+        if objects.records[p].pendingStop {
+            tell(true, false)
+        } else if let resume = objects.records[p].pendingPause {
+            tell(false, resume)
+        }
+        objects.records[p].pendingPause = nil
     }
 
     /// Marks a task object (a local task's, or the proxy of one on another

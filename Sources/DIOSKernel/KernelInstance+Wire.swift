@@ -211,18 +211,10 @@ extension KernelInstance {
         case .run(let proxy, let program, let trusted, let label, let streams):
             startForRemote(peer: peer, proxy: proxy, program: program, trusted: trusted, label: label, streams: streams)
         case .started(let proxy, let task):
-            guard objects.isLive(proxy), objects.records[Int(proxy.index)].remoteNode == peer else {
-                sendRemote(.stop(task: task), to: peer)
-                return true
+            let live = objects.isLive(proxy) && objects.records[Int(proxy.index)].remoteNode == peer
+            proxyStarted(proxy, task, live: live) { stop, resume in
+                self.sendRemote(stop ? .stop(task: task) : .pause(task: task, resume: resume), to: peer)
             }
-            let p = Int(proxy.index)
-            objects.records[p].remoteTask = task
-            if objects.records[p].pendingStop {
-                sendRemote(.stop(task: task), to: peer)
-            } else if let resume = objects.records[p].pendingPause {
-                sendRemote(.pause(task: task, resume: resume), to: peer)
-            }
-            objects.records[p].pendingPause = nil
         case .failedToStart(let proxy, let reason):
             logger.warning("task did not start on \(peer): \(reason)")
             if objects.exists(proxy), objects.records[Int(proxy.index)].remoteNode == peer {

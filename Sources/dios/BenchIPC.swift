@@ -223,24 +223,8 @@ struct BenchIPC: AsyncParsableCommand {
                 let (_, ping) = try task.create(.stream(messageSize: size, depth: 8))
                 let (_, pong) = try task.create(.stream(messageSize: size, depth: 8))
                 let echo = try task.run(try task.lookup(Self.echoProgram)[0], arguments: [ping, pong], on: 1)
-                let pongs = [pong]
-                var histogram = Self.newHistogram()
-                for i in 0..<(warmup + iterations) {
-                    let t0 = clinux_rdtsc()
-                    let w = try task.beginWrite(ping, size: size)
-                    w.store(UInt64(i))
-                    _ = task.endWrite(w)
-                    _ = try await task.select(pongs)
-                    let r = try task.beginRead(pong)
-                    let echoed = r.load(as: UInt64.self)
-                    _ = task.endRead(r)
-                    let t1 = clinux_rdtsc()
-                    precondition(echoed == UInt64(i), "echo out of order")
-                    if i >= warmup { _ = histogram.record(clock.nanoseconds(t1 &- t0)) }
-                }
-                let stop = try task.beginWrite(ping, size: 0)
-                _ = task.endWrite(stop)
-                _ = try await task.select([echo])
+                let histogram = try await Self.roundTrips(
+                    task, ping, pong, echo: echo, size: size, warmup: warmup, iterations: iterations, clock)
                 try task.delete(ping)
                 try task.delete(pong)
                 results.append(Result(mechanism: "dios", payload: size, histogram: histogram))
@@ -248,6 +232,33 @@ struct BenchIPC: AsyncParsableCommand {
             return results
         }
         return results
+    }
+
+    /// Times `warmup + iterations` round trips of a `size`-byte message out on
+    /// `ping` and back on `pong` through the echo task `echo` (wherever it runs),
+    /// then sends the empty message that ends it and waits for it to exit.
+    static func roundTrips(
+        _ task: TaskContext, _ ping: Ref, _ pong: Ref, echo: Ref, size: Int, warmup: Int, iterations: Int, _ clock: TSC
+    ) async throws -> Histogram<UInt64> {
+        let pongs = [pong]
+        var histogram = newHistogram()
+        for i in 0..<(warmup + iterations) {
+            let t0 = clinux_rdtsc()
+            let w = try task.beginWrite(ping, size: size)
+            w.store(UInt64(i))
+            _ = task.endWrite(w)
+            _ = try await task.select(pongs)
+            let r = try task.beginRead(pong)
+            let echoed = r.load(as: UInt64.self)
+            _ = task.endRead(r)
+            let t1 = clinux_rdtsc()
+            precondition(echoed == UInt64(i), "echo out of order")
+            if i >= warmup { _ = histogram.record(clock.nanoseconds(t1 &- t0)) }
+        }
+        let stop = try task.beginWrite(ping, size: 0)
+        _ = task.endWrite(stop)
+        _ = try await task.select([echo])
+        return histogram
     }
 
     /// One-way: a task on the second core writes 64-byte messages as fast as the

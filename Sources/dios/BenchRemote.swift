@@ -266,24 +266,8 @@ extension BenchIPC {
                 let (_, pong) = try task.create(.stream(messageSize: size, depth: 8))
                 let pongWriteEnd = try task.restrict(pong, to: [.write, .copy])
                 let echo = try task.run(try task.lookup(Self.remoteEcho)[0], arguments: [ping, pongWriteEnd], on: ib)
-                let pongs = [pong]
-                var histogram = Self.newHistogram()
-                for i in 0..<(warmup + iterations) {
-                    let t0 = clinux_rdtsc()
-                    let w = try task.beginWrite(ping, size: size)
-                    w.store(UInt64(i))
-                    _ = task.endWrite(w)
-                    _ = try await task.select(pongs)
-                    let r = try task.beginRead(pong)
-                    let echoed = r.load(as: UInt64.self)
-                    _ = task.endRead(r)
-                    let t1 = clinux_rdtsc()
-                    precondition(echoed == UInt64(i), "echo out of order")
-                    if i >= warmup { _ = histogram.record(clock.nanoseconds(t1 &- t0)) }
-                }
-                let stop = try task.beginWrite(ping, size: 0)
-                _ = task.endWrite(stop)
-                _ = try await task.select([echo])
+                let histogram = try await Self.roundTrips(
+                    task, ping, pong, echo: echo, size: size, warmup: warmup, iterations: iterations, clock)
                 results.append(Result(mechanism: mechanism, payload: size, histogram: histogram))
             }
             return results
