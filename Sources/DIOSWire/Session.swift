@@ -472,11 +472,6 @@ public final class Session {
         if urgent { ackUrgent = true }
     }
 
-    /// Sends an acknowledgement now if one is owed (after a burst of frames).
-    public func flushAck(now: UInt64, via transport: any FrameTransport) {
-        if ackPending { sendControl(.ack, now: now, via: transport) }
-    }
-
     // MARK: Failure
 
     private func fail(_ failure: PeerFailure, now: UInt64) -> Outcome {
@@ -515,9 +510,6 @@ public final class Session {
         repeat { e = UInt32(truncatingIfNeeded: epochSource.next()) } while e == 0 || e == localEpoch
         return e
     }
-
-    /// Restarts the silence clock (a peer just configured, or the node woke up).
-    public func heard(at now: UInt64) { lastHeard = now }
 
     /// Serial-number distance `a - b` (RFC 1982): positive when `a` is after `b`.
     @inline(__always)
