@@ -53,6 +53,9 @@ public protocol NameReplica: Sendable {
     func lookup(_ name: Name) -> [InstanceRecord]
     /// The same, with the insertion tags a removal must name.
     func observed(_ name: Name) -> [(InsertTag, InstanceRecord)]
+    /// Calls `body` with every instance of `name` this replica knows, in no
+    /// particular order and without building an array (`lookup`'s hot path).
+    func forEach(of name: Name, _ body: (InstanceRecord) -> Void)
     /// Applies a delta from this or another replica. Idempotent and
     /// commutative: any order and any duplication reach the same state.
     /// Returns whether the state changed.
@@ -76,6 +79,13 @@ public struct ReplicaState: Equatable, Sendable {
     public static func == (a: ReplicaState, b: ReplicaState) -> Bool {
         a.tombstones == b.tombstones && a.inserts.count == b.inserts.count
             && a.inserts.allSatisfy { tag, value in b.inserts[tag].map { $0 == value } ?? false }
+    }
+}
+
+extension NameReplica {
+    /// By way of `lookup` (a replica that can do better without an array says so).
+    public func forEach(of name: Name, _ body: (InstanceRecord) -> Void) {
+        for record in lookup(name) { body(record) }
     }
 }
 
@@ -115,6 +125,11 @@ public struct ORSetNameReplica: NameReplica, Equatable {
     }
 
     public func lookup(_ name: Name) -> [InstanceRecord] { observed(name).map(\.1) }
+
+    public func forEach(of name: Name, _ body: (InstanceRecord) -> Void) {
+        guard let instances = live[name] else { return }
+        for record in instances.values { body(record) }
+    }
 
     public func observed(_ name: Name) -> [(InsertTag, InstanceRecord)] {
         guard let instances = live[name] else { return [] }

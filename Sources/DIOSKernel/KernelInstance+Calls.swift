@@ -59,48 +59,57 @@ extension KernelInstance {
     }
 
     /// `lookup`, appending the references to `refs`; returns how many. With
-    /// capacity in `refs`, a weak lookup that finds only this instance's own
-    /// objects allocates nothing (the common, local case).
+    /// capacity in `refs`, a weak lookup allocates nothing once warm: the name
+    /// is hashed once into this instance's table and once into the replica,
+    /// the hits are gathered into scratch arrays the instance keeps, and only
+    /// then (every check passed) are references made, so a refused lookup
+    /// changes nothing.
     package func lookup(_ task: TaskID, _ name: Name, flags: Flags, into refs: inout [Ref]) throws(CallError) -> Int {
         checkThread()
         counters.calls += 1
         let t = try taskIndex(task)
         guard tasks[t].trusted else { throw .untrusted(.lookup) }
-        if !replicating || nameService.others.lookup(name).isEmpty {
-            var count = 0
-            names.forEach(of: name) { if objects.isLive($0) { count += 1 } }
-            guard count > 0 else { throw .noSuchName(name) }
-            guard tasks[t].refs.count + count <= tasks[t].refs.capacity else { throw .reference(.tableFull) }
-            names.forEach(of: name) { object in
-                guard objects.isLive(object) else { return }
-                refs.append(try! insertRef(t, entry(for: object, rights: objects.records[Int(object.index)].lookupRights)))
+        // The scratch arrays are the instance's own (its properties are not
+        // exclusivity-checked), appended to in place and emptied on the next call.
+        if !lookupHere.isEmpty { lookupHere.removeAll(keepingCapacity: true) }
+        if !lookupElsewhere.isEmpty { lookupElsewhere.removeAll(keepingCapacity: true) }
+        names.forEach(of: name) { object in if objects.isLive(object) { lookupHere.append(object) } }
+        if replicating {
+            nameService.others.forEach(of: name) { record in
+                if record.owner.node == id.node || (wire?.isReachable(record.owner) ?? false) { lookupElsewhere.append(record) }
             }
-            return count
-        }
-        let (local, others) = knownInstances(of: name)
-        var elsewhere: [InstanceRecord] = []
-        for record in others {
-            // Strong: only what the owner confirms now (another node's, by a remote call).
-            if flags.contains(.strong) && record.owner.node != id.node {
-                let reply = try? remoteCall(to: record.owner) { .nameConfirm(name: name, object: record.object, call: $0) }
-                guard reply?.ok == true else { continue }
+            // The replica keeps no order; the caller gets a stable one.
+            if lookupElsewhere.count > 1 {
+                lookupElsewhere.sort { ($0.owner, $0.object.index) < ($1.owner, $1.object.index) }
             }
-            elsewhere.append(record)
+            if flags.contains(.strong) {
+                // Strong: only what the owner confirms now (another node's, by a remote call).
+                let candidates = lookupElsewhere
+                lookupElsewhere.removeAll(keepingCapacity: true)
+                for record in candidates {
+                    if record.owner.node != id.node {
+                        let reply = try? remoteCall(to: record.owner) { .nameConfirm(name: name, object: record.object, call: $0) }
+                        guard reply?.ok == true else { continue }
+                    }
+                    lookupElsewhere.append(record)
+                }
+            }
         }
-        guard !local.isEmpty || !elsewhere.isEmpty else { throw .noSuchName(name) }
-        guard tasks[t].refs.count + local.count + elsewhere.count <= tasks[t].refs.capacity else {
-            throw .reference(.tableFull)
-        }
-        for object in local {
+        let found = lookupHere.count + lookupElsewhere.count
+        guard found > 0 else { throw .noSuchName(name) }
+        guard tasks[t].refs.count + found <= tasks[t].refs.capacity else { throw .reference(.tableFull) }
+        for k in 0..<lookupHere.count {
+            let object = lookupHere[k]
             refs.append(try! insertRef(t, entry(for: object, rights: objects.records[Int(object.index)].lookupRights)))
         }
-        for record in elsewhere {
+        for k in 0..<lookupElsewhere.count {
+            let record = lookupElsewhere[k]
             guard let standIn = standIn(for: record, name: name) else { throw .outOfMemory(requested: record.size) }
             var e = entry(for: standIn, rights: [.read, .write, .copy, .delete])
             e.proximity = record.owner.node == id.node ? .localNode : .remoteMemory
             refs.append(try! insertRef(t, e))
         }
-        return local.count + elsewhere.count
+        return found
     }
 
     /// `run`: starts the program on this instance as a new task (trusted tasks

@@ -67,16 +67,6 @@ extension KernelInstance {
         counters.remoteRefused &+= nameService.refused - before
     }
 
-    /// The instances of `name` known here that `lookup` may return: this
-    /// instance's own, and those of reachable instances (all of this node's;
-    /// another node's while its session is up).
-    func knownInstances(of name: Name) -> (local: [ObjectID], others: [InstanceRecord]) {
-        let local = names.instances(of: name).filter { objects.isLive($0) }
-        guard replicating else { return (local, []) }
-        let others = nameService.lookup(name) { owner in owner.node == id.node || (wire?.isReachable(owner) ?? false) }
-        return (local, others)
-    }
-
     /// A local stand-in for an instance held elsewhere, reused per instance.
     /// A blob on another node is read and written through it (remote calls);
     /// other kinds held elsewhere answer `describe` and can be deleted here,

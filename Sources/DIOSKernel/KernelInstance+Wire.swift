@@ -7,6 +7,13 @@ package import DIOSWire
 struct RemoteEnd: Hashable {
     var peer: InstanceID
     var origin: ObjectID
+
+    /// The four fields packed into one word for the hasher (`lookup` of a name
+    /// held elsewhere finds its stand-in by this key).
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(
+            UInt64(peer.node) << 48 | UInt64(peer.core) << 32 | UInt64(origin.index) ^ UInt64(origin.generation) &* 0x9E37_79B9_7F4A_7C15)
+    }
 }
 
 /// What a task started by another node's instance gets when that node is lost.

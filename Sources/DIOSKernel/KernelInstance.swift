@@ -56,6 +56,10 @@ public final class KernelInstance: @unchecked Sendable {
     @exclusivity(unchecked) var nameService: NameService
     /// Stand-ins for instances held elsewhere, by (owner, object).
     @exclusivity(unchecked) var standIns: [RemoteEnd: ObjectID] = [:]
+    /// `lookup`'s scratch: the hits on this instance and elsewhere, kept with
+    /// their capacity so a lookup allocates nothing once warm.
+    @exclusivity(unchecked) var lookupHere: [ObjectID] = []
+    @exclusivity(unchecked) var lookupElsewhere: [InstanceRecord] = []
     /// The remote call a task of this instance waits on, if any.
     @exclusivity(unchecked) var pendingCall: PendingCall? = nil
     @exclusivity(unchecked) var nextCall: UInt32 = 0

@@ -52,9 +52,12 @@ struct NameTable {
 
     /// Calls `body` with each instance of `name` held here, without building an array.
     func forEach(of name: Name, _ body: (ObjectID) -> Void) {
-        guard let e = entries[name] else { return }
-        body(e.first)
-        for o in e.more { body(o) }
+        // By index, reading the entry in place: copying `Instances` out would
+        // retain and release its array on every lookup.
+        guard let i = entries.index(forKey: name) else { return }
+        body(entries.values[i].first)
+        guard !entries.values[i].more.isEmpty else { return }
+        for o in entries.values[i].more { body(o) }
     }
 
     /// The first instance of `name` satisfying `predicate`, without building an array.
