@@ -127,8 +127,9 @@ public struct ORSetNameReplica: NameReplica, Equatable {
     public func lookup(_ name: Name) -> [InstanceRecord] { observed(name).map(\.1) }
 
     public func forEach(of name: Name, _ body: (InstanceRecord) -> Void) {
-        guard let instances = live[name] else { return }
-        for record in instances.values { body(record) }
+        // By index, in place: copying the inner dictionary out would retain it.
+        guard let i = live.index(forKey: name) else { return }
+        for record in live.values[i].values { body(record) }
     }
 
     public func observed(_ name: Name) -> [(InsertTag, InstanceRecord)] {

@@ -48,7 +48,11 @@ extension KernelInstance {
 
     /// A delta from an instance of this node, or (checked) of another.
     func applyName(_ delta: NameDelta, from peer: InstanceID) {
-        if !nameService.receive(delta, from: peer) { counters.remoteRefused &+= 1 }
+        guard nameService.receive(delta, from: peer) else {
+            counters.remoteRefused &+= 1
+            return
+        }
+        if let nameApplied, case .insert(let name, _, _) = delta { nameApplied(name) }
     }
 
     /// Everything this instance has published, for a peer that just came up.

@@ -56,6 +56,8 @@ public final class KernelInstance: @unchecked Sendable {
     @exclusivity(unchecked) var nameService: NameService
     /// Stand-ins for instances held elsewhere, by (owner, object).
     @exclusivity(unchecked) var standIns: [RemoteEnd: ObjectID] = [:]
+    /// Told each name another instance created once this replica holds it.
+    package var nameApplied: (@Sendable (Name) -> Void)? = nil
     /// `lookup`'s scratch: the hits on this instance and elsewhere, kept with
     /// their capacity so a lookup allocates nothing once warm.
     @exclusivity(unchecked) var lookupHere: [ObjectID] = []

@@ -41,6 +41,7 @@ public final class PollLoop: Sendable {
     public let threadStarted: (@Sendable () -> Void)?
     public let threadEnding: (@Sendable () -> Void)?
     private let stopRequested = Atomic<Bool>(false)
+    private let abandon = Atomic<Bool>(false)
     private let adopted = Atomic<Bool>(false)
     private let thread = Mutex<pthread_t?>(nil)
 
@@ -74,7 +75,12 @@ public final class PollLoop: Sendable {
     }
 
     /// Asks the loop to stop and waits for its thread to finish.
-    public func stop() {
+    /// Stops the loop and waits for its thread. With `drain` (the default) the
+    /// instance's tasks are told and run to their end first (for at most 2 s);
+    /// without, the thread stops at once, as if the process had died: its
+    /// tasks never run again and nothing more is sent or answered.
+    public func stop(drain: Bool = true) {
+        if !drain { abandon.store(true, ordering: .sequentiallyConsistent) }
         stopRequested.store(true, ordering: .sequentiallyConsistent)
         _ = clinux_eventfd_signal(instance.doorbell.fd)
         if let tid = thread.withLock({ t -> pthread_t? in defer { t = nil }; return t }) {
@@ -100,6 +106,7 @@ public final class PollLoop: Sendable {
             idle += 1
             idleStep(&idle)
         }
+        guard !abandon.load(ordering: .relaxed) else { return }
         // Shutdown: tell tasks, then let them run to their end.
         instance.stopAll()
         let deadline = clinux_monotonic_ns() + 2_000_000_000

@@ -7,14 +7,17 @@ import Histogram
 import Synchronization
 
 /// `dios bench names`: the replicated name service on a three-node cluster of
-/// two instances each, in this process over UDP on loopback (adaptive idle,
+/// two instances each, in this process over UDP on loopback (adaptive idle by default,
 /// spinning little, since six instances share this machine's cores):
+/// - `lookup-weak-local`: `lookup` of a name held by the calling instance;
 /// - `lookup-weak-remote`: `lookup` of a name held on another node, from the
 ///   local replica;
+/// (a weak lookup is timed in batches of 32, a strong one on its own)
 /// - `lookup-strong-remote`: the same confirmed with the owner (a round trip);
-/// - `create-to-visible`: from `create` on one instance until `lookup` finds
-///   the name on all five others (each polls every 100 µs: that is the
-///   resolution);
+/// - `create-to-visible`: from `create` on one instance until the replicas of
+///   all five others hold the name (each instance reports the moment its
+///   replica takes it in, through `NodeConfiguration.nameApplied`; from then
+///   its `lookup` finds it);
 /// next to `udp-poll-lo`, a Linux UDP round trip measured in the same run, so
 /// the figures read as network round trips.
 struct BenchNames: AsyncParsableCommand {
@@ -24,6 +27,13 @@ struct BenchNames: AsyncParsableCommand {
     @Option(help: "Lookups measured.") var iterations = 2_000
     @Option(help: "create → visible trials.") var trials = 200
     @Flag(help: "One JSON object per line instead of a table.") var json = false
+    @Flag(help: "Busy-poll every instance (for a machine with six cores to spare).") var busy = false
+
+    /// With fewer cores than instances, an instance that spins after its work
+    /// holds a core a woken one needs: a name reaches the five others one
+    /// spin-length apart (100 spins cost about 70 µs per instance here). So
+    /// the default spins 10 times and sleeps.
+    var idlePolicy: IdlePolicy { busy ? .busy : .adaptive(spins: 10, yields: 0, maxSleep: .milliseconds(1)) }
 
     static func name(_ trial: Int) -> Name { Name.wellKnown("bench.names.\(trial)") }
 
@@ -55,6 +65,15 @@ struct BenchNames: AsyncParsableCommand {
             }
             sockets.append(row)
         }
+        // When each instance's replica took in each trial's name.
+        let trials = trials
+        let trialOf = Dictionary(uniqueKeysWithValues: (0..<trials).map { (Self.name($0), $0) })
+        let applied = Mutex<[[InstanceID: UInt64]]>(Array(repeating: [:], count: trials))
+        let nameApplied: @Sendable (InstanceID, Name) -> Void = { instance, name in
+            let now = clinux_monotonic_ns()
+            guard let trial = trialOf[name] else { return }
+            applied.withLock { if $0[trial][instance] == nil { $0[trial][instance] = now } }
+        }
         var nodes: [Node] = []
         for n in 0..<3 {
             var configuration = NodeConfiguration()
@@ -62,10 +81,9 @@ struct BenchNames: AsyncParsableCommand {
             configuration.cores = [0, 1]
             configuration.pin = false
             configuration.arenaSize = 16 << 20
-            // Six instances share two cores here: spin little before sleeping, or
-            // the spinners hold the cores and a woken instance waits for a tick.
-            configuration.idlePolicy = .adaptive(spins: 100, yields: 10, maxSleep: .milliseconds(1))
+            configuration.idlePolicy = idlePolicy
             configuration.logger.logLevel = .warning
+            configuration.nameApplied = nameApplied
             let peers = addresses.filter { $0.key.node != UInt16(n) }
             let wires = sockets[n].enumerated().map { k, socket in
                 WireEndpoint(
@@ -83,62 +101,46 @@ struct BenchNames: AsyncParsableCommand {
 
         // Lookups of a name held on node 1, from node 0.
         let target = try await nodes[1].withTask { task in try task.create(.blob(size: 64)).name }
+        let own = try await node0.withTask { task in try task.create(.blob(size: 64)).name }
         for _ in 0..<500 {
             if (try? await node0.withTask({ task in try task.lookup(target).count })) == 1 { break }
             try await Task.sleep(for: .milliseconds(10))
         }
         let iterations = iterations
-        for (label, flags) in [("lookup-weak-remote", Flags()), ("lookup-strong-remote", Flags.strong)] {
+        for (label, name, flags) in [
+            ("lookup-weak-local", own, Flags()), ("lookup-weak-remote", target, Flags()), ("lookup-strong-remote", target, Flags.strong),
+        ] {
             let h = try await node0.withTask { task in
                 var h = BenchIPC.newHistogram()
+                // A weak lookup is timed over a batch of 32 (a sample is the
+                // batch's mean), a strong one (a round trip) on its own.
+                let batch = flags.contains(.strong) ? 1 : 32
                 var refs: [Ref] = []
-                refs.reserveCapacity(4)
+                refs.reserveCapacity(batch)
                 for i in 0..<(iterations + iterations / 10) {
                     let t0 = clinux_rdtsc()
-                    _ = try task.lookup(target, flags: flags, into: &refs)
+                    for _ in 0..<batch { _ = try task.lookup(name, flags: flags, into: &refs) }
                     let t1 = clinux_rdtsc()
                     for r in refs { try task.delete(r, flags: .referenceOnly) }
                     refs.removeAll(keepingCapacity: true)
-                    if i >= iterations / 10 { _ = h.record(clock.nanoseconds(t1 &- t0)) }
+                    if i >= iterations / 10 { _ = h.record(clock.nanoseconds(t1 &- t0) / UInt64(batch)) }
                 }
                 return h
             }
             results.append((label, h))
         }
 
-        // create → visible on the five other instances. A watcher task on each
-        // polls lookup for the trial's (well-known) name and reports when it sees it.
-        let trials = trials
-        let found = Mutex<[[UInt64]]>(Array(repeating: [], count: trials))
-        let watcher = Name.wellKnown("bench.names.watcher")
-        for node in nodes {
-            await node.register(watcher, label: "watcher") { task in
-                // Poll every 100 µs on a timer, so idle instances sleep and the
-                // two cores are not fought over by spinning watchers.
-                let (_, timer) = try task.create(.timer(after: .microseconds(20)))
-                for trial in 0..<trials {
-                    let name = Self.name(trial)
-                    var refs: [Ref] = []
-                    while (try? task.lookup(name, into: &refs)) == nil { try await Self.nap(task, timer) }
-                    let now = clinux_monotonic_ns()
-                    found.withLock { $0[trial].append(now) }
-                    for r in refs { try task.delete(r, flags: .referenceOnly) }
-                }
-            }
-        }
-        for (n, node) in nodes.enumerated() {
-            for k in 0..<2 where !(n == 0 && k == 0) {
-                try await node.withTask(on: k) { task in _ = try task.run(try task.lookup(watcher)[0]) }
-            }
-        }
+        // create → visible on the five other instances: the creator naps on a
+        // timer until all five have reported the name (the naps do not enter
+        // the figure, which runs from create to the fifth replica's report).
         let visible = try await node0.withTask { task in
             let (_, timer) = try task.create(.timer(after: .microseconds(20)))
             var visible = BenchIPC.newHistogram()
             for trial in 0..<trials {
                 let t0 = clinux_monotonic_ns()
                 let ref = try task.create(.blob(size: 8), named: Self.name(trial))
-                while found.withLock({ $0[trial].count }) < 5 { try await Self.nap(task, timer) }
-                let last = found.withLock { $0[trial].max()! }
+                while applied.withLock({ $0[trial].count }) < 5 { try await Self.nap(task, timer) }
+                let last = applied.withLock { $0[trial].values.max()! }
                 _ = visible.record(last - t0)
                 try task.delete(ref, flags: .referenceOnly)
             }
@@ -153,7 +155,7 @@ struct BenchNames: AsyncParsableCommand {
             }
             return
         }
-        print("Name service on three nodes of two instances (UDP on loopback, adaptive idle), ns")
+        print("Name service on three nodes of two instances (UDP on loopback, \(busy ? "busy" : "adaptive") idle), ns")
         print(pad("measure", 22) + pad("samples", 9, right: true) + pad("min", 10, right: true) + pad("p50", 10, right: true)
             + pad("p99", 10, right: true) + pad("p50/udp RTT", 13, right: true))
         for (m, h) in results {
