@@ -80,8 +80,10 @@ final class ControlServer: @unchecked Sendable {
                 reply = lookup(String(request.dropFirst("lookup ".count)))
             } else if request.hasPrefix("stream ") {
                 reply = stream(request)
+            } else if request.hasPrefix("blob ") {
+                reply = blob(request)
             } else {
-                reply = #"{"error":"unknown request; try status, names, lookup NAME, or stream INSTANCE COUNT"}"# + "\n"
+                reply = #"{"error":"unknown request; try status, names, lookup NAME, stream INSTANCE COUNT, or blob INSTANCE"}"# + "\n"
             }
             _ = reply.utf8CString.withUnsafeBufferPointer { write(client, $0.baseAddress, $0.count - 1) }
             close(client)
@@ -109,6 +111,36 @@ final class ControlServer: @unchecked Sendable {
                 }
             } catch {
                 say("diosd: stream to \(peer): FAILED: \(error)")
+            }
+            done.signal()
+        }
+        done.wait()
+        return lines.text
+    }
+
+    /// `blob 1.0`: creates a blob here and has a task on that instance of another
+    /// node read and write it, checking the consistency rules on both sides (see
+    /// `RemoteDemo.blob`); replies `diosd: blob on 1.0: consistency rules held
+    /// (...)`, or `diosd: blob on 1.0: FAILED, ` and the first rule seen broken.
+    /// Other requests wait until it is done.
+    private func blob(_ request: String) -> String {
+        let words = request.split(separator: " ")
+        guard words.count == 2, let peer = Diosd.instanceID(words[1]) else {
+            return #"{"error":"usage: blob INSTANCE, e.g. blob 1.0"}"# + "\n"
+        }
+        let node = self.node
+        let done = DispatchSemaphore(value: 0)
+        let lines = LinesBox()
+        Task {
+            let say: @Sendable (String) -> Void = { line in lines.append(line) }
+            do {
+                if try await RemoteDemo.waitForPeers(node, [peer], seconds: 10) {
+                    _ = try await RemoteDemo.blob(on: node, with: peer, say: say)
+                } else {
+                    say("diosd: blob on \(peer): FAILED, it is not reachable")
+                }
+            } catch {
+                say("diosd: blob on \(peer): FAILED: \(error)")
             }
             done.signal()
         }

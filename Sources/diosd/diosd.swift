@@ -49,7 +49,10 @@ struct Diosd: AsyncParsableCommand {
     @Option(name: .long, help: "Cluster: read a stream from a task on this instance (e.g. 1.0) until that node is lost, and report it.")
     var watch: String?
 
-    @Flag(name: .long, help: "Exit after --stream-to instead of serving.")
+    @Option(name: .customLong("blob-on"), help: "Cluster: have a task on each of these instances (e.g. 1.0,2.0) read and write a blob held here, checking the consistency rules on both sides (after --stream-to).")
+    var blobOn: String?
+
+    @Flag(name: .long, help: "Exit after --stream-to and --blob-on instead of serving.")
     var once = false
 
     @Flag(name: .long, help: "Run the demo of trusted and untrusted tasks, print what happened, and exit.")
@@ -159,16 +162,21 @@ struct Diosd: AsyncParsableCommand {
                     try await RemoteDemo.watch(on: node, peer: peer, say: say)
                 }
             }
-            if let streamTo {
-                let peers = streamTo.split(separator: ",").compactMap { Self.instanceID($0) }
-                guard !peers.isEmpty, peers.count == streamTo.split(separator: ",").count else {
-                    throw ValidationError("--stream-to takes instances like 1.0,2.0")
-                }
-                var ok = try await RemoteDemo.waitForPeers(node, peers, seconds: 30)
-                if !ok { say("diosd: stream: not every one of \(streamTo) became reachable") }
-                for peer in peers where ok {
+            if streamTo != nil || blobOn != nil {
+                let streamPeers = try Self.instanceIDs(streamTo, option: "--stream-to")
+                let blobPeers = try Self.instanceIDs(blobOn, option: "--blob-on")
+                let all = streamPeers + blobPeers.filter { !streamPeers.contains($0) }
+                var ok = try await RemoteDemo.waitForPeers(node, all, seconds: 30)
+                if !ok { say("diosd: not every one of \(all.map(String.init(describing:)).joined(separator: ",")) became reachable") }
+                for peer in streamPeers where ok {
                     do { ok = try await RemoteDemo.stream(on: node, to: peer, count: messages, say: say) } catch {
                         say("diosd: stream to \(peer): FAILED: \(error)")
+                        ok = false
+                    }
+                }
+                for peer in blobPeers where ok {
+                    do { ok = try await RemoteDemo.blob(on: node, with: peer, say: say) } catch {
+                        say("diosd: blob on \(peer): FAILED: \(error)")
                         ok = false
                     }
                 }
@@ -226,6 +234,16 @@ extension Diosd {
         let parts = text.split(separator: ".")
         guard parts.count == 2, let n = UInt16(parts[0]), let c = UInt16(parts[1]) else { return nil }
         return InstanceID(node: n, core: c)
+    }
+
+    /// "1.0,2.0" → those instances (none when `text` is nil).
+    static func instanceIDs(_ text: String?, option: String) throws -> [InstanceID] {
+        guard let text else { return [] }
+        let ids = text.split(separator: ",").compactMap { instanceID($0) }
+        guard !ids.isEmpty, ids.count == text.split(separator: ",").count else {
+            throw ValidationError("\(option) takes instances like 1.0,2.0")
+        }
+        return ids
     }
 
     /// One wire endpoint per instance of node `id`: a UDP socket where the

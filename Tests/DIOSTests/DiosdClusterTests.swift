@@ -8,6 +8,10 @@ import Testing
 /// UDP sockets on loopback, or over DPDK (memif between processes, af_packet on
 /// a veth pair between network namespaces, or a DPDK node and a kernel-socket
 /// node on one veth pair), started and stopped (or killed) as a user would.
+/// On each transport a stream carries numbered messages across, and a blob
+/// held by one node is read and written by a task on another under the
+/// consistency rules (`RemoteDemo.blob` in diosd: both sides check, and a rule
+/// seen broken is named in the node's output).
 @Suite(.serialized) struct DiosdClusterTests {
     /// How a test cluster's nodes reach each other.
     enum Layout {
@@ -254,18 +258,25 @@ import Testing
     struct ClusterError: Error, CustomStringConvertible { let description: String }
 
     /// Three nodes over kernel UDP: 100,000 numbered messages from node 0 to a
-    /// task on node 1, and as many to node 2, arrive complete and in order.
+    /// task on node 1, and as many to node 2, arrive complete and in order; a
+    /// blob on node 0 is read and written by a task on node 1 and one on node 2,
+    /// and one on node 1 (asked through its control socket) by a task on node 2,
+    /// the consistency rules holding each time.
     @Test func threeNodesStreamInOrderOverUDP() throws {
         let cluster = try Cluster(nodes: 3)
         try cluster.start(1)
         try cluster.start(2)
         #expect(cluster.waitFor(1, "control socket") && cluster.waitFor(2, "control socket"))
-        try cluster.start(0, ["--stream-to", "1.0,2.0", "--messages", "100000", "--once"])
+        try cluster.start(0, ["--stream-to", "1.0,2.0", "--blob-on", "1.0,2.0", "--messages", "100000", "--once"])
         _ = cluster.waitFor(0, "node stopped cleanly", seconds: 120)
         let out = cluster.text(0)
         #expect(cluster.stop(0) == 0, "\(out)")
         #expect(out.contains("stream to 1.0: 100000 messages arrived in order"), "\(out)")
         #expect(out.contains("stream to 2.0: 100000 messages arrived in order"), "\(out)")
+        #expect(out.contains("blob on 1.0: consistency rules held"), "\(out)\n--- node 1:\n\(cluster.text(1))")
+        #expect(out.contains("blob on 2.0: consistency rules held"), "\(out)\n--- node 2:\n\(cluster.text(2))")
+        let blob = cluster.request(1, "blob 2.0")
+        #expect(blob.contains("blob on 2.0: consistency rules held"), "\(blob)\n\(cluster.text(1))\n--- node 2:\n\(cluster.text(2))")
         #expect(cluster.stop(1) == 0)
         #expect(cluster.stop(2) == 0)
     }
@@ -339,14 +350,16 @@ import Testing
 
     /// Two DPDK nodes joined by memif (two processes, each its own EAL): 100,000
     /// numbered messages from node 0 to a task on node 1 arrive complete and in
-    /// order; both nodes then release their port and EAL.
+    /// order, and a blob on node 0 is read and written by a task on node 1 under
+    /// the consistency rules; both nodes then release their port and EAL.
     @Test(.enabled(if: DPDKClusterHost.missing == nil, Comment(rawValue: DPDKClusterHost.missing ?? "")))
     func twoDPDKNodesOverMemifStreamInOrder() throws {
         try streamsInOrder(try Cluster(nodes: 2, layout: .memif), device: "net_memif0")
     }
 
     /// Two DPDK nodes on af_packet, each in its network namespace, joined by a
-    /// veth pair: the same 100,000 messages, complete and in order.
+    /// veth pair: the same 100,000 messages, complete and in order, and the
+    /// same blob checks.
     @Test(.enabled(if: DPDKClusterHost.vethMissing == nil, Comment(rawValue: DPDKClusterHost.vethMissing ?? "")))
     func twoDPDKNodesOverAfPacketOnVethStreamInOrder() throws {
         let cluster = try Cluster(nodes: 2, layout: .afPacket)
@@ -354,16 +367,18 @@ import Testing
         try streamsInOrder(cluster, device: "net_af_packet0")
     }
 
-    /// node 1 is started first (memif's server, the sink), then node 0 streams to it with `--once`.
+    /// node 1 is started first (memif's server, the sink), then node 0 streams to
+    /// it and checks a blob with it with `--once`.
     private func streamsInOrder(_ cluster: Cluster, device: String) throws {
         try cluster.start(1)
         try #require(cluster.waitFor(1, "control socket"), "\(cluster.text(1))")
-        try cluster.start(0, ["--stream-to", "1.0", "--messages", "100000", "--once"])
+        try cluster.start(0, ["--stream-to", "1.0", "--blob-on", "1.0", "--messages", "100000", "--once"])
         _ = cluster.waitFor(0, "EAL cleaned up", seconds: 60)
         let out = cluster.text(0)
         #expect(cluster.stop(0) == 0, "\(out)\n--- node 1:\n\(cluster.text(1))")
         #expect(out.contains("instance 0.0 on dpdk \(device) (mac 02:00:00:79:00:01) 10.79.0.1:"), "\(out)")
         #expect(out.contains("stream to 1.0: 100000 messages arrived in order"), "\(out)\n--- node 1:\n\(cluster.text(1))")
+        #expect(out.contains("blob on 1.0: consistency rules held"), "\(out)\n--- node 1:\n\(cluster.text(1))")
         #expect(cluster.stop(1) == 0, "\(cluster.text(1))")
         for n in 0..<2 {
             #expect(cluster.text(n).contains("DPDK port \(device) closed, EAL cleaned up"), "\(cluster.text(n))")
@@ -374,7 +389,8 @@ import Testing
 
     /// A DPDK node (af_packet, in one namespace) and a kernel-socket node (in
     /// another) on the two ends of a veth pair: 100,000 messages each way
-    /// arrive complete and in order. The DPDK node sends to the socket node's
+    /// arrive complete and in order, and a blob on each node is read and written
+    /// by a task on the other under the consistency rules. The DPDK node sends to the socket node's
     /// interface MAC from the cluster file; the socket node's kernel sends to
     /// the DPDK node's through the permanent neighbour entry the network setup made.
     @Test(.enabled(if: DPDKClusterHost.vethMissing == nil, Comment(rawValue: DPDKClusterHost.vethMissing ?? "")))
@@ -391,10 +407,14 @@ import Testing
         #expect(toUDP.contains("stream to 1.0: 100000 messages arrived in order"), "\(toUDP)\n\(cluster.text(0))")
         let toDPDK = cluster.request(1, "stream 0.0 100000")
         #expect(toDPDK.contains("stream to 0.0: 100000 messages arrived in order"), "\(toDPDK)\n\(cluster.text(1))")
+        let blobOnUDP = cluster.request(0, "blob 1.0")
+        #expect(blobOnUDP.contains("blob on 1.0: consistency rules held"), "\(blobOnUDP)\n\(cluster.text(0))\n--- node 1:\n\(cluster.text(1))")
+        let blobOnDPDK = cluster.request(1, "blob 0.0")
+        #expect(blobOnDPDK.contains("blob on 0.0: consistency rules held"), "\(blobOnDPDK)\n\(cluster.text(1))\n--- node 0:\n\(cluster.text(0))")
         #expect(cluster.stop(0) == 0, "\(cluster.text(0))")
         #expect(cluster.stop(1) == 0, "\(cluster.text(1))")
         #expect(cluster.text(0).contains("DPDK port net_af_packet0 closed, EAL cleaned up"), "\(cluster.text(0))")
-        print("DPDK node to UDP node: \(toUDP)UDP node to DPDK node: \(toDPDK)", terminator: "")
+        print("DPDK node to UDP node: \(toUDP)UDP node to DPDK node: \(toDPDK)\(blobOnUDP)\(blobOnDPDK)", terminator: "")
     }
 
     /// The shipped memif example, under a name of its own: `dios cluster up`
