@@ -1,3 +1,5 @@
+import DIOSWire
+
 /// The cluster's scheduler service and its bootstrap (DESIGN §7).
 ///
 /// Placement policy is a later issue; here the scheduler runs, is found by its
@@ -6,14 +8,11 @@
 /// (u64) it advances every `beat`. Pinging it is a weak remote read of that blob
 /// that validates with the owner.
 ///
-/// Exactly one: every node runs a bootstrapper on its first instance. When
-/// `lookup` finds no scheduler and the node is the lowest-numbered reachable
-/// one, it starts a scheduler there. Nodes that booted apart may each start
-/// one; once they see each other, a scheduler that finds another on a lower
-/// instance steps down. When the node running it fails, its name drops out of
-/// `lookup` (membership), and the lowest surviving node starts another.
+/// Exactly one: every node runs a bootstrapper on its first instance, and it
+/// and the scheduler follow `SchedulerElection` (the cluster simulation runs
+/// the same rules).
 public enum Scheduler {
-    public static let name = Name.wellKnown("dios.scheduler")
+    public static let name = SchedulerElection.name
     static let program = Name.wellKnown("dios.scheduler.program")
     static let bootstrapProgram = Name.wellKnown("dios.scheduler.bootstrap")
     static let beat = Duration.milliseconds(20)  // also written in nanoseconds when re-arming
@@ -51,7 +50,7 @@ public enum Scheduler {
             let rearm = try task.beginWrite(timer, size: 8)
             rearm.store(UInt64(20_000_000).littleEndian)
             _ = task.endWrite(rearm)
-            if count % 5 == 0, try owners(task).contains(where: { $0 < me }) {
+            if count % 5 == 0, SchedulerElection.shouldStepDown(me: me, owners: try owners(task)) {
                 try task.delete(blob)  // another scheduler runs on a lower instance: it stays, this one goes
                 return
             }
@@ -78,11 +77,9 @@ public enum Scheduler {
                     if error != .wouldBlock { started = nil }
                 }
             }
-            guard started == nil, try owners(task).isEmpty else { continue }
-            let me = task.instance
-            let lowest = task.reachableInstances().map(\.node).min() ?? me.node
-            guard lowest == me.node else { continue }
-            started = try task.run(try task.lookup(program)[0])
+            let start = SchedulerElection.shouldStart(
+                me: task.instance, owners: try owners(task), reachable: task.reachableInstances(), running: started != nil)
+            if start { started = try task.run(try task.lookup(program)[0]) }
         }
     }
 

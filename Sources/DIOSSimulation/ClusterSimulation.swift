@@ -1,17 +1,24 @@
 import DIOSCore
 import DIOSWire
 
-/// A seeded simulation of a cluster's instances running the node's own wire
-/// and name-service code — `WireEndpoint` and `Session` (epochs, heartbeats,
-/// retransmission, failure detection), `RemoteMessage`, `NameService` — over a
-/// simulated network and clock that lose, duplicate, delay and reorder frames,
-/// partition and heal, and crash and restart instances.
+/// A seeded simulation of a cluster's instances running the node's own wire,
+/// name-service and scheduler-election code — `WireEndpoint` and `Session`
+/// (epochs, heartbeats, retransmission, failure detection), `RemoteMessage`,
+/// `NameService`, `SchedulerElection` — over a simulated network and clock
+/// that lose, duplicate, delay and reorder frames, partition and heal, and
+/// crash and restart instances.
+///
+/// Each instance stands for a node: it runs a scheduler bootstrapper (a check
+/// every 100 ms, the first 50 ms after it starts) and, when the election says
+/// so, a scheduler, published under the scheduler's well-known name, that
+/// checks every 100 ms whether to step down.
 ///
 /// Checked after every step: an instance's replica holds names only of peers
 /// its session says are up (what `lookup` may return is never of an instance
 /// known to be unreachable). Checked at quiescence (partitions healed, crashed
 /// instances restarted, time for sessions to settle): every instance sees
-/// exactly every other instance's live objects — deleted ones nowhere.
+/// exactly every other instance's live objects — deleted ones nowhere — and
+/// exactly one scheduler runs, the one every instance's `lookup` finds.
 public struct ClusterSimulation {
     public struct Configuration: Sendable, CustomStringConvertible {
         public var instances = 4
@@ -61,6 +68,8 @@ public struct ClusterSimulation {
     /// A deliberate bug for the test that shows the harness can fail: peers'
     /// names are not purged when their sessions end.
     public var forgetPurge = false
+    /// Another: a scheduler never steps down for a lower one.
+    public var neverStepDown = false
 
     public init(seed: UInt64, configuration: Configuration) {
         self.seed = seed
@@ -148,10 +157,22 @@ public struct ClusterSimulation {
         /// kernel's generations make them), so a deleted id is never reused.
         let incarnation: UInt32
         var alive = true
-        init(endpoint: WireEndpoint, names: NameService, incarnation: UInt32) {
+        /// The scheduler this instance runs, if any (also in `own`).
+        var scheduler: ObjectID? = nil
+        /// When the bootstrapper (or the scheduler) next checks.
+        var nextCheck: UInt64
+        init(endpoint: WireEndpoint, names: NameService, incarnation: UInt32, now: UInt64) {
             self.endpoint = endpoint
             self.names = names
             self.incarnation = incarnation
+            nextCheck = now + 50_000_000
+        }
+
+        /// The instances holding a scheduler, as this instance's `lookup` sees them.
+        func schedulerOwners(_ me: InstanceID) -> [InstanceID] {
+            var owners = scheduler == nil ? [] : [me]
+            for r in names.others.lookup(SchedulerElection.name) where endpoint.isReachable(r.owner) { owners.append(r.owner) }
+            return owners
         }
     }
 
@@ -177,7 +198,7 @@ public struct ClusterSimulation {
             let endpoint = WireEndpoint(
                 local: ids[k], transport: Port(network, addresses[k]), peers: peers, configuration: Self.session,
                 now: network.now, seed: epochSeed)
-            return Member(endpoint: endpoint, names: NameService(local: ids[k]), incarnation: incarnations[k])
+            return Member(endpoint: endpoint, names: NameService(local: ids[k]), incarnation: incarnations[k], now: network.now)
         }
         var members = (0..<c.instances).map { makeMember($0) }
         var deleted: Set<RemoteEndKey> = []
@@ -240,21 +261,49 @@ public struct ClusterSimulation {
             }
         }
 
+        func publish(_ k: Int, _ name: Name) -> ObjectID {
+            let object = ObjectID(index: members[k].nextObject, generation: members[k].incarnation)
+            members[k].nextObject += 1
+            let record = InstanceRecord(owner: ids[k], object: object, kind: .blob, size: 8, persistent: false)
+            let (tag, delta) = members[k].names.publish(name, record)
+            members[k].own[object] = (name, tag)
+            broadcast(k, delta)
+            return object
+        }
+        func unpublish(_ k: Int, _ object: ObjectID) {
+            guard let (name, tag) = members[k].own.removeValue(forKey: object) else { return }
+            deleted.insert(RemoteEndKey(owner: ids[k], object: object))
+            broadcast(k, members[k].names.unpublish(name, tag: tag))
+        }
+        /// Each instance's bootstrapper and scheduler, when their check is due.
+        func runElections() {
+            for k in members.indices where members[k].alive && members[k].nextCheck <= network.now {
+                let m = members[k]
+                m.nextCheck = network.now + 100_000_000
+                let owners = m.schedulerOwners(ids[k])
+                if let object = m.scheduler {
+                    if !neverStepDown && SchedulerElection.shouldStepDown(me: ids[k], owners: owners) {
+                        m.scheduler = nil
+                        unpublish(k, object)
+                    }
+                } else {
+                    let reachable = [ids[k]] + m.endpoint.sessions.filter(\.isUp).map(\.peer)
+                    if SchedulerElection.shouldStart(me: ids[k], owners: owners, reachable: reachable, running: false) {
+                        m.scheduler = publish(k, SchedulerElection.name)
+                    }
+                }
+            }
+        }
+
         for step in 0..<c.steps {
             let k = Int(rng.next() % UInt64(c.instances))
             let roll = rng.unit()
             if members[k].alive && roll < 0.35 {
-                let object = ObjectID(index: members[k].nextObject, generation: members[k].incarnation)
-                members[k].nextObject += 1
-                let name = Name(words: (rng.next(), rng.next(), rng.next(), rng.next()))
-                let record = InstanceRecord(owner: ids[k], object: object, kind: .blob, size: 8, persistent: false)
-                let (tag, delta) = members[k].names.publish(name, record)
-                members[k].own[object] = (name, tag)
-                broadcast(k, delta)
-            } else if members[k].alive && roll < 0.5, let (object, v) = members[k].own.first {
-                members[k].own[object] = nil
-                deleted.insert(RemoteEndKey(owner: ids[k], object: object))
-                broadcast(k, members[k].names.unpublish(v.0, tag: v.1))
+                _ = publish(k, Name(words: (rng.next(), rng.next(), rng.next(), rng.next())))
+            } else if members[k].alive && roll < 0.5,
+                let object = members[k].own.keys.first(where: { $0 != members[k].scheduler })
+            {
+                unpublish(k, object)
             } else if members[k].alive && roll < 0.5 + c.crash {
                 members[k].alive = false
                 network.dead.insert(addresses[k])
@@ -272,6 +321,7 @@ public struct ClusterSimulation {
             for _ in 0..<advance {
                 network.now += 1_000_000
                 pollAll()
+                runElections()
                 try checkReachability(step)
             }
         }
@@ -282,10 +332,22 @@ public struct ClusterSimulation {
             network.dead.remove(addresses[k])
             members[k] = makeMember(k)
         }
-        for _ in 0..<600 {  // 600 ms: several failure timeouts' worth of heartbeats
+        // 1 s: several failure timeouts' worth of heartbeats, and enough
+        // election checks (100 ms apart) for a scheduler to start or step down.
+        for _ in 0..<1000 {
             network.now += 1_000_000
             pollAll()
+            runElections()
             try checkReachability(c.steps)
+        }
+        let schedulers = members.indices.filter { members[$0].scheduler != nil }.map { ids[$0] }
+        guard schedulers.count == 1 else {
+            throw Failure(seed: seed, step: c.steps, message: "\(schedulers.count) schedulers after healing: \(schedulers)")
+        }
+        for k in members.indices where members[k].schedulerOwners(ids[k]) != schedulers {
+            throw Failure(
+                seed: seed, step: c.steps,
+                message: "\(ids[k])'s lookup finds schedulers on \(members[k].schedulerOwners(ids[k])), not \(schedulers[0])")
         }
         for k in members.indices {
             for j in members.indices where j != k {

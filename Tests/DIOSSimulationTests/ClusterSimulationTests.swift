@@ -5,9 +5,10 @@ import Testing
 import Glibc
 #endif
 
-/// The node's own wire and name-service code (sessions with epochs, heartbeats
-/// and failure detection; the name-service protocol) on a simulated cluster
-/// with loss, duplication, reordering, delay, partitions and crashes.
+/// The node's own wire, name-service and scheduler-election code (sessions
+/// with epochs, heartbeats and failure detection; the name-service protocol;
+/// `SchedulerElection`) on a simulated cluster with loss, duplication,
+/// reordering, delay, partitions and crashes.
 @Suite struct ClusterSimulationTests {
     static func environment(_ key: String) -> String? { getenv(key).map { String(cString: $0) } }
 
@@ -38,7 +39,24 @@ import Glibc
         for seed in UInt64(0)..<15 {
             var sim = ClusterSimulation(seed: seed, configuration: .random(seed: seed))
             sim.forgetPurge = true
-            do throws(ClusterSimulation.Failure) { try sim.run() } catch { caught += 1 }
+            do throws(ClusterSimulation.Failure) { try sim.run() } catch {
+                if error.message.contains("session is down") || error.message.contains("objects, it holds") { caught += 1 }
+            }
+        }
+        #expect(caught > 0)
+    }
+
+    /// A scheduler that never steps down for a lower one: after a partition
+    /// heals (or nodes that booted apart meet), two run. The simulation must
+    /// catch it.
+    @Test func aSchedulerThatNeverStepsDownIsCaught() {
+        var caught = 0
+        for seed in UInt64(0)..<30 {
+            var sim = ClusterSimulation(seed: seed, configuration: .random(seed: seed))
+            sim.neverStepDown = true
+            do throws(ClusterSimulation.Failure) { try sim.run() } catch {
+                if error.message.contains("schedulers after healing") { caught += 1 }
+            }
         }
         #expect(caught > 0)
     }
