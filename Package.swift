@@ -181,6 +181,14 @@ let package = Package(
             swiftSettings: strict + [.define("DIOS_DPDK", .when(traits: ["DPDK"]))]
         ),
 
+        // Runs seeds of the simulations in a release build (CI runs 1,000 per
+        // simulation; `--seeds 100000` for the long local runs).
+        .executableTarget(
+            name: "dios-sim",
+            dependencies: ["DIOSSimulation", "DIOSCore"],
+            swiftSettings: strict
+        ),
+
         // A DPDK peer for tests and raw baselines: exchanges numbered frames with
         // another instance of itself, or measures ping-pong round trips, over one
         // DPDKTransport (or a UDP socket, for interop). No DIOS kernel logic.

@@ -182,6 +182,14 @@ public struct ORSetNameReplica: NameReplica, Equatable {
         tombstones = tombstones.filter { $0.origin != owner }
     }
 
+    /// Calls `body` with every live (name, instance) pair, in no particular
+    /// order and without building arrays (for checks that run often).
+    public func forEachLive(_ body: (Name, InstanceRecord) -> Void) {
+        for (name, instances) in live {
+            for record in instances.values { body(name, record) }
+        }
+    }
+
     /// Every live (name, instance) pair, by name.
     public var all: [(Name, [InstanceRecord])] {
         live.keys.sorted().map { name in (name, observed(name).map(\.1)) }

@@ -253,10 +253,15 @@ public struct ClusterSimulation {
         }
         func checkReachability(_ step: Int) throws(Failure) {
             for k in members.indices where members[k].alive {
-                for (name, records) in members[k].names.others.all {
-                    for r in records where !members[k].endpoint.isReachable(r.owner) {
-                        throw Failure(seed: seed, step: step, message: "\(ids[k]) holds \(name) of \(r.owner), whose session is down")
-                    }
+                // Instance j is node j here: index the sessions' state by node.
+                var up = [Bool](repeating: false, count: ids.count)
+                for session in members[k].endpoint.sessions where session.isUp { up[Int(session.peer.node)] = true }
+                var stale: (Name, InstanceID)? = nil
+                members[k].names.others.forEachLive { name, r in
+                    if stale == nil && !up[Int(r.owner.node)] { stale = (name, r.owner) }
+                }
+                if let (name, owner) = stale {
+                    throw Failure(seed: seed, step: step, message: "\(ids[k]) holds \(name) of \(owner), whose session is down")
                 }
             }
         }

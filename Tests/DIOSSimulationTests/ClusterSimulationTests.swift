@@ -12,10 +12,11 @@ import Glibc
 @Suite struct ClusterSimulationTests {
     static func environment(_ key: String) -> String? { getenv(key).map { String(cString: $0) } }
 
-    /// 100 seeds per CI run (3–8 instances, every fault type; about a second
-    /// each in a debug build); `DIOS_CLUSTER_SEEDS=N` runs more.
+    /// 200 seeds per test run (3–8 instances, every fault type; about 0.2 s
+    /// each in a debug build); CI runs another 1,000 in a release build
+    /// (`dios-sim cluster --seeds 1000`), and `DIOS_CLUSTER_SEEDS=N` runs more here.
     @Test func manySeeds() {
-        let count = UInt64(Self.environment("DIOS_CLUSTER_SEEDS").flatMap { UInt64($0) } ?? 100)
+        let count = UInt64(Self.environment("DIOS_CLUSTER_SEEDS").flatMap { UInt64($0) } ?? 200)
         for seed in 0..<count {
             do throws(ClusterSimulation.Failure) {
                 try ClusterSimulation(seed: seed, configuration: .random(seed: seed)).run()
