@@ -127,6 +127,35 @@ int clinux_udp_receive_burst(int fd, void *buffers, size_t slot_size, int count,
     return n;
 }
 
+int clinux_udp_send_burst(int fd, const void *buffers, size_t slot_size, int count,
+                          const int32_t *lengths, const uint32_t *addresses, const uint16_t *ports) {
+    enum { MAX_BURST = 64 };
+    if (count > MAX_BURST) count = MAX_BURST;
+    struct mmsghdr messages[MAX_BURST];
+    struct iovec vectors[MAX_BURST];
+    struct sockaddr_in targets[MAX_BURST];
+    for (int i = 0; i < count; i++) {
+        vectors[i].iov_base = (char *)buffers + (size_t)i * slot_size;
+        vectors[i].iov_len = (size_t)lengths[i];
+        memset(&targets[i], 0, sizeof targets[i]);
+        targets[i].sin_family = AF_INET;
+        targets[i].sin_addr.s_addr = htonl(addresses[i]);
+        targets[i].sin_port = htons(ports[i]);
+        memset(&messages[i], 0, sizeof messages[i]);
+        messages[i].msg_hdr.msg_iov = &vectors[i];
+        messages[i].msg_hdr.msg_iovlen = 1;
+        messages[i].msg_hdr.msg_name = &targets[i];
+        messages[i].msg_hdr.msg_namelen = sizeof targets[i];
+    }
+    int sent = 0;
+    while (sent < count) {  // sendmmsg may stop short; a failure ends the burst
+        int n = sendmmsg(fd, messages + sent, (unsigned)(count - sent), MSG_DONTWAIT);
+        if (n <= 0) return sent > 0 ? sent : (n < 0 ? -1 : 0);
+        sent += n;
+    }
+    return sent;
+}
+
 int clinux_enter_netns(const char *name) {
     char path[256];
     if (snprintf(path, sizeof path, "/var/run/netns/%s", name) >= (int)sizeof path) return ENAMETOOLONG;

@@ -43,6 +43,8 @@ extension KernelInstance {
     private func broadcast(_ delta: NameDelta) {
         for peer in 0..<fabric.instanceCount where peer != index { send(.name(delta), to: peer) }
         guard let wire else { return }
+        wire.hold()  // one burst to every peer
+        defer { wire.sendHeld() }
         for session in wire.sessions where session.isUp { sendRemote(.nameDelta(delta), to: session.peer) }
     }
 

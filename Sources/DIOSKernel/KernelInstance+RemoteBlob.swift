@@ -53,6 +53,7 @@ extension KernelInstance {
         let call = nextCall
         pendingCall = PendingCall(call: call, peer: peer, target: target)
         sendRemote(make(call), to: peer, body: body)
+        wire.sendKeptNow()  // in case a caller holds frames: the answer waits on this one
         let deadline = clinux_monotonic_ns() + wire.configuration.failureTimeout
         while true {
             _ = pollWire()

@@ -53,6 +53,9 @@ extension KernelInstance {
     func pollWire() -> Int {
         guard let wire else { return 0 }
         let now = clinux_monotonic_ns()
+        // What this poll sends (acks, answers, stream data) leaves in one burst.
+        wire.hold()
+        defer { wire.sendHeld() }
         var work = wire.poll(
             now: now, deliver: { peer, bytes in self.deliverRemote(bytes, from: peer) },
             changed: { peer, change in self.peerChanged(peer, change) })

@@ -378,6 +378,9 @@ public final class DPDKTransport: FrameTransport {
     private let rxMbufs: UnsafeMutablePointer<OpaquePointer?>
     private let txMbufs: UnsafeMutablePointer<OpaquePointer?>
     private var txPending = 0
+    /// Room for frames kept between `hold()` and `flush()` (at least `txBatch`).
+    private let txCapacity: Int
+    private var holding = false
     private var identification: UInt16 = 0
     private var receiving = false
 
@@ -387,7 +390,9 @@ public final class DPDKTransport: FrameTransport {
     ///   - neighbours: IPv4 address (host order) → the MAC to send to for it
     ///     (6 bytes): peers on the link, or the gateway's MAC for each remote peer.
     ///   - txBatch: with more than 1, `send` queues frames and the burst goes out
-    ///     when `txBatch` frames wait, at the next `receive`, or at `flush()`.
+    ///     when `txBatch` frames wait, at the next `receive`, or at `flushTX()`.
+    ///     Between `hold()` and `flush()` frames wait for `flush()` (or until
+    ///     32 wait), whatever `txBatch` is.
     ///     A frame a full TX ring then refuses is dropped and counted in
     ///     `sendQueueFull` though `send` returned true, as on a wire.
     /// - Throws: `TransportError.configuration` for a queue the port lacks, a
@@ -418,12 +423,13 @@ public final class DPDKTransport: FrameTransport {
         self.rxBurst = rxBurst
         rxMbufs = .allocate(capacity: rxBurst)
         rxMbufs.initialize(repeating: nil, count: rxBurst)
-        txMbufs = .allocate(capacity: txBatch)
-        txMbufs.initialize(repeating: nil, count: txBatch)
+        txCapacity = max(txBatch, 32)
+        txMbufs = .allocate(capacity: txCapacity)
+        txMbufs.initialize(repeating: nil, count: txCapacity)
     }
 
     deinit {
-        _ = flush()
+        flushTX()
         rxMbufs.deallocate()
         txMbufs.deallocate()
     }
@@ -468,14 +474,21 @@ public final class DPDKTransport: FrameTransport {
         }
         txMbufs[txPending] = mbuf
         txPending += 1
-        guard txPending >= txBatch else { return true }
-        return flush()
+        guard txPending >= (holding ? txCapacity : txBatch) else { return true }
+        return flushTX()
+    }
+
+    public func hold() { holding = true }
+
+    public func flush() {
+        holding = false
+        flushTX()
     }
 
     /// Hands the frames `send` has queued to the device. Returns false when the
     /// TX ring refused some (those are freed and counted in `sendQueueFull`).
     @discardableResult
-    public func flush() -> Bool {
+    public func flushTX() -> Bool {
         guard txPending > 0 else { return true }
         let pending = txPending
         let sent = Int(cdpdk_tx_burst(port.id, queue, txMbufs, UInt16(pending)))
@@ -496,7 +509,7 @@ public final class DPDKTransport: FrameTransport {
     /// Returns how many frames `body` got. `body` may call `send`, not `receive`
     /// (a nested call returns 0).
     public func receive(_ body: (UnsafeRawBufferPointer, PeerAddress) -> Void) -> Int {
-        _ = flush()
+        flushTX()
         guard !receiving else { return 0 }
         receiving = true
         defer { receiving = false }

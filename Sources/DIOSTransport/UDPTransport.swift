@@ -26,7 +26,8 @@ public enum TransportError: Error, Equatable, Sendable, CustomStringConvertible 
 /// mixed clusters (a DPDK node and a socket node speak the same frames), and as
 /// the baseline the kernel-bypass transports are measured against.
 ///
-/// The socket is non-blocking; `receive` takes a burst with one `recvmmsg`.
+/// The socket is non-blocking; `receive` takes a burst with one `recvmmsg`,
+/// and frames sent between `hold()` and `flush()` leave with one `sendmmsg`.
 public final class UDPTransport: FrameTransport {
     public let localAddress: PeerAddress
     public let maxFrameSize = 1472
@@ -37,6 +38,13 @@ public final class UDPTransport: FrameTransport {
     private let lengths: UnsafeMutablePointer<Int32>
     private let addresses: UnsafeMutablePointer<UInt32>
     private let ports: UnsafeMutablePointer<UInt16>
+    // Frames kept between hold() and flush(), sent as one burst.
+    private let txBuffers: UnsafeMutableRawPointer
+    private let txLengths: UnsafeMutablePointer<Int32>
+    private let txAddresses: UnsafeMutablePointer<UInt32>
+    private let txPorts: UnsafeMutablePointer<UInt16>
+    private var txCount = 0
+    private var holding = false
 
     public private(set) var sendFailures: UInt64 = 0
 
@@ -68,6 +76,10 @@ public final class UDPTransport: FrameTransport {
         lengths = .allocate(capacity: burst)
         addresses = .allocate(capacity: burst)
         ports = .allocate(capacity: burst)
+        txBuffers = .allocate(byteCount: burst * slotSize, alignment: 64)
+        txLengths = .allocate(capacity: burst)
+        txAddresses = .allocate(capacity: burst)
+        txPorts = .allocate(capacity: burst)
     }
 
     deinit {
@@ -76,11 +88,24 @@ public final class UDPTransport: FrameTransport {
         lengths.deallocate()
         addresses.deallocate()
         ports.deallocate()
+        txBuffers.deallocate()
+        txLengths.deallocate()
+        txAddresses.deallocate()
+        txPorts.deallocate()
     }
 
     public var readinessFD: Int32? { fd }
 
     public func send(_ frame: UnsafeRawBufferPointer, to peer: PeerAddress) -> Bool {
+        if holding && frame.count <= slotSize {
+            if txCount == burst { sendKept() }
+            (txBuffers + txCount * slotSize).copyMemory(from: frame.baseAddress!, byteCount: frame.count)
+            txLengths[txCount] = Int32(frame.count)
+            txAddresses[txCount] = peer.ipv4
+            txPorts[txCount] = peer.port
+            txCount += 1
+            return true
+        }
         var sa = Self.socketAddress(peer)
         let n = withUnsafePointer(to: &sa) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
@@ -92,6 +117,21 @@ public final class UDPTransport: FrameTransport {
             return false
         }
         return true
+    }
+
+    public func hold() { holding = true }
+
+    public func flush() {
+        holding = false
+        if txCount > 0 { sendKept() }
+    }
+
+    /// Sends the kept frames with one `sendmmsg`; those the socket refuses are
+    /// dropped, as on a wire (the sessions retransmit).
+    private func sendKept() {
+        let sent = Int(clinux_udp_send_burst(fd, txBuffers, slotSize, Int32(txCount), txLengths, txAddresses, txPorts))
+        sendFailures &+= UInt64(txCount - max(sent, 0))
+        txCount = 0
     }
 
     public func receive(_ body: (UnsafeRawBufferPointer, PeerAddress) -> Void) -> Int {

@@ -56,6 +56,8 @@ public final class FaultyTransport: FrameTransport {
     public var localAddress: PeerAddress { inner.localAddress }
     public var maxFrameSize: Int { inner.maxFrameSize }
     public var readinessFD: Int32? { inner.readinessFD }
+    public func hold() { inner.hold() }
+    public func flush() { inner.flush() }
 
     public func send(_ frame: UnsafeRawBufferPointer, to peer: PeerAddress) -> Bool {
         let now = clock()

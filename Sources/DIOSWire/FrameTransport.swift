@@ -52,4 +52,16 @@ public protocol FrameTransport: AnyObject {
     /// Hands each frame waiting now, with its source, to `body` (the bytes are valid
     /// only during the call), up to a burst. Never blocks. Returns how many.
     func receive(_ body: (UnsafeRawBufferPointer, PeerAddress) -> Void) -> Int
+    /// Starts keeping frames: until `flush()`, `send` may copy a frame aside
+    /// and send it with the others in one burst (one system call or one
+    /// descriptor-ring doorbell for several frames).
+    func hold()
+    /// Sends what `hold()` kept, and sends at once again.
+    func flush()
+}
+
+extension FrameTransport {
+    /// A transport that cannot batch sends at once: nothing to keep.
+    public func hold() {}
+    public func flush() {}
 }

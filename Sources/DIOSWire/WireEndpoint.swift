@@ -35,6 +35,29 @@ public final class WireEndpoint {
 
     public func session(for peer: InstanceID) -> Session? { byPeer[peer].map { sessions[$0] } }
 
+    private var holdDepth = 0
+
+    /// Frames sent from now until the matching `sendHeld()` may leave together
+    /// (one system call, or one doorbell, for the lot: see
+    /// `FrameTransport.hold`). Nests; the outermost `sendHeld()` sends.
+    public func hold() {
+        if holdDepth == 0 { transport.hold() }
+        holdDepth += 1
+    }
+
+    /// Ends a `hold()`; the outermost sends what was kept.
+    public func sendHeld() {
+        holdDepth -= 1
+        if holdDepth == 0 { transport.flush() }
+    }
+
+    /// Sends what is kept now, staying in the hold (before waiting for an answer).
+    public func sendKeptNow() {
+        guard holdDepth > 0 else { return }
+        transport.flush()
+        transport.hold()
+    }
+
     /// Whether a session with `peer` is established (heard from, not failed since).
     public func isReachable(_ peer: InstanceID) -> Bool { session(for: peer)?.isUp ?? false }
 

@@ -28,6 +28,39 @@ import Testing
         #expect(from == [a.localAddress])
     }
 
+    /// Frames sent between `hold()` and `flush()` stay here until the flush
+    /// (or until a burst's worth wait), then arrive, in order, each where it
+    /// was addressed.
+    @Test func heldFramesLeaveTogetherAtFlush() throws {
+        let a = try UDPTransport(bind: Self.loopback)
+        let b = try UDPTransport(bind: Self.loopback)
+        let c = try UDPTransport(bind: Self.loopback)
+        func drain(_ t: UDPTransport, expecting: Int) -> [[UInt8]] {
+            var got: [[UInt8]] = []
+            for _ in 0..<10_000 where got.count < expecting { _ = t.receive { frame, _ in got.append(Array(frame)) } }
+            return got
+        }
+        a.hold()
+        for i in 0..<20 {
+            #expect([UInt8](repeating: UInt8(i), count: 64 + i).withUnsafeBytes { a.send($0, to: i % 2 == 0 ? b.localAddress : c.localAddress) })
+        }
+        #expect(b.receive { _, _ in } == 0 && c.receive { _, _ in } == 0)  // held
+        a.flush()
+        let expectedB = stride(from: 0, to: 20, by: 2).map { [UInt8](repeating: UInt8($0), count: 64 + $0) }
+        let expectedC = stride(from: 1, to: 20, by: 2).map { [UInt8](repeating: UInt8($0), count: 64 + $0) }
+        #expect(drain(b, expecting: 10) == expectedB)
+        #expect(drain(c, expecting: 10) == expectedC)
+        // More than a burst (32) while held: the first burst leaves early, none is lost.
+        a.hold()
+        for i in 0..<70 { #expect(withUnsafeBytes(of: UInt64(i)) { a.send($0, to: b.localAddress) }) }
+        a.flush()
+        #expect(drain(b, expecting: 70).map { $0.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } } == Array(0..<70))
+        #expect(a.sendFailures == 0)
+        // After the flush, sends go at once again.
+        #expect(withUnsafeBytes(of: UInt64(99)) { a.send($0, to: c.localAddress) })
+        #expect(drain(c, expecting: 1).count == 1)
+    }
+
     @Test func bindFailureIsTyped() throws {
         let a = try UDPTransport(bind: Self.loopback)
         #expect(throws: TransportError.self) { try UDPTransport(bind: a.localAddress) }

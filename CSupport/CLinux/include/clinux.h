@@ -108,6 +108,12 @@ int clinux_enter_netns(const char *name);
 int clinux_udp_receive_burst(int fd, void *buffers, size_t slot_size, int count,
                              int32_t *lengths, uint32_t *addresses, uint16_t *ports);
 
+/// Sends `count` datagrams with one sendmmsg(2): datagram i is `lengths[i]`
+/// bytes at `buffers + i * slot_size`, to `addresses[i]`:`ports[i]` (host
+/// order). Returns how many were sent (the rest were not), or -1 with errno.
+int clinux_udp_send_burst(int fd, const void *buffers, size_t slot_size, int count,
+                          const int32_t *lengths, const uint32_t *addresses, const uint16_t *ports);
+
 #ifdef __cplusplus
 }
 #endif
