@@ -136,6 +136,10 @@ extension KernelInstance {
             // with a wire it is polled every few looks, not every 64 (64 pauses
             // are 1-3 µs: as long as a whole round trip over memif).
             let looks = wire == nil ? 64 : 4
+            // Every 16th wire poll is a full one (timers, what waits to go, a
+            // fresh clock); those between only take what arrived.
+            var wirePolls = 0
+            var wireNow: UInt64 = 0
             while budget > 0 {
                 // The records cannot move while we look: only this thread changes them.
                 let found = objects.records.withUnsafeBufferPointer { records -> Int? in
@@ -149,7 +153,15 @@ extension KernelInstance {
                 if let found { return found }
                 budget -= looks
                 // (Outside the records' scope: polling the wire may change them.)
-                if wire != nil { _ = pollWire() }
+                if wire != nil {
+                    if wirePolls & 15 == 0 {
+                        _ = pollWire()
+                        wireNow = clinux_monotonic_ns()
+                    } else {
+                        _ = pollWire(quick: wireNow)
+                    }
+                    wirePolls &+= 1
+                }
                 if executor.hasPendingHint || hasControlMessages() { return nil }
                 if !timers.isEmpty, let due = nanosecondsToNextTimer(), due == 0 { return nil }
             }

@@ -50,15 +50,19 @@ extension KernelInstance {
     }
 
     /// Receives from the wire, runs its timers and moves bridged streams' messages.
-    func pollWire() -> Int {
+    /// Polls the wire: what arrived, the sessions' timers, and what waits to
+    /// be sent. `quick` (from `select`'s spin, many times a microsecond) takes
+    /// only what arrived, at the time `now` read on an earlier poll.
+    func pollWire(quick: UInt64? = nil) -> Int {
         guard let wire else { return 0 }
-        let now = clinux_monotonic_ns()
+        let now = quick ?? clinux_monotonic_ns()
         // What this poll sends (acks, answers, stream data) leaves in one burst.
         wire.hold()
         defer { wire.sendHeld() }
         var work = wire.poll(
-            now: now, deliver: { peer, bytes in self.deliverRemote(bytes, from: peer) },
+            now: now, timers: quick == nil, deliver: { peer, bytes in self.deliverRemote(bytes, from: peer) },
             changed: { peer, change in self.peerChanged(peer, change) })
+        guard quick == nil else { return work }
         if !remoteOutbox.isEmpty { work += flushRemoteOutbox(now: now) }
         if !bridges.isEmpty { work += pumpBridges(now: now) }
         return work

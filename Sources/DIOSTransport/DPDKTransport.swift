@@ -368,21 +368,21 @@ public final class DPDKTransport: FrameTransport {
     public let localAddress: PeerAddress
     public let maxFrameSize = EthernetUDP.maxPayload
     public var readinessFD: Int32? { nil }
-    public private(set) var counters = Counters()
+    @exclusivity(unchecked) public private(set) var counters = Counters()
     /// Frames `send` collects before one `rte_eth_tx_burst` (1: each goes at once).
     public let txBatch: Int
     /// Packets one `receive` takes from the device at most.
     public let rxBurst: Int
 
-    private var neighbours: [UInt32: EthernetAddress]
+    @exclusivity(unchecked) private var neighbours: [UInt32: EthernetAddress]
     private let rxMbufs: UnsafeMutablePointer<OpaquePointer?>
     private let txMbufs: UnsafeMutablePointer<OpaquePointer?>
-    private var txPending = 0
+    @exclusivity(unchecked) private var txPending = 0
     /// Room for frames kept between `hold()` and `flush()` (at least `txBatch`).
     private let txCapacity: Int
-    private var holding = false
-    private var identification: UInt16 = 0
-    private var receiving = false
+    @exclusivity(unchecked) private var holding = false
+    @exclusivity(unchecked) private var identification: UInt16 = 0
+    @exclusivity(unchecked) private var receiving = false
 
     /// A transport on `queue` of `port`, reachable at `localAddress`.
     ///

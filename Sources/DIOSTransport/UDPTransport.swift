@@ -43,10 +43,10 @@ public final class UDPTransport: FrameTransport {
     private let txLengths: UnsafeMutablePointer<Int32>
     private let txAddresses: UnsafeMutablePointer<UInt32>
     private let txPorts: UnsafeMutablePointer<UInt16>
-    private var txCount = 0
-    private var holding = false
+    @exclusivity(unchecked) private var txCount = 0
+    @exclusivity(unchecked) private var holding = false
 
-    public private(set) var sendFailures: UInt64 = 0
+    @exclusivity(unchecked) public private(set) var sendFailures: UInt64 = 0
 
     /// Binds a socket to `address` (port 0 picks a free port; `localAddress`
     /// then holds the one bound).

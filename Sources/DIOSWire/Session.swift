@@ -85,54 +85,56 @@ public enum PeerChange: Equatable, Sendable {
 /// the session is declared failed and starts over with a new epoch.
 ///
 /// All memory is allocated at creation: sending, receiving and delivering
-/// allocate nothing. A session belongs to one instance's thread.
+/// allocate nothing. A session belongs to one instance's thread, so its state
+/// is not checked for exclusive access at run time (the checks cost more than
+/// a frame's header).
 public final class Session {
     public let local: InstanceID
     public let peer: InstanceID
     public let address: PeerAddress
     public let configuration: SessionConfiguration
 
-    public private(set) var localEpoch: UInt32
+    @exclusivity(unchecked) public private(set) var localEpoch: UInt32
     /// The peer's epoch, 0 until a frame from it arrives.
-    public private(set) var peerEpoch: UInt32 = 0
+    @exclusivity(unchecked) public private(set) var peerEpoch: UInt32 = 0
     /// Whether the peer has been heard in this session.
     public var isUp: Bool { peerEpoch != 0 }
 
     // Send side: frames [sendBase, nextSequence) are in flight.
     private let sendFrames: UnsafeMutableRawPointer
-    private var sendLengths: [Int]
-    private var sentAt: [UInt64]
-    private var nextSequence: UInt32 = 0
-    private var sendBase: UInt32 = 0
-    private var peerCredit: UInt32
+    @exclusivity(unchecked) private var sendLengths: [Int]
+    @exclusivity(unchecked) private var sentAt: [UInt64]
+    @exclusivity(unchecked) private var nextSequence: UInt32 = 0
+    @exclusivity(unchecked) private var sendBase: UInt32 = 0
+    @exclusivity(unchecked) private var peerCredit: UInt32
 
     // Receive side: [delivered, received) arrived in order; later ones may be held.
     private let receiveFrames: UnsafeMutableRawPointer
-    private var receiveLengths: [Int]  // -1: empty slot
-    private var receiveFlags: [UInt8]
-    private var received: UInt32 = 0
-    private var delivered: UInt32 = 0
+    @exclusivity(unchecked) private var receiveLengths: [Int]  // -1: empty slot
+    @exclusivity(unchecked) private var receiveFlags: [UInt8]
+    @exclusivity(unchecked) private var received: UInt32 = 0
+    @exclusivity(unchecked) private var delivered: UInt32 = 0
     private let assembly: UnsafeMutableRawPointer
-    private var assembled = 0
-    private var assembling = false
-    private var messageReady = false
+    @exclusivity(unchecked) private var assembled = 0
+    @exclusivity(unchecked) private var assembling = false
+    @exclusivity(unchecked) private var messageReady = false
 
-    var ackPending = false
+    @exclusivity(unchecked) var ackPending = false
     /// When the owed acknowledgement became owed; it waits `ackDelay` for a data
     /// frame to carry it, unless it is urgent (frames out of order, duplicates,
     /// a new epoch), so a request–reply exchange sends no separate ack frames.
-    private var ackOwedSince: UInt64 = 0
-    private var ackUrgent = false
-    private var clock: UInt64 = 0
-    private var lastHeard: UInt64
-    private var lastSent: UInt64
-    private var duplicateAcks = 0
-    private var fastRetransmit = false
+    @exclusivity(unchecked) private var ackOwedSince: UInt64 = 0
+    @exclusivity(unchecked) private var ackUrgent = false
+    @exclusivity(unchecked) private var clock: UInt64 = 0
+    @exclusivity(unchecked) private var lastHeard: UInt64
+    @exclusivity(unchecked) private var lastSent: UInt64
+    @exclusivity(unchecked) private var duplicateAcks = 0
+    @exclusivity(unchecked) private var fastRetransmit = false
     /// The retransmission timeout doubles while the oldest frame stays unacknowledged.
-    private var backoff: UInt64 = 1
-    private var epochSource: SplitMix64
+    @exclusivity(unchecked) private var backoff: UInt64 = 1
+    @exclusivity(unchecked) private var epochSource: SplitMix64
 
-    public private(set) var counters = SessionCounters()
+    @exclusivity(unchecked) public private(set) var counters = SessionCounters()
 
     public init(
         local: InstanceID, peer: InstanceID, address: PeerAddress, configuration: SessionConfiguration,

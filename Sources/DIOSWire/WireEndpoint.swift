@@ -8,11 +8,11 @@ public final class WireEndpoint {
     public let local: InstanceID
     public let transport: any FrameTransport
     public let configuration: SessionConfiguration
-    public private(set) var sessions: [Session] = []
-    private var byPeer: [InstanceID: Int] = [:]
-    public private(set) var counters = EndpointCounters()
+    @exclusivity(unchecked) public private(set) var sessions: [Session] = []
+    @exclusivity(unchecked) private var byPeer: [InstanceID: Int] = [:]
+    @exclusivity(unchecked) public private(set) var counters = EndpointCounters()
     /// The last malformed frame's error, for diagnostics.
-    public private(set) var lastDecodeError: WireError? = nil
+    @exclusivity(unchecked) public private(set) var lastDecodeError: WireError? = nil
 
     /// `peers` are the other instances (on other nodes) and where they listen;
     /// `seed` must differ between incarnations of this instance (the real node
@@ -35,7 +35,7 @@ public final class WireEndpoint {
 
     public func session(for peer: InstanceID) -> Session? { byPeer[peer].map { sessions[$0] } }
 
-    private var holdDepth = 0
+    @exclusivity(unchecked) private var holdDepth = 0
 
     /// Frames sent from now until the matching `sendHeld()` may leave together
     /// (one system call, or one doorbell, for the lot: see
@@ -74,8 +74,13 @@ public final class WireEndpoint {
     /// cannot take it now; offered again later), and runs the sessions' timers.
     /// Reports every change of a peer's state through `changed`. Returns the
     /// frames handled.
+    ///
+    /// With `timers` false only what arrived is handled: the sessions' timers
+    /// (acks due, retransmission, heartbeats, failure, messages held back) wait
+    /// for a poll with timers, which a caller polling in a tight loop makes
+    /// every few polls.
     public func poll(
-        now: UInt64, deliver: (InstanceID, UnsafeRawBufferPointer) -> Bool,
+        now: UInt64, timers: Bool = true, deliver: (InstanceID, UnsafeRawBufferPointer) -> Bool,
         changed: (InstanceID, PeerChange) -> Void
     ) -> Int {
         let n = transport.receive { frame, _ in
@@ -109,6 +114,7 @@ public final class WireEndpoint {
                 changed(h.source, .down(failure))
             }
         }
+        guard timers else { return n }
         for session in sessions {
             let wasUp = session.isUp
             if let failure = session.poll(now: now, via: transport, deliver: { deliver(session.peer, $0) }) {

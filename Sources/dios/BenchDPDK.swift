@@ -20,7 +20,7 @@ import Glibc
 extension BenchIPC {
     /// The DPDK rows and why any were left out. Never throws: a DPDK that does
     /// not start skips its rows with a note, the UDP rows stand.
-    func dpdkRemote(_ cpus: [Int], _ sizes: [Int], _ veth: VethPair?, _ clock: TSC) async -> (
+    func dpdkRemote(_ cpus: [Int], _ sizes: [Int], _ veth: VethPair?, _ clock: TSC, memif: Bool) async -> (
         results: [Result], notes: [String]
     ) {
         #if DIOS_DPDK
@@ -47,7 +47,7 @@ extension BenchIPC {
         }
         notes += setup.notes
         var results: [Result] = []
-        for link in setup.links {
+        for link in setup.links where memif || link.name != "memif" {
             for size in sizes {
                 let (histogram, retries) = dpdkRawPingPong(cpus, size, link, setup.environment, clock)
                 if retries > 0 { notes.append("dpdk-raw-\(link.name) \(size) B: \(retries) round trip(s) resent after 100 ms, not recorded") }

@@ -28,14 +28,18 @@ extension BenchIPC {
         var notes: [String] = []
         let loopback = PeerAddress("127.0.0.1", port: 0)!
         let links: [(name: String, a: PeerAddress, b: PeerAddress, nsA: String?, nsB: String?)]
+        let wanted = Set(self.links.split(separator: ",").map(String.init))
         var veth: VethPair? = nil
-        do {
-            veth = try VethPair.create()
-        } catch {
-            notes.append("veth skipped: \(error)")
+        if wanted.contains("veth") {
+            do {
+                veth = try VethPair.create()
+            } catch {
+                notes.append("veth skipped: \(error)")
+            }
         }
         defer { veth?.remove() }
-        var all = [(name: "lo", a: loopback, b: loopback, nsA: String?.none, nsB: String?.none)]
+        var all = [(name: String, a: PeerAddress, b: PeerAddress, nsA: String?, nsB: String?)]()
+        if wanted.contains("lo") { all.append((name: "lo", a: loopback, b: loopback, nsA: nil, nsB: nil)) }
         if let veth { all.append((name: "veth", a: veth.addressA, b: veth.addressB, nsA: veth.nsA, nsB: veth.nsB)) }
         links = all
         for link in links {
@@ -50,7 +54,10 @@ extension BenchIPC {
             results += try await diosRemote(cpus, sizes, link.name, link.a, link.b, link.nsA, link.nsB, clock)
         }
         // DPDK last: its veth rows take over the veth pair (both ends into nsA).
-        let dpdk = await dpdkRemote(cpus, sizes, veth, clock)
+        var dpdk: (results: [Result], notes: [String]) = ([], [])
+        if wanted.contains("memif") || veth != nil {
+            dpdk = await dpdkRemote(cpus, sizes, veth, clock, memif: wanted.contains("memif"))
+        }
         results += dpdk.results
         notes += dpdk.notes
         if json {
