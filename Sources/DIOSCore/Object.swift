@@ -82,6 +82,8 @@ public struct InstanceID: Hashable, Sendable, Comparable, CustomStringConvertibl
     }
 
     public static func < (a: InstanceID, b: InstanceID) -> Bool { (a.node, a.core) < (b.node, b.core) }
+    /// Both fields as one word: a session or name lookup hashes this per message.
+    public func hash(into hasher: inout Hasher) { hasher.combine(UInt32(node) << 16 | UInt32(core)) }
     public var description: String { "\(node).\(core)" }
 }
 
@@ -97,6 +99,8 @@ public struct ObjectID: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "#\(index)/\(generation)" }
+    /// Both fields as one word.
+    public func hash(into hasher: inout Hasher) { hasher.combine(UInt64(index) << 32 | UInt64(generation)) }
 }
 
 /// The set of options every call takes. Each call reads the flags that concern it

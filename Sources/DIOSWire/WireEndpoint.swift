@@ -10,6 +10,9 @@ public final class WireEndpoint {
     public let configuration: SessionConfiguration
     @exclusivity(unchecked) public private(set) var sessions: [Session] = []
     @exclusivity(unchecked) private var byPeer: [InstanceID: Int] = [:]
+    /// `sessions` again, unretained (`sessions` keeps them alive): the send
+    /// path calls a session without retaining and releasing it each message.
+    @exclusivity(unchecked) private var unretained: [Unmanaged<Session>] = []
     @exclusivity(unchecked) public private(set) var counters = EndpointCounters()
     /// The last malformed frame's error, for diagnostics.
     @exclusivity(unchecked) public private(set) var lastDecodeError: WireError? = nil
@@ -30,6 +33,7 @@ public final class WireEndpoint {
             byPeer[peer] = sessions.count
             sessions.append(
                 Session(local: local, peer: peer, address: address, configuration: configuration, now: now, seed: seed))
+            unretained.append(Unmanaged.passUnretained(sessions[sessions.count - 1]))
         }
     }
 
@@ -67,7 +71,14 @@ public final class WireEndpoint {
         to peer: InstanceID, prefix: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer, now: UInt64
     ) throws(SessionError) -> Bool {
         guard let i = byPeer[peer] else { throw .unknownPeer(peer) }
-        return try sessions[i].send(prefix: prefix, body: body, now: now, via: transport)
+        let result = unretained[i]._withUnsafeGuaranteedRef { session -> Swift.Result<Bool, SessionError> in
+            do throws(SessionError) {
+                return .success(try session.send(prefix: prefix, body: body, now: now, via: transport))
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
     }
 
     /// Receives what waits, delivers messages in order through `deliver` (false:
