@@ -6,6 +6,10 @@ import DIOSWire
 import Histogram
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// `dios bench names`: the replicated name service on a three-node cluster of
 /// two instances each, in this process over UDP on loopback (adaptive idle by default,
 /// spinning little, since six instances share this machine's cores):
@@ -19,7 +23,9 @@ import Synchronization
 ///   replica takes it in, through `NodeConfiguration.nameApplied`; from then
 ///   its `lookup` finds it);
 /// next to `udp-poll-lo`, a Linux UDP round trip measured in the same run, so
-/// the figures read as network round trips.
+/// the figures read as network round trips, and `udp-fanout-lo`, what the
+/// kernel alone takes to deliver the four datagrams a `create` sends to the
+/// other nodes' instances (see `udpFanout`).
 struct BenchNames: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "names", abstract: "Name-service latencies on a local three-node cluster, next to a UDP round trip.")
@@ -37,6 +43,69 @@ struct BenchNames: AsyncParsableCommand {
 
     static func name(_ trial: Int) -> Name { Name.wellKnown("bench.names.\(trial)") }
 
+    /// The kernel's own cost of what a `create` sends: one `sendmmsg` of a
+    /// 64-byte datagram to each of `receivers` sockets on loopback, each read
+    /// by its own thread (spinning with `busy`, else blocking in `recv`); from
+    /// the send until the last has it. (On loopback the sender's system call
+    /// carries every datagram through the stack, one after another.)
+    static func udpFanout(receivers: Int, trials: Int, busy: Bool) throws -> Histogram<UInt64> {
+        let loopback = PeerAddress("127.0.0.1", port: 0)!
+        let sender = try UDPTransport(bind: loopback)
+        var sockets: [Int32] = []
+        var ports: [UInt16] = []
+        for _ in 0..<receivers {
+            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+            var sa = sockaddr_in()
+            sa.sin_family = sa_family_t(AF_INET)
+            sa.sin_addr.s_addr = loopback.ipv4.bigEndian
+            _ = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            ports.append(UInt16(bigEndian: BenchIPC.boundAddress(fd, loopback.ipv4).sin_port))
+            sockets.append(fd)
+        }
+        defer { for fd in sockets { close(fd) } }
+        // arrived[trial * receivers + r]: when receiver r got trial's datagram.
+        let arrived = UnsafeMutablePointer<UInt64>.allocate(capacity: trials * receivers)
+        arrived.initialize(repeating: 0, count: trials * receivers)
+        defer { arrived.deallocate() }
+        let cells = UInt(bitPattern: arrived)
+        let cpus = max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1)
+        var threads: [pthread_t] = []
+        for (r, fd) in sockets.enumerated() {
+            threads.append(spawn(cpu: (r + 1) % cpus) {
+                let cell = UnsafeMutablePointer<UInt64>(bitPattern: cells)!
+                var trial: UInt64 = 0
+                for _ in 0..<trials {
+                    var n = recv(fd, &trial, 8, busy ? Int32(MSG_DONTWAIT) : 0)
+                    while n < 0 { n = recv(fd, &trial, 8, busy ? Int32(MSG_DONTWAIT) : 0) }
+                    clinux_store_release_u64(cell + Int(trial) * receivers + r, clinux_monotonic_ns())
+                }
+            })
+        }
+        var histogram = BenchIPC.newHistogram()
+        for trial in 0..<trials {
+            let t0 = clinux_monotonic_ns()
+            sender.hold()
+            for port in ports {
+                var payload = [UInt8](repeating: 0, count: 64)
+                withUnsafeBytes(of: UInt64(trial)) { payload.replaceSubrange(0..<8, with: $0) }
+                _ = payload.withUnsafeBytes { sender.send($0, to: PeerAddress(ipv4: loopback.ipv4, port: port)) }
+            }
+            sender.flush()
+            var last: UInt64 = 0
+            for r in 0..<receivers {
+                var at = clinux_load_acquire_u64(arrived + trial * receivers + r)
+                while at == 0 {
+                    if !busy { sched_yield() }
+                    at = clinux_load_acquire_u64(arrived + trial * receivers + r)
+                }
+                last = max(last, at)
+            }
+            _ = histogram.record(last - t0)
+        }
+        for t in threads { pthread_join(t, nil) }
+        return histogram
+    }
+
     /// Waits 100 µs on `timer` (re-armed each time).
     static func nap(_ task: TaskContext, _ timer: Ref) async throws {
         let w = try task.beginWrite(timer, size: 8)
@@ -52,6 +121,7 @@ struct BenchNames: AsyncParsableCommand {
         let loopback = PeerAddress("127.0.0.1", port: 0)!
         var results: [(String, Histogram<UInt64>)] = []
         results.append(("udp-poll-lo", try ipc.udpPingPong([0, 1], 64, poll: true, loopback, loopback, nil, nil, clock)))
+        results.append(("udp-fanout-lo", try Self.udpFanout(receivers: 4, trials: trials, busy: busy)))
 
         // The cluster.
         var addresses: [InstanceID: PeerAddress] = [:]
@@ -163,5 +233,8 @@ struct BenchNames: AsyncParsableCommand {
                 + pad("\(h.valueAtPercentile(50))", 10, right: true) + pad("\(h.valueAtPercentile(99))", 10, right: true)
                 + pad(format(Double(h.valueAtPercentile(50)) / rtt) + "x", 13, right: true))
         }
+        let fanout = Double(results[1].1.valueAtPercentile(50))
+        let visible = Double(results[results.count - 1].1.valueAtPercentile(50))
+        print("create-to-visible: \(format(visible / rtt))x a UDP round trip (goal <= 3), \(format(visible / fanout))x udp-fanout-lo")
     }
 }
