@@ -234,7 +234,7 @@ struct BenchNames: AsyncParsableCommand {
                 + pad(format(Double(h.valueAtPercentile(50)) / rtt) + "x", 13, right: true))
         }
         let fanout = Double(results[1].1.valueAtPercentile(50))
-        let visible = Double(results[results.count - 1].1.valueAtPercentile(50))
-        print("create-to-visible: \(format(visible / rtt))x a UDP round trip (goal <= 3), \(format(visible / fanout))x udp-fanout-lo")
+        let spread = Double(results[results.count - 1].1.valueAtPercentile(50))
+        print("create-to-visible: \(format(spread / rtt))x a UDP round trip (goal <= 3), \(format(spread / fanout))x udp-fanout-lo")
     }
 }
