@@ -46,8 +46,10 @@ import Yams
 /// node, every node names its `mac` and has an IPv4 address of its own: a
 /// DPDK node's MAC is its port's (passed to memif as `mac=`; an af_packet
 /// port has its interface's, which `dios cluster up` creates with it), a UDP
-/// node's is its interface's on the link. A DPDK node runs one instance (one
-/// core): neither memif nor af_packet steers packets to queues by UDP port.
+/// node's is its interface's on the link. A DPDK node of several instances
+/// gives each a queue pair of its port (af_packet: `qpairs=N` is added to the
+/// vdev; memif peers must run as many instances as each other) and steers
+/// packets that land on another instance's queue to it (`DPDKSteering`).
 /// `dpdk.vdev` defaults to `net_af_packet0,iface=IFACE` for a node with an `iface`.
 ///
 /// Unknown keys are refused, as in node files.
@@ -274,11 +276,7 @@ public struct ClusterFile: Sendable, Equatable {
             entry.iface = iface
         }
         if entry.transport == "dpdk" {
-            guard entry.cores.count == 1 else {
-                throw .invalid(
-                    "node \(n.id): a dpdk node runs one instance (cores: [c]), got \(entry.cores.count) cores: its device does not steer packets to queues by UDP port")
-            }
-            let vdev: String
+            var vdev: String
             if let given = n.dpdk?.vdev {
                 vdev = given
             } else if let iface = entry.iface {
@@ -304,6 +302,14 @@ public struct ClusterFile: Sendable, Equatable {
                 if settings.options["mac"] != nil {
                     throw .invalid("node \(n.id): af_packet takes its interface's MAC; set the node's mac, not mac= in dpdk.vdev")
                 }
+                // A queue pair (socket) per instance.
+                if let qpairs = settings.options["qpairs"] {
+                    guard qpairs == "\(entry.cores.count)" else {
+                        throw .invalid("node \(n.id): dpdk.vdev says qpairs=\(qpairs), the node runs \(entry.cores.count) instance(s)")
+                    }
+                } else if entry.cores.count > 1 {
+                    vdev += ",qpairs=\(entry.cores.count)"
+                }
             }
             if let given = settings.options["mac"] {
                 guard let bytes = parseMAC(given), bytes == entry.mac else {
@@ -316,7 +322,7 @@ public struct ClusterFile: Sendable, Equatable {
                     throw .invalid("node \(n.id): dpdk.eal_args must not set \(name): diosd sets it (see ClusterFile.ealArguments)")
                 }
             }
-            entry.dpdk = settings
+            entry.dpdk = DPDKSettings(vdev: vdev, ealArguments: settings.ealArguments)
         } else if n.dpdk != nil {
             throw .invalid("node \(n.id): a dpdk mapping on a \(entry.transport) node (set transport: dpdk)")
         }

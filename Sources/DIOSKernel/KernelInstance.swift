@@ -141,6 +141,10 @@ public final class KernelInstance: @unchecked Sendable {
     /// (a test, a benchmark, the node's boot code) to the instance.
     /// A driver that cannot get a task has nothing to fall back on, so this traps
     /// when the pool is exhausted; `run` uses `makeTask` and reports it instead.
+    /// Wakes the instance if its loop sleeps (from any thread): something it
+    /// polls, and that cannot wake it itself, has work for it.
+    package func wake() { doorbell.ring() }
+
     package func attachTask(trusted: Bool, label: String = "attached") -> TaskID {
         do { return try makeTask(trusted: trusted, label: label) } catch { preconditionFailure("attachTask: \(error)") }
     }

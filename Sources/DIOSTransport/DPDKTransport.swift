@@ -16,6 +16,7 @@ public import DIOSWire
 import Glibc
 #endif
 import CDPDK
+import CLinux
 import Synchronization
 
 // MARK: - The EAL
@@ -334,10 +335,12 @@ public final class DPDKPort: @unchecked Sendable {
 ///
 /// One per (port, queue), used from one thread only. Polled: `readinessFD` is nil.
 ///
-/// With several queues on one port, the device decides which queue an arriving
-/// packet lands on (memif: the peer's matching queue; af_packet: a fanout hash).
-/// A datagram for another queue's UDP port lands in `wrongPort` here, so give
-/// each queue its own link, or steer by UDP port in the device.
+/// With several queues on one port (a node of several instances, each with
+/// its queue pair), the device decides which queue an arriving packet lands on
+/// (memif: the queue matching the peer's sending queue; af_packet: a fanout
+/// hash), not the UDP port that names the instance. A `DPDKSteering` shared by
+/// the node's transports hands such a packet's mbuf to the instance it is for,
+/// without copying it; without one, it is dropped as `wrongPort`.
 public final class DPDKTransport: FrameTransport {
     /// What the transport did with frames and packets; all counts since creation.
     public struct Counters: Sendable, Equatable {
@@ -358,6 +361,8 @@ public final class DPDKTransport: FrameTransport {
         public var dropped: [EthernetUDP.DropReason: UInt64] = [:]
         /// ARP replies sent for the local address.
         public var arpReplies: UInt64 = 0
+        /// Packets for another instance of the node, handed to it.
+        public var handedOver: UInt64 = 0
 
         /// All dropped packets.
         public var droppedTotal: UInt64 { dropped.values.reduce(0, +) }
@@ -383,12 +388,18 @@ public final class DPDKTransport: FrameTransport {
     @exclusivity(unchecked) private var holding = false
     @exclusivity(unchecked) private var identification: UInt16 = 0
     @exclusivity(unchecked) private var receiving = false
+    /// The node's handoff between its instances' queues, and this one's place in it.
+    public let steering: DPDKSteering?
+    public let instance: Int
 
     /// A transport on `queue` of `port`, reachable at `localAddress`.
     ///
     /// - Parameters:
     ///   - neighbours: IPv4 address (host order) → the MAC to send to for it
     ///     (6 bytes): peers on the link, or the gateway's MAC for each remote peer.
+    ///   - steering: for a node of several instances on this port, the handoff
+    ///     between them; `instance` is this transport's place in it, and
+    ///     `localAddress.port` must be `steering.basePort + instance`.
     ///   - txBatch: with more than 1, `send` queues frames and the burst goes out
     ///     when `txBatch` frames wait, at the next `receive`, or at `flushTX()`.
     ///     Between `hold()` and `flush()` frames wait for `flush()` (or until
@@ -399,8 +410,14 @@ public final class DPDKTransport: FrameTransport {
     ///   neighbour MAC that is not 6 bytes, or a bad batch size.
     public init(
         port: DPDKPort, queue: Int, localAddress: PeerAddress, neighbours: [UInt32: [UInt8]],
-        txBatch: Int = 1, rxBurst: Int = 32
+        steering: DPDKSteering? = nil, instance: Int = 0, txBatch: Int = 1, rxBurst: Int = 32
     ) throws(TransportError) {
+        if let steering {
+            guard (0..<steering.instances).contains(instance), Int(localAddress.port) == Int(steering.basePort) + instance else {
+                throw .configuration(
+                    "instance \(instance) at port \(localAddress.port) is not one of the steering's \(steering.instances) from port \(steering.basePort)")
+            }
+        }
         guard (0..<port.queueCount).contains(queue) else {
             throw .configuration("queue \(queue) is not one of \(port.name)'s \(port.queueCount) queue(s)")
         }
@@ -421,6 +438,8 @@ public final class DPDKTransport: FrameTransport {
         self.neighbours = table
         self.txBatch = txBatch
         self.rxBurst = rxBurst
+        self.steering = steering
+        self.instance = instance
         rxMbufs = .allocate(capacity: rxBurst)
         rxMbufs.initialize(repeating: nil, count: rxBurst)
         txCapacity = max(txBatch, 32)
@@ -513,7 +532,17 @@ public final class DPDKTransport: FrameTransport {
         guard !receiving else { return 0 }
         receiving = true
         defer { receiving = false }
-        let count = Int(cdpdk_rx_burst(port.id, queue, rxMbufs, UInt16(rxBurst)))
+        // Packets the node's other instances took for us first, then the device's.
+        var count = 0
+        if let steering {
+            for from in 0..<steering.instances where from != instance {
+                while count < rxBurst, let mbuf = steering.take(from: from, to: instance) {
+                    rxMbufs[count] = mbuf
+                    count += 1
+                }
+            }
+        }
+        if count < rxBurst { count += Int(cdpdk_rx_burst(port.id, queue, rxMbufs + count, UInt16(rxBurst - count))) }
         var delivered = 0
         for i in 0..<count {
             guard let mbuf = rxMbufs[i] else { continue }
@@ -524,7 +553,7 @@ public final class DPDKTransport: FrameTransport {
             }
             // The mbuf's data: `data_len` bytes at `data`, owned by us until freed below.
             let packet = UnsafeMutableRawBufferPointer(start: data, count: Int(cdpdk_mbuf_data_len(mbuf)))
-            switch EthernetUDP.classify(UnsafeRawBufferPointer(packet), mac: port.mac, local: localAddress) {
+            switch EthernetUDP.classify(UnsafeRawBufferPointer(packet), mac: port.mac, local: localAddress, siblings: steering?.ports) {
             case .frame(let payload, let source):
                 counters.received &+= 1
                 delivered += 1
@@ -537,6 +566,14 @@ public final class DPDKTransport: FrameTransport {
                     rxMbufs[i] = nil
                     counters.arpReplies &+= 1
                 }
+            case .sibling(let to):
+                // classify only says .sibling when there is a steering.
+                if steering!.hand(mbuf, from: instance, to: Int(to - steering!.basePort)) {
+                    rxMbufs[i] = nil  // the sibling frees it
+                    counters.handedOver &+= 1
+                } else {
+                    counters.dropped[.siblingBusy, default: 0] &+= 1
+                }
             case .drop(let reason):
                 counters.dropped[reason, default: 0] &+= 1
             }
@@ -544,6 +581,118 @@ public final class DPDKTransport: FrameTransport {
         // Frees what is still ours; the ARP replies the device took are nil here.
         cdpdk_pktmbuf_free_bulk(rxMbufs, UInt32(count))
         return delivered
+    }
+}
+
+// MARK: - Steering between a node's instances
+
+/// The handoff between the transports of one node's instances on one port.
+/// Each instance owns a queue pair, but the device picks the queue an arriving
+/// packet lands on; the transport that finds a packet for a sibling (by UDP
+/// port: instance k listens on `basePort + k`) hands its mbuf over through a
+/// single-producer/single-consumer ring for that ordered pair, and the sibling
+/// takes it at its next `receive`, before its own burst. Nothing is copied;
+/// the sibling frees the mbuf. A full ring drops the packet (counted as
+/// `siblingBusy`; the session above retransmits).
+///
+/// `wakers[k]`, when set, is called after a packet is handed to instance k
+/// (its kernel instance may be asleep: DPDK queues cannot wake it).
+public final class DPDKSteering: @unchecked Sendable {  // each ring: one producer thread, one consumer thread
+    public let basePort: UInt16
+    public let instances: Int
+    public var ports: ClosedRange<UInt16> { basePort...(basePort + UInt16(instances - 1)) }
+    /// Set before the instances poll; called on the handing instance's thread.
+    public var wakers: [(@Sendable () -> Void)?]
+    private let rings: [MbufRing]
+
+    public init(basePort: UInt16, instances: Int, capacity: Int = 1024) throws(TransportError) {
+        guard instances >= 1, Int(basePort) + instances <= 65_536 else {
+            throw .configuration("\(instances) instance(s) from port \(basePort)")
+        }
+        self.basePort = basePort
+        self.instances = instances
+        wakers = Array(repeating: nil, count: instances)
+        rings = (0..<(instances * instances)).map { _ in MbufRing(capacity: capacity) }
+    }
+
+    deinit { drain() }
+
+    /// Hands `mbuf` from instance `from` to instance `to`; false when that ring is full.
+    func hand(_ mbuf: OpaquePointer, from: Int, to: Int) -> Bool {
+        guard rings[from * instances + to].push(UInt64(UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(mbuf))))) else {
+            return false
+        }
+        wakers[to]?()
+        return true
+    }
+
+    /// The oldest mbuf handed from `from` to `to`, if any.
+    func take(from: Int, to: Int) -> OpaquePointer? {
+        guard let bits = rings[from * instances + to].pop() else { return nil }
+        return OpaquePointer(bitPattern: UInt(bits))
+    }
+
+    /// Frees every mbuf still waiting (after the instances stopped, before the
+    /// port closes).
+    public func drain() {
+        for ring in rings {
+            while let bits = ring.pop() {
+                var mbuf = OpaquePointer(bitPattern: UInt(bits))
+                cdpdk_pktmbuf_free_bulk(&mbuf, 1)
+            }
+        }
+    }
+}
+
+/// A single-producer/single-consumer ring of 64-bit words: the producer writes
+/// a slot, then publishes `tail` with release order; the consumer reads `tail`
+/// with acquire order, then the slot. Each side caches the other's index and
+/// reads the shared one only when its copy says full or empty.
+final class MbufRing: @unchecked Sendable {
+    private let memory: UnsafeMutableRawPointer
+    private let slots: UnsafeMutablePointer<UInt64>
+    private let mask: UInt64
+    // Lines: 0 tail + the producer's cached head, 64 head + the consumer's cached tail.
+    private var tail: UnsafeMutablePointer<UInt64> { memory.assumingMemoryBound(to: UInt64.self) }
+    private var cachedHead: UnsafeMutablePointer<UInt64> { (memory + 8).assumingMemoryBound(to: UInt64.self) }
+    private var head: UnsafeMutablePointer<UInt64> { (memory + 64).assumingMemoryBound(to: UInt64.self) }
+    private var cachedTail: UnsafeMutablePointer<UInt64> { (memory + 72).assumingMemoryBound(to: UInt64.self) }
+
+    init(capacity: Int) {
+        var size = 1
+        while size < capacity { size <<= 1 }
+        memory = .allocate(byteCount: 128, alignment: 64)
+        memory.initializeMemory(as: UInt8.self, repeating: 0, count: 128)
+        slots = .allocate(capacity: size)
+        slots.initialize(repeating: 0, count: size)
+        mask = UInt64(size - 1)
+    }
+
+    deinit {
+        memory.deallocate()
+        slots.deallocate()
+    }
+
+    func push(_ value: UInt64) -> Bool {
+        let t = tail.pointee
+        if t &- cachedHead.pointee > mask {
+            cachedHead.pointee = clinux_load_acquire_u64(head)
+            if t &- cachedHead.pointee > mask { return false }
+        }
+        slots[Int(t & mask)] = value
+        clinux_store_release_u64(tail, t &+ 1)
+        return true
+    }
+
+    func pop() -> UInt64? {
+        let h = head.pointee
+        if h == cachedTail.pointee {
+            cachedTail.pointee = clinux_load_acquire_u64(tail)
+            if h == cachedTail.pointee { return nil }
+        }
+        let value = slots[Int(h & mask)]
+        clinux_store_release_u64(head, h &+ 1)
+        return value
     }
 }
 #endif

@@ -87,6 +87,8 @@ public enum EthernetUDP {
         case badChecksum
         /// ARP that is not a request for our address (replies, gratuitous ARP, others' requests).
         case arpIgnored
+        /// For another instance of this node, whose handoff ring was full.
+        case siblingBusy
     }
 
     /// What a received packet is.
@@ -95,6 +97,9 @@ public enum EthernetUDP {
         case frame(payload: Range<Int>, source: PeerAddress)
         /// An ARP request for our IPv4 address.
         case arpRequest
+        /// A UDP datagram to our address for a port in `siblings`: another
+        /// instance of this node listens there (its device queue is not ours).
+        case sibling(port: UInt16)
         case drop(DropReason)
     }
 
@@ -136,7 +141,11 @@ public enum EthernetUDP {
     /// options and trailing Ethernet padding handled), an ARP request for
     /// `local.ipv4`, or a drop with its reason. The UDP checksum is not checked:
     /// a kernel sender over veth may leave it to an offload that never happens.
-    public static func classify(_ packet: UnsafeRawBufferPointer, mac: EthernetAddress, local: PeerAddress) -> Verdict {
+    /// A datagram to a port in `siblings` (the node's other instances) is
+    /// `.sibling`, checked as far as one to `local`.
+    public static func classify(
+        _ packet: UnsafeRawBufferPointer, mac: EthernetAddress, local: PeerAddress, siblings: ClosedRange<UInt16>? = nil
+    ) -> Verdict {
         let count = packet.count
         guard count >= ethernetHeaderSize else { return .drop(.malformed) }
         let destinationMAC = EthernetAddress(reading: packet, at: 0)
@@ -167,7 +176,11 @@ public enum EthernetUDP {
         guard totalLength >= ipHeaderLength + udpHeaderSize else { return .drop(.malformed) }
         let udpLength = Int(load16(packet, udp + 4))
         guard udpLength >= udpHeaderSize, udpLength <= totalLength - ipHeaderLength else { return .drop(.malformed) }
-        guard load16(packet, udp + 2) == local.port else { return .drop(.wrongPort) }
+        let port = load16(packet, udp + 2)
+        guard port == local.port else {
+            if let siblings, siblings.contains(port) { return .sibling(port: port) }
+            return .drop(.wrongPort)
+        }
         let source = PeerAddress(ipv4: load32(packet, ip + 12), port: load16(packet, udp))
         return .frame(payload: (udp + udpHeaderSize)..<(udp + udpLength), source: source)
     }

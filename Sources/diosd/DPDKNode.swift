@@ -7,9 +7,10 @@ import Glibc
 #endif
 
 /// The DPDK side of a `transport: dpdk` node: the process's EAL, the node's
-/// port and its instances' transports (one: a DPDK node runs one instance, see
-/// `ClusterFile`). The instance threads register with the EAL as they start, so
-/// their mbufs go through per-lcore mempool caches.
+/// port with a queue pair per instance, and the instances' transports; with
+/// several instances, the steering that hands each packet to the instance its
+/// UDP port names, whichever queue it landed on. The instance threads register
+/// with the EAL as they start, so their mbufs go through per-lcore mempool caches.
 ///
 /// Order at the end (`shutdown`, after the node's polling threads have stopped):
 /// counters reported, the port stopped and closed, then the EAL cleaned up
@@ -21,7 +22,17 @@ final class DPDKNode: @unchecked Sendable {  // set up before the instances poll
     let environment: DPDKEnvironment
     let port: DPDKPort
     private(set) var transports: [DPDKTransport] = []
+    let steering: DPDKSteering?
     #endif
+    /// Wakes instance k (set once the node's instances exist, before they poll).
+    var wake: (@Sendable (Int) -> Void)? {
+        didSet {
+            #if DIOS_DPDK
+            guard let steering, let wake else { return }
+            for k in 0..<steering.instances { steering.wakers[k] = { wake(k) } }
+            #endif
+        }
+    }
     let device: String
 
     /// Starts the EAL for node `id` of `cluster` and its port, and checks the
@@ -37,8 +48,10 @@ final class DPDKNode: @unchecked Sendable {  // set up before the instances poll
         }
         say("diosd: starting the DPDK EAL: \(arguments.dropFirst().joined(separator: " "))")
         environment = try DPDKEnvironment.start(arguments: arguments)
+        let instances = entry.cores.count
         do {
-            port = try Self.openPort(environment, settings, say: say)
+            port = try Self.openPort(environment, settings, queues: instances, say: say)
+            steering = instances > 1 ? try DPDKSteering(basePort: entry.address.port, instances: instances) : nil
         } catch {
             environment.cleanup()
             throw error
@@ -61,13 +74,14 @@ final class DPDKNode: @unchecked Sendable {  // set up before the instances poll
     /// server listens (`rte_eth_dev_start` fails): it tries again every 100 ms
     /// for up to `waitSeconds`, so nodes may start in any order.
     static func openPort(
-        _ environment: DPDKEnvironment, _ settings: ClusterFile.DPDKSettings, waitSeconds: Int = 30, say: (String) -> Void
+        _ environment: DPDKEnvironment, _ settings: ClusterFile.DPDKSettings, queues: Int, waitSeconds: Int = 30,
+        say: (String) -> Void
     ) throws(TransportError) -> DPDKPort {
         let client = settings.driver == "memif" && settings.options["role"] == "client"
         var tries = 0
         while true {
             do {
-                return try DPDKPort(environment: environment, name: settings.device, queues: 1)
+                return try DPDKPort(environment: environment, name: settings.device, queues: queues)
             } catch {
                 guard client, case .dpdk(let call, _) = error, call == "rte_eth_dev_start", tries < waitSeconds * 10 else {
                     throw error
@@ -82,12 +96,13 @@ final class DPDKNode: @unchecked Sendable {  // set up before the instances poll
     }
     #endif
 
-    /// The transport of instance `k`, on queue 0 of the port (one instance per DPDK node).
+    /// The transport of instance `k`, on queue `k` of the port.
     func transport(
         instance k: Int, address: PeerAddress, neighbours: [UInt32: [UInt8]]
     ) throws(TransportError) -> any FrameTransport {
         #if DIOS_DPDK
-        let transport = try DPDKTransport(port: port, queue: k, localAddress: address, neighbours: neighbours)
+        let transport = try DPDKTransport(
+            port: port, queue: k, localAddress: address, neighbours: neighbours, steering: steering, instance: k)
         transports.append(transport)
         return transport
         #else
@@ -131,10 +146,11 @@ final class DPDKNode: @unchecked Sendable {  // set up before the instances poll
             let c = t.counters
             let drops = c.dropped.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }
             say(
-                "diosd: instance \(k) on \(device): frames sent \(c.sent), received \(c.received), tx queue full \(c.sendQueueFull), no neighbour \(c.unknownNeighbour), no mbuf \(c.noMbuf), arp replies \(c.arpReplies), dropped \(c.droppedTotal)\(drops.isEmpty ? "" : " (\(drops.joined(separator: ", ")))")"
+                "diosd: instance \(k) on \(device): frames sent \(c.sent), received \(c.received), handed to a sibling \(c.handedOver), tx queue full \(c.sendQueueFull), no neighbour \(c.unknownNeighbour), no mbuf \(c.noMbuf), arp replies \(c.arpReplies), dropped \(c.droppedTotal)\(drops.isEmpty ? "" : " (\(drops.joined(separator: ", ")))")"
             )
         }
         transports = []
+        steering?.drain()
         port.close()
         environment.cleanup()
         say("diosd: DPDK port \(device) closed, EAL cleaned up")

@@ -144,6 +144,8 @@ struct Diosd: AsyncParsableCommand {
                 dpdk.shutdown(say: say)
             }
         }
+        // A packet steered to an instance's queue from another's wakes it.
+        dpdk?.wake = { k in node.instances[k].wake() }
         let cpus = file.cores.isEmpty ? "unpinned" : "cores \(file.cores.map(String.init).joined(separator: ","))"
         say("diosd: node \(file.node) up, \(node.instances.count) instance(s) on \(cpus), arena \(file.arenaMiB) MiB on \(node.arena.backing), idle \(configuration.idlePolicy)")
 
@@ -256,9 +258,6 @@ extension Diosd {
         guard let entry = cluster.node(id) else { throw ValidationError("no node \(id) in the cluster file") }
         var dpdk: DPDKNode? = nil
         if entry.transport == "dpdk" {
-            guard instances == 1 else {
-                throw ValidationError("node \(id): a dpdk node runs one instance, not \(instances) (its device does not steer by UDP port)")
-            }
             do { dpdk = try DPDKNode(cluster, node: id, say: say) } catch { throw ValidationError("node \(id): \(error)") }
         }
         var seed: UInt64 = 0

@@ -91,6 +91,14 @@ import Testing
         #expect(throws: ConfigError.self) { try file.launch(node: 1, diosd: "/d", path: "/c", ip: nil) }
     }
 
+    /// A DPDK node of two instances: a queue pair each (af_packet: qpairs=2).
+    @Test func aDPDKNodeOfTwoInstancesGetsAQueuePairEach() throws {
+        let file = try ClusterFile.parse(Self.replacing("    iface: va\n", with: "    iface: va\n    cores: [0, 1]\n"))
+        #expect(file.node(0)?.cores == [0, 1])
+        #expect(file.node(0)?.dpdk?.vdev == "net_af_packet0,iface=va,qpairs=2")
+        #expect(file.node(0)?.address(ofInstance: 1) == PeerAddress("10.9.0.1", port: 7401)!)
+    }
+
     static func replacing(_ old: String, with new: String, in text: String = veth) -> String {
         precondition(text.contains(old), "the test's file has no \(old)")
         return text.replacingOccurrences(of: old, with: new)
@@ -120,7 +128,9 @@ import Testing
         (replacing("name: v", with: "name: a/b"), "name must be 1 to 40 letters"),
         (replacing("transport: dpdk", with: "transport: rdma"), "node 0: transport must be udp or dpdk, got rdma"),
         (replacing("    iface: vb", with: "    iface: vb\n    dpdk: {vdev: net_memif0}"), "node 1: a dpdk mapping on a udp node"),
-        (replacing("    iface: va\n", with: "    iface: va\n    cores: [0, 1]\n"), "node 0: a dpdk node runs one instance (cores: [c]), got 2 cores"),
+        (replacing("    iface: va\n", with: "    iface: va\n    cores: [0, 1]\n",
+            in: replacing("      eal_args:", with: "      vdev: net_af_packet0,iface=va,qpairs=3\n      eal_args:")),
+            "node 0: dpdk.vdev says qpairs=3, the node runs 2 instance(s)"),
         (replacing("      eal_args:", with: "      vdev: net_af_packet0,iface=vb\n      eal_args:"), "dpdk.vdev uses iface vb but the node's iface is va"),
         (replacing("      eal_args:", with: "      vdev: net_af_packet0\n      eal_args:"), "dpdk.vdev net_af_packet0 needs iface="),
         (replacing("      eal_args:", with: "      vdev: net_af_packet0,iface=va,mac=02:00:00:00:0a:01\n      eal_args:"), "af_packet takes its interface's MAC"),

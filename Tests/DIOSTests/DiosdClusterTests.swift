@@ -417,6 +417,40 @@ import Testing
         print("DPDK node to UDP node: \(toUDP)UDP node to DPDK node: \(toDPDK)\(blobOnUDP)\(blobOnDPDK)", terminator: "")
     }
 
+    /// Two DPDK nodes of two instances each (a queue pair per instance): the
+    /// device puts a packet on the queue matching the sender's (memif) or by a
+    /// flow hash (af_packet), not on the one of the instance it is for, so the
+    /// node steers it there. 100,000 messages from 0.0 to each of 1.0 and 1.1,
+    /// and from 1.0 to 0.1, arrive in order; each node handed packets between
+    /// its instances.
+    @Test(
+        .enabled(if: DPDKClusterHost.vethMissing == nil, Comment(rawValue: DPDKClusterHost.vethMissing ?? "")),
+        arguments: [Layout.memif, Layout.afPacket])
+    func dpdkNodesOfTwoInstancesSteerEachPacketToItsInstance(_ layout: Layout) throws {
+        let cluster = try Cluster(nodes: 2, layout: layout, twoInstances: true)
+        if layout == .afPacket { try cluster.makeNetwork() }
+        try cluster.start(1)
+        try cluster.start(0)
+        try #require(cluster.waitFor(0, "control socket") && cluster.waitFor(1, "control socket"),
+            "\(cluster.text(0))\n--- node 1:\n\(cluster.text(1))")
+        #expect(cluster.text(1).contains("instance 1.1 on dpdk"), "\(cluster.text(1))")
+        for (from, to) in [(0, "1.0"), (0, "1.1"), (1, "0.1")] {
+            let reply = cluster.request(from, "stream \(to) 100000")
+            #expect(reply.contains("stream to \(to): 100000 messages arrived in order"),
+                "\(reply)\n\(cluster.text(0))\n--- node 1:\n\(cluster.text(1))")
+        }
+        #expect(cluster.stop(0) == 0, "\(cluster.text(0))")
+        #expect(cluster.stop(1) == 0, "\(cluster.text(1))")
+        for n in 0..<2 {
+            // "handed to a sibling N" on some instance of each node, N > 0.
+            let handed = cluster.text(n).split(separator: "\n").compactMap { line -> Int? in
+                guard let r = line.range(of: "handed to a sibling ") else { return nil }
+                return Int(line[r.upperBound...].prefix { $0.isNumber })
+            }
+            #expect(handed.count == 2 && handed.reduce(0, +) > 0, "node \(n): \(cluster.text(n))")
+        }
+    }
+
     /// The shipped memif example, under a name of its own: `dios cluster up`
     /// starts both nodes, `dios cluster demo` streams 100,000 messages across,
     /// `dios cluster down` stops them and leaves nothing behind.
