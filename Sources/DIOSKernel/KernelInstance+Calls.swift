@@ -74,7 +74,11 @@ extension KernelInstance {
         if !lookupHere.isEmpty { lookupHere.removeAll(keepingCapacity: true) }
         if !lookupElsewhere.isEmpty { lookupElsewhere.removeAll(keepingCapacity: true) }
         names.forEach(of: name) { object in if objects.isLive(object) { lookupHere.append(object) } }
-        if replicating {
+        // Only a well-known name (`create(named:)`) can have instances on
+        // several instances; any other is drawn fresh where its one object was
+        // made. So a fresh name found here has no instance elsewhere, and the
+        // replica need not be asked.
+        if replicating && (lookupHere.isEmpty || name.isWellKnown) {
             nameService.others.forEach(of: name) { record in
                 if record.owner.node == id.node || (wire?.isReachable(record.owner) ?? false) { lookupElsewhere.append(record) }
             }
