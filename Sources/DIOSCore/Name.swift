@@ -30,9 +30,10 @@ public struct Name: Hashable, Sendable, Comparable {
     }
 
     /// Whether this name was made by `wellKnown(_:)`.
-    public var isWellKnown: Bool { words.0 == Name.wellKnownTag }
+    @inlinable public var isWellKnown: Bool { words.0 == Name.wellKnownTag }
 
-    static let wellKnownTag: UInt64 = Array("DIOS/wk:".utf8).reduce(0) { $0 << 8 | UInt64($1) }
+    /// "DIOS/wk:" as a big-endian word (a literal: `lookup` asks on every local hit).
+    @usableFromInline static let wellKnownTag: UInt64 = 0x4449_4F53_2F77_6B3A
 
     /// Builds a name from exactly 32 bytes (big-endian words), or nil.
     public init?(bytes: some Collection<UInt8>) {

@@ -51,19 +51,23 @@ public enum Proximity: UInt8, Sendable, Comparable, CustomStringConvertible {
 }
 
 /// What a reference lets its holder do. `copy` may only narrow these.
+///
+/// (The options here and in `Flags` are computed and inlinable, not stored
+/// `static let`s: another module reaches a stored one through a lazy-init
+/// accessor call, and the data path names them on every call.)
 public struct Rights: OptionSet, Hashable, Sendable, CustomStringConvertible {
     public let rawValue: UInt8
     @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
 
-    public static let read = Rights(rawValue: 1 << 0)
-    public static let write = Rights(rawValue: 1 << 1)
+    @inlinable public static var read: Rights { Rights(rawValue: 1 << 0) }
+    @inlinable public static var write: Rights { Rights(rawValue: 1 << 1) }
     /// Delegate the reference to another task (`copy`).
-    public static let copy = Rights(rawValue: 1 << 2)
-    public static let delete = Rights(rawValue: 1 << 3)
+    @inlinable public static var copy: Rights { Rights(rawValue: 1 << 2) }
+    @inlinable public static var delete: Rights { Rights(rawValue: 1 << 3) }
     /// Start the program (`run`), pause or resume the task (`pause`).
-    public static let run = Rights(rawValue: 1 << 4)
+    @inlinable public static var run: Rights { Rights(rawValue: 1 << 4) }
 
-    public static let all: Rights = [.read, .write, .copy, .delete, .run]
+    @inlinable public static var all: Rights { Rights(rawValue: 0b1_1111) }  // read, write, copy, delete, run
 
     public var description: String {
         let names: [(Rights, String)] = [(.read, "r"), (.write, "w"), (.copy, "c"), (.delete, "d"), (.run, "x")]
@@ -112,16 +116,16 @@ public struct Flags: OptionSet, Hashable, Sendable {
     /// I/O: hold the object for the transaction (shared for reads, exclusive for
     /// writes) instead of the default weak, optimistic regime. `lookup`: confirm
     /// with the owning instances instead of answering from the local replica.
-    public static let strong = Flags(rawValue: 1 << 0)
+    @inlinable public static var strong: Flags { Flags(rawValue: 1 << 0) }
     /// `create`: the instance should survive its creator (kept on durable media
     /// where the node has them).
-    public static let persistent = Flags(rawValue: 1 << 1)
+    @inlinable public static var persistent: Flags { Flags(rawValue: 1 << 1) }
     /// `run`: start the task untrusted (no `lookup`, no `run`).
-    public static let untrusted = Flags(rawValue: 1 << 2)
+    @inlinable public static var untrusted: Flags { Flags(rawValue: 1 << 2) }
     /// `pause`: resume a paused task instead of pausing it.
-    public static let resume = Flags(rawValue: 1 << 3)
+    @inlinable public static var resume: Flags { Flags(rawValue: 1 << 3) }
     /// `select`: wait until a reference is writable rather than readable.
-    public static let writable = Flags(rawValue: 1 << 4)
+    @inlinable public static var writable: Flags { Flags(rawValue: 1 << 4) }
     /// `delete`: drop only the caller's reference, leaving the object.
-    public static let referenceOnly = Flags(rawValue: 1 << 5)
+    @inlinable public static var referenceOnly: Flags { Flags(rawValue: 1 << 5) }
 }

@@ -73,7 +73,10 @@ extension KernelInstance {
         // exclusivity-checked), appended to in place and emptied on the next call.
         if !lookupHere.isEmpty { lookupHere.removeAll(keepingCapacity: true) }
         if !lookupElsewhere.isEmpty { lookupElsewhere.removeAll(keepingCapacity: true) }
-        names.forEach(of: name) { object in if objects.isLive(object) { lookupHere.append(object) } }
+        if let first = names.primary(of: name), objects.isLive(first) { lookupHere.append(first) }
+        if let more = names.others(of: name) {
+            for object in more where objects.isLive(object) { lookupHere.append(object) }
+        }
         // Only a well-known name (`create(named:)`) can have instances on
         // several instances; any other is drawn fresh where its one object was
         // made. So a fresh name found here has no instance elsewhere, and the

@@ -7,64 +7,69 @@ import DIOSCore
 /// This instance's table of names: name → the instances of that object held
 /// here. (The replicated name service of DESIGN §7 grows from this.)
 ///
-/// Most names have exactly one instance, so the first is stored inline and
-/// only further ones go to an array: `create` and `delete` of an ordinary
-/// object allocate nothing here once the dictionary has grown.
+/// Most names have exactly one instance: it is kept in `firsts`, a dictionary
+/// of plain values, so a lookup hashes once and copies no array; the rare
+/// further instances (well-known names) go to `extras`, consulted only when
+/// it holds anything. `create` and `delete` of an ordinary object allocate
+/// nothing here once the dictionary has grown.
 struct NameTable {
-    struct Instances {
-        var first: ObjectID
-        var more: [ObjectID] = []
+    private var firsts: [Name: ObjectID] = [:]
+    private var extras: [Name: [ObjectID]] = [:]
 
-        var all: [ObjectID] { [first] + more }
-    }
+    init(reserve: Int) { firsts.reserveCapacity(reserve) }
 
-    private(set) var entries: [Name: Instances] = [:]
-
-    init(reserve: Int) { entries.reserveCapacity(reserve) }
-
-    var count: Int { entries.count }
+    var count: Int { firsts.count }
 
     mutating func insert(_ name: Name, _ object: ObjectID) {
-        if entries[name] == nil {
-            entries[name] = Instances(first: object)
+        if firsts[name] == nil {
+            firsts[name] = object
         } else {
-            entries[name]!.more.append(object)
+            extras[name, default: []].append(object)
         }
     }
 
     mutating func remove(_ name: Name, _ object: ObjectID) {
-        guard var instances = entries[name] else { return }
-        if instances.first == object {
-            guard let next = instances.more.first else {
-                entries.removeValue(forKey: name)
-                return
+        guard let first = firsts[name] else { return }
+        if first == object {
+            if var more = extras[name], !more.isEmpty {
+                firsts[name] = more.removeFirst()
+                extras[name] = more.isEmpty ? nil : more
+            } else {
+                firsts.removeValue(forKey: name)
             }
-            instances.first = next
-            instances.more.removeFirst()
-        } else {
-            instances.more.removeAll { $0 == object }
+        } else if var more = extras[name] {
+            more.removeAll { $0 == object }
+            extras[name] = more.isEmpty ? nil : more
         }
-        entries[name] = instances
     }
 
     /// Every instance of `name` held here.
-    func instances(of name: Name) -> [ObjectID] { entries[name]?.all ?? [] }
+    func instances(of name: Name) -> [ObjectID] {
+        var all: [ObjectID] = []
+        forEach(of: name) { all.append($0) }
+        return all
+    }
 
     /// Calls `body` with each instance of `name` held here, without building an array.
     func forEach(of name: Name, _ body: (ObjectID) -> Void) {
-        // By index, reading the entry in place: copying `Instances` out would
-        // retain and release its array on every lookup.
-        guard let i = entries.index(forKey: name) else { return }
-        body(entries.values[i].first)
-        guard !entries.values[i].more.isEmpty else { return }
-        for o in entries.values[i].more { body(o) }
+        guard let first = firsts[name] else { return }
+        body(first)
+        guard !extras.isEmpty, let more = extras[name] else { return }
+        for o in more { body(o) }
     }
+
+    /// The first instance of `name` held here, if any (`lookup`'s fast path:
+    /// no closure, so the caller reads the table in place).
+    func primary(of name: Name) -> ObjectID? { firsts[name] }
+
+    /// The further instances of `name` held here (well-known names only), if any.
+    func others(of name: Name) -> [ObjectID]? { extras.isEmpty ? nil : extras[name] }
 
     /// The first instance of `name` satisfying `predicate`, without building an array.
     func first(of name: Name, where predicate: (ObjectID) -> Bool) -> ObjectID? {
-        guard let e = entries[name] else { return nil }
-        if predicate(e.first) { return e.first }
-        return e.more.first(where: predicate)
+        guard let first = firsts[name] else { return nil }
+        if predicate(first) { return first }
+        return extras[name]?.first(where: predicate)
     }
 }
 
