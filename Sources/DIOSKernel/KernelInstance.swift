@@ -430,7 +430,8 @@ extension KernelInstance {
     package func stateFingerprint() -> [String] {
         checkThread()
         var out: [String] = []
-        for (i, r) in objects.records.enumerated() where r.live {
+        for i in objects.records.indices where objects.records[i].live {
+            let r = objects.records[i]
             out.append(
                 "o\(i)/\(r.generation) \(r.kind) v\(r.version) len\(r.length) sh\(r.sharedHolds) w\(r.writerOpen) "
                     + "x\(r.exclusive) rd\(r.readerOpen) open\(r.openTransactions) del\(r.deleted) "

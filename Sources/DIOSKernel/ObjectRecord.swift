@@ -92,12 +92,12 @@ enum Bridge: UInt8 {
 
 /// The instance's objects: a slot array with generations and a free list, so an
 /// `ObjectID` from a deleted object never reaches the next one in its slot.
-struct ObjectStore {
-    var records: [ObjectRecord] = []
+struct ObjectStore: ~Copyable {
+    var records: RecordTable
     var free: [UInt32] = []
 
     init(reserve: Int) {
-        records.reserveCapacity(reserve)
+        records = RecordTable(reserve: reserve)
         free.reserveCapacity(reserve)
     }
 
@@ -139,4 +139,56 @@ struct ObjectStore {
     }
 
     var liveCount: Int { records.count - free.count }
+}
+
+/// The object records of one instance, in memory the table owns, reached by
+/// pointer. Changing a field of an `Array` element held by a class re-checks
+/// the array's uniqueness (a runtime call) on every write, several times per
+/// data-path call; here a write is a store. Noncopyable: one owner, freed
+/// once. A pointer into it stays valid until the next `append` (which may move
+/// the records), so none is kept across calls.
+struct RecordTable: ~Copyable {
+    private var base: UnsafeMutablePointer<ObjectRecord>
+    private(set) var count = 0
+    private var capacity: Int
+
+    init(reserve: Int) {
+        capacity = max(reserve, 16)
+        base = .allocate(capacity: capacity)
+    }
+
+    deinit {
+        base.deinitialize(count: count)
+        base.deallocate()
+    }
+
+    subscript(i: Int) -> ObjectRecord {
+        unsafeAddress {
+            precondition(i >= 0 && i < count, "object record \(i) out of range")
+            return UnsafePointer(base + i)
+        }
+        nonmutating unsafeMutableAddress {
+            precondition(i >= 0 && i < count, "object record \(i) out of range")
+            return base + i
+        }
+    }
+
+    var indices: Range<Int> { 0..<count }
+
+    mutating func append(_ record: ObjectRecord) {
+        if count == capacity {
+            let bigger = UnsafeMutablePointer<ObjectRecord>.allocate(capacity: capacity * 2)
+            bigger.moveInitialize(from: base, count: count)
+            base.deallocate()
+            base = bigger
+            capacity *= 2
+        }
+        (base + count).initialize(to: record)
+        count += 1
+    }
+
+    /// The records, for a scan that changes none of them and appends nothing.
+    func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<ObjectRecord>) throws -> R) rethrows -> R {
+        try body(UnsafeBufferPointer(start: base, count: count))
+    }
 }
