@@ -135,7 +135,7 @@ extension KernelInstance {
             // Frames from other nodes arrive only when the wire is polled, so
             // with a wire it is polled every few looks, not every 64 (64 pauses
             // are 1-3 µs: as long as a whole round trip over memif).
-            let looks = wire == nil ? 64 : 4
+            let looks = wireRef == nil ? 64 : 4
             // Every 16th wire poll is a full one (timers, what waits to go, a
             // fresh clock); those between only take what arrived.
             var wirePolls = 0
@@ -153,7 +153,7 @@ extension KernelInstance {
                 if let found { return found }
                 budget -= looks
                 // (Outside the records' scope: polling the wire may change them.)
-                if wire != nil {
+                if wireRef != nil {
                     if wirePolls & 15 == 0 {
                         _ = pollWire()
                         wireNow = clinux_monotonic_ns()

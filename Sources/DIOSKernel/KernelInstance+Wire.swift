@@ -37,6 +37,7 @@ extension KernelInstance {
         checkThread()
         precondition(endpoint.local == id, "endpoint for \(endpoint.local) attached to instance \(id)")
         wire = endpoint
+        wireRef = Unmanaged.passUnretained(endpoint)
     }
 
     /// The wire's sessions (for status).
@@ -54,7 +55,11 @@ extension KernelInstance {
     /// be sent. `quick` (from `select`'s spin, many times a microsecond) takes
     /// only what arrived, at the time `now` read on an earlier poll.
     func pollWire(quick: UInt64? = nil) -> Int {
-        guard let wire else { return 0 }
+        guard let wireRef else { return 0 }
+        return wireRef._withUnsafeGuaranteedRef { wire in pollWire(wire, quick: quick) }
+    }
+
+    private func pollWire(_ wire: WireEndpoint, quick: UInt64?) -> Int {
         let now = quick ?? clinux_monotonic_ns()
         // What this poll sends (acks, answers, stream data) leaves in one burst.
         wire.hold()
@@ -152,8 +157,8 @@ extension KernelInstance {
     /// it now, from the writer's call, rather than on the loop's next turn.
     @inline(never)
     func sendNow(_ object: ObjectID, _ ring: StreamRing) {
-        guard let wire, objects.records[Int(object.index)].remoteFailure == nil else { return }
-        _ = sendQueued(object, ring, wire, now: clinux_monotonic_ns())
+        guard let wireRef, objects.records[Int(object.index)].remoteFailure == nil else { return }
+        _ = wireRef._withUnsafeGuaranteedRef { sendQueued(object, ring, $0, now: clinux_monotonic_ns()) }
     }
 
     private func pumpBridges(now: UInt64) -> Int {

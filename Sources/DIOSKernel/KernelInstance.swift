@@ -44,6 +44,9 @@ public final class KernelInstance: @unchecked Sendable {
     private var owner: pthread_t?
     /// The wire to instances on other nodes (nil: this node stands alone).
     @exclusivity(unchecked) var wire: WireEndpoint? = nil
+    /// `wire` again, unretained (`wire` keeps it alive): the data path reaches
+    /// it without a retain and release per message.
+    @exclusivity(unchecked) var wireRef: Unmanaged<WireEndpoint>? = nil
     /// Streams whose messages the kernel sends to another node.
     @exclusivity(unchecked) var bridges: [ObjectID] = []
     /// Streams handed over by another node: (peer, its origin object) → ours.
