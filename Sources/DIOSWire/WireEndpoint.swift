@@ -10,6 +10,9 @@ public final class WireEndpoint {
     public let configuration: SessionConfiguration
     @exclusivity(unchecked) public private(set) var sessions: [Session] = []
     @exclusivity(unchecked) private var byPeer: [InstanceID: Int] = [:]
+    /// The peers as words (node << 16 | core), in session order: with few
+    /// peers a scan of these finds a session faster than hashing.
+    @exclusivity(unchecked) private var peerWords: [UInt32] = []
     /// `sessions` again, unretained (`sessions` keeps them alive): the send
     /// path calls a session without retaining and releasing it each message.
     @exclusivity(unchecked) private var unretained: [Unmanaged<Session>] = []
@@ -31,13 +34,25 @@ public final class WireEndpoint {
         self.configuration = configuration
         for (peer, address) in peers.sorted(by: { $0.key < $1.key }) where peer != local {
             byPeer[peer] = sessions.count
+            peerWords.append(UInt32(peer.node) << 16 | UInt32(peer.core))
             sessions.append(
                 Session(local: local, peer: peer, address: address, configuration: configuration, now: now, seed: seed))
             unretained.append(Unmanaged.passUnretained(sessions[sessions.count - 1]))
         }
     }
 
-    public func session(for peer: InstanceID) -> Session? { byPeer[peer].map { sessions[$0] } }
+    public func session(for peer: InstanceID) -> Session? { index(of: peer).map { sessions[$0] } }
+
+    /// Where `peer`'s session is in `sessions`, if it has one.
+    @inline(__always)
+    private func index(of peer: InstanceID) -> Int? {
+        guard peerWords.count <= 16 else { return byPeer[peer] }
+        let word = UInt32(peer.node) << 16 | UInt32(peer.core)
+        return peerWords.withUnsafeBufferPointer { words in
+            for k in 0..<words.count where words[k] == word { return k }
+            return nil
+        }
+    }
 
     @exclusivity(unchecked) private var holdDepth = 0
 
@@ -70,7 +85,7 @@ public final class WireEndpoint {
     public func send(
         to peer: InstanceID, prefix: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer, now: UInt64
     ) throws(SessionError) -> Bool {
-        guard let i = byPeer[peer] else { throw .unknownPeer(peer) }
+        guard let i = index(of: peer) else { throw .unknownPeer(peer) }
         let result = unretained[i]._withUnsafeGuaranteedRef { session -> Swift.Result<Bool, SessionError> in
             do throws(SessionError) {
                 return .success(try session.send(prefix: prefix, body: body, now: now, via: transport))
@@ -106,7 +121,7 @@ public final class WireEndpoint {
                 counters.misaddressed &+= 1
                 return
             }
-            guard let i = byPeer[h.source] else {
+            guard let i = index(of: h.source) else {
                 counters.unknownPeer &+= 1
                 return
             }
