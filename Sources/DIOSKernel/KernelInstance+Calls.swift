@@ -60,10 +60,10 @@ extension KernelInstance {
 
     /// `lookup`, appending the references to `refs`; returns how many. With
     /// capacity in `refs`, a weak lookup allocates nothing once warm: the name
-    /// is hashed once into this instance's table and once into the replica,
-    /// the hits are gathered into scratch arrays the instance keeps, and only
-    /// then (every check passed) are references made, so a refused lookup
-    /// changes nothing.
+    /// is hashed into this instance's table (and into the replica when it may
+    /// be held elsewhere), the hits are gathered into scratch arrays the
+    /// instance keeps, and only then (every check passed, every stand-in made)
+    /// are references made, so a refused lookup gives the task nothing.
     package func lookup(_ task: TaskID, _ name: Name, flags: Flags, into refs: inout [Ref]) throws(CallError) -> Int {
         checkThread()
         counters.calls += 1
@@ -105,18 +105,23 @@ extension KernelInstance {
         let found = lookupHere.count + lookupElsewhere.count
         guard found > 0 else { throw .noSuchName(name) }
         guard tasks[t].refs.count + found <= tasks[t].refs.capacity else { throw .reference(.tableFull) }
-        for k in 0..<lookupHere.count {
-            let object = lookupHere[k]
-            refs.append(try! insertRef(t, entry(for: object, rights: objects.records[Int(object.index)].lookupRights)))
+        return try withUnsafeTemporaryAllocation(of: ObjectID.self, capacity: lookupElsewhere.count) { standIns throws(CallError) in
+            for k in 0..<lookupElsewhere.count {
+                let record = lookupElsewhere[k]
+                guard let standIn = standIn(for: record, name: name) else { throw .outOfMemory(requested: record.size) }
+                standIns[k] = standIn
+            }
+            for k in 0..<lookupHere.count {
+                let object = lookupHere[k]
+                refs.append(try! insertRef(t, entry(for: object, rights: objects.records[Int(object.index)].lookupRights)))
+            }
+            for k in 0..<lookupElsewhere.count {
+                var e = entry(for: standIns[k], rights: [.read, .write, .copy, .delete])
+                e.proximity = lookupElsewhere[k].owner.node == id.node ? .localNode : .remoteMemory
+                refs.append(try! insertRef(t, e))
+            }
+            return found
         }
-        for k in 0..<lookupElsewhere.count {
-            let record = lookupElsewhere[k]
-            guard let standIn = standIn(for: record, name: name) else { throw .outOfMemory(requested: record.size) }
-            var e = entry(for: standIn, rights: [.read, .write, .copy, .delete])
-            e.proximity = record.owner.node == id.node ? .localNode : .remoteMemory
-            refs.append(try! insertRef(t, e))
-        }
-        return found
     }
 
     /// `run`: starts the program on this instance as a new task (trusted tasks

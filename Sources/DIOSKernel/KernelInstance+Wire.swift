@@ -50,10 +50,10 @@ extension KernelInstance {
         return wire.transport.readinessFD ?? -1
     }
 
-    /// Receives from the wire, runs its timers and moves bridged streams' messages.
-    /// Polls the wire: what arrived, the sessions' timers, and what waits to
-    /// be sent. `quick` (from `select`'s spin, many times a microsecond) takes
-    /// only what arrived, at the time `now` read on an earlier poll.
+    /// Polls the wire: what arrived, the sessions' timers, and bridged
+    /// streams' messages and control messages waiting to be sent. `quick`
+    /// (from `select`'s spin, many times a microsecond) takes only what
+    /// arrived, stamped with that time (read on an earlier, full poll).
     func pollWire(quick: UInt64? = nil) -> Int {
         guard let wireRef else { return 0 }
         return wireRef._withUnsafeGuaranteedRef { wire in pollWire(wire, quick: quick) }

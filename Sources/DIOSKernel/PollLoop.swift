@@ -74,7 +74,6 @@ public final class PollLoop: Sendable {
         while !adopted.load(ordering: .acquiring) { sched_yield() }
     }
 
-    /// Asks the loop to stop and waits for its thread to finish.
     /// Stops the loop and waits for its thread. With `drain` (the default) the
     /// instance's tasks are told and run to their end first (for at most 2 s);
     /// without, the thread stops at once, as if the process had died: its
