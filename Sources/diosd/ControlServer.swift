@@ -98,24 +98,9 @@ final class ControlServer: @unchecked Sendable {
         guard words.count == 3, let peer = Diosd.instanceID(words[1]), let count = Int(words[2]), count > 0 else {
             return #"{"error":"usage: stream INSTANCE COUNT, e.g. stream 1.0 100000"}"# + "\n"
         }
-        let node = self.node
-        let done = DispatchSemaphore(value: 0)
-        let lines = LinesBox()
-        Task {
-            let say: @Sendable (String) -> Void = { line in lines.append(line) }
-            do {
-                if try await RemoteDemo.waitForPeers(node, [peer], seconds: 10) {
-                    _ = try await RemoteDemo.stream(on: node, to: peer, count: count, say: say)
-                } else {
-                    say("diosd: stream to \(peer): FAILED, it is not reachable")
-                }
-            } catch {
-                say("diosd: stream to \(peer): FAILED: \(error)")
-            }
-            done.signal()
+        return remoteDemo("stream to", peer) { node, say in
+            _ = try await RemoteDemo.stream(on: node, to: peer, count: count, say: say)
         }
-        done.wait()
-        return lines.text
     }
 
     /// `blob 1.0`: creates a blob here and has a task on that instance of another
@@ -128,6 +113,18 @@ final class ControlServer: @unchecked Sendable {
         guard words.count == 2, let peer = Diosd.instanceID(words[1]) else {
             return #"{"error":"usage: blob INSTANCE, e.g. blob 1.0"}"# + "\n"
         }
+        return remoteDemo("blob on", peer) { node, say in
+            _ = try await RemoteDemo.blob(on: node, with: peer, say: say)
+        }
+    }
+
+    /// Runs `body` (a demo with a task on `peer`) once `peer` is reachable,
+    /// and returns the lines it said, or `diosd: WHAT PEER: FAILED, ...`.
+    /// The control thread waits for it.
+    private func remoteDemo(
+        _ what: String, _ peer: InstanceID,
+        _ body: @escaping @Sendable (Node, @escaping @Sendable (String) -> Void) async throws -> Void
+    ) -> String {
         let node = self.node
         let done = DispatchSemaphore(value: 0)
         let lines = LinesBox()
@@ -135,12 +132,12 @@ final class ControlServer: @unchecked Sendable {
             let say: @Sendable (String) -> Void = { line in lines.append(line) }
             do {
                 if try await RemoteDemo.waitForPeers(node, [peer], seconds: 10) {
-                    _ = try await RemoteDemo.blob(on: node, with: peer, say: say)
+                    try await body(node, say)
                 } else {
-                    say("diosd: blob on \(peer): FAILED, it is not reachable")
+                    say("diosd: \(what) \(peer): FAILED, it is not reachable")
                 }
             } catch {
-                say("diosd: blob on \(peer): FAILED: \(error)")
+                say("diosd: \(what) \(peer): FAILED: \(error)")
             }
             done.signal()
         }
