@@ -18,6 +18,9 @@ import Glibc
 ///   local replica;
 /// (a weak lookup is timed in batches of 32, a strong one on its own)
 /// - `lookup-strong-remote`: the same confirmed with the owner (a round trip);
+/// - `create-call`: how long that `create` call takes (it publishes the name:
+///   one control message to the node's other instance, one `sendmmsg` of four
+///   datagrams to the other nodes');
 /// - `create-to-visible`: from `create` on one instance until the replicas of
 ///   all five others hold the name (each instance reports the moment its
 ///   replica takes it in, through `NodeConfiguration.nameApplied`; from then
@@ -203,19 +206,24 @@ struct BenchNames: AsyncParsableCommand {
         // create → visible on the five other instances: the creator naps on a
         // timer until all five have reported the name (the naps do not enter
         // the figure, which runs from create to the fifth replica's report).
-        let visible = try await node0.withTask { task in
+        let (call, visible) = try await node0.withTask { task in
             let (_, timer) = try task.create(.timer(after: .microseconds(20)))
+            var call = BenchIPC.newHistogram()
             var visible = BenchIPC.newHistogram()
             for trial in 0..<trials {
                 let t0 = clinux_monotonic_ns()
                 let ref = try task.create(.blob(size: 8), named: Self.name(trial))
+                _ = call.record(clinux_monotonic_ns() - t0)
                 while applied.withLock({ $0[trial].count }) < 5 { try await Self.nap(task, timer) }
                 let last = applied.withLock { $0[trial].values.max()! }
                 _ = visible.record(last - t0)
                 try task.delete(ref, flags: .referenceOnly)
             }
-            return visible
+            return (call, visible)
         }
+        // The create call itself (on loopback its sends carry the datagrams
+        // through the kernel to the receivers' sockets), then the whole spread.
+        results.append(("create-call", call))
         results.append(("create-to-visible", visible))
 
         let rtt = Double(results[0].1.valueAtPercentile(50))
