@@ -421,8 +421,10 @@ import Testing
     /// device puts a packet on the queue matching the sender's (memif) or by a
     /// flow hash (af_packet), not on the one of the instance it is for, so the
     /// node steers it there. 100,000 messages from 0.0 to each of 1.0 and 1.1,
-    /// and from 1.0 to 0.1, arrive in order; each node handed packets between
-    /// its instances.
+    /// and from 1.0 to 0.1, arrive in order. Over memif each node must have
+    /// handed packets between its instances (0.0 sends on queue 0, which lands
+    /// on 1.0's; 1.1's acks land on 0.1's). Over af_packet the flow hash may
+    /// put every flow on its own instance's queue, so there it is reported only.
     @Test(
         .enabled(if: DPDKClusterHost.vethMissing == nil, Comment(rawValue: DPDKClusterHost.vethMissing ?? "")),
         arguments: [Layout.memif, Layout.afPacket])
@@ -447,7 +449,12 @@ import Testing
                 guard let r = line.range(of: "handed to a sibling ") else { return nil }
                 return Int(line[r.upperBound...].prefix { $0.isNumber })
             }
-            #expect(handed.count == 2 && handed.reduce(0, +) > 0, "node \(n): \(cluster.text(n))")
+            #expect(handed.count == 2, "node \(n): \(cluster.text(n))")
+            if layout == .memif {
+                #expect(handed.reduce(0, +) > 0, "node \(n): \(cluster.text(n))")
+            } else {
+                print("af_packet node \(n): \(handed.reduce(0, +)) packet(s) handed between its instances")
+            }
         }
     }
 
