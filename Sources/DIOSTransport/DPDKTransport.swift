@@ -595,14 +595,16 @@ public final class DPDKTransport: FrameTransport {
 /// the sibling frees the mbuf. A full ring drops the packet (counted as
 /// `siblingBusy`; the session above retransmits).
 ///
-/// `wakers[k]`, when set, is called after a packet is handed to instance k
-/// (its kernel instance may be asleep: DPDK queues cannot wake it).
+/// Once `arm(wakers:)` has run, `wakers[k]` is called after a packet is
+/// handed to instance k (its kernel instance may be asleep: DPDK queues cannot
+/// wake it); before, the sibling finds the packet at its next poll.
 public final class DPDKSteering: @unchecked Sendable {  // each ring: one producer thread, one consumer thread
     public let basePort: UInt16
     public let instances: Int
     public var ports: ClosedRange<UInt16> { basePort...(basePort + UInt16(instances - 1)) }
-    /// Set before the instances poll; called on the handing instance's thread.
-    public var wakers: [(@Sendable () -> Void)?]
+    /// Written once by `arm`, before `armed` is set; read only after.
+    private var wakers: [@Sendable () -> Void] = []
+    private let armed = Atomic<Bool>(false)
     private let rings: [MbufRing]
 
     public init(basePort: UInt16, instances: Int, capacity: Int = 1024) throws(TransportError) {
@@ -611,18 +613,25 @@ public final class DPDKSteering: @unchecked Sendable {  // each ring: one produc
         }
         self.basePort = basePort
         self.instances = instances
-        wakers = Array(repeating: nil, count: instances)
         rings = (0..<(instances * instances)).map { _ in MbufRing(capacity: capacity) }
     }
 
     deinit { drain() }
+
+    /// Sets how to wake each instance (while they may already poll: they read
+    /// the wakers only once `armed` says they are all in place). Once only.
+    public func arm(wakers: [@Sendable () -> Void]) {
+        precondition(wakers.count == instances && !armed.load(ordering: .acquiring), "arm once, with a waker per instance")
+        self.wakers = wakers
+        armed.store(true, ordering: .releasing)
+    }
 
     /// Hands `mbuf` from instance `from` to instance `to`; false when that ring is full.
     func hand(_ mbuf: OpaquePointer, from: Int, to: Int) -> Bool {
         guard rings[from * instances + to].push(UInt64(UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(mbuf))))) else {
             return false
         }
-        wakers[to]?()
+        if armed.load(ordering: .acquiring) { wakers[to]() }
         return true
     }
 

@@ -24,14 +24,13 @@ final class DPDKNode: @unchecked Sendable {  // set up before the instances poll
     private(set) var transports: [DPDKTransport] = []
     let steering: DPDKSteering?
     #endif
-    /// Wakes instance k (set once the node's instances exist, before they poll).
-    var wake: (@Sendable (Int) -> Void)? {
-        didSet {
-            #if DIOS_DPDK
-            guard let steering, let wake else { return }
-            for k in 0..<steering.instances { steering.wakers[k] = { wake(k) } }
-            #endif
-        }
+    /// Once the node's instances exist (they may be polling already): how to
+    /// wake instance k when a packet is steered to it.
+    func arm(wake: @escaping @Sendable (Int) -> Void) {
+        #if DIOS_DPDK
+        guard let steering else { return }
+        steering.arm(wakers: (0..<steering.instances).map { k in { wake(k) } })
+        #endif
     }
     let device: String
 

@@ -145,7 +145,7 @@ struct Diosd: AsyncParsableCommand {
             }
         }
         // A packet steered to an instance's queue from another's wakes it.
-        dpdk?.wake = { k in node.instances[k].wake() }
+        dpdk?.arm { k in node.instances[k].wake() }
         let cpus = file.cores.isEmpty ? "unpinned" : "cores \(file.cores.map(String.init).joined(separator: ","))"
         say("diosd: node \(file.node) up, \(node.instances.count) instance(s) on \(cpus), arena \(file.arenaMiB) MiB on \(node.arena.backing), idle \(configuration.idlePolicy)")
 
