@@ -236,7 +236,7 @@ public struct ClusterSimulation {
                     changed: { peer, change in
                         switch change {
                         case .up:
-                            let own = m.own.map { (object, v) in
+                            let own = m.own.sorted { $0.key.index < $1.key.index }.map { (object, v) in
                                 (v.0, InstanceRecord(owner: ids[k], object: object, kind: .blob, size: 8, persistent: false), v.1)
                             }
                             for message in m.names.syncMessages(own: own) {
@@ -306,7 +306,9 @@ public struct ClusterSimulation {
             if members[k].alive && roll < 0.35 {
                 _ = publish(k, Name(words: (rng.next(), rng.next(), rng.next(), rng.next())))
             } else if members[k].alive && roll < 0.5,
-                let object = members[k].own.keys.first(where: { $0 != members[k].scheduler })
+                // The oldest: a dictionary's order changes with the process's
+                // hash seed, and a seed must replay alike in any process.
+                let object = members[k].own.keys.filter({ $0 != members[k].scheduler }).min(by: { $0.index < $1.index })
             {
                 unpublish(k, object)
             } else if members[k].alive && roll < 0.5 + c.crash {
