@@ -204,7 +204,8 @@ let package = Package(
             name: "DIOSSimulationTests", dependencies: ["DIOSSimulation", "DIOSCore", "DIOSWire"], swiftSettings: strict),
         .testTarget(name: "DIOSWireTests", dependencies: ["DIOSWire", "DIOSCore"], swiftSettings: strict),
         .testTarget(
-            name: "DIOSTransportTests", dependencies: ["DIOSTransport", "DIOSWire", "DIOSCore", "CLinux"], swiftSettings: strict),
+            name: "DIOSTransportTests", dependencies: ["DIOSTransport", "DIOSWire", "DIOSCore", "DIOSConfig", "CLinux"],
+            swiftSettings: strict),
         .testTarget(name: "DIOSMemoryTests", dependencies: ["DIOSMemory"], swiftSettings: strict),
         .testTarget(
             name: "DIOSTests",

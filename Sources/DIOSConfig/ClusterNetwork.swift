@@ -112,4 +112,27 @@ extension ClusterFile {
     public static let ipCommand: String? = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].first {
         FileManager.default.isExecutableFile(atPath: $0)
     }
+
+    /// Runs a command to completion: its exit status and its output (standard
+    /// output and error together); status -1 when it cannot start.
+    @discardableResult
+    public static func run(_ executable: String, _ arguments: [String]) -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        do { try process.run() } catch { return (-1, "\(error)") }
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// Runs `ip` (iproute2) with `arguments`; status -1 when it is not installed.
+    @discardableResult
+    public static func ip(_ arguments: [String]) -> (status: Int32, output: String) {
+        guard let ipCommand else { return (-1, "no ip command (install iproute2)") }
+        return run(ipCommand, arguments)
+    }
 }

@@ -35,19 +35,7 @@ struct ClusterCommand: ParsableCommand {
 
     /// Runs `ip` with `arguments`; its status and output.
     @discardableResult
-    static func ip(_ arguments: [String]) -> (status: Int32, output: String) {
-        guard let ip = ClusterFile.ipCommand else { return (-1, "no ip command (install iproute2)") }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: ip)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        do { try process.run() } catch { return (-1, "\(error)") }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
+    static func ip(_ arguments: [String]) -> (status: Int32, output: String) { ClusterFile.ip(arguments) }
 
     /// Creates the cluster's namespaces and veth pairs; on a failure removes
     /// what it made and throws.

@@ -517,22 +517,12 @@ enum DPDKClusterHost {
 
     @discardableResult
     static func run(_ executable: String, _ arguments: [String]) -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        do { try process.run() } catch { return (-1, "\(error)") }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        ClusterFile.run(executable, arguments)
     }
 
     @discardableResult
     static func ip(_ arguments: [String]) -> (status: Int32, output: String) {
-        guard let ip = ClusterFile.ipCommand else { return (-1, "no ip command") }
-        return run(ip, arguments)
+        ClusterFile.ip(arguments)
     }
 
     /// The EAL runtime directories and hugepage files of the cluster's DPDK nodes.

@@ -1,3 +1,4 @@
+import DIOSConfig
 import DIOSTransport
 import Foundation
 import Testing
@@ -32,9 +33,7 @@ enum DPDKTestHost {
     /// Why the veth tests cannot run here; nil when they can.
     static let vethMissing: String? = missing ?? (ipCommand == nil ? "no `ip` command (iproute2)" : nil)
 
-    static let ipCommand: String? = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].first {
-        FileManager.default.isExecutableFile(atPath: $0)
-    }
+    static let ipCommand: String? = ClusterFile.ipCommand
 
     /// The CPUs this process may run on ("0-1"), for `--lcores=0@(...)`: the
     /// children's polling threads float over them instead of fighting over one.
@@ -48,23 +47,11 @@ enum DPDKTestHost {
     /// Runs a command to completion; returns its status and output.
     @discardableResult
     static func run(_ executable: String, _ arguments: [String]) -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        do { try process.run() } catch { return (-1, "\(error)") }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        ClusterFile.run(executable, arguments)
     }
 
     @discardableResult
-    static func ip(_ arguments: String...) -> (status: Int32, output: String) {
-        guard let ipCommand else { return (-1, "no ip command") }
-        return run(ipCommand, arguments)
-    }
+    static func ip(_ arguments: String...) -> (status: Int32, output: String) { ClusterFile.ip(arguments) }
 
     /// Removes what killed earlier runs left: their namespaces, runtime
     /// directories and hugepage files (named after a process id no longer alive).
