@@ -16,7 +16,7 @@ import DIOSKernel
 /// A context belongs to its kernel instance's thread: use it from the task it
 /// was given to (a program's body), not from other threads.
 public struct TaskContext: Sendable {
-    let kernel: KernelInstance
+    @usableFromInline let kernel: KernelInstance
     /// This task.
     public let task: TaskID
 
@@ -54,23 +54,27 @@ public struct TaskContext: Sendable {
 
     /// `beginRead`: a read view into the object's own buffer. Weak by default
     /// (validated by `endRead`); `.strong` holds the object shared.
+    @inlinable
     public func beginRead(_ ref: Ref, flags: Flags = []) throws(CallError) -> ReadTransaction {
         ReadTransaction(kernel: Unmanaged.passUnretained(kernel), grant: try kernel.beginRead(task, ref, flags: flags), ref: ref)
     }
 
     /// `endRead`: whether what was read is consistent (false: a write was
     /// committed meanwhile, or the object was deleted — read again).
+    @inlinable
     public func endRead(_ transaction: consuming ReadTransaction) -> Bool {
         transaction.end()
     }
 
     /// `beginWrite`: a writable view of `size` bytes into the target buffer.
     /// `.strong` holds the object exclusively.
+    @inlinable
     public func beginWrite(_ ref: Ref, size: Int, flags: Flags = []) throws(CallError) -> WriteTransaction {
         WriteTransaction(kernel: Unmanaged.passUnretained(kernel), grant: try kernel.beginWrite(task, ref, size: size, flags: flags), ref: ref)
     }
 
     /// `endWrite`: publishes the write; true when committed.
+    @inlinable
     public func endWrite(_ transaction: consuming WriteTransaction) -> Bool {
         transaction.end()
     }
@@ -146,9 +150,21 @@ public struct TaskContext: Sendable {
 
     /// `select`: the first of `refs` that is readable (with `.writable`: writable),
     /// waiting until one is. With a timer among them, this is a timeout.
+    ///
+    /// Inlinable: when a reference is ready now (or becomes ready while the
+    /// kernel spins on it) the call completes synchronously, and inlined into
+    /// the caller it then costs no async frame; only a task that must suspend
+    /// goes through `suspendingSelect`.
+    @inlinable
     public func select(_ refs: [Ref], flags: Flags = []) async throws(CallError) -> Ref {
         if let n = try kernel.selectNow(task, refs, flags: flags) { return refs[n] }
-        return refs[try await kernel.select(task, refs, flags: flags, spun: !kernel.isPaused(task))]
+        return try await suspendingSelect(refs, flags: flags)
+    }
+
+    /// `select`'s slow path: suspends the task until a reference is ready.
+    @usableFromInline
+    func suspendingSelect(_ refs: [Ref], flags: Flags) async throws(CallError) -> Ref {
+        refs[try await kernel.select(task, refs, flags: flags, spun: !kernel.isPaused(task))]
     }
 
     // MARK: - Conveniences over the calls

@@ -8,12 +8,14 @@ package import DIOSKernel
 /// it twice. Dropping it without `endRead` releases its hold (a stream message
 /// then stays unread). Like the task that opened it, it belongs to the kernel
 /// instance's thread.
+@frozen
 public struct ReadTransaction: ~Copyable {
-    let kernel: Unmanaged<KernelInstance>
+    @usableFromInline let kernel: Unmanaged<KernelInstance>
     @usableFromInline let grant: IOGrant
     /// The reference the read is on.
     public let ref: Ref
 
+    @inlinable
     init(kernel: Unmanaged<KernelInstance>, grant: IOGrant, ref: Ref) {
         self.kernel = kernel
         self.grant = grant
@@ -48,6 +50,7 @@ public struct ReadTransaction: ~Copyable {
     /// The view's first byte, for checking where it lies (the zero-copy contract).
     public var baseAddress: UnsafeRawPointer { UnsafeRawPointer(grant.base) }
 
+    @inlinable
     consuming func end() -> Bool {
         let grant = self.grant
         let ok = kernel._withUnsafeGuaranteedRef { $0.endRead(grant) }
@@ -61,8 +64,9 @@ public struct ReadTransaction: ~Copyable {
 /// An open write: a view into the target buffer (a blob itself, a stream's slot),
 /// published by `TaskContext.endWrite(_:)`. `~Copyable` for the same reasons as
 /// `ReadTransaction`; dropping it publishes nothing.
+@frozen
 public struct WriteTransaction: ~Copyable {
-    let kernel: Unmanaged<KernelInstance>
+    @usableFromInline let kernel: Unmanaged<KernelInstance>
     @usableFromInline let grant: IOGrant
     /// The reference the write is on.
     public let ref: Ref
@@ -71,6 +75,7 @@ public struct WriteTransaction: ~Copyable {
         didSet { precondition(length >= 0 && length <= grant.count, "length outside the reserved view") }
     }
 
+    @inlinable
     init(kernel: Unmanaged<KernelInstance>, grant: IOGrant, ref: Ref) {
         self.kernel = kernel
         self.grant = grant
@@ -113,6 +118,7 @@ public struct WriteTransaction: ~Copyable {
     /// The view's first byte, for checking where it lies (the zero-copy contract).
     public var baseAddress: UnsafeMutableRawPointer { grant.base }
 
+    @inlinable
     consuming func end() -> Bool {
         let grant = self.grant, length = self.length
         let ok = kernel._withUnsafeGuaranteedRef { $0.endWrite(grant, length: length) }

@@ -1,4 +1,4 @@
-package import DIOSCore
+public import DIOSCore
 import DIOSMemory
 
 /// An open I/O transaction as the kernel issued it: a view into the object's own
@@ -36,7 +36,7 @@ extension KernelInstance {
     /// Blobs: weak (default) remembers the version; `.strong` takes a shared hold,
     /// refused with `.wouldBlock` while a writer is open. Streams: the next message,
     /// `.wouldBlock` when empty. Timers and tasks: their value once fired / exited.
-    @inline(__always)
+    @usableFromInline
     package func beginRead(_ task: TaskID, _ ref: Ref, flags: Flags) throws(CallError) -> IOGrant {
         checkThread()
         counters.calls &+= 1
@@ -81,7 +81,7 @@ extension KernelInstance {
     /// when a write was committed (or was open) since `beginRead`; every read is
     /// false when the object was deleted meanwhile. Ending a stream read consumes
     /// the message.
-    @inline(__always)
+    @usableFromInline
     package func endRead(_ grant: IOGrant) -> Bool {
         checkThread()
         counters.calls &+= 1
@@ -147,7 +147,7 @@ extension KernelInstance {
     /// strong read holds (`.wouldBlock`), and one writer at a time (`.busy`).
     /// Streams: the next free slot (`.wouldBlock` when full — never overwritten).
     /// Timers: 8 bytes, a little-endian UInt64 of nanoseconds that re-arms it.
-    @inline(__always)
+    @usableFromInline
     package func beginWrite(_ task: TaskID, _ ref: Ref, size: Int, flags: Flags) throws(CallError) -> IOGrant {
         checkThread()
         counters.calls &+= 1
@@ -190,7 +190,7 @@ extension KernelInstance {
 
     /// `endWrite`: publishes the first `length` bytes of the view. True when the
     /// write is committed; false when the object was deleted meanwhile.
-    @inline(__always)
+    @usableFromInline
     package func endWrite(_ grant: IOGrant, length: Int) -> Bool {
         checkThread()
         counters.calls &+= 1

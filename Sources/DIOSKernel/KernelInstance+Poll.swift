@@ -1,5 +1,5 @@
 import CLinux
-package import DIOSCore
+public import DIOSCore
 
 /// `select`, timers and one turn of the polling loop.
 extension KernelInstance {
@@ -104,7 +104,7 @@ extension KernelInstance {
     /// `select` without suspending: the first ready reference now or after the
     /// spin, or nil when the task must wait (or is paused). The common case of
     /// a blocking `select` ends here, with no async frames at all.
-    @inline(__always)
+    @usableFromInline
     package func selectNow(_ task: TaskID, _ refs: [Ref], flags: Flags) throws(CallError) -> Int? {
         checkThread()
         guard !refs.isEmpty, !isPaused(task) else { return nil }

@@ -60,7 +60,7 @@ public final class KernelInstance: @unchecked Sendable {
     /// Stand-ins for instances held elsewhere, by (owner, object).
     @exclusivity(unchecked) var standIns: [RemoteEnd: ObjectID] = [:]
     /// Told each name another instance created once this replica holds it.
-    package var nameApplied: (@Sendable (Name) -> Void)? = nil
+    @exclusivity(unchecked) package var nameApplied: (@Sendable (Name) -> Void)? = nil
     /// `lookup`'s scratch: the hits on this instance and elsewhere, kept with
     /// their capacity so a lookup allocates nothing once warm.
     @exclusivity(unchecked) var lookupHere: [ObjectID] = []
@@ -70,7 +70,7 @@ public final class KernelInstance: @unchecked Sendable {
     @exclusivity(unchecked) var nextCall: UInt32 = 0
     /// Control messages for other nodes waiting for room in their session.
     @exclusivity(unchecked) var remoteOutbox: [(peer: InstanceID, bytes: [UInt8])] = []
-    var stopping = false
+    @exclusivity(unchecked) var stopping = false
 
     /// The node's instances and the queues between them; `index` is this one's place.
     public let fabric: NodeFabric
@@ -80,7 +80,7 @@ public final class KernelInstance: @unchecked Sendable {
     /// Messages for another instance whose queue was full, in order.
     @exclusivity(unchecked) var outbox: [[KernelMessage]]
     /// How long `select` spins on its references before suspending the task.
-    package var selectSpin: Int = 2_000
+    @exclusivity(unchecked) package var selectSpin: Int = 2_000
     /// Unretained views of the fabric's doorbells and of the queues into this
     /// instance. The data path rings peers and the spin loop checks queues; going
     /// through the (shared) fabric's arrays would retain and release objects that
