@@ -15,6 +15,7 @@ import Glibc
 ///    with no kernel around them (what DIOS's own bookkeeping costs on top);
 /// 3. DIOS — a task on each core, a pair of streams, select/beginRead/endRead;
 /// 4. Linux — a Unix-domain socket pair, blocking and busy-polled;
+/// all on the same two pinned threads, interleaved (`BenchIPCLocal.swift`);
 /// plus DIOS one-way throughput. Every figure comes from this run.
 struct BenchIPC: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -22,6 +23,7 @@ struct BenchIPC: AsyncParsableCommand {
 
     @Option(help: "Round trips measured per mechanism and payload.") var iterations = 100_000
     @Option(help: "Round trips run first and not measured.") var warmup = 10_000
+    @Option(help: "Rounds the measured round trips are spread over, the mechanisms taking turns.") var rounds = 20
     @Option(help: "The two CPUs, e.g. 0,1.") var cores = "0,1"
     @Option(help: "Payload sizes in bytes.") var payloads = "8,64,512,4096"
     @Option(help: "DIOS idle policy: busy (lowest latency) or adaptive.") var idle = "busy"
@@ -40,22 +42,22 @@ struct BenchIPC: AsyncParsableCommand {
         guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 8 && $0 <= 4096 }) else {
             throw ValidationError("--payloads are sizes from 8 to 4096")
         }
+        guard rounds > 0 else { throw ValidationError("--rounds must be positive") }
         guard ["busy", "adaptive"].contains(idle) else { throw ValidationError("--idle must be busy or adaptive") }
         let clock = TSC.calibrate()
         if remote {
             try await runRemote(cpus, sizes, clock)
             return
         }
-        var results: [Result] = []
-
-        results.append(Result(mechanism: "floor", payload: 8, histogram: floor(cpus, clock)))
-        for size in sizes { results.append(Result(mechanism: "ring-raw", payload: size, histogram: rawRing(cpus, size, clock))) }
         let selected = Set(only.split(separator: ",").map(String.init))
-        if selected.contains("dios") { results += try await dios(cpus, sizes, clock) }
-        if selected.contains("uds") {
-            for size in sizes { results.append(Result(mechanism: "uds-blocking", payload: size, histogram: uds(cpus, size, poll: false, clock))) }
-            for size in sizes { results.append(Result(mechanism: "uds-poll", payload: size, histogram: uds(cpus, size, poll: true, clock))) }
+        var lanes = [Lane(mechanism: .floor, payload: 8, sizeIndex: 0)]
+        var mechanisms: [Mechanism] = [.ringRaw]
+        if selected.contains("dios") { mechanisms.append(.dios) }
+        if selected.contains("uds") { mechanisms += [.udsBlocking, .udsPoll] }
+        for mechanism in mechanisms {
+            for (k, size) in sizes.enumerated() { lanes.append(Lane(mechanism: mechanism, payload: size, sizeIndex: k)) }
         }
+        let results = try await interleaved(cpus, lanes, sizes: sizes, clock)
         let throughput = selected.contains("dios") ? try await diosThroughput(cpus, clock) : 0
 
         let floorP50 = Double(results[0].histogram.valueAtPercentile(50))
@@ -68,7 +70,8 @@ struct BenchIPC: AsyncParsableCommand {
             print(#"{"mechanism":"dios","payload":64,"direction":"one-way","messages":\#(throughputMessages),"msgs_per_s":\#(Int(throughput))}"#)
             return
         }
-        print("IPC round trip between CPU \(cpus[0]) and CPU \(cpus[1]), \(iterations) samples each (ns; DIOS idle \(idle))")
+        print(
+            "IPC round trip between CPU \(cpus[0]) and CPU \(cpus[1]), \(iterations) samples each, interleaved in \(rounds) rounds (ns; DIOS idle \(idle))")
         print(pad("mechanism", 14) + pad("payload", 9, right: true) + pad("min", 9, right: true) + pad("p50", 9, right: true)
             + pad("p99", 9, right: true) + pad("p99.9", 9, right: true) + pad("p50/floor", 11, right: true))
         for r in results {
@@ -102,103 +105,6 @@ struct BenchIPC: AsyncParsableCommand {
         Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 10_000_000_000, numberOfSignificantValueDigits: .three)
     }
 
-    // MARK: The floor
-
-    /// Two pinned threads bounce one cache line each way: the cheapest round trip
-    /// two cores can make.
-    func floor(_ cpus: [Int], _ clock: TSC) -> Histogram<UInt64> {
-        let cells = UnsafeMutableRawPointer.allocate(byteCount: 256, alignment: 128)
-        cells.initializeMemory(as: UInt8.self, repeating: 0, count: 256)
-        defer { cells.deallocate() }
-        let total = UInt64(warmup + iterations)
-        let address = (UInt(bitPattern: cells))
-        let echo = spawn(cpu: cpus[1]) {
-            let ping = UnsafeMutablePointer<UInt64>(bitPattern: address)!
-            let pong = UnsafeMutablePointer<UInt64>(bitPattern: address + 128)!
-            var i: UInt64 = 1
-            while i <= total {
-                while clinux_load_acquire_u64(ping) != i { clinux_cpu_relax() }
-                clinux_store_release_u64(pong, i)
-                i += 1
-            }
-        }
-        let warmup = UInt64(warmup)
-        let histogram = onPinnedThread(cpu: cpus[0]) {
-            let ping = UnsafeMutablePointer<UInt64>(bitPattern: address)!
-            let pong = UnsafeMutablePointer<UInt64>(bitPattern: address + 128)!
-            var histogram = Self.newHistogram()
-            for i in 1...total {
-                let t0 = clinux_rdtsc()
-                clinux_store_release_u64(ping, i)
-                while clinux_load_acquire_u64(pong) != i { clinux_cpu_relax() }
-                let t1 = clinux_rdtsc()
-                if i > warmup { _ = histogram.record(clock.nanoseconds(t1 &- t0)) }
-            }
-            return histogram
-        }
-        pthread_join(echo, nil)
-        return histogram
-    }
-
-    // MARK: The raw ring
-
-    /// Two pinned threads and two `StreamRing`s in plain memory: reserve, write,
-    /// publish; peek, read, release. The echo copies the payload back.
-    func rawRing(_ cpus: [Int], _ size: Int, _ clock: TSC) -> Histogram<UInt64> {
-        let bytes = StreamRing.byteSize(messageSize: size, depth: 8)
-        let memory = UnsafeMutableRawPointer.allocate(byteCount: 2 * bytes, alignment: 4096)
-        memory.initializeMemory(as: UInt8.self, repeating: 0, count: 2 * bytes)
-        defer { memory.deallocate() }
-        let address = UInt(bitPattern: memory)
-        _ = StreamRing.initialize(at: memory, messageSize: size, depth: 8)
-        _ = StreamRing.initialize(at: memory + bytes, messageSize: size, depth: 8)
-        let total = warmup + iterations
-        let echo = spawn(cpu: cpus[1]) {
-            let base = UnsafeMutableRawPointer(bitPattern: address)!
-            let ping = StreamRing.attach(at: base)
-            let pong = StreamRing.attach(at: base + bytes)
-            for _ in 0..<total {
-                var message = ping.peek()
-                while message == nil {
-                    clinux_cpu_relax()
-                    message = ping.peek()
-                }
-                var slot = pong.reserve()
-                while slot == nil { slot = pong.reserve() }
-                slot!.copyMemory(from: message!.0, byteCount: message!.1)
-                pong.publish(length: message!.1)
-                ping.release()
-            }
-        }
-        let warmup = warmup
-        let histogram = onPinnedThread(cpu: cpus[0]) {
-            let base = UnsafeMutableRawPointer(bitPattern: address)!
-            let ping = StreamRing.attach(at: base)
-            let pong = StreamRing.attach(at: base + bytes)
-            var histogram = Self.newHistogram()
-            for i in 0..<total {
-                let t0 = clinux_rdtsc()
-                var slot = ping.reserve()
-                while slot == nil { slot = ping.reserve() }
-                slot!.storeBytes(of: UInt64(i), as: UInt64.self)
-                ping.publish(length: size)
-                var message = pong.peek()
-                while message == nil {
-                    clinux_cpu_relax()
-                    message = pong.peek()
-                }
-                let echoed = message!.0.load(as: UInt64.self)
-                pong.release()
-                let t1 = clinux_rdtsc()
-                precondition(echoed == UInt64(i), "raw ring echo out of order")
-                if i >= warmup { _ = histogram.record(clock.nanoseconds(t1 &- t0)) }
-            }
-            return histogram
-        }
-        pthread_join(echo, nil)
-        return histogram
-    }
-
     // MARK: DIOS
 
     static let echoProgram = Name.wellKnown("bench.ipc.echo")
@@ -209,30 +115,6 @@ struct BenchIPC: AsyncParsableCommand {
         configuration.arenaSize = 64 << 20
         configuration.idlePolicy = idle == "busy" ? .busy : .adaptive
         return try Node(configuration)
-    }
-
-    /// A task on each core; round trips through two streams.
-    func dios(_ cpus: [Int], _ sizes: [Int], _ clock: TSC) async throws -> [Result] {
-        let node = try makeNode(cpus)
-        defer { node.shutdown() }
-        await node.register(Self.echoProgram, label: "echo", program: Self.echo)
-        let iterations = iterations
-        let warmup = warmup
-        let results = try await node.withTask(on: 0) { task in
-            var results: [Result] = []
-            for size in sizes {
-                let (_, ping) = try task.create(.stream(messageSize: size, depth: 8))
-                let (_, pong) = try task.create(.stream(messageSize: size, depth: 8))
-                let echo = try task.run(try task.lookup(Self.echoProgram)[0], arguments: [ping, pong], on: 1)
-                let histogram = try await Self.roundTrips(
-                    task, ping, pong, echo: echo, size: size, warmup: warmup, iterations: iterations, clock)
-                try task.delete(ping)
-                try task.delete(pong)
-                results.append(Result(mechanism: "dios", payload: size, histogram: histogram))
-            }
-            return results
-        }
-        return results
     }
 
     /// Times `warmup + iterations` round trips of a `size`-byte message out on
@@ -307,51 +189,6 @@ struct BenchIPC: AsyncParsableCommand {
         }
     }
 
-    // MARK: Linux
-
-    /// Round trips over a Unix-domain SOCK_SEQPACKET pair; `poll` spins on
-    /// non-blocking receives instead of sleeping in the kernel.
-    func uds(_ cpus: [Int], _ size: Int, poll: Bool, _ clock: TSC) -> Histogram<UInt64> {
-        var fds: [Int32] = [0, 0]
-        guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue), 0, &fds) == 0 else {
-            fatalError("socketpair: \(String(cString: strerror(errno)))")
-        }
-        defer {
-            close(fds[0])
-            close(fds[1])
-        }
-        let total = warmup + iterations
-        let flags: Int32 = poll ? Int32(MSG_DONTWAIT) : 0
-        let peer = fds[1]
-        let echo = spawn(cpu: cpus[1]) {
-            let buffer = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 64)
-            defer { buffer.deallocate() }
-            for _ in 0..<total {
-                var n = recv(peer, buffer, 4096, flags)
-                while n < 0 { n = recv(peer, buffer, 4096, flags) }
-                _ = send(peer, buffer, n, 0)
-            }
-        }
-        let mine = fds[0]
-        let warmup = warmup
-        let histogram = onPinnedThread(cpu: cpus[0]) {
-            let buffer = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 64)
-            buffer.initializeMemory(as: UInt8.self, repeating: 1, count: 4096)
-            defer { buffer.deallocate() }
-            var histogram = Self.newHistogram()
-            for i in 0..<total {
-                let t0 = clinux_rdtsc()
-                _ = send(mine, buffer, size, 0)
-                var n = recv(mine, buffer, 4096, flags)
-                while n < 0 { n = recv(mine, buffer, 4096, flags) }
-                let t1 = clinux_rdtsc()
-                if i >= warmup { _ = histogram.record(clock.nanoseconds(t1 &- t0)) }
-            }
-            return histogram
-        }
-        pthread_join(echo, nil)
-        return histogram
-    }
 }
 
 /// The time-stamp counter, calibrated against CLOCK_MONOTONIC.
