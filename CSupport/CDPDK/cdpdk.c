@@ -203,3 +203,7 @@ int cdpdk_mbuf_set_len(struct rte_mbuf *m, uint16_t length) {
     m->pkt_len = length;
     return 0;
 }
+
+uint16_t cdpdk_mbuf_refcnt_update(struct rte_mbuf *m, int16_t delta) { return rte_mbuf_refcnt_update(m, delta); }
+
+uint16_t cdpdk_mbuf_refcnt_read(const struct rte_mbuf *m) { return rte_mbuf_refcnt_read(m); }

@@ -42,6 +42,11 @@ public struct NodeConfiguration: Sendable {
     /// on its `lookup` finds it. For measuring how fast names spread
     /// (`dios bench names`); nil costs nothing.
     public var nameApplied: (@Sendable (InstanceID, Name) -> Void)? = nil
+    /// Whether a task's `beginWrite` on a stream read on another node hands out
+    /// the transport frame that carries the message, so it is sent from where
+    /// the task wrote it (on transports that lend frames: DPDK). False: every
+    /// such message is written into the stream's ring and copied into a frame.
+    public var writesInPlace = true
 
     public init() {}
 
@@ -94,6 +99,7 @@ public final class Node: Sendable {
             case .busy: instance.selectSpin = 1_000_000
             case .adaptive(let spins, _, _): instance.selectSpin = spins
             }
+            instance.writesInPlace = configuration.writesInPlace
             if i < wires.count { instance.attachWire(wires[i]) }
             instances.append(instance)
         }

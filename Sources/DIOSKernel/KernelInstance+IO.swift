@@ -1,5 +1,6 @@
 public import DIOSCore
 import DIOSMemory
+import DIOSWire
 
 /// An open I/O transaction as the kernel issued it: a view into the object's own
 /// buffer and what `end` needs to validate it. Only the kernel makes these; the
@@ -25,6 +26,9 @@ package enum IOMode: UInt8, Sendable {
     case stream
     /// A timer's or task's value.
     case value
+    /// A message for another node written in place in a transport frame
+    /// (`objects.records[i].lentFrame`), sent from there by `endWrite`.
+    case frame
 }
 
 /// `beginRead`/`endRead`/`beginWrite`/`endWrite`. These are the data path:
@@ -109,7 +113,7 @@ extension KernelInstance {
                 if objects.records[i].crossInstance { wakePeer(of: ring, writer: true) }
             }
             consistent = !deleted
-        case .value:
+        case .value, .frame:
             consistent = !deleted
         }
         if deleted && objects.records[i].openTransactions == 0 { reclaim(grant.object) }
@@ -134,7 +138,7 @@ extension KernelInstance {
         case .stream:
             objects.records[i].readerOpen = false
             markDirty(grant.object)
-        case .weak, .value:
+        case .weak, .value, .frame:
             break
         }
         if objects.records[i].deleted && objects.records[i].openTransactions == 0 { reclaim(grant.object) }
@@ -173,9 +177,21 @@ extension KernelInstance {
             guard let ring = objects.records[i].ring else { throw unreachableHere(i, .beginWrite) }
             guard ring.claim(writer: true, for: claimID), objects.records[i].bridge != .receives else { throw .busy }
             guard !ring.isClosed else { throw closedStreamError(i) }
-            guard let payload = ring.reserve() else { throw .wouldBlock }
-            grant = IOGrant(
-                object: entry.object, base: payload, count: size, version: objects.records[i].version, mode: .stream)
+            let loan = _slowPath(objects.records[i].bridge == .sends) ? lendFrame(i, ring, size: size) : .none
+            if case .lent(let frame) = loan {
+                // Read on another node: written in place in the frame that carries it.
+                objects.records[i].lentFrame = frame
+                grant = IOGrant(
+                    object: entry.object, base: frame.bytes + FrameHeader.size + RemoteMessage.streamDataPrefix,
+                    count: size, version: objects.records[i].version, mode: .frame)
+            } else if _slowPath(loan == .full) {
+                waitForFrame(entry.object)
+                throw .wouldBlock
+            } else {
+                guard let payload = ring.reserve() else { throw .wouldBlock }
+                grant = IOGrant(
+                    object: entry.object, base: payload, count: size, version: objects.records[i].version, mode: .stream)
+            }
         case .timer:
             guard size == 8 else { throw .invalidArgument("a timer is written with 8 bytes, got \(size)") }
             let base = try bufferAddress(i, .beginWrite)
@@ -224,8 +240,17 @@ extension KernelInstance {
                 let ns = UInt64(littleEndian: grant.base.loadUnaligned(as: UInt64.self))
                 objects.records[i].version &+= 2
                 arm(grant.object, after: ns)
+            case .frame:
+                guard sendLentFrame(i, grant, length: length) else {
+                    markDirty(grant.object)
+                    return false  // the peer failed since beginWrite
+                }
+                objects.records[i].version &+= 1
+                counters.messagesOut &+= 1
             }
             markDirty(grant.object)
+        } else if grant.mode == .frame {
+            returnLentFrame(i)
         }
         if deleted && objects.records[i].openTransactions == 0 { reclaim(grant.object) }
         return !deleted
@@ -245,6 +270,7 @@ extension KernelInstance {
         objects.records[i].openTransactions -= 1
         objects.records[i].writerOpen = false
         objects.records[i].exclusive = false
+        if grant.mode == .frame { returnLentFrame(i) }
         if grant.mode == .weak || grant.mode == .strong { objects.records[i].version &+= 1 }
         markDirty(grant.object)
         if objects.records[i].deleted && objects.records[i].openTransactions == 0 { reclaim(grant.object) }

@@ -22,7 +22,9 @@ extension KernelInstance {
         case .stream:
             guard let ring = r.pointee.ring else { return true }
             if ring.isClosed { return true }
-            return writable ? !r.pointee.writerOpen && ring.hasSpace() : !r.pointee.readerOpen && ring.hasMessage()
+            return writable
+                ? !r.pointee.writerOpen && !r.pointee.waitsForFrame && ring.hasSpace()
+                : !r.pointee.readerOpen && ring.hasMessage()
         case .timer:
             return writable ? !r.pointee.writerOpen : r.pointee.ready
         case .task:

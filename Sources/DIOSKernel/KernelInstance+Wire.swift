@@ -67,6 +67,7 @@ extension KernelInstance {
         var work = wire.poll(
             now: now, timers: quick == nil, deliver: { peer, bytes in self.deliverRemote(bytes, from: peer) },
             changed: { peer, change in self.peerChanged(peer, change) })
+        if !frameWaiters.isEmpty { wakeFrameWaiters(wire) }
         guard quick == nil else { return work }
         if !remoteOutbox.isEmpty { work += flushRemoteOutbox(now: now) }
         if !bridges.isEmpty { work += pumpBridges(now: now) }
@@ -159,6 +160,100 @@ extension KernelInstance {
     func sendNow(_ object: ObjectID, _ ring: StreamRing) {
         guard let wireRef, objects.records[Int(object.index)].remoteFailure == nil else { return }
         _ = wireRef._withUnsafeGuaranteedRef { sendQueued(object, ring, $0, now: clinux_monotonic_ns()) }
+    }
+
+    // MARK: Writing in place
+
+    /// A transport frame for `beginWrite` on stream record `i` (read on another
+    /// node) to write a `size`-byte message in, so it leaves from where the task
+    /// wrote it. Nil — the message then goes through the ring and is copied into
+    /// a frame — when the transport copies anyway (kernel sockets), the message
+    /// needs more than one frame, messages wait in the ring ahead of it (they
+    /// go first), or the session has no room or no answer from the peer yet.
+    ///
+    /// `.full`: the session has as many messages written in place lent or
+    /// waiting as its window holds; the writer waits (`.wouldBlock`) until it
+    /// drains (`wakeFrameWaiters`) rather than fall back to the ring, so a
+    /// stream that streams keeps writing in place.
+    @inline(never)
+    func lendFrame(_ i: Int, _ ring: StreamRing, size: Int) -> FrameLoan {
+        guard writesInPlace, let wireRef, objects.records[i].remoteFailure == nil, !ring.hasMessage() else { return .none }
+        let peer = objects.records[i].remotePeer
+        return wireRef._withUnsafeGuaranteedRef { wire -> FrameLoan in
+            guard RemoteMessage.streamDataPrefix + size <= wire.configuration.maxFragment else { return .none }
+            return wire.lendFrame(for: peer)
+        }
+    }
+
+    /// Stream records whose writer waits for its session to lend frames again.
+    func waitForFrame(_ object: ObjectID) {
+        objects.records[Int(object.index)].waitsForFrame = true
+        frameWaiters.append(object)
+    }
+
+    /// Makes writable again the streams whose session can lend frames now (or
+    /// that are gone or failed: their writers learn why from `beginWrite`).
+    func wakeFrameWaiters(_ wire: WireEndpoint) {
+        var k = 0
+        while k < frameWaiters.count {
+            let object = frameWaiters[k]
+            let i = Int(object.index)
+            if objects.exists(object) && objects.records[i].remoteFailure == nil
+                && !wire.canLend(to: objects.records[i].remotePeer)
+            {
+                k += 1
+                continue
+            }
+            if objects.exists(object) {
+                objects.records[i].waitsForFrame = false
+                markDirty(object)
+            }
+            frameWaiters.swapAt(k, frameWaiters.count - 1)
+            frameWaiters.removeLast()
+        }
+    }
+
+    /// `endWrite` of a message written in place: puts the stream's prefix in
+    /// front of it and sends the frame. When the session cannot take it now (it
+    /// started over since `beginWrite`), the message is copied into the ring and
+    /// goes like any other. False when the peer failed since `beginWrite`.
+    @inline(never)
+    func sendLentFrame(_ i: Int, _ grant: IOGrant, length: Int) -> Bool {
+        guard let frame = objects.records[i].lentFrame, let wireRef else { return false }
+        objects.records[i].lentFrame = nil
+        let peer = objects.records[i].remotePeer
+        return wireRef._withUnsafeGuaranteedRef { wire -> Bool in
+            guard objects.records[i].remoteFailure == nil, let ring = objects.records[i].ring else {
+                wire.giveBack(frame, for: peer)
+                return false
+            }
+            RemoteMessage.encodeStreamData(
+                origin: objects.records[i].remoteOrigin, senderIsOrigin: objects.records[i].originHere,
+                into: frame.bytes + FrameHeader.size)
+            let sent = wire.sendLent(
+                frame, length: RemoteMessage.streamDataPrefix + length, to: peer, now: clinux_monotonic_ns())
+            if sent {
+                counters.sentInPlace &+= 1
+                return true
+            }
+            // The ring was empty at beginWrite and only this (open) writer fills it.
+            guard let slot = ring.reserve() else {
+                wire.giveBack(frame, for: peer)
+                return false
+            }
+            if length > 0 { slot.copyMemory(from: grant.base, byteCount: length) }
+            ring.publish(length: length)
+            wire.giveBack(frame, for: peer)
+            return true
+        }
+    }
+
+    /// Gives back the frame an abandoned (or deleted-meanwhile) write had.
+    func returnLentFrame(_ i: Int) {
+        guard let frame = objects.records[i].lentFrame else { return }
+        objects.records[i].lentFrame = nil
+        let peer = objects.records[i].remotePeer
+        if let wireRef { wireRef._withUnsafeGuaranteedRef { $0.giveBack(frame, for: peer) } }
     }
 
     private func pumpBridges(now: UInt64) -> Int {

@@ -81,6 +81,12 @@ public final class KernelInstance: @unchecked Sendable {
     @exclusivity(unchecked) var outbox: [[KernelMessage]]
     /// How long `select` spins on its references before suspending the task.
     @exclusivity(unchecked) package var selectSpin: Int = 2_000
+    /// Whether `beginWrite` on a stream read on another node hands out the
+    /// transport frame that will carry the message (where the transport lends
+    /// frames: DPDK), instead of a ring slot that is copied into one.
+    @exclusivity(unchecked) package var writesInPlace = true
+    /// Streams whose writer waits for frames to write in (`waitForFrame`).
+    @exclusivity(unchecked) var frameWaiters: [ObjectID] = []
     /// Unretained views of the fabric's doorbells and of the queues into this
     /// instance. The data path rings peers and the spin loop checks queues; going
     /// through the (shared) fabric's arrays would retain and release objects that
@@ -422,6 +428,9 @@ public struct InstanceCounters: Sendable, Equatable {
     public var selectSuspends: UInt64 = 0
     /// Messages from other nodes refused: malformed, or for a stream gone here.
     public var remoteRefused: UInt64 = 0
+    /// Messages to other nodes that left from the transport frame the writing
+    /// task wrote them in (no copy: see `KernelInstance.writesInPlace`).
+    public var sentInPlace: UInt64 = 0
     /// Peers on other nodes that came up, and that failed.
     public var peersUp: UInt64 = 0
     public var peersDown: UInt64 = 0

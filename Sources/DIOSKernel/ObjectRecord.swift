@@ -1,5 +1,6 @@
 import DIOSCore
 import DIOSMemory
+import DIOSWire
 
 /// One object instance held by a kernel instance. All kinds share one record
 /// shape, kept in a flat array: the data path indexes it, never allocates.
@@ -49,6 +50,10 @@ struct ObjectRecord {
     var originHere = false
     /// Set when the peer failed: why (the stream is closed with it).
     var remoteFailure: String? = nil
+    /// The transport frame an open `beginWrite` writes in place (`IOMode.frame`).
+    var lentFrame: TransportFrame? = nil
+    /// Its writer was told `.wouldBlock` until the session lends frames again.
+    var waitsForFrame = false
     /// The proxy of the task on the other node this stream was handed to.
     var proxyOfBridge: ObjectID? = nil
     /// A blob here with a write open on behalf of this peer.

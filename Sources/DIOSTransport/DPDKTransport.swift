@@ -346,6 +346,8 @@ public final class DPDKTransport: FrameTransport {
     public struct Counters: Sendable, Equatable {
         /// Frames handed to the device.
         public var sent: UInt64 = 0
+        /// Of those, frames sent from an mbuf lent by `allocateFrame` (no copy).
+        public var sentInPlace: UInt64 = 0
         /// Frames refused because the TX queue was full (or the link down).
         public var sendQueueFull: UInt64 = 0
         /// Frames refused because the destination has no neighbour-table entry.
@@ -495,6 +497,68 @@ public final class DPDKTransport: FrameTransport {
         txPending += 1
         guard txPending >= (holding ? txCapacity : txBatch) else { return true }
         return flushTX()
+    }
+
+    // MARK: In-place frames
+
+    /// An mbuf to write a frame in: `bytes` is its data past the Ethernet, IPv4
+    /// and UDP headers, which `sendFrame` writes in front.
+    public func allocateFrame() -> TransportFrame? {
+        guard let mbuf = cdpdk_pktmbuf_alloc(port.pool) else {
+            counters.noMbuf &+= 1
+            return nil
+        }
+        // Fresh, its data length is 0 until the first `sendFrame` sets it.
+        guard Int(cdpdk_mbuf_capacity(mbuf)) >= EthernetUDP.headerSize + maxFrameSize, let data = cdpdk_mbuf_data(mbuf)
+        else {
+            cdpdk_pktmbuf_free(mbuf)
+            counters.noMbuf &+= 1
+            return nil
+        }
+        return TransportFrame(handle: mbuf, bytes: data + EthernetUDP.headerSize, capacity: maxFrameSize)
+    }
+
+    /// Queues the frame's mbuf itself for the device, with a reference of the
+    /// device's own (the driver drops it once the packet is out), so the caller's
+    /// stays valid for a resend. The headers are written on the first send only:
+    /// a resend must not touch bytes a device may still be reading.
+    public func sendFrame(_ frame: TransportFrame, length: Int, to peer: PeerAddress) -> Bool {
+        guard length <= maxFrameSize else {
+            counters.oversize &+= 1
+            return false
+        }
+        guard let destinationMAC = neighbours[peer.ipv4] else {
+            counters.unknownNeighbour &+= 1
+            return false
+        }
+        let mbuf = frame.handle
+        let total = EthernetUDP.headerSize + length
+        guard cdpdk_mbuf_data_len(mbuf) == 0 || Int(cdpdk_mbuf_data_len(mbuf)) == total else { return false }
+        if cdpdk_mbuf_data_len(mbuf) == 0 {  // the first send
+            guard cdpdk_mbuf_set_len(mbuf, UInt16(total)) == 0 else { return false }
+            EthernetUDP.writeHeaders(
+                to: frame.bytes - EthernetUDP.headerSize, sourceMAC: port.mac, destinationMAC: destinationMAC,
+                source: localAddress, destination: peer, payloadLength: length, identification: identification)
+            identification &+= 1
+        }
+        _ = cdpdk_mbuf_refcnt_update(mbuf, 1)
+        txMbufs[txPending] = mbuf
+        txPending += 1
+        counters.sentInPlace &+= 1
+        guard txPending >= (holding ? txCapacity : txBatch) else { return true }
+        return flushTX()
+    }
+
+    /// True when only the frame's owner holds its mbuf (no device still has it queued).
+    public func isIdle(_ frame: TransportFrame) -> Bool {
+        cdpdk_mbuf_refcnt_read(frame.handle) == 1
+    }
+
+    /// Frees the frame's mbuf, unless the EAL has been cleaned up: its memory is
+    /// gone with it (a session let go after `DPDKEnvironment.cleanup()`).
+    public func releaseFrame(_ frame: TransportFrame) {
+        guard port.environment.isRunning else { return }
+        cdpdk_pktmbuf_free(frame.handle)
     }
 
     public func hold() { holding = true }

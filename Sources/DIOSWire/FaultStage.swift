@@ -60,6 +60,23 @@ public final class FaultyTransport: FrameTransport {
     public func flush() { inner.flush() }
 
     public func send(_ frame: UnsafeRawBufferPointer, to peer: PeerAddress) -> Bool {
+        impair(frame, to: peer) { inner.send(frame, to: peer) }
+    }
+
+    /// In-place frames pass through to the inner transport's buffers, under the
+    /// same impairment: a frame held back (reordered, delayed) is copied aside,
+    /// as a wire would keep it, and the sender keeps its own.
+    public func allocateFrame() -> TransportFrame? { inner.allocateFrame() }
+    public func sendFrame(_ frame: TransportFrame, length: Int, to peer: PeerAddress) -> Bool {
+        impair(UnsafeRawBufferPointer(start: frame.bytes, count: length), to: peer) {
+            inner.sendFrame(frame, length: length, to: peer)
+        }
+    }
+    public func isIdle(_ frame: TransportFrame) -> Bool { inner.isIdle(frame) }
+    public func releaseFrame(_ frame: TransportFrame) { inner.releaseFrame(frame) }
+
+    /// Drops, duplicates or holds back `frame`; `forward` sends one copy now.
+    private func impair(_ frame: UnsafeRawBufferPointer, to peer: PeerAddress, forward: () -> Bool) -> Bool {
         let now = clock()
         release(now: now)
         if random.unit() < faults.loss {
@@ -73,7 +90,7 @@ public final class FaultyTransport: FrameTransport {
             if faults.delay > 0 { hold = random.next() % (faults.delay + 1) }
             if random.unit() < faults.reorder { hold += 20_000 + random.next() % 200_000 }
             if hold > 0, keep(frame, to: peer, until: now + hold) { continue }
-            _ = inner.send(frame, to: peer)
+            _ = forward()
         }
         return true
     }

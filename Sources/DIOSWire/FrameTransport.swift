@@ -58,10 +58,51 @@ public protocol FrameTransport: AnyObject {
     func hold()
     /// Sends what `hold()` kept, and sends at once again.
     func flush()
+
+    // In-place frames: a transport whose frames live in buffers of its own (DPDK:
+    // mbufs) lends one out, the frame is written in it — by the session, and
+    // the message's payload by the task itself, through `beginWrite` — and it is
+    // sent from there, and sent again from there if it must be, with no copy.
+
+    /// A buffer to write one frame (up to `maxFrameSize` bytes) in, or nil when
+    /// this transport has no such buffers (it copies every frame) or none is free.
+    func allocateFrame() -> TransportFrame?
+    /// Sends the first `length` bytes of `frame` as one datagram to `peer`. The
+    /// caller keeps the frame (the transport takes a hold of its own for the
+    /// device) and may send it again. True when queued, as for `send`.
+    func sendFrame(_ frame: TransportFrame, length: Int, to peer: PeerAddress) -> Bool
+    /// Whether `frame` is held by nothing but its owner now: a frame still
+    /// queued in a device from an earlier `sendFrame` must not be written again.
+    func isIdle(_ frame: TransportFrame) -> Bool
+    /// Gives `frame` back; it must not be used again.
+    func releaseFrame(_ frame: TransportFrame)
+}
+
+/// A frame lent by a transport (`FrameTransport.allocateFrame()`): `bytes` is
+/// where the DIOS frame starts, with room for `capacity` bytes; `handle` is the
+/// transport's own (DPDK: the `rte_mbuf`).
+public struct TransportFrame: @unchecked Sendable, Equatable {
+    public let handle: OpaquePointer
+    public let bytes: UnsafeMutableRawPointer
+    public let capacity: Int
+
+    public init(handle: OpaquePointer, bytes: UnsafeMutableRawPointer, capacity: Int) {
+        self.handle = handle
+        self.bytes = bytes
+        self.capacity = capacity
+    }
 }
 
 extension FrameTransport {
     /// A transport that cannot batch sends at once: nothing to keep.
     public func hold() {}
     public func flush() {}
+
+    /// A transport that copies every frame (kernel sockets): none to lend.
+    public func allocateFrame() -> TransportFrame? { nil }
+    public func sendFrame(_ frame: TransportFrame, length: Int, to peer: PeerAddress) -> Bool {
+        send(UnsafeRawBufferPointer(start: frame.bytes, count: length), to: peer)
+    }
+    public func isIdle(_ frame: TransportFrame) -> Bool { true }
+    public func releaseFrame(_ frame: TransportFrame) {}
 }

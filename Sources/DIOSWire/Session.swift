@@ -107,6 +107,20 @@ public final class Session {
     @exclusivity(unchecked) private var nextSequence: UInt32 = 0
     @exclusivity(unchecked) private var sendBase: UInt32 = 0
     @exclusivity(unchecked) private var peerCredit: UInt32
+    /// Per slot, the transport frame a message was written in place in (nil:
+    /// the frame is a copy in `sendFrames`). Kept until acknowledged.
+    @exclusivity(unchecked) private var inPlace: [TransportFrame?]
+    /// Frames lent for messages being written in place, not yet sent.
+    @exclusivity(unchecked) public private(set) var lent = 0
+    /// Messages written in place that the window had no room for yet, oldest
+    /// first: they go before anything sent after them (`send` refuses while
+    /// any wait). At most `window` are lent or waiting.
+    @exclusivity(unchecked) private var waiting: [TransportFrame?]
+    @exclusivity(unchecked) private var waitingLengths: [Int]
+    @exclusivity(unchecked) private var waitingHead = 0
+    @exclusivity(unchecked) public private(set) var waitingCount = 0
+    /// The transport the in-place frames belong to (set when one is lent).
+    @exclusivity(unchecked) private var frameOwner: (any FrameTransport)? = nil
 
     // Receive side: [delivered, received) arrived in order; later ones may be held.
     private let receiveFrames: UnsafeMutableRawPointer
@@ -151,6 +165,9 @@ public final class Session {
         assembly = .allocate(byteCount: configuration.maxMessageSize, alignment: 64)
         sendLengths = Array(repeating: 0, count: w)
         sentAt = Array(repeating: 0, count: w)
+        inPlace = Array(repeating: nil, count: w)
+        waiting = Array(repeating: nil, count: w)
+        waitingLengths = Array(repeating: 0, count: w)
         receiveLengths = Array(repeating: -1, count: w)
         receiveFlags = Array(repeating: 0, count: w)
         peerCredit = UInt32(w)
@@ -162,6 +179,7 @@ public final class Session {
     }
 
     deinit {
+        releaseInPlace()
         sendFrames.deallocate()
         receiveFrames.deallocate()
         assembly.deallocate()
@@ -184,7 +202,7 @@ public final class Session {
         }
         let chunk = configuration.maxFragment
         let fragments = max(1, (total + chunk - 1) / chunk)
-        guard inFlight + fragments <= configuration.window,
+        guard waitingCount == 0, inFlight + fragments <= configuration.window,
             Self.distance(nextSequence &+ UInt32(fragments), peerCredit) <= 0
         else { return false }
         var offset = 0
@@ -192,6 +210,7 @@ public final class Session {
             let n = min(chunk, total - offset)
             let seq = nextSequence
             let slot = Int(seq % UInt32(configuration.window))
+            precondition(inPlace[slot] == nil, "an in-place frame left in a free slot")
             let frame = sendFrames + slot * configuration.maxFrameSize
             let payload = frame + FrameHeader.size
             // Gather [offset, offset + n) of prefix ++ body.
@@ -217,22 +236,138 @@ public final class Session {
         return true
     }
 
-    private func transmit(slot: Int, sequence: UInt32, flags: UInt8, now: UInt64, via transport: any FrameTransport) {
-        let frame = sendFrames + slot * configuration.maxFrameSize
+    // MARK: Sending in place
+
+    /// Lends a transport frame for one message of up to `maxFragment` bytes to
+    /// be written in place (at `bytes + FrameHeader.size`), then sent with
+    /// `sendLent`: `.full` while `window` frames are lent or waiting for room
+    /// (wait: `canLend`), `.none` when the transport copies, has no frame free,
+    /// or the peer has not answered yet (send a copy instead).
+    public func lendFrame(via transport: any FrameTransport) -> FrameLoan {
+        guard isUp else { return .none }
+        guard lent + waitingCount < configuration.window else { return .full }
+        guard let frame = transport.allocateFrame() else { return .none }
+        frameOwner = transport
+        lent += 1
+        return .lent(frame)
+    }
+
+    /// Whether `lendFrame` would find room now.
+    public var canLend: Bool { isUp && lent + waitingCount < configuration.window }
+
+    /// Sends a lent frame holding one whole message of `length` bytes after the
+    /// header — now, or once the window has room, before anything sent after
+    /// it — and keeps it (not a copy) until acknowledged. False when the session
+    /// started over since the loan and the peer has not answered yet: the frame
+    /// is then still the caller's, to copy out and `giveBack`.
+    public func sendLent(_ frame: TransportFrame, length: Int, now: UInt64, via transport: any FrameTransport) -> Bool {
+        precondition(
+            length <= configuration.maxFragment && length <= frame.capacity - FrameHeader.size, "message too long for one frame")
+        guard isUp else { return false }
+        lent -= 1
+        if waitingCount == 0 && hasRoomForOne {
+            transmitLent(frame, length: length, now: now, via: transport)
+        } else {
+            let k = (waitingHead + waitingCount) % configuration.window
+            waiting[k] = frame
+            waitingLengths[k] = length
+            waitingCount += 1
+        }
+        return true
+    }
+
+    /// Returns a lent frame that was not sent.
+    public func giveBack(_ frame: TransportFrame, via transport: any FrameTransport) {
+        lent -= 1
+        transport.releaseFrame(frame)
+    }
+
+    private var hasRoomForOne: Bool {
+        inFlight < configuration.window && Self.distance(nextSequence &+ 1, peerCredit) <= 0
+    }
+
+    /// Gives a lent frame the next sequence number and slot, and sends it.
+    private func transmitLent(_ frame: TransportFrame, length: Int, now: UInt64, via transport: any FrameTransport) {
+        let seq = nextSequence
+        let slot = Int(seq % UInt32(configuration.window))
+        precondition(inPlace[slot] == nil, "an in-place frame left in a free slot")
+        inPlace[slot] = frame
+        sendLengths[slot] = length
+        nextSequence &+= 1
+        transmit(
+            slot: slot, sequence: seq, flags: FrameHeader.firstFragment | FrameHeader.lastFragment, now: now, via: transport)
+        counters.messagesSent &+= 1
+        counters.sentInPlace &+= 1
+    }
+
+    /// Sends the waiting in-place messages the window now has room for.
+    private func sendWaiting(now: UInt64) {
+        guard waitingCount > 0, let transport = frameOwner else { return }
+        while waitingCount > 0 && hasRoomForOne {
+            let frame = waiting[waitingHead]!
+            waiting[waitingHead] = nil
+            let length = waitingLengths[waitingHead]
+            waitingHead = (waitingHead + 1) % configuration.window
+            waitingCount -= 1
+            transmitLent(frame, length: length, now: now, via: transport)
+        }
+    }
+
+    /// Releases the in-place frames of slots `[from, to)`, acknowledged or abandoned.
+    private func releaseInPlace(from: UInt32, to: UInt32) {
+        var seq = from
+        while seq != to {
+            let slot = Int(seq % UInt32(configuration.window))
+            if let frame = inPlace[slot] {
+                frameOwner?.releaseFrame(frame)
+                inPlace[slot] = nil
+            }
+            seq &+= 1
+        }
+    }
+
+    /// Releases every frame in flight and every one waiting to be sent.
+    private func releaseInPlace() {
+        for slot in 0..<configuration.window {
+            if let frame = inPlace[slot] { frameOwner?.releaseFrame(frame) }
+            inPlace[slot] = nil
+            if let frame = waiting[slot] { frameOwner?.releaseFrame(frame) }
+            waiting[slot] = nil
+        }
+        waitingHead = 0
+        waitingCount = 0
+    }
+
+    /// Where slot `slot`'s frame is: in a transport frame, or the session's copy.
+    @inline(__always)
+    private func frameBytes(_ slot: Int) -> UnsafeMutableRawPointer {
+        inPlace[slot]?.bytes ?? sendFrames + slot * configuration.maxFrameSize
+    }
+
+    @discardableResult
+    private func transmit(slot: Int, sequence: UInt32, flags: UInt8, now: UInt64, via transport: any FrameTransport) -> Bool {
         let n = sendLengths[slot]
-        header(.data, flags: flags, length: n, sequence: sequence).encode(into: frame)
-        _ = transport.send(UnsafeRawBufferPointer(start: frame, count: FrameHeader.size + n), to: address)
+        if let frame = inPlace[slot] {
+            // A device may still be reading an earlier send of it: resend later.
+            guard transport.isIdle(frame) else { return false }
+            header(.data, flags: flags, length: n, sequence: sequence).encode(into: frame.bytes)
+            _ = transport.sendFrame(frame, length: FrameHeader.size + n, to: address)
+        } else {
+            let frame = sendFrames + slot * configuration.maxFrameSize
+            header(.data, flags: flags, length: n, sequence: sequence).encode(into: frame)
+            _ = transport.send(UnsafeRawBufferPointer(start: frame, count: FrameHeader.size + n), to: address)
+        }
         sentAt[slot] = now
         lastSent = now
         ackPending = false
         ackUrgent = false
         counters.framesSent &+= 1
+        return true
     }
 
     private func resend(slot: Int, now: UInt64, via transport: any FrameTransport) {
-        let flags = (sendFrames + slot * configuration.maxFrameSize).load(fromByteOffset: 4, as: UInt8.self)
-        transmit(slot: slot, sequence: sendBase, flags: flags, now: now, via: transport)
-        counters.retransmits &+= 1
+        let flags = frameBytes(slot).load(fromByteOffset: 4, as: UInt8.self)
+        if transmit(slot: slot, sequence: sendBase, flags: flags, now: now, via: transport) { counters.retransmits &+= 1 }
     }
 
     private func header(_ type: FrameType, flags: UInt8 = 0, length: Int = 0, sequence: UInt32 = 0) -> FrameHeader {
@@ -298,6 +433,7 @@ public final class Session {
         lastHeard = now
         // Acknowledgement and credit.
         if Self.distance(h.ack, sendBase) > 0 && Self.distance(h.ack, nextSequence) <= 0 {
+            releaseInPlace(from: sendBase, to: h.ack)
             sendBase = h.ack
             duplicateAcks = 0
             backoff = 1
@@ -308,6 +444,7 @@ public final class Session {
             if duplicateAcks == 3 { fastRetransmit = true }
         }
         if Self.distance(h.credit, peerCredit) > 0 { peerCredit = h.credit }
+        if waitingCount > 0 { sendWaiting(now: now) }
         guard h.type == .data else {
             if h.type == .heartbeat { oweAck(urgent: false) }
             return outcome
@@ -442,6 +579,7 @@ public final class Session {
         if delivered != received || messageReady {
             if let failure = deliverHeld(deliver) { return failOnly(failure, now: now) }
         }
+        if waitingCount > 0 { sendWaiting(now: now) }
         if now &- lastHeard > configuration.failureTimeout && now > lastHeard {
             return failOnly(.timeout(milliseconds: configuration.failureTimeout / 1_000_000), now: now)
         }
@@ -492,6 +630,7 @@ public final class Session {
         lastHeard = now
         localEpoch = freshEpoch()
         peerEpoch = 0
+        releaseInPlace()  // frames in flight or waiting are abandoned (lent ones stay their writers')
         nextSequence = 0
         sendBase = 0
         peerCredit = UInt32(configuration.window)
@@ -518,6 +657,16 @@ public final class Session {
     static func distance(_ a: UInt32, _ b: UInt32) -> Int { Int(Int32(bitPattern: a &- b)) }
 }
 
+/// What `Session.lendFrame` gives.
+public enum FrameLoan: Equatable, Sendable {
+    case lent(TransportFrame)
+    /// As many frames as the window holds are lent or waiting: wait for room.
+    case full
+    /// None to lend (the transport copies, none is free, or the peer has not
+    /// answered yet): send a copy.
+    case none
+}
+
 /// A session's running totals (for `dios status` and the tests).
 public struct SessionCounters: Sendable, Equatable {
     public var messagesSent: UInt64 = 0
@@ -526,6 +675,8 @@ public struct SessionCounters: Sendable, Equatable {
     public var framesReceived: UInt64 = 0
     public var controlFramesSent: UInt64 = 0
     public var retransmits: UInt64 = 0
+    /// Messages sent from the transport frame they were written in (no copy).
+    public var sentInPlace: UInt64 = 0
     public var duplicates: UInt64 = 0
     public var beyondCredit: UInt64 = 0
     public var staleFrames: UInt64 = 0

@@ -96,6 +96,34 @@ public final class WireEndpoint {
         return try result.get()
     }
 
+    /// A transport frame to write one message for `peer` in place (see
+    /// `Session.lendFrame`).
+    @inline(__always)
+    public func lendFrame(for peer: InstanceID) -> FrameLoan {
+        guard let i = index(of: peer) else { return .none }
+        return unretained[i]._withUnsafeGuaranteedRef { $0.lendFrame(via: transport) }
+    }
+
+    /// Whether `lendFrame(for: peer)` would find room now.
+    public func canLend(to peer: InstanceID) -> Bool {
+        guard let i = index(of: peer) else { return false }
+        return unretained[i]._withUnsafeGuaranteedRef { $0.canLend }
+    }
+
+    /// Sends a lent frame holding a message of `length` bytes after the frame
+    /// header. False: not sent, the frame is still the caller's (`giveBack`).
+    @inline(__always)
+    public func sendLent(_ frame: TransportFrame, length: Int, to peer: InstanceID, now: UInt64) -> Bool {
+        guard let i = index(of: peer) else { return false }
+        return unretained[i]._withUnsafeGuaranteedRef { $0.sendLent(frame, length: length, now: now, via: transport) }
+    }
+
+    /// Returns a lent frame that was not sent.
+    public func giveBack(_ frame: TransportFrame, for peer: InstanceID) {
+        guard let i = index(of: peer) else { return transport.releaseFrame(frame) }
+        unretained[i]._withUnsafeGuaranteedRef { $0.giveBack(frame, via: transport) }
+    }
+
     /// Receives what waits, delivers messages in order through `deliver` (false:
     /// cannot take it now; offered again later), and runs the sessions' timers.
     /// Reports every change of a peer's state through `changed`. Returns the

@@ -26,6 +26,30 @@ final class Loopback {
             return true
         }
 
+        // In-place frames, as DPDK lends mbufs: with `lending`, a fixed pool of
+        // buffers; a frame is sent by copying it onto the wire (as a device
+        // would), and each one lent out is tracked so a test sees leaks and
+        // double releases.
+        var lending = false
+        private var free: [UnsafeMutableRawPointer] = (0..<512).map { _ in .allocate(byteCount: 1472, alignment: 64) }
+        private(set) var out: Set<UnsafeMutableRawPointer> = []
+
+        func allocateFrame() -> TransportFrame? {
+            guard lending, let buffer = free.popLast() else { return nil }
+            out.insert(buffer)
+            return TransportFrame(handle: OpaquePointer(buffer), bytes: buffer, capacity: maxFrameSize)
+        }
+
+        func sendFrame(_ frame: TransportFrame, length: Int, to peer: PeerAddress) -> Bool {
+            precondition(out.contains(frame.bytes), "sending a frame that is not lent")
+            return send(UnsafeRawBufferPointer(start: frame.bytes, count: length), to: peer)
+        }
+
+        func releaseFrame(_ frame: TransportFrame) {
+            precondition(out.remove(frame.bytes) != nil, "releasing a frame twice, or one never lent")
+            free.append(frame.bytes)
+        }
+
         func receive(_ body: (UnsafeRawBufferPointer, PeerAddress) -> Void) -> Int {
             let frames = network.queues[localAddress] ?? []
             network.queues[localAddress] = []

@@ -150,6 +150,12 @@ uint16_t cdpdk_mbuf_capacity(const struct rte_mbuf *m);
 /// or -1 (changing nothing) when the mbuf is segmented or `length` exceeds
 /// `cdpdk_mbuf_capacity`. The bounds-checked counterpart of `rte_pktmbuf_append`.
 int cdpdk_mbuf_set_len(struct rte_mbuf *m, uint16_t length);
+/// Adds `delta` to an mbuf's reference count and returns the new count: a frame
+/// kept for retransmission holds one reference, and each `tx_burst` of it
+/// hands the driver another (the driver drops it once sent). Wraps `rte_mbuf_refcnt_update`.
+uint16_t cdpdk_mbuf_refcnt_update(struct rte_mbuf *m, int16_t delta);
+/// An mbuf's reference count. Wraps `rte_mbuf_refcnt_read`.
+uint16_t cdpdk_mbuf_refcnt_read(const struct rte_mbuf *m);
 
 #ifdef __cplusplus
 }
