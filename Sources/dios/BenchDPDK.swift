@@ -53,23 +53,29 @@ extension BenchIPC {
                 if retries > 0 { notes.append("dpdk-raw-\(link.name) \(size) B: \(retries) round trip(s) resent after 100 ms, not recorded") }
                 results.append(Result(mechanism: "dpdk-raw-\(link.name)", payload: size, histogram: histogram))
             }
-            do {
-                let environment = setup.environment
-                let ta = try DPDKTransport(
-                    port: link.a, queue: 0, localAddress: link.diosA, neighbours: [link.diosB.ipv4: link.b.mac.bytes])
-                let tb = try DPDKTransport(
-                    port: link.b, queue: 0, localAddress: link.diosB, neighbours: [link.diosA.ipv4: link.a.mac.bytes])
-                results += try await diosEcho(
-                    cpus, sizes, mechanism: "dios-\(link.name)", ta, tb,
-                    threadStarted: { _ in try? environment.registerCurrentThread() },
-                    threadEnding: { _ in environment.unregisterCurrentThread() }, clock)
-                let (ca, cb) = (ta.counters, tb.counters)
-                if ca.sendQueueFull + cb.sendQueueFull + ca.noMbuf + cb.noMbuf + ca.unknownNeighbour + cb.unknownNeighbour > 0 {
-                    notes.append(
-                        "dios-\(link.name): tx queue full \(ca.sendQueueFull)+\(cb.sendQueueFull), no mbuf \(ca.noMbuf)+\(cb.noMbuf), no neighbour \(ca.unknownNeighbour)+\(cb.unknownNeighbour)")
+            // DIOS as it runs (messages written in the mbuf that carries them),
+            // and with every message copied from the stream's ring into an mbuf.
+            for inPlace in [true, false] {
+                let mechanism = "dios-\(link.name)" + (inPlace ? "" : "-copy")
+                do {
+                    let environment = setup.environment
+                    let ta = try DPDKTransport(
+                        port: link.a, queue: 0, localAddress: link.diosA, neighbours: [link.diosB.ipv4: link.b.mac.bytes])
+                    let tb = try DPDKTransport(
+                        port: link.b, queue: 0, localAddress: link.diosB, neighbours: [link.diosA.ipv4: link.a.mac.bytes])
+                    results += try await diosEcho(
+                        cpus, sizes, mechanism: mechanism, ta, tb, writesInPlace: inPlace,
+                        threadStarted: { _ in try? environment.registerCurrentThread() },
+                        threadEnding: { _ in environment.unregisterCurrentThread() }, clock)
+                    let (ca, cb) = (ta.counters, tb.counters)
+                    if ca.sendQueueFull + cb.sendQueueFull + ca.noMbuf + cb.noMbuf + ca.unknownNeighbour + cb.unknownNeighbour > 0 {
+                        notes.append(
+                            "\(mechanism): tx queue full \(ca.sendQueueFull)+\(cb.sendQueueFull), no mbuf \(ca.noMbuf)+\(cb.noMbuf), no neighbour \(ca.unknownNeighbour)+\(cb.unknownNeighbour)")
+                    }
+                    if inPlace && ca.sentInPlace + cb.sentInPlace == 0 { notes.append("\(mechanism): no message was sent in place") }
+                } catch {
+                    notes.append("\(mechanism) failed: \(error)")
                 }
-            } catch {
-                notes.append("dios-\(link.name) failed: \(error)")
             }
         }
         setup.finish()

@@ -19,8 +19,11 @@ import Glibc
 /// Then, when DPDK starts (root, hugepages; see `BenchDPDK.swift`):
 /// - `dpdk-raw-memif`: two threads ping-ponging over a pair of memif ports in
 ///   this process through `DPDKTransport` alone, and `dios-memif`: the DIOS round
-///   trip with each node's wire over one of those ports;
-/// - `dpdk-raw-veth` / `dios-veth`: the same over `net_af_packet` on the veth pair.
+///   trip with each node's wire over one of those ports (messages written in
+///   the mbuf that carries them), and `dios-memif-copy`: the same with every
+///   message copied from the stream's ring into an mbuf;
+/// - `dpdk-raw-veth` / `dios-veth` / `dios-veth-copy`: the same over
+///   `net_af_packet` on the veth pair.
 /// Nodes, sockets and echo threads sit on the two `--cores`.
 extension BenchIPC {
     func runRemote(_ cpus: [Int], _ sizes: [Int], _ clock: TSC) async throws {
@@ -94,6 +97,7 @@ extension BenchIPC {
                 guard let d = p50("dios-\(link)", size), let r = p50("dpdk-raw-\(link)", size) else { continue }
                 var line = "DPDK \(link), \(size) B: DIOS/raw \(format(d / r))x"
                 if link == "memif" { line += " (goal <= 1.3x)" }
+                if let c = p50("dios-\(link)-copy", size) { line += ", copying/in place \(format(c / d))x" }
                 if let u = p50("dios-udp-\(link == "memif" ? "lo" : "veth")", size) {
                     line += ", dios-udp-\(link == "memif" ? "lo" : "veth")/dios-\(link) \(format(u / d))x"
                 }
@@ -235,7 +239,8 @@ extension BenchIPC {
     /// (a DPDK transport registers it with the EAL there).
     func diosEcho(
         _ cpus: [Int], _ sizes: [Int], mechanism: String, _ ta: any FrameTransport, _ tb: any FrameTransport,
-        threadStarted: (@Sendable (Int) -> Void)?, threadEnding: (@Sendable (Int) -> Void)?, _ clock: TSC
+        writesInPlace: Bool = true, threadStarted: (@Sendable (Int) -> Void)?, threadEnding: (@Sendable (Int) -> Void)?,
+        _ clock: TSC
     ) async throws -> [Result] {
         let ia = InstanceID(node: 0, core: 0)
         let ib = InstanceID(node: 1, core: 0)
@@ -250,6 +255,7 @@ extension BenchIPC {
             configuration.arenaSize = 32 << 20
             configuration.idlePolicy = idle == "busy" ? .busy : .adaptive
             configuration.logger.logLevel = .warning  // peers coming up is not news here
+            configuration.writesInPlace = writesInPlace
             let endpoint = WireEndpoint(
                 local: InstanceID(node: UInt16(n), core: 0), transport: transport, peers: [peer.0: peer.1],
                 configuration: session, now: clinux_monotonic_ns(), seed: clinux_monotonic_ns() &+ UInt64(n))
