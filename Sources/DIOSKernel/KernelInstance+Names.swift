@@ -1,3 +1,4 @@
+import CLinux
 package import DIOSCore
 import DIOSWire
 
@@ -45,7 +46,9 @@ extension KernelInstance {
         guard let wire else { return }
         wire.hold()  // one burst to every peer
         defer { wire.sendHeld() }
-        for session in wire.sessions where session.isUp { sendRemote(.nameDelta(delta), to: session.peer) }
+        let bytes = RemoteMessage.nameDelta(delta).encoded()  // once for every peer
+        let now = clinux_monotonic_ns()
+        for session in wire.sessions where session.isUp { sendRemote(encoded: bytes, to: session.peer, wire: wire, now: now) }
     }
 
     /// A delta from an instance of this node, or (checked) of another.

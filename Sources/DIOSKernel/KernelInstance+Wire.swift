@@ -87,10 +87,13 @@ extension KernelInstance {
         guard let wire else { return }
         var bytes = message.encoded()
         if let body, body.count > 0 { bytes += body }
+        sendRemote(encoded: bytes, to: peer, wire: wire, now: clinux_monotonic_ns())
+    }
+
+    /// `sendRemote` of a message already encoded (one encoding for many peers).
+    func sendRemote(encoded bytes: [UInt8], to peer: InstanceID, wire: WireEndpoint, now: UInt64) {
         // In order per peer; a peer whose session is full holds back only its own.
-        if !remoteOutbox.contains(where: { $0.peer == peer }), trySend(bytes, to: peer, wire: wire, now: clinux_monotonic_ns()) {
-            return
-        }
+        if !remoteOutbox.contains(where: { $0.peer == peer }), trySend(bytes, to: peer, wire: wire, now: now) { return }
         remoteOutbox.append((peer, bytes))
     }
 
