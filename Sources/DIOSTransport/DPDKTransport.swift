@@ -31,6 +31,9 @@ private enum EALState {
 }
 
 private let ealState = Mutex<EALState>(.idle)
+/// Whether `ealState` is `.running`, for readers on the data path (releasing a
+/// frame checks it): a word every core may read without taking the lock.
+private let ealRunning = Atomic<Bool>(false)
 
 /// The DPDK Environment Abstraction Layer of this process: hugepage memory, the
 /// lcores, and the Ethernet devices (`--vdev` virtual ones; PCI NICs unless
@@ -91,6 +94,7 @@ public final class DPDKEnvironment: Sendable {
                 }
                 let environment = DPDKEnvironment(arguments: arguments)
                 state = .running(environment)
+                ealRunning.store(true, ordering: .releasing)
                 return .success(environment)
             }
         }
@@ -98,9 +102,7 @@ public final class DPDKEnvironment: Sendable {
     }
 
     /// True from a successful `start` until `cleanup`.
-    public var isRunning: Bool {
-        ealState.withLock { if case .running = $0 { true } else { false } }
-    }
+    public var isRunning: Bool { ealRunning.load(ordering: .acquiring) }
 
     /// Releases the EAL: ports still open are closed (memif removes its socket),
     /// hugepage memory is unmapped. Then, unless `keepRuntimeDirectory`, removes the
@@ -113,6 +115,7 @@ public final class DPDKEnvironment: Sendable {
         ealState.withLock { state in
             guard case .running = state else { return }
             let runtimeDirectory = cdpdk_runtime_dir().map { String(cString: $0) } ?? ""
+            ealRunning.store(false, ordering: .releasing)
             _ = cdpdk_eal_cleanup()
             state = .cleanedUp
             if !keepRuntimeDirectory && runtimeDirectory.hasPrefix("/") { Self.removeFlatDirectory(runtimeDirectory) }
