@@ -179,6 +179,7 @@ extension KernelInstance {
         }
         let c = Int(child.index)
         tasks[c].proxy = (peer, proxy)
+        tasks[c].unheld = true
         for h in arguments {
             var record = ObjectRecord()
             record.kind = .stream
@@ -188,6 +189,7 @@ extension KernelInstance {
             record.crossInstance = true
             record.ringOwner = (Int(h.owner.core), h.object)
             let end = objects.insert(record)
+            tasks[c].madeEnds.append(end)
             var entry = entry(for: end, rights: h.rights)
             entry.proximity = .localNode
             if let ref = try? insertRef(c, entry) { tasks[c].delegated.append(ref) }

@@ -278,7 +278,9 @@ extension KernelInstance {
             let senderIsOrigin = objects.records[i].originHere
             moved += sendQueued(object, ring, wire, now: now)
             if objects.records[i].deleted && !ring.hasMessage() {
-                sendRemote(.streamClosed(origin: origin, senderIsOrigin: senderIsOrigin), to: peer)
+                if !objects.records[i].keepStreamOpen {
+                    sendRemote(.streamClosed(origin: origin, senderIsOrigin: senderIsOrigin), to: peer)
+                }
                 objects.records[i].bridge = .none
                 if objects.records[i].openTransactions == 0 { reclaim(object) }
                 bridges.swapAt(k, bridges.count - 1)
@@ -483,6 +485,7 @@ extension KernelInstance {
         }
         let c = Int(child.index)
         tasks[c].remoteProxy = (peer, proxy)
+        tasks[c].unheld = true
         for s in streams {
             if s.kind == .blob {
                 guard let proxy = makeObject(kind: .blob, name: s.name, bufferSize: s.maxWriteSize, maxWriteSize: s.maxWriteSize, flags: [])
@@ -494,6 +497,7 @@ extension KernelInstance {
                 objects.records[i].bridge = .blob
                 objects.records[i].remotePeer = peer
                 objects.records[i].remoteOrigin = s.object
+                tasks[c].madeEnds.append(proxy)
                 var entry = entry(for: proxy, rights: s.rights.intersection([.read, .write]).union(.delete))
                 entry.proximity = .remoteMemory
                 if let ref = try? insertRef(c, entry) { tasks[c].delegated.append(ref) }
@@ -515,6 +519,7 @@ extension KernelInstance {
             objects.records[i].remoteOrigin = s.object
             objects.records[i].originHere = false
             remoteEnds[RemoteEnd(peer: peer, origin: s.object)] = end
+            tasks[c].madeEnds.append(end)
             if s.writeEnd { bridges.append(end) }
             var entry = entry(for: end, rights: s.writeEnd ? [.write, .delete] : [.read, .delete])
             entry.proximity = .remoteMemory

@@ -150,13 +150,17 @@ public final class KernelInstance: @unchecked Sendable {
     /// (a test, a benchmark, the node's boot code) to the instance.
     /// A driver that cannot get a task has nothing to fall back on, so this traps
     /// when the pool is exhausted; `run` uses `makeTask` and reports it instead.
+    /// Nothing holds an attached task's task object, so it goes when the task exits.
+    package func attachTask(trusted: Bool, label: String = "attached") -> TaskID {
+        let task: TaskID
+        do { task = try makeTask(trusted: trusted, label: label) } catch { preconditionFailure("attachTask: \(error)") }
+        tasks[Int(task.index)].unheld = true
+        return task
+    }
+
     /// Wakes the instance if its loop sleeps (from any thread): something it
     /// polls, and that cannot wake it itself, has work for it.
     package func wake() { doorbell.ring() }
-
-    package func attachTask(trusted: Bool, label: String = "attached") -> TaskID {
-        do { return try makeTask(trusted: trusted, label: label) } catch { preconditionFailure("attachTask: \(error)") }
-    }
 
     /// A new task record and its task object, or `.outOfMemory` (changing nothing).
     func makeTask(trusted: Bool, label: String) throws(CallError) -> TaskID {
@@ -247,6 +251,12 @@ public final class KernelInstance: @unchecked Sendable {
             flushBridges()
             sendRemote(.exited(proxy: proxy.object, status: status), to: proxy.peer)
         }
+        // What was made for the task alone goes with it: the stream ends and
+        // blob stand-ins made for a task started from another instance or node
+        // (a stream's end drains to the other node first), and a task object
+        // nothing here holds (the starter's proxy keeps the status).
+        for end in tasks[i].madeEnds { retire(end) }
+        if tasks[i].unheld { destroy(tasks[i].object) }
         tasks[i] = TaskRecord(generation: tasks[i].generation &+ 1)
         freeTasks.append(task.index)
         counters.tasksExited += 1
@@ -296,6 +306,10 @@ public final class KernelInstance: @unchecked Sendable {
         let name = objects.records[i].name
         unpublish(i)
         names.remove(name, object)
+        if objects.records[i].bridge != .none && !objects.records[i].originHere {
+            let key = RemoteEnd(peer: objects.records[i].remotePeer, origin: objects.records[i].remoteOrigin)
+            if remoteEnds[key] == object { remoteEnds[key] = nil }
+        }
         if let owner = objects.records[i].ownerElsewhere { standIns[RemoteEnd(peer: owner, origin: objects.records[i].remoteOrigin)] = nil }
         if objects.records[i].kind == .program, objects.records[i].program >= 0 {
             programs[objects.records[i].program] = nil
@@ -309,12 +323,22 @@ public final class KernelInstance: @unchecked Sendable {
         if objects.records[i].openTransactions == 0 { reclaim(object) }
     }
 
+    /// Lets go of an end made for a task that exited (`madeEnds`) without
+    /// closing the stream it belongs to: the stream is its creator's, who may
+    /// hand it to another task. A stream end sending to another node drains
+    /// there first.
+    func retire(_ object: ObjectID) {
+        guard objects.isLive(object) else { return }
+        objects.records[Int(object.index)].keepStreamOpen = true
+        destroy(object)
+    }
+
     /// Frees a deleted object's buffer and slot. A stream ring shared with other
     /// instances is closed, and its memory kept until every end has let go.
     func reclaim(_ object: ObjectID) {
         let i = Int(object.index)
         if let ring = objects.records[i].ring, objects.records[i].crossInstance {
-            ring.close()
+            if !objects.records[i].keepStreamOpen { ring.close() }
             let remaining = ring.adjustEnds(by: -1)
             if let owner = objects.records[i].ringOwner {
                 // An attached end: the memory is the owner's to free.
@@ -384,6 +408,12 @@ struct TaskRecord {
     var proxy: (instance: Int, object: ObjectID)? = nil
     /// For a task started by an instance on another node: its proxy object there.
     var remoteProxy: (peer: InstanceID, object: ObjectID)? = nil
+    /// Objects made for this task alone (ends of streams and stand-ins of blobs
+    /// handed over with `run` from another instance or node): they go when it exits.
+    var madeEnds: [ObjectID] = []
+    /// Nothing here holds its task object (an attached task, or one started
+    /// from another instance or node, whose proxy there keeps the status).
+    var unheld = false
     var handle: Task<Void, Never>? = nil
 
     init(generation: UInt32) { self.generation = generation }

@@ -54,6 +54,9 @@ struct ObjectRecord {
     var lentFrame: TransportFrame? = nil
     /// Its writer was told `.wouldBlock` until the session lends frames again.
     var waitsForFrame = false
+    /// An end let go of when its task exited (`retire`): reclaiming it does not
+    /// close the stream for its other ends.
+    var keepStreamOpen = false
     /// The proxy of the task on the other node this stream was handed to.
     var proxyOfBridge: ObjectID? = nil
     /// A blob here with a write open on behalf of this peer.

@@ -198,6 +198,42 @@ import Testing
         #expect(status == 0)
     }
 
+    /// The stream ends (and blob stand-ins) a node makes for a task started
+    /// there from another node go when that task exits: many short remote
+    /// tasks leave nothing behind on the node that ran them.
+    @Test func aRemoteTaskLeavesNoObjectsBehind() async throws {
+        let nodes = try await Self.makeCluster(2, messages: 3)
+        defer { for n in nodes { n.shutdown() } }
+        let remote = nodes[1]
+        try await Self.waitUntilConnected(nodes[0], to: InstanceID(node: 1, core: 0))
+        func remoteObjects() async throws -> Int { try await remote.withTask { _ in remote.instance.objectCount } }
+        let before = try await remoteObjects()
+        for _ in 0..<20 {
+            let status = try await nodes[0].withTask { task in
+                let (_, requests) = try task.create(.stream(messageSize: 16, depth: 16))
+                let (_, replies) = try task.create(.stream(messageSize: 16, depth: 16))
+                let (_, blob) = try task.create(.blob(size: 64))
+                let writeOnly = try task.restrict(replies, to: [.write, .copy])
+                let echo = try task.run(
+                    try task.lookup(Self.echo)[0], arguments: [requests, writeOnly, blob], on: InstanceID(node: 1, core: 0))
+                for i in 0..<3 {
+                    _ = try await task.write([UInt8(i)], to: requests)
+                    _ = try await task.read(replies)
+                }
+                let status = try await Self.status(task, echo)
+                for ref in [requests, replies, blob] { try task.delete(ref) }
+                return status
+            }
+            #expect(status == 0)
+        }
+        var after = try await remoteObjects()
+        for _ in 0..<100 where after > before {  // ends drain and go on the node's next turns
+            try await Task.sleep(for: .milliseconds(10))
+            after = try await remoteObjects()
+        }
+        #expect(after == before, "node 1 kept \(after - before) objects from 20 finished remote tasks")
+    }
+
     /// A blob held by node 0 read and written by a task on node 1: weak reads
     /// validate with the owner, a write at the owner fails an overlapping weak
     /// read, a strong read holds the owner's writers off, a remote write commits.

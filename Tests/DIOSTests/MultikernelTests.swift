@@ -111,6 +111,37 @@ import Glibc
         #expect(matches == 100)
     }
 
+    /// A task run on another core leaves nothing there when it exits: its task
+    /// object (its proxy here keeps the status) and the end of the stream it
+    /// was handed go, and the stream stays open here for the next writer.
+    @Test func aTaskRunOnAnotherCoreLeavesNoObjectsThere() async throws {
+        let node = try Self.makeNode()
+        defer { node.shutdown() }
+        await Self.registerProducer(node, count: 1, size: 8)
+        let other = node.instances[1]
+        func objectsThere() async throws -> Int { try await node.withTask(on: 1) { _ in other.objectCount } }
+        let before = try await objectsThere()
+        let read = try await node.withTask(on: 0) { task in
+            let (_, stream) = try task.create(.stream(messageSize: 8, depth: 4))
+            var read = 0
+            for _ in 0..<20 {
+                let producer = try task.run(try task.lookup(Self.producer)[0], arguments: [stream], on: 1)
+                _ = try await task.select([producer])
+                _ = try await task.read(stream)
+                read += 1
+                try task.delete(producer)
+            }
+            return read
+        }
+        #expect(read == 20)
+        var after = try await objectsThere()
+        for _ in 0..<100 where after > before {
+            try await Task.sleep(for: .milliseconds(10))
+            after = try await objectsThere()
+        }
+        #expect(after == before, "instance 1 kept \(after - before) objects from 20 finished tasks")
+    }
+
     @Test func selectAcrossInstancesWakesForTheStreamOrTimesOut() async throws {
         let node = try Self.makeNode()
         defer { node.shutdown() }
