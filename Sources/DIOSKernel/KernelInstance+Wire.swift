@@ -67,6 +67,7 @@ extension KernelInstance {
         var work = wire.poll(
             now: now, timers: quick == nil, deliver: { peer, bytes in self.deliverRemote(bytes, from: peer) },
             changed: { peer, change in self.peerChanged(peer, change) })
+        if !leavingPeers.isEmpty { endLeavingSessions(wire, now: now) }
         if !frameWaiters.isEmpty { wakeFrameWaiters(wire) }
         guard quick == nil else { return work }
         if !remoteOutbox.isEmpty { work += flushRemoteOutbox(now: now) }
@@ -75,6 +76,26 @@ extension KernelInstance {
     }
 
     // MARK: Sending
+
+    /// Tells every instance of the other nodes this one is stopping (`Node.leave`).
+    package func announceLeaving() {
+        checkThread()
+        guard let wire else { return }
+        wire.hold()
+        defer { wire.sendHeld() }
+        let bytes = RemoteMessage.leaving.encoded()
+        let now = clinux_monotonic_ns()
+        for session in wire.sessions where session.isUp { sendRemote(encoded: bytes, to: session.peer, wire: wire, now: now) }
+    }
+
+    /// Ends the sessions of peers that said they are leaving, now that the
+    /// endpoint's poll (which delivered their word) has returned, and reports
+    /// them down: what depended on them learns at once, not after the timeout.
+    private func endLeavingSessions(_ wire: WireEndpoint, now: UInt64) {
+        let leaving = leavingPeers
+        leavingPeers.removeAll()
+        for peer in leaving where wire.peerLeft(peer, now: now) { peerChanged(peer, .down(.left)) }
+    }
 
     /// Moves what waits in bridged streams' rings into their sessions now.
     func flushBridges() {
@@ -348,6 +369,8 @@ extension KernelInstance {
             if startedBy(peer, task) { setPaused(task, paused: !resume) }
         case .stop(let task):
             if startedBy(peer, task) { stop(task) }
+        case .leaving:
+            leavingPeers.append(peer)  // its session ends once the poll delivering this returns
         case .blobRead, .blobRelease, .blobValidate, .blobWrite, .blobCommit:
             serveBlob(message, body: UnsafeRawBufferPointer(rebasing: bytes[payloadOffset...]), from: peer)
         case .blobData(let call, let status, let version):

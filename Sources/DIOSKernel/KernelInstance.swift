@@ -85,6 +85,8 @@ public final class KernelInstance: @unchecked Sendable {
     /// transport frame that will carry the message (where the transport lends
     /// frames: DPDK), instead of a ring slot that is copied into one.
     @exclusivity(unchecked) package var writesInPlace = true
+    /// Peers that said they are leaving, in the poll now running.
+    @exclusivity(unchecked) var leavingPeers: [InstanceID] = []
     /// Streams whose writer waits for frames to write in (`waitForFrame`).
     @exclusivity(unchecked) var frameWaiters: [ObjectID] = []
     /// Unretained views of the fabric's doorbells and of the queues into this

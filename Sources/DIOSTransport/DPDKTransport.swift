@@ -219,6 +219,14 @@ public final class DPDKPort: @unchecked Sendable {
     /// The mbuf pool (a `struct rte_mempool *`), freed when the port is deinitialised.
     let pool: OpaquePointer
     private let stopped = Mutex(false)
+    /// For a link to one peer (memif): 0 in use; 1 the peer said it is leaving,
+    /// so the link is left alone (DPDK 22.11's memif tears its rings down from
+    /// the interrupt thread while queues may be polled: a node polling two
+    /// queues crashed so once); 2 the link has gone down since. It is used
+    /// again once it comes back up (the peer returned).
+    private let quiet = Atomic<UInt8>(0)
+    /// Whether the link reaches one peer only (memif).
+    public var isPointToPoint: Bool { name.hasPrefix("net_memif") }
 
     /// Looks up the port `name`, creates its mbuf pool, configures `queues` RX/TX
     /// queue pairs and starts it.
@@ -293,6 +301,27 @@ public final class DPDKPort: @unchecked Sendable {
 
     /// Whether the link is up now (memif: the peer has connected).
     public var isLinkUp: Bool { cdpdk_port_link_up(id) == 1 }
+
+    /// The peer at the far end is leaving: on a point-to-point link, stop
+    /// polling and sending until it has gone and come back (`isInUse`).
+    public func peerLeaving() {
+        if isPointToPoint { quiet.store(1, ordering: .releasing) }
+    }
+
+    /// Whether the queues may be polled and sent on now. While the peer is away
+    /// this follows the link: down (the peer has gone), then up (it is back).
+    @inline(__always)
+    public var isInUse: Bool {
+        let state = quiet.load(ordering: .acquiring)
+        return state == 0 || returned(from: state)
+    }
+
+    private func returned(from state: UInt8) -> Bool {
+        let up = isLinkUp
+        if state == 1 && !up { _ = quiet.compareExchange(expected: 1, desired: 2, ordering: .acquiringAndReleasing) }
+        if state == 2 && up { return quiet.compareExchange(expected: 2, desired: 0, ordering: .acquiringAndReleasing).exchanged }
+        return false
+    }
 
     /// Polls the link every millisecond until it is up or `timeoutMilliseconds` pass.
     public func waitForLink(timeoutMilliseconds: Int) -> Bool {
@@ -564,6 +593,8 @@ public final class DPDKTransport: FrameTransport {
         cdpdk_pktmbuf_free(frame.handle)
     }
 
+    public func peerLeaving(_ address: PeerAddress) { port.peerLeaving() }
+
     public func hold() { holding = true }
 
     public func flush() {
@@ -577,7 +608,8 @@ public final class DPDKTransport: FrameTransport {
     public func flushTX() -> Bool {
         guard txPending > 0 else { return true }
         let pending = txPending
-        let sent = Int(cdpdk_tx_burst(port.id, queue, txMbufs, UInt16(pending)))
+        // A leaving peer's link is left alone: what waits for it is dropped (lost on the wire).
+        let sent = port.isInUse ? Int(cdpdk_tx_burst(port.id, queue, txMbufs, UInt16(pending))) : 0
         counters.sent &+= UInt64(sent)
         if sent < pending {
             // The device took a prefix; the rest are still ours.
@@ -609,7 +641,9 @@ public final class DPDKTransport: FrameTransport {
                 }
             }
         }
-        if count < rxBurst { count += Int(cdpdk_rx_burst(port.id, queue, rxMbufs + count, UInt16(rxBurst - count))) }
+        if count < rxBurst && port.isInUse {
+            count += Int(cdpdk_rx_burst(port.id, queue, rxMbufs + count, UInt16(rxBurst - count)))
+        }
         var delivered = 0
         for i in 0..<count {
             guard let mbuf = rxMbufs[i] else { continue }

@@ -74,6 +74,7 @@ public final class FaultyTransport: FrameTransport {
     }
     public func isIdle(_ frame: TransportFrame) -> Bool { inner.isIdle(frame) }
     public func releaseFrame(_ frame: TransportFrame) { inner.releaseFrame(frame) }
+    public func peerLeaving(_ address: PeerAddress) { inner.peerLeaving(address) }
 
     /// Drops, duplicates or holds back `frame`; `forward` sends one copy now.
     private func impair(_ frame: UnsafeRawBufferPointer, to peer: PeerAddress, forward: () -> Bool) -> Bool {

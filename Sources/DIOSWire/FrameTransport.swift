@@ -76,6 +76,11 @@ public protocol FrameTransport: AnyObject {
     func isIdle(_ frame: TransportFrame) -> Bool
     /// Gives `frame` back; it must not be used again.
     func releaseFrame(_ frame: TransportFrame)
+
+    /// The peer at `address` said it is stopping. A transport whose link
+    /// reaches that peer alone (memif) stops using the link until the peer is
+    /// back, so the peer's going cannot pull the link from under a poll.
+    func peerLeaving(_ address: PeerAddress)
 }
 
 /// A frame lent by a transport (`FrameTransport.allocateFrame()`): `bytes` is
@@ -105,4 +110,6 @@ extension FrameTransport {
     }
     public func isIdle(_ frame: TransportFrame) -> Bool { true }
     public func releaseFrame(_ frame: TransportFrame) {}
+    /// A transport whose link is shared by many peers (sockets, af_packet) goes on.
+    public func peerLeaving(_ address: PeerAddress) {}
 }

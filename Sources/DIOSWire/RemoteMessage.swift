@@ -97,6 +97,9 @@ public enum RemoteMessage: Equatable, Sendable {
     case nameDelta(NameDelta)
     case nameSync(reset: Bool, inserts: [NameDelta])
     case nameConfirm(name: Name, object: ObjectID, call: UInt32)
+    /// The sender is stopping (not failing): its session ends now, and what
+    /// depended on it is told at once rather than after the failure timeout.
+    case leaving
 
     /// Bytes of a stream-data message before its payload.
     public static let streamDataPrefix = 9
@@ -161,6 +164,7 @@ public enum RemoteMessage: Equatable, Sendable {
             put(UInt16(clamping: inserts.count))
             for d in inserts.prefix(Int(UInt16.max)) { d.encode(into: &out) }
         case .nameConfirm(let name, let object, let call): out.append(20); out += name.bytes; put(object); put(call)
+        case .leaving: out.append(21)
         }
         return out
     }
@@ -234,6 +238,7 @@ public enum RemoteMessage: Equatable, Sendable {
             }
             message = .nameSync(reset: reset, inserts: inserts)
         case 20: message = .nameConfirm(name: try r.name(), object: try r.object(), call: try r.u32())
+        case 21: message = .leaving
         default: throw .unknownType(kind)
         }
         guard r.offset == bytes.count else { throw .trailingBytes(bytes.count - r.offset) }

@@ -45,12 +45,15 @@ public enum PeerFailure: Error, Equatable, Sendable, CustomStringConvertible {
     case restarted
     /// It broke the protocol (a message over the size limit, a fragment out of place).
     case protocolViolation(String)
+    /// It said it was stopping (`RemoteMessage.leaving`).
+    case left
 
     public var description: String {
         switch self {
         case .timeout(let ms): "no answer within \(ms) ms"
         case .restarted: "the peer restarted"
         case .protocolViolation(let s): "protocol violation: \(s)"
+        case .left: "the peer stopped"
         }
     }
 }
@@ -99,6 +102,12 @@ public final class Session {
     @exclusivity(unchecked) public private(set) var peerEpoch: UInt32 = 0
     /// Whether the peer has been heard in this session.
     public var isUp: Bool { peerEpoch != 0 }
+    /// Until when frames from a peer that said it is leaving are dropped
+    /// (`peerLeft`): while it winds down it still sends, and would otherwise
+    /// start a new session with this one's next incarnation.
+    @exclusivity(unchecked) private var quietUntil: UInt64 = 0
+    /// How long a peer that left is not heard (its `Node.leave` grace is 100 ms).
+    public static let leaveQuiet: UInt64 = 1_000_000_000
 
     // Send side: frames [sendBase, nextSequence) are in flight.
     private let sendFrames: UnsafeMutableRawPointer
@@ -415,6 +424,13 @@ public final class Session {
             oweAck(urgent: true)  // our heartbeat/ack tells the peer our epoch
             return .stale
         }
+        if _slowPath(quietUntil != 0) {
+            if now < quietUntil {
+                counters.staleFrames &+= 1
+                return .stale
+            }
+            quietUntil = 0
+        }
         var outcome = Outcome.accepted
         if peerEpoch != h.sourceEpoch {
             if peerEpoch != 0 {
@@ -610,6 +626,19 @@ public final class Session {
             ackOwedSince = clock
         }
         if urgent { ackUrgent = true }
+    }
+
+    /// The peer said it is leaving: the session ends now (what was in flight
+    /// is dropped), and nothing from the peer is taken for `leaveQuiet`; after
+    /// that a new incarnation of it starts a session as usual. True when the
+    /// session was up.
+    public func peerLeft(now: UInt64) -> Bool {
+        guard isUp else { return false }
+        reset(now: now)
+        quietUntil = max(now &+ Self.leaveQuiet, 1)
+        ackPending = false  // nobody to tell
+        ackUrgent = false
+        return true
     }
 
     // MARK: Failure

@@ -124,6 +124,16 @@ public final class WireEndpoint {
         unretained[i]._withUnsafeGuaranteedRef { $0.giveBack(frame, via: transport) }
     }
 
+    /// `peer` said it is leaving: ends its session (see `Session.peerLeft`)
+    /// and tells the transport, which may stop using a link to it alone
+    /// (`FrameTransport.peerLeaving`). True when the session was up: the
+    /// caller reports the peer down.
+    public func peerLeft(_ peer: InstanceID, now: UInt64) -> Bool {
+        guard let i = index(of: peer) else { return false }
+        transport.peerLeaving(sessions[i].address)
+        return sessions[i].peerLeft(now: now)
+    }
+
     /// Receives what waits, delivers messages in order through `deliver` (false:
     /// cannot take it now; offered again later), and runs the sessions' timers.
     /// Reports every change of a peer's state through `changed`. Returns the

@@ -183,6 +183,7 @@ struct Diosd: AsyncParsableCommand {
                     }
                 }
                 if once {
+                    await node.leave()
                     node.shutdown()
                     say("diosd: node stopped cleanly")
                     if !ok { throw ExitCode.failure }
@@ -225,6 +226,7 @@ struct Diosd: AsyncParsableCommand {
         say("diosd: signal \(signal), stopping")
         exporter.cancel()
         control?.stop()
+        if clusterFile != nil { await node.leave() }
         node.shutdown()
         say("diosd: node stopped cleanly")
     }

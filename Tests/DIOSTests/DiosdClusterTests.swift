@@ -284,17 +284,45 @@ import Testing
     /// The seeded fault stage on both nodes' sockets (5% loss, duplication,
     /// reordering, delay): every message still arrives exactly once, in order.
     @Test func aLossyLinkStillDeliversEveryMessageOnceInOrder() throws {
-        let cluster = try Cluster(nodes: 2, faults: "loss: 0.05, duplicate: 0.02, reorder: 0.05, delay_us: 50, seed: 9")
+        _ = try streamsThroughALossyLink(.udp, finished: "node stopped cleanly", address: "127.0.0.1")
+    }
+
+    static let lossyFaults = "loss: 0.05, duplicate: 0.02, reorder: 0.05, delay_us: 50, seed: 9"
+
+    /// Two nodes whose links have the fault stage on: node 0 streams 100,000
+    /// messages to node 1, which must get every one once, in order, through
+    /// retransmissions. Returns node 0's output.
+    private func streamsThroughALossyLink(_ layout: Layout, finished: String, address: String) throws -> String {
+        let cluster = try Cluster(nodes: 2, faults: Self.lossyFaults, layout: layout)
         try cluster.start(1)
-        #expect(cluster.waitFor(1, "control socket"))
+        try #require(cluster.waitFor(1, "control socket"), "\(cluster.text(1))")
         try cluster.start(0, ["--stream-to", "1.0", "--messages", "100000", "--once"])
-        _ = cluster.waitFor(0, "node stopped cleanly", seconds: 180)
+        _ = cluster.waitFor(0, finished, seconds: 180)
         let out = cluster.text(0)
-        #expect(cluster.stop(0) == 0, "\(out)")
-        #expect(out.contains("fault stage on 127.0.0.1"), "\(out)")
-        #expect(out.contains("stream to 1.0: 100000 messages arrived in order"), "\(out)")
-        #expect(!out.contains(", 0 frames resent"), "the fault stage dropped nothing? \(out)")
-        #expect(cluster.stop(1) == 0)
+        #expect(cluster.stop(0) == 0, "\(out)\n--- node 1:\n\(cluster.text(1))")
+        #expect(out.contains("fault stage on \(address)"), "\(out)")
+        #expect(out.contains("stream to 1.0: 100000 messages arrived in order"), "\(out)\n--- node 1:\n\(cluster.text(1))")
+        #expect((Self.count(before: " frames resent", in: out) ?? 0) > 0, "the fault stage dropped nothing? \(out)")
+        #expect(cluster.stop(1) == 0, "\(cluster.text(1))")
+        return out
+    }
+
+    /// A node stopped with SIGTERM says it is leaving: the other ends its
+    /// sessions with it at once (with a 20 s failure timeout, it reports the
+    /// node down within 3 s), and takes it back when it returns.
+    @Test func aNodeThatStopsSaysSoAndIsReportedDownAtOnce() throws {
+        let cluster = try Cluster(nodes: 2, failureTimeoutMs: 20_000)
+        try cluster.start(0)
+        try cluster.start(1)
+        try #require(cluster.waitFor(0, "control socket") && cluster.waitFor(1, "control socket"),
+            "\(cluster.text(0))\n--- node 1:\n\(cluster.text(1))")
+        #expect(cluster.waitForPeer(0, "1.0", up: true, seconds: 10), "\(cluster.status(0))")
+        #expect(cluster.stop(1) == 0, "\(cluster.text(1))")
+        #expect(cluster.waitForPeer(0, "1.0", up: false, seconds: 3), "\(cluster.status(0))\n\(cluster.text(0))")
+        try cluster.start(1)
+        #expect(cluster.waitForPeer(0, "1.0", up: true, seconds: 10), "\(cluster.status(0))")
+        #expect(cluster.stop(0) == 0, "\(cluster.text(0))")
+        #expect(cluster.stop(1) == 0, "\(cluster.text(1))")
     }
 
     /// Three nodes of two instances each: exactly one scheduler, on the lowest
@@ -373,22 +401,10 @@ import Testing
     /// retransmissions send that same mbuf again.
     @Test(.enabled(if: DPDKClusterHost.missing == nil, Comment(rawValue: DPDKClusterHost.missing ?? "")))
     func aLossyMemifLinkStillDeliversEveryMessageOnceInOrder() throws {
-        let cluster = try Cluster(
-            nodes: 2, faults: "loss: 0.05, duplicate: 0.02, reorder: 0.05, delay_us: 50, seed: 9", layout: .memif)
-        try cluster.start(1)
-        try #require(cluster.waitFor(1, "control socket"), "\(cluster.text(1))")
-        try cluster.start(0, ["--stream-to", "1.0", "--messages", "100000", "--once"])
-        _ = cluster.waitFor(0, "EAL cleaned up", seconds: 120)
-        let out = cluster.text(0)
-        #expect(cluster.stop(0) == 0, "\(out)\n--- node 1:\n\(cluster.text(1))")
-        #expect(out.contains("fault stage on 10.79.0.1"), "\(out)")
-        #expect(out.contains("stream to 1.0: 100000 messages arrived in order"), "\(out)\n--- node 1:\n\(cluster.text(1))")
-        let resent = Self.count(before: " frames resent", in: out) ?? 0
+        let out = try streamsThroughALossyLink(.memif, finished: "EAL cleaned up", address: "10.79.0.1")
         let inPlace = Self.count(before: " sent from the frame the task wrote them in", in: out) ?? 0
-        #expect(resent > 0, "the fault stage dropped nothing? \(out)")
         #expect(inPlace > 99_000, "\(out)")
-        #expect(cluster.stop(1) == 0, "\(cluster.text(1))")
-        print("lossy memif: \(resent) frames resent, \(inPlace) messages sent from the mbuf they were written in")
+        print("lossy memif: \(Self.count(before: " frames resent", in: out) ?? 0) frames resent, \(inPlace) messages sent from the mbuf they were written in")
     }
 
     /// node 1 is started first (memif's server, the sink), then node 0 streams to

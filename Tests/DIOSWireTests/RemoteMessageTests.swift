@@ -35,6 +35,7 @@ import Testing
                     InsertTag(origin: InstanceID(node: 1, core: 1), counter: 10))
             ]),
         .nameConfirm(name: name, object: ObjectID(index: 3, generation: 1), call: 45),
+        .leaving,
     ]
 
     func decode(_ bytes: [UInt8]) -> Result<RemoteMessage, WireError> {

@@ -198,6 +198,30 @@ final class Pair {
         #expect(pair.leftPort.out.isEmpty)
     }
 
+    /// A peer that says it is leaving ends the session at once; what it still
+    /// sends while it winds down (for `Session.leaveQuiet`) does not bring the
+    /// session back; afterwards a new incarnation of it comes up as usual.
+    @Test func aPeerThatLeavesEndsTheSessionAndIsNotHeardWhileItWindsDown() {
+        let pair = Pair()
+        for _ in 0..<3 { pair.step() }
+        #expect(pair.left.isReachable(pair.b))
+        #expect(pair.left.peerLeft(pair.b, now: pair.net.now))
+        #expect(pair.leftChanges == [.up])  // the caller reports it (the kernel does)
+        #expect(!pair.left.isReachable(pair.b))
+        #expect(!pair.left.peerLeft(pair.b, now: pair.net.now))  // once
+        // For most of the quiet time the right side still runs, answering the
+        // left's new epoch with a new session of its own: not taken.
+        for _ in 0..<80 { pair.step(advance: 10_000_000) }
+        #expect(!pair.left.isReachable(pair.b))
+        #expect(pair.left.sessions[0].counters.staleFrames > 0)
+        #expect(pair.leftChanges == [.up])
+        // It is gone; a new incarnation comes once the quiet time is over.
+        pair.restartRight(seed: 77)
+        for _ in 0..<40 { pair.step(advance: 10_000_000) }
+        #expect(pair.left.isReachable(pair.b))
+        #expect(pair.leftChanges == [.up, .up])
+    }
+
     /// A consumer that takes nothing stops the sender at the window: the credit
     /// holds it, and nothing is dropped.
     @Test func backPressureHoldsTheSender() {
