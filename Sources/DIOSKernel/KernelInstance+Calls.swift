@@ -83,7 +83,9 @@ extension KernelInstance {
         // replica need not be asked.
         if replicating && (lookupHere.isEmpty || name.isWellKnown) {
             nameService.others.forEach(of: name) { record in
-                if record.owner.node == id.node || (wire?.isReachable(record.owner) ?? false) { lookupElsewhere.append(record) }
+                if record.owner.node == id.node || (wireRef?._withUnsafeGuaranteedRef { $0.isReachable(record.owner) } ?? false) {
+                    lookupElsewhere.append(record)
+                }
             }
             // The replica keeps no order; the caller gets a stable one.
             if lookupElsewhere.count > 1 {

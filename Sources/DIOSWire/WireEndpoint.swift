@@ -78,7 +78,10 @@ public final class WireEndpoint {
     }
 
     /// Whether a session with `peer` is established (heard from, not failed since).
-    public func isReachable(_ peer: InstanceID) -> Bool { session(for: peer)?.isUp ?? false }
+    public func isReachable(_ peer: InstanceID) -> Bool {
+        guard let i = index(of: peer) else { return false }
+        return unretained[i]._withUnsafeGuaranteedRef { $0.isUp }
+    }
 
     /// Queues one message for `peer` (`prefix` then `body`). False when its
     /// session's window is full now; the caller retries on a later poll.
