@@ -190,10 +190,10 @@ extension KernelInstance {
 
     /// A transport frame for `beginWrite` on stream record `i` (read on another
     /// node) to write a `size`-byte message in, so it leaves from where the task
-    /// wrote it. Nil — the message then goes through the ring and is copied into
-    /// a frame — when the transport copies anyway (kernel sockets), the message
-    /// needs more than one frame, messages wait in the ring ahead of it (they
-    /// go first), or the session has no room or no answer from the peer yet.
+    /// wrote it. `.none` — the message then goes through the ring and is copied
+    /// into a frame — when the transport copies anyway (kernel sockets), the
+    /// message needs more than one frame, messages wait in the ring ahead of it
+    /// (they go first), or the session has no answer from the peer yet.
     ///
     /// `.full`: the session has as many messages written in place lent or
     /// waiting as its window holds; the writer waits (`.wouldBlock`) until it
@@ -211,6 +211,7 @@ extension KernelInstance {
 
     /// Stream records whose writer waits for its session to lend frames again.
     func waitForFrame(_ object: ObjectID) {
+        guard !objects.records[Int(object.index)].waitsForFrame else { return }  // listed once
         objects.records[Int(object.index)].waitsForFrame = true
         frameWaiters.append(object)
     }
