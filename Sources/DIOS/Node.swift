@@ -96,8 +96,11 @@ public final class Node: Sendable {
                 instance.nameApplied = { hook(id, $0) }
             }
             switch configuration.idlePolicy {
-            case .busy: instance.selectSpin = 1_000_000
-            case .adaptive(let spins, _, _): instance.selectSpin = spins
+            case .busy:
+                instance.selectSpin = 1_000_000
+                instance.peersMaySleep = false  // every instance of this node spins
+            case .adaptive(let spins, _, _):
+                instance.selectSpin = spins
             }
             instance.writesInPlace = configuration.writesInPlace
             if i < wires.count { instance.attachWire(wires[i]) }

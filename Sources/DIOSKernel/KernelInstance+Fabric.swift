@@ -19,9 +19,11 @@ extension KernelInstance {
     }
 
     /// Wakes the instance holding the writer (or reader) side of a shared ring,
-    /// if it sleeps. One atomic load when it does not.
+    /// if it sleeps. One atomic load when it does not; nothing on a node whose
+    /// instances never sleep (busy polling).
     @inline(__always)
     func wakePeer(of ring: StreamRing, writer: Bool) {
+        guard peersMaySleep else { return }
         let peer = ring.claimant(writer: writer)
         if peer != 0 && peer != claimID { bells[Int(peer) - 1]._withUnsafeGuaranteedRef { $0.ring() } }
     }

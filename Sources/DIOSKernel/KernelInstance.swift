@@ -85,6 +85,10 @@ public final class KernelInstance: @unchecked Sendable {
     /// transport frame that will carry the message (where the transport lends
     /// frames: DPDK), instead of a ring slot that is copied into one.
     @exclusivity(unchecked) package var writesInPlace = true
+    /// Whether the node's other instances may sleep when idle (adaptive idle),
+    /// so a ring shared with them must ring their doorbell; false when every
+    /// instance busy-polls.
+    @exclusivity(unchecked) package var peersMaySleep = true
     /// Peers that said they are leaving, in the poll now running.
     @exclusivity(unchecked) var leavingPeers: [InstanceID] = []
     /// Streams whose writer waits for frames to write in (`waitForFrame`).
