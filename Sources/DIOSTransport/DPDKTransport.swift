@@ -518,13 +518,26 @@ public final class DPDKTransport: FrameTransport {
             return false
         }
         // `data` has `length` writable bytes: set_len checked them against the tailroom.
-        EthernetUDP.writeHeaders(
-            to: data, sourceMAC: port.mac, destinationMAC: destinationMAC, source: localAddress, destination: peer,
-            payloadLength: frame.count, identification: identification)
-        identification &+= 1
+        writeHeaders(at: data, to: peer, mac: destinationMAC, payloadLength: frame.count)
         if let base = frame.baseAddress, !frame.isEmpty {
             (data + EthernetUDP.headerSize).copyMemory(from: base, byteCount: frame.count)
         }
+        return queueForDevice(mbuf)
+    }
+
+    /// The Ethernet, IPv4 and UDP headers in front of a `payloadLength`-byte frame for `peer`.
+    @inline(__always)
+    private func writeHeaders(at data: UnsafeMutableRawPointer, to peer: PeerAddress, mac: EthernetAddress, payloadLength: Int) {
+        EthernetUDP.writeHeaders(
+            to: data, sourceMAC: port.mac, destinationMAC: mac, source: localAddress, destination: peer,
+            payloadLength: payloadLength, identification: identification)
+        identification &+= 1
+    }
+
+    /// Queues a packet for the device: it goes in the next burst, which leaves
+    /// once `txBatch` packets wait (between `hold()` and `flush()`, `txCapacity`).
+    @inline(__always)
+    private func queueForDevice(_ mbuf: OpaquePointer) -> Bool {
         txMbufs[txPending] = mbuf
         txPending += 1
         guard txPending >= (holding ? txCapacity : txBatch) else { return true }
@@ -568,17 +581,11 @@ public final class DPDKTransport: FrameTransport {
         guard cdpdk_mbuf_data_len(mbuf) == 0 || Int(cdpdk_mbuf_data_len(mbuf)) == total else { return false }
         if cdpdk_mbuf_data_len(mbuf) == 0 {  // the first send
             guard cdpdk_mbuf_set_len(mbuf, UInt16(total)) == 0 else { return false }
-            EthernetUDP.writeHeaders(
-                to: frame.bytes - EthernetUDP.headerSize, sourceMAC: port.mac, destinationMAC: destinationMAC,
-                source: localAddress, destination: peer, payloadLength: length, identification: identification)
-            identification &+= 1
+            writeHeaders(at: frame.bytes - EthernetUDP.headerSize, to: peer, mac: destinationMAC, payloadLength: length)
         }
         _ = cdpdk_mbuf_refcnt_update(mbuf, 1)
-        txMbufs[txPending] = mbuf
-        txPending += 1
         counters.sentInPlace &+= 1
-        guard txPending >= (holding ? txCapacity : txBatch) else { return true }
-        return flushTX()
+        return queueForDevice(mbuf)
     }
 
     /// True when only the frame's owner holds its mbuf (no device still has it queued).
