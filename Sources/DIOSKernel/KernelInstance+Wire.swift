@@ -257,10 +257,7 @@ extension KernelInstance {
                 into: frame.bytes + FrameHeader.size)
             let sent = wire.sendLent(
                 frame, length: RemoteMessage.streamDataPrefix + length, to: peer, now: clinux_monotonic_ns())
-            if sent {
-                counters.sentInPlace &+= 1
-                return true
-            }
+            if sent { return true }  // counted by the session (`SessionCounters.sentInPlace`)
             // The ring was empty at beginWrite and only this (open) writer fills it.
             guard let slot = ring.reserve() else {
                 wire.giveBack(frame, for: peer)

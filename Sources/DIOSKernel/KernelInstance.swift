@@ -464,9 +464,6 @@ public struct InstanceCounters: Sendable, Equatable {
     public var selectSuspends: UInt64 = 0
     /// Messages from other nodes refused: malformed, or for a stream gone here.
     public var remoteRefused: UInt64 = 0
-    /// Messages to other nodes that left from the transport frame the writing
-    /// task wrote them in (no copy: see `KernelInstance.writesInPlace`).
-    public var sentInPlace: UInt64 = 0
     /// Peers on other nodes that came up, and that failed.
     public var peersUp: UInt64 = 0
     public var peersDown: UInt64 = 0
