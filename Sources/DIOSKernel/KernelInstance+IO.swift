@@ -45,39 +45,42 @@ extension KernelInstance {
         checkThread()
         counters.calls &+= 1
         let (entry, i) = try resolve(task, ref, .read)
+        // The record by pointer (see `RecordTable.pointer`): nothing below
+        // creates an object before its last use.
+        let r = objects.records.pointer(i)
         let grant: IOGrant
         switch entry.kind {
         case .blob:
-            if _slowPath(objects.records[i].bridge == .blob) {
+            if _slowPath(r.pointee.bridge == .blob) {
                 return try beginRemoteRead(entry, i, strong: flags.contains(.strong))
             }
             let base = try bufferAddress(i, .beginRead)
             let strong = flags.contains(.strong)
             if strong {
-                guard !objects.records[i].writerOpen else { throw .wouldBlock }
-                objects.records[i].sharedHolds += 1
+                guard !r.pointee.writerOpen else { throw .wouldBlock }
+                r.pointee.sharedHolds += 1
             }
             grant = IOGrant(
-                object: entry.object, base: base, count: objects.records[i].length,
-                version: objects.records[i].version, mode: strong ? .strong : .weak)
+                object: entry.object, base: base, count: r.pointee.length,
+                version: r.pointee.version, mode: strong ? .strong : .weak)
         case .stream:
-            guard let ring = objects.records[i].ring else { throw unreachableHere(i, .beginRead) }
+            guard let ring = r.pointee.ring else { throw unreachableHere(i, .beginRead) }
             guard ring.claim(writer: false, for: claimID) else { throw .busy }
-            guard !objects.records[i].readerOpen, objects.records[i].bridge != .sends else { throw .busy }
+            guard !r.pointee.readerOpen, r.pointee.bridge != .sends else { throw .busy }
             guard let (payload, count) = ring.peek() else { throw ring.isClosed ? closedStreamError(i) : .wouldBlock }
-            objects.records[i].readerOpen = true
+            r.pointee.readerOpen = true
             grant = IOGrant(
-                object: entry.object, base: payload, count: count, version: objects.records[i].version, mode: .stream)
+                object: entry.object, base: payload, count: count, version: r.pointee.version, mode: .stream)
         case .timer, .task:
-            guard objects.records[i].ready else { throw objects.records[i].bridge == .elsewhere ? unreachableHere(i, .beginRead) : .wouldBlock }
+            guard r.pointee.ready else { throw r.pointee.bridge == .elsewhere ? unreachableHere(i, .beginRead) : .wouldBlock }
             let base = try bufferAddress(i, .beginRead)
             grant = IOGrant(
-                object: entry.object, base: base, count: objects.records[i].length,
-                version: objects.records[i].version, mode: .value)
+                object: entry.object, base: base, count: r.pointee.length,
+                version: r.pointee.version, mode: .value)
         case .program:
             throw .wrongKind(.beginRead, entry.kind)
         }
-        objects.records[i].openTransactions += 1
+        r.pointee.openTransactions += 1
         return grant
     }
 
@@ -91,32 +94,33 @@ extension KernelInstance {
         counters.calls &+= 1
         let i = Int(grant.object.index)
         guard objects.exists(grant.object) else { return false }
-        if _slowPath(objects.records[i].bridge == .blob) { return endRemoteRead(grant, i) }
-        objects.records[i].openTransactions -= 1
-        let deleted = objects.records[i].deleted
+        let r = objects.records.pointer(i)  // nothing below creates an object
+        if _slowPath(r.pointee.bridge == .blob) { return endRemoteRead(grant, i) }
+        r.pointee.openTransactions -= 1
+        let deleted = r.pointee.deleted
         let consistent: Bool
         switch grant.mode {
         case .weak:
-            let v = objects.records[i].version
+            let v = r.pointee.version
             consistent = !deleted && v == grant.version && v & 1 == 0
         case .strong:
-            objects.records[i].sharedHolds -= 1
-            if objects.records[i].sharedHolds == 0 { markDirty(grant.object) }
+            r.pointee.sharedHolds -= 1
+            if r.pointee.sharedHolds == 0 { markDirty(grant.object) }
             consistent = !deleted
         case .stream:
-            objects.records[i].readerOpen = false
-            if !deleted, let ring = objects.records[i].ring {
+            r.pointee.readerOpen = false
+            if !deleted, let ring = r.pointee.ring {
                 ring.release()
-                objects.records[i].version &+= 1
+                r.pointee.version &+= 1
                 counters.messagesIn &+= 1
                 markDirty(grant.object)
-                if objects.records[i].crossInstance { wakePeer(of: ring, writer: true) }
+                if r.pointee.crossInstance { wakePeer(of: ring, writer: true) }
             }
             consistent = !deleted
         case .value, .frame:
             consistent = !deleted
         }
-        if deleted && objects.records[i].openTransactions == 0 { reclaim(grant.object) }
+        if deleted && r.pointee.openTransactions == 0 { reclaim(grant.object) }
         return consistent
     }
 
@@ -156,51 +160,52 @@ extension KernelInstance {
         checkThread()
         counters.calls &+= 1
         let (entry, i) = try resolve(task, ref, .write)
+        let r = objects.records.pointer(i)  // nothing below creates an object
         guard size >= 0 else { throw .invalidArgument("write size \(size)") }
         guard size <= entry.maxWriteSize else { throw .tooLarge(requested: size, maximum: entry.maxWriteSize) }
-        guard !objects.records[i].writerOpen else { throw .busy }
+        guard !r.pointee.writerOpen else { throw .busy }
         let grant: IOGrant
         switch entry.kind {
         case .blob:
-            if _slowPath(objects.records[i].bridge == .blob) {
+            if _slowPath(r.pointee.bridge == .blob) {
                 return try beginRemoteWrite(entry, i, size: size, strong: flags.contains(.strong))
             }
             let base = try bufferAddress(i, .beginWrite)
-            guard objects.records[i].sharedHolds == 0 else { throw .wouldBlock }
+            guard r.pointee.sharedHolds == 0 else { throw .wouldBlock }
             let strong = flags.contains(.strong)
-            objects.records[i].exclusive = strong
-            objects.records[i].version &+= 1  // odd: a write is open
+            r.pointee.exclusive = strong
+            r.pointee.version &+= 1  // odd: a write is open
             grant = IOGrant(
-                object: entry.object, base: base, count: size, version: objects.records[i].version,
+                object: entry.object, base: base, count: size, version: r.pointee.version,
                 mode: strong ? .strong : .weak)
         case .stream:
-            guard let ring = objects.records[i].ring else { throw unreachableHere(i, .beginWrite) }
-            guard ring.claim(writer: true, for: claimID), objects.records[i].bridge != .receives else { throw .busy }
+            guard let ring = r.pointee.ring else { throw unreachableHere(i, .beginWrite) }
+            guard ring.claim(writer: true, for: claimID), r.pointee.bridge != .receives else { throw .busy }
             guard !ring.isClosed else { throw closedStreamError(i) }
-            let loan = _slowPath(objects.records[i].bridge == .sends) ? lendFrame(i, ring, size: size) : .none
+            let loan = _slowPath(r.pointee.bridge == .sends) ? lendFrame(i, ring, size: size) : .none
             if case .lent(let frame) = loan {
                 // Read on another node: written in place in the frame that carries it.
-                objects.records[i].lentFrame = frame
+                r.pointee.lentFrame = frame
                 grant = IOGrant(
                     object: entry.object, base: frame.bytes + FrameHeader.size + RemoteMessage.streamDataPrefix,
-                    count: size, version: objects.records[i].version, mode: .frame)
+                    count: size, version: r.pointee.version, mode: .frame)
             } else if _slowPath(loan == .full) {
                 waitForFrame(entry.object)
                 throw .wouldBlock
             } else {
                 guard let payload = ring.reserve() else { throw .wouldBlock }
                 grant = IOGrant(
-                    object: entry.object, base: payload, count: size, version: objects.records[i].version, mode: .stream)
+                    object: entry.object, base: payload, count: size, version: r.pointee.version, mode: .stream)
             }
         case .timer:
             guard size == 8 else { throw .invalidArgument("a timer is written with 8 bytes, got \(size)") }
             let base = try bufferAddress(i, .beginWrite)
-            grant = IOGrant(object: entry.object, base: base, count: 8, version: objects.records[i].version, mode: .value)
+            grant = IOGrant(object: entry.object, base: base, count: 8, version: r.pointee.version, mode: .value)
         case .task, .program:
             throw .wrongKind(.beginWrite, entry.kind)
         }
-        objects.records[i].writerOpen = true
-        objects.records[i].openTransactions += 1
+        r.pointee.writerOpen = true
+        r.pointee.openTransactions += 1
         return grant
     }
 
@@ -213,46 +218,47 @@ extension KernelInstance {
         let i = Int(grant.object.index)
         guard objects.exists(grant.object) else { return false }
         precondition(length >= 0 && length <= grant.count, "endWrite length outside the view")
-        if _slowPath(objects.records[i].bridge == .blob) { return endRemoteWrite(grant, i, length: length, commit: true) }
-        objects.records[i].openTransactions -= 1
-        objects.records[i].writerOpen = false
-        objects.records[i].exclusive = false
-        let deleted = objects.records[i].deleted
+        let r = objects.records.pointer(i)  // nothing below creates an object
+        if _slowPath(r.pointee.bridge == .blob) { return endRemoteWrite(grant, i, length: length, commit: true) }
+        r.pointee.openTransactions -= 1
+        r.pointee.writerOpen = false
+        r.pointee.exclusive = false
+        let deleted = r.pointee.deleted
         if !deleted {
             switch grant.mode {
             case .weak, .strong:
-                objects.records[i].length = length
-                objects.records[i].version &+= 1  // even: committed
+                r.pointee.length = length
+                r.pointee.version &+= 1  // even: committed
             case .stream:
-                if let ring = objects.records[i].ring {
+                if let ring = r.pointee.ring {
                     // The peer failed since beginWrite: the message cannot reach it.
-                    if _slowPath(objects.records[i].remoteFailure != nil) {
+                    if _slowPath(r.pointee.remoteFailure != nil) {
                         markDirty(grant.object)
                         return false  // the reserved slot was never published
                     }
                     ring.publish(length: length)
-                    if objects.records[i].crossInstance { wakePeer(of: ring, writer: false) }
-                    if _slowPath(objects.records[i].bridge == .sends) { sendNow(grant.object, ring) }
+                    if r.pointee.crossInstance { wakePeer(of: ring, writer: false) }
+                    if _slowPath(r.pointee.bridge == .sends) { sendNow(grant.object, ring) }
                 }
-                objects.records[i].version &+= 1
+                r.pointee.version &+= 1
                 counters.messagesOut &+= 1
             case .value:
                 let ns = UInt64(littleEndian: grant.base.loadUnaligned(as: UInt64.self))
-                objects.records[i].version &+= 2
+                r.pointee.version &+= 2
                 arm(grant.object, after: ns)
             case .frame:
                 guard sendLentFrame(i, grant, length: length) else {
                     markDirty(grant.object)
                     return false  // the peer failed since beginWrite
                 }
-                objects.records[i].version &+= 1
+                r.pointee.version &+= 1
                 counters.messagesOut &+= 1
             }
             markDirty(grant.object)
         } else if grant.mode == .frame {
             returnLentFrame(i)
         }
-        if deleted && objects.records[i].openTransactions == 0 { reclaim(grant.object) }
+        if deleted && r.pointee.openTransactions == 0 { reclaim(grant.object) }
         return !deleted
     }
 

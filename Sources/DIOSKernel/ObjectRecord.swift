@@ -181,6 +181,17 @@ struct RecordTable: ~Copyable {
         }
     }
 
+    /// The record at `i` by pointer, bounds-checked once: for a data-path call
+    /// that reads and writes several fields, each of which would otherwise
+    /// re-check the bounds and reload the table (about a quarter of such a
+    /// call's instructions). Valid until the next `append`, which may move the
+    /// records: hold it only across code that creates no object.
+    @inline(__always)
+    func pointer(_ i: Int) -> UnsafeMutablePointer<ObjectRecord> {
+        precondition(i >= 0 && i < count, "object record \(i) out of range")
+        return base + i
+    }
+
     var indices: Range<Int> { 0..<count }
 
     mutating func append(_ record: ObjectRecord) {
