@@ -279,7 +279,7 @@ extension KernelInstance {
     }
 
     private func pumpBridges(now: UInt64) -> Int {
-        guard let wire else { return 0 }
+        guard let wireRef, !bridges.isEmpty else { return 0 }
         var moved = 0
         var k = 0
         while k < bridges.count {
@@ -295,7 +295,7 @@ extension KernelInstance {
             let peer = objects.records[i].remotePeer
             let origin = objects.records[i].remoteOrigin
             let senderIsOrigin = objects.records[i].originHere
-            moved += sendQueued(object, ring, wire, now: now)
+            moved += wireRef._withUnsafeGuaranteedRef { sendQueued(object, ring, $0, now: now) }
             if objects.records[i].deleted && !ring.hasMessage() {
                 if !objects.records[i].keepStreamOpen {
                     sendRemote(.streamClosed(origin: origin, senderIsOrigin: senderIsOrigin), to: peer)
@@ -317,6 +317,13 @@ extension KernelInstance {
     /// stream data whose ring is full: the session offers it again later.
     /// Anything malformed, or naming what is not its own, is refused and counted.
     package func deliverRemote(_ bytes: UnsafeRawBufferPointer, from peer: InstanceID) -> Bool {
+        // Stream data, nearly every message: its 9-byte prefix read in place,
+        // without building a `RemoteMessage` (the same checks as `decode`).
+        if let (origin, senderIsOrigin) = RemoteMessage.peekStreamData(bytes) {
+            return deliverStreamData(
+                UnsafeRawBufferPointer(rebasing: bytes[RemoteMessage.streamDataPrefix...]), origin: origin,
+                senderIsOrigin: senderIsOrigin, from: peer)
+        }
         let message: RemoteMessage
         let payloadOffset: Int
         do throws(WireError) { (message, payloadOffset) = try RemoteMessage.decode(bytes) } catch {
@@ -326,21 +333,9 @@ extension KernelInstance {
         }
         switch message {
         case .streamData(let origin, let senderIsOrigin):
-            guard let object = bridgedStream(origin, senderIsOrigin: senderIsOrigin, from: peer) else {
-                counters.remoteRefused &+= 1  // its stream is gone here: nobody will read it
-                return true
-            }
-            let i = Int(object.index)
-            let count = bytes.count - payloadOffset
-            guard count <= objects.records[i].maxWriteSize, let ring = objects.records[i].ring else {
-                counters.remoteRefused &+= 1
-                return true
-            }
-            guard let slot = ring.reserve() else { return false }
-            if count > 0 { slot.copyMemory(from: bytes.baseAddress! + payloadOffset, byteCount: count) }
-            ring.publish(length: count)
-            objects.records[i].version &+= 1
-            markDirty(object)
+            return deliverStreamData(
+                UnsafeRawBufferPointer(rebasing: bytes[payloadOffset...]), origin: origin, senderIsOrigin: senderIsOrigin,
+                from: peer)
         case .streamClosed(let origin, let senderIsOrigin):
             if let object = bridgedStream(origin, senderIsOrigin: senderIsOrigin, from: peer) {
                 objects.records[Int(object.index)].ring?.close()
@@ -397,11 +392,47 @@ extension KernelInstance {
     }
 
     /// The stream here that receives what `peer` sends for `origin`, if any.
+    /// A message of a stream from `peer` into the ring it feeds here. False when
+    /// the ring is full (the session offers it again later).
+    private func deliverStreamData(
+        _ payload: UnsafeRawBufferPointer, origin: ObjectID, senderIsOrigin: Bool, from peer: InstanceID
+    ) -> Bool {
+        guard let object = bridgedStream(origin, senderIsOrigin: senderIsOrigin, from: peer) else {
+            counters.remoteRefused &+= 1  // its stream is gone here: nobody will read it
+            return true
+        }
+        let r = objects.records.pointer(Int(object.index))  // nothing below creates an object
+        guard payload.count <= r.pointee.maxWriteSize, let ring = r.pointee.ring else {
+            counters.remoteRefused &+= 1
+            return true
+        }
+        guard let slot = ring.reserve() else { return false }
+        if let base = payload.baseAddress, payload.count > 0 { slot.copyMemory(from: base, byteCount: payload.count) }
+        ring.publish(length: payload.count)
+        r.pointee.version &+= 1
+        markDirty(object)
+        return true
+    }
+
+    /// The stream here that `peer`'s messages for `origin` feed, or nil.
+    ///
+    /// A stream the peer made (`senderIsOrigin`) is found through `remoteEnds`;
+    /// the last one found is remembered, since one stream usually carries a run
+    /// of messages and hashing the key costs more than the rest of the delivery.
+    /// It is forgotten whenever an entry leaves `remoteEnds`, and checked
+    /// again here: whichever way it was found, the record must say it is that
+    /// peer's end of that origin, or the message is refused.
     private func bridgedStream(_ origin: ObjectID, senderIsOrigin: Bool, from peer: InstanceID) -> ObjectID? {
         let object: ObjectID
         if senderIsOrigin {
-            guard let o = remoteEnds[RemoteEnd(peer: peer, origin: origin)] else { return nil }
-            object = o
+            let key = RemoteEnd(peer: peer, origin: origin)
+            if let last = lastRemoteEnd, last.key == key, objects.exists(last.object) {
+                object = last.object
+            } else {
+                guard let o = remoteEnds[key] else { return nil }
+                lastRemoteEnd = (key, o)
+                object = o
+            }
         } else {
             object = origin
         }
@@ -576,6 +607,7 @@ extension KernelInstance {
             releaseBlobs(of: peer, reason: reason)
             nameService.peerDown(peer)
             remoteEnds = remoteEnds.filter { $0.key.peer != peer }
+            lastRemoteEnd = nil
             remoteOutbox.removeAll { $0.peer == peer }
             for i in tasks.indices where tasks[i].live && tasks[i].remoteProxy?.peer == peer {
                 stop(TaskID(index: UInt32(i), generation: tasks[i].generation))

@@ -51,6 +51,8 @@ public final class KernelInstance: @unchecked Sendable {
     @exclusivity(unchecked) var bridges: [ObjectID] = []
     /// Streams handed over by another node: (peer, its origin object) → ours.
     @exclusivity(unchecked) var remoteEnds: [RemoteEnd: ObjectID] = [:]
+    /// The `remoteEnds` entry a stream message found last (a hint: see `bridgedStream`).
+    @exclusivity(unchecked) var lastRemoteEnd: (key: RemoteEnd, object: ObjectID)? = nil
     /// Blobs here handed to tasks on other nodes: (peer, blob) → rights given.
     @exclusivity(unchecked) var sharedBlobs: [RemoteEnd: Rights] = [:]
     /// Strong read holds that peers have on blobs here.
@@ -314,7 +316,10 @@ public final class KernelInstance: @unchecked Sendable {
         names.remove(name, object)
         if objects.records[i].bridge != .none && !objects.records[i].originHere {
             let key = RemoteEnd(peer: objects.records[i].remotePeer, origin: objects.records[i].remoteOrigin)
-            if remoteEnds[key] == object { remoteEnds[key] = nil }
+            if remoteEnds[key] == object {
+                remoteEnds[key] = nil
+                lastRemoteEnd = nil
+            }
         }
         if let owner = objects.records[i].ownerElsewhere { standIns[RemoteEnd(peer: owner, origin: objects.records[i].remoteOrigin)] = nil }
         if objects.records[i].kind == .program, objects.records[i].program >= 0 {

@@ -106,6 +106,18 @@ public enum RemoteMessage: Equatable, Sendable {
     static let maxText = 1024
     static let maxStreams = 64
 
+    /// The origin and direction of a stream-data message, read in place; nil
+    /// when `bytes` is not one (or is too short to be: `decode` then says why).
+    @inlinable
+    public static func peekStreamData(_ bytes: UnsafeRawBufferPointer) -> (origin: ObjectID, senderIsOrigin: Bool)? {
+        guard bytes.count >= streamDataPrefix, let base = bytes.baseAddress else { return nil }
+        let kind = base.load(as: UInt8.self)
+        guard kind == 1 || kind == 9 else { return nil }
+        let index = UInt32(bigEndian: base.loadUnaligned(fromByteOffset: 1, as: UInt32.self))
+        let generation = UInt32(bigEndian: base.loadUnaligned(fromByteOffset: 5, as: UInt32.self))
+        return (ObjectID(index: index, generation: generation), kind == 1)
+    }
+
     /// Writes the 9-byte prefix of a stream-data message for `origin`.
     @inlinable
     public static func encodeStreamData(origin: ObjectID, senderIsOrigin: Bool, into out: UnsafeMutableRawPointer) {

@@ -111,30 +111,33 @@ public final class Session {
 
     // Send side: frames [sendBase, nextSequence) are in flight.
     private let sendFrames: UnsafeMutableRawPointer
-    @exclusivity(unchecked) private var sendLengths: [Int]
-    @exclusivity(unchecked) private var sentAt: [UInt64]
+    private let sendLengths: Slots<Int>
+    private let sentAt: Slots<UInt64>
     @exclusivity(unchecked) private var nextSequence: UInt32 = 0
     @exclusivity(unchecked) private var sendBase: UInt32 = 0
     @exclusivity(unchecked) private var peerCredit: UInt32
     /// Per slot, the transport frame a message was written in place in (nil:
     /// the frame is a copy in `sendFrames`). Kept until acknowledged.
-    @exclusivity(unchecked) private var inPlace: [TransportFrame?]
+    private let inPlace: Slots<TransportFrame?>
     /// Frames lent for messages being written in place, not yet sent.
     @exclusivity(unchecked) public private(set) var lent = 0
     /// Messages written in place that the window had no room for yet, oldest
     /// first: they go before anything sent after them (`send` refuses while
     /// any wait). At most `window` are lent or waiting.
-    @exclusivity(unchecked) private var waiting: [TransportFrame?]
-    @exclusivity(unchecked) private var waitingLengths: [Int]
+    private let waiting: Slots<TransportFrame?>
+    private let waitingLengths: Slots<Int>
     @exclusivity(unchecked) private var waitingHead = 0
     @exclusivity(unchecked) public private(set) var waitingCount = 0
     /// The transport the in-place frames belong to (set when one is lent).
     @exclusivity(unchecked) private var frameOwner: (any FrameTransport)? = nil
 
+    /// Slots are indexed by sequence number masked with this (see `slot`).
+    private let slotMask: UInt32
+
     // Receive side: [delivered, received) arrived in order; later ones may be held.
     private let receiveFrames: UnsafeMutableRawPointer
-    @exclusivity(unchecked) private var receiveLengths: [Int]  // -1: empty slot
-    @exclusivity(unchecked) private var receiveFlags: [UInt8]
+    private let receiveLengths: Slots<Int>  // -1: empty slot
+    private let receiveFlags: Slots<UInt8>
     @exclusivity(unchecked) private var received: UInt32 = 0
     @exclusivity(unchecked) private var delivered: UInt32 = 0
     private let assembly: UnsafeMutableRawPointer
@@ -169,16 +172,20 @@ public final class Session {
         self.address = address
         self.configuration = configuration
         let w = configuration.window
-        sendFrames = .allocate(byteCount: w * configuration.maxFrameSize, alignment: 64)
-        receiveFrames = .allocate(byteCount: w * configuration.maxFragment, alignment: 64)
+        // Slots for the window, rounded up to a power of two so that a
+        // sequence number's slot is a mask, not a division.
+        let n = 1 << (Int.bitWidth - (w - 1).leadingZeroBitCount)
+        slotMask = UInt32(n - 1)
+        sendFrames = .allocate(byteCount: n * configuration.maxFrameSize, alignment: 64)
+        receiveFrames = .allocate(byteCount: n * configuration.maxFragment, alignment: 64)
         assembly = .allocate(byteCount: configuration.maxMessageSize, alignment: 64)
-        sendLengths = Array(repeating: 0, count: w)
-        sentAt = Array(repeating: 0, count: w)
-        inPlace = Array(repeating: nil, count: w)
-        waiting = Array(repeating: nil, count: w)
-        waitingLengths = Array(repeating: 0, count: w)
-        receiveLengths = Array(repeating: -1, count: w)
-        receiveFlags = Array(repeating: 0, count: w)
+        sendLengths = Slots(repeating: 0, count: n)
+        sentAt = Slots(repeating: 0, count: n)
+        inPlace = Slots(repeating: nil, count: n)
+        waiting = Slots(repeating: nil, count: n)
+        waitingLengths = Slots(repeating: 0, count: n)
+        receiveLengths = Slots(repeating: -1, count: n)
+        receiveFlags = Slots(repeating: 0, count: n)
         peerCredit = UInt32(w)
         lastHeard = now
         lastSent = 0
@@ -196,6 +203,10 @@ public final class Session {
 
     /// Frames sent and not yet acknowledged.
     public var inFlight: Int { Int(nextSequence &- sendBase) }
+
+    /// The slot of sequence number `seq` (of a frame sent or received).
+    @inline(__always)
+    private func slot(_ seq: UInt32) -> Int { Int(seq & slotMask) }
 
     // MARK: Sending
 
@@ -218,7 +229,7 @@ public final class Session {
         for f in 0..<fragments {
             let n = min(chunk, total - offset)
             let seq = nextSequence
-            let slot = Int(seq % UInt32(configuration.window))
+            let slot = slot(seq)
             precondition(inPlace[slot] == nil, "an in-place frame left in a free slot")
             let frame = sendFrames + slot * configuration.maxFrameSize
             let payload = frame + FrameHeader.size
@@ -256,7 +267,7 @@ public final class Session {
         guard isUp else { return .none }
         guard lent + waitingCount < configuration.window else { return .full }
         guard let frame = transport.allocateFrame() else { return .none }
-        frameOwner = transport
+        if frameOwner.map({ $0 !== transport }) ?? true { frameOwner = transport }  // no retain and release per loan
         lent += 1
         return .lent(frame)
     }
@@ -277,7 +288,7 @@ public final class Session {
         if waitingCount == 0 && hasRoomForOne {
             transmitLent(frame, length: length, now: now, via: transport)
         } else {
-            let k = (waitingHead + waitingCount) % configuration.window
+            let k = (waitingHead + waitingCount) & Int(slotMask)
             waiting[k] = frame
             waitingLengths[k] = length
             waitingCount += 1
@@ -298,7 +309,7 @@ public final class Session {
     /// Gives a lent frame the next sequence number and slot, and sends it.
     private func transmitLent(_ frame: TransportFrame, length: Int, now: UInt64, via transport: any FrameTransport) {
         let seq = nextSequence
-        let slot = Int(seq % UInt32(configuration.window))
+        let slot = slot(seq)
         precondition(inPlace[slot] == nil, "an in-place frame left in a free slot")
         inPlace[slot] = frame
         sendLengths[slot] = length
@@ -316,7 +327,7 @@ public final class Session {
             let frame = waiting[waitingHead]!
             waiting[waitingHead] = nil
             let length = waitingLengths[waitingHead]
-            waitingHead = (waitingHead + 1) % configuration.window
+            waitingHead = (waitingHead + 1) & Int(slotMask)
             waitingCount -= 1
             transmitLent(frame, length: length, now: now, via: transport)
         }
@@ -326,7 +337,7 @@ public final class Session {
     private func releaseInPlace(from: UInt32, to: UInt32) {
         var seq = from
         while seq != to {
-            let slot = Int(seq % UInt32(configuration.window))
+            let slot = slot(seq)
             if let frame = inPlace[slot] {
                 frameOwner?.releaseFrame(frame)
                 inPlace[slot] = nil
@@ -337,7 +348,7 @@ public final class Session {
 
     /// Releases every frame in flight and every one waiting to be sent.
     private func releaseInPlace() {
-        for slot in 0..<configuration.window {
+        for slot in 0..<inPlace.count {
             if let frame = inPlace[slot] { frameOwner?.releaseFrame(frame) }
             inPlace[slot] = nil
             if let frame = waiting[slot] { frameOwner?.releaseFrame(frame) }
@@ -495,7 +506,7 @@ public final class Session {
                 return fail(.protocolViolation(why), now: now)
             }
         }
-        let slot = Int(s % UInt32(configuration.window))
+        let slot = slot(s)
         if receiveLengths[slot] >= 0 {
             counters.duplicates &+= 1
             return outcome
@@ -512,7 +523,7 @@ public final class Session {
     /// Moves `received` over frames held in order behind it.
     private func advanceReceived() {
         while Self.distance(received, delivered) < configuration.window
-            && receiveLengths[Int(received % UInt32(configuration.window))] >= 0
+            && receiveLengths[slot(received)] >= 0
         {
             received &+= 1
         }
@@ -567,7 +578,7 @@ public final class Session {
             if messageReady { return nil }
         }
         while delivered != received {
-            let slot = Int(delivered % UInt32(configuration.window))
+            let slot = slot(delivered)
             let payload = UnsafeRawBufferPointer(
                 start: receiveFrames + slot * configuration.maxFragment, count: receiveLengths[slot])
             switch take(payload, flags: receiveFlags[slot], deliver: deliver) {
@@ -602,7 +613,7 @@ public final class Session {
         // Only the oldest frame is resent: the receiver holds what came after a
         // hole, so its acknowledgement then jumps to the next hole (if any).
         if inFlight > 0 {
-            let slot = Int(sendBase % UInt32(configuration.window))
+            let slot = slot(sendBase)
             if fastRetransmit {
                 fastRetransmit = false
                 duplicateAcks = 0
@@ -668,7 +679,7 @@ public final class Session {
         backoff = 1
         received = 0
         delivered = 0
-        for i in 0..<configuration.window { receiveLengths[i] = -1 }
+        for i in 0..<receiveLengths.count { receiveLengths[i] = -1 }
         assembling = false
         messageReady = false
         assembled = 0
@@ -726,4 +737,35 @@ public struct SplitMix64: Sendable {
     }
     /// A double in [0, 1).
     public mutating func unit() -> Double { Double(next() >> 11) * 0x1.0p-53 }
+}
+
+/// A fixed run of slots in memory the session owns, indexed by `Session.slot`.
+/// A class's `Array` property re-checks its uniqueness (a runtime call) on every
+/// write, several times per frame; here a write is a store. Noncopyable: the
+/// session holds it and frees it once, when it goes.
+struct Slots<Element>: ~Copyable {
+    private let base: UnsafeMutablePointer<Element>
+    let count: Int
+
+    init(repeating value: Element, count: Int) {
+        base = .allocate(capacity: count)
+        base.initialize(repeating: value, count: count)
+        self.count = count
+    }
+
+    deinit {
+        base.deinitialize(count: count)
+        base.deallocate()
+    }
+
+    subscript(i: Int) -> Element {
+        @inline(__always) get {
+            precondition(i >= 0 && i < count, "slot \(i) out of range")
+            return base[i]
+        }
+        @inline(__always) nonmutating set {
+            precondition(i >= 0 && i < count, "slot \(i) out of range")
+            base[i] = newValue
+        }
+    }
 }

@@ -166,27 +166,31 @@ public final class WireEndpoint {
                 counters.unknownPeer &+= 1
                 return
             }
-            let session = sessions[i]
-            let wasUp = session.isUp
-            let payload = UnsafeRawBufferPointer(rebasing: frame[FrameHeader.size...])
-            switch session.receive(h, payload: payload, now: now, deliver: { deliver(h.source, $0) }) {
-            case .accepted:
-                if !wasUp && session.isUp { changed(h.source, .up) }
-            case .stale:
-                break
-            case .peerRestarted:
-                changed(h.source, .down(.restarted))
-                if session.isUp { changed(h.source, .up) }
-            case .failed(let failure):
-                changed(h.source, .down(failure))
+            // Unretained: `sessions` keeps it (a retain and release per frame otherwise).
+            unretained[i]._withUnsafeGuaranteedRef { session in
+                let wasUp = session.isUp
+                let payload = UnsafeRawBufferPointer(rebasing: frame[FrameHeader.size...])
+                switch session.receive(h, payload: payload, now: now, deliver: { deliver(h.source, $0) }) {
+                case .accepted:
+                    if !wasUp && session.isUp { changed(h.source, .up) }
+                case .stale:
+                    break
+                case .peerRestarted:
+                    changed(h.source, .down(.restarted))
+                    if session.isUp { changed(h.source, .up) }
+                case .failed(let failure):
+                    changed(h.source, .down(failure))
+                }
             }
         }
         guard timers else { return n }
-        for session in sessions {
-            let wasUp = session.isUp
-            if let failure = session.poll(now: now, via: transport, deliver: { deliver(session.peer, $0) }) {
-                // A peer never heard from has nothing in flight to lose: no news.
-                if wasUp { changed(session.peer, .down(failure)) }
+        for k in unretained.indices {
+            unretained[k]._withUnsafeGuaranteedRef { session in
+                let wasUp = session.isUp
+                if let failure = session.poll(now: now, via: transport, deliver: { deliver(session.peer, $0) }) {
+                    // A peer never heard from has nothing in flight to lose: no news.
+                    if wasUp { changed(session.peer, .down(failure)) }
+                }
             }
         }
         return n
