@@ -157,8 +157,8 @@ extension KernelInstance {
                 // (Outside the records' scope: polling the wire may change them.)
                 if wireRef != nil {
                     if wirePolls & 15 == 0 {
-                        _ = pollWire()
-                        wireNow = clinux_monotonic_ns()
+                        _ = pollWire()  // sets turnClock
+                        wireNow = turnClock
                     } else {
                         _ = pollWire(quick: wireNow)
                     }
@@ -235,6 +235,7 @@ extension KernelInstance {
     package func poll() -> Int {
         checkThread()
         counters.polls &+= 1
+        turnClock = clinux_monotonic_ns()
         var work = executor.runPending()
         work += drainControl()
         if !timers.isEmpty { work += fireTimers(now: clinux_monotonic_ns()) }

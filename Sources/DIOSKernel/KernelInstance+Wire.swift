@@ -60,7 +60,13 @@ extension KernelInstance {
     }
 
     private func pollWire(_ wire: WireEndpoint, quick: UInt64?) -> Int {
-        let now = quick ?? clinux_monotonic_ns()
+        let now: UInt64
+        if let quick {
+            now = quick
+        } else {
+            now = clinux_monotonic_ns()
+            turnClock = now
+        }
         // What this poll sends (acks, answers, stream data) leaves in one burst.
         wire.hold()
         defer { wire.sendHeld() }
@@ -183,7 +189,7 @@ extension KernelInstance {
     @inline(never)
     func sendNow(_ object: ObjectID, _ ring: StreamRing) {
         guard let wireRef, objects.records[Int(object.index)].remoteFailure == nil else { return }
-        _ = wireRef._withUnsafeGuaranteedRef { sendQueued(object, ring, $0, now: clinux_monotonic_ns()) }
+        _ = wireRef._withUnsafeGuaranteedRef { sendQueued(object, ring, $0, now: turnClock) }
     }
 
     // MARK: Writing in place
@@ -256,7 +262,7 @@ extension KernelInstance {
                 origin: objects.records[i].remoteOrigin, senderIsOrigin: objects.records[i].originHere,
                 into: frame.bytes + FrameHeader.size)
             let sent = wire.sendLent(
-                frame, length: RemoteMessage.streamDataPrefix + length, to: peer, now: clinux_monotonic_ns())
+                frame, length: RemoteMessage.streamDataPrefix + length, to: peer, now: turnClock)
             if sent { return true }  // counted by the session (`SessionCounters.sentInPlace`)
             // The ring was empty at beginWrite and only this (open) writer fills it.
             guard let slot = ring.reserve() else {
