@@ -37,6 +37,13 @@ let package = Package(
             path: "Benchmarks/DataPath",
             swiftSettings: [.swiftLanguageMode(.v6)],
             plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
-        )
+        ),
+        // Instructions per call, for callgrind (callgrind.sh): not a benchmark.
+        .executableTarget(
+            name: "CallCost",
+            dependencies: [.product(name: "DIOS", package: "dios")],
+            path: "Profiles/CallCost",
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
     ]
 )

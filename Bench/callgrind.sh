@@ -1,0 +1,21 @@
+#!/bin/sh
+# Instructions per DIOS call, counted by callgrind (exact and repeatable, where
+# timings on a shared VM are not). Builds Profiles/CallCost in release, runs
+#   local N   N stream messages on one core, then N with a select before each read
+#   wire N    N round trips between two in-process nodes over in-memory frames
+# under valgrind, and prints calls and instructions per call for the DIOS
+# functions called at least MIN_CALLS times.
+#
+# Usage (from anywhere): Bench/callgrind.sh local|wire [N] [MIN_CALLS]
+set -eu
+cd "$(dirname "$0")"
+mode=${1:-local}
+count=${2:-20000}
+[ "$mode" = wire ] && [ $# -lt 2 ] && count=2000  # the wire run polls while idle: slow under valgrind
+min=${3:-$count}
+swift build -c release --product CallCost
+# valgrind 3.19 cannot read this toolchain's DWARF ("possibly corrupted
+# debuginfo"): run a copy without it (the symbols stay).
+strip --strip-debug -o .build/CallCost.nodebug .build/release/CallCost
+valgrind --tool=callgrind --callgrind-out-file=".build/callgrind.$mode.out" .build/CallCost.nodebug "$mode" "$count"
+python3 callgrind-calls.py ".build/callgrind.$mode.out" "$min"
