@@ -79,6 +79,9 @@ func local(_ count: Int) async throws {
 
 let echoProgram = Name.wellKnown("callcost.echo")
 
+/// The echo `dios bench ipc --remote` runs (that one lives in the `dios`
+/// executable, which this package cannot import): copies each message of its
+/// first stream onto its second; ends on an empty one.
 @Sendable func echo(_ task: TaskContext) async throws {
     let refs = try task.delegated()
     let (ping, pong) = (refs[0], refs[1])
