@@ -397,7 +397,6 @@ extension KernelInstance {
             && tasks[i].remoteProxy?.peer == peer
     }
 
-    /// The stream here that receives what `peer` sends for `origin`, if any.
     /// A message of a stream from `peer` into the ring it feeds here. False when
     /// the ring is full (the session offers it again later).
     private func deliverStreamData(
@@ -425,7 +424,7 @@ extension KernelInstance {
     /// A stream the peer made (`senderIsOrigin`) is found through `remoteEnds`;
     /// the last one found is remembered, since one stream usually carries a run
     /// of messages and hashing the key costs more than the rest of the delivery.
-    /// It is forgotten whenever an entry leaves `remoteEnds`, and checked
+    /// It is forgotten whenever `remoteEnds` changes, and checked
     /// again here: whichever way it was found, the record must say it is that
     /// peer's end of that origin, or the message is refused.
     private func bridgedStream(_ origin: ObjectID, senderIsOrigin: Bool, from peer: InstanceID) -> ObjectID? {
@@ -577,6 +576,7 @@ extension KernelInstance {
             objects.records[i].remoteOrigin = s.object
             objects.records[i].originHere = false
             remoteEnds[RemoteEnd(peer: peer, origin: s.object)] = end
+            lastRemoteEnd = nil  // the hint never outlives a change to remoteEnds
             tasks[c].madeEnds.append(end)
             if s.writeEnd { bridges.append(end) }
             var entry = entry(for: end, rights: s.writeEnd ? [.write, .delete] : [.read, .delete])
