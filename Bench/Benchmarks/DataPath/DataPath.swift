@@ -92,6 +92,21 @@ struct SeqlockFloor {
 
 nonisolated(unsafe) var sharedFloor: SeqlockFloor?
 
+/// The name-lookup floor's table: 1024 names, one of them the fixture blob's,
+/// built once.
+nonisolated(unsafe) var sharedNameTable: [Name: ObjectID]?
+
+func nameTableFloor() -> ([Name: ObjectID], Name) {
+    let name = fixture().blobName
+    if let table = sharedNameTable { return (table, name) }
+    var table: [Name: ObjectID] = [:]
+    table.reserveCapacity(1024)
+    for i in 0..<1023 { table[.random()] = ObjectID(index: UInt32(i), generation: 1) }
+    table[name] = ObjectID(index: 1023, generation: 1)
+    sharedNameTable = table
+    return (table, name)
+}
+
 func seqlockFloor() -> SeqlockFloor {
     if let f = sharedFloor { return f }
     let f = SeqlockFloor()
@@ -211,6 +226,23 @@ let benchmarks: @Sendable () -> Void = {
             }
         }
         benchmark.stopMeasurement()
+    }
+
+    // The floor a weak lookup hit is measured against: what it does without a
+    //    kernel — find the name in a hash table of 1024 names (as the
+    //    instance's name table is, `[Name: ObjectID]`) and append what it
+    //    found to an array with room. No reference table, no rights, no
+    //    replica of other instances.
+    Benchmark("floor: name lookup ([Name: ObjectID] hit + append)") { benchmark in
+        let (table, name) = nameTableFloor()
+        var found: [ObjectID] = []
+        found.reserveCapacity(benchmark.scaledIterations.count)
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            if let object = table[name] { found.append(object) }
+        }
+        benchmark.stopMeasurement()
+        blackHole(found.count)
     }
 
     // Weak lookup alone (the goal is <= 100 ns with no allocation on a
