@@ -348,6 +348,10 @@ extension RemoteDemo {
         r = try task.beginRead(blob)
         try check(holds(r, pattern: 4), "after its write committed, a read here did not see its bytes")
         try check(task.endRead(r), "after its write committed, a read here did not validate")
+        // Until it hears this, it does not go on to its strong write, which
+        // would otherwise race the read just made (it did, once, in CI: the
+        // checker's next write committed before this side's task ran).
+        try await tell(task, fromOwner, "seen")
         // 5. Its strong write.
         try await hear("done")
         r = try task.beginRead(blob)
@@ -397,7 +401,8 @@ extension RemoteDemo {
         r = try task.beginRead(blob)
         try check(holds(r, pattern: 4), "a read after this side's write did not see it")
         try check(task.endRead(r), "a read after this side's write did not validate")
-        // 5. A strong write from here.
+        // 5. A strong write from here, once the owner has checked the last one.
+        try await hear("seen")
         try check(
             try attempt("a strong write from here") { () throws(CallError) in try commit(task, blob, pattern: 5, flags: .strong) },
             "a strong write from here did not commit at the owner")
