@@ -235,7 +235,9 @@ extension KernelInstance {
     package func poll() -> Int {
         checkThread()
         counters.polls &+= 1
-        turnClock = clinux_monotonic_ns()
+        // Only sends to other nodes use it: an instance without a wire reads
+        // no clock it does not need.
+        if wireRef != nil { turnClock = clinux_monotonic_ns() }
         var work = executor.runPending()
         work += drainControl()
         if !timers.isEmpty { work += fireTimers(now: clinux_monotonic_ns()) }

@@ -285,7 +285,7 @@ extension KernelInstance {
     }
 
     private func pumpBridges(now: UInt64) -> Int {
-        guard let wireRef, !bridges.isEmpty else { return 0 }
+        guard let wireRef else { return 0 }
         var moved = 0
         var k = 0
         while k < bridges.count {

@@ -73,11 +73,12 @@ public final class KernelInstance: @unchecked Sendable {
     /// Control messages for other nodes waiting for room in their session.
     @exclusivity(unchecked) var remoteOutbox: [(peer: InstanceID, bytes: [UInt8])] = []
     @exclusivity(unchecked) var stopping = false
-    /// The monotonic clock as read at the start of this poll turn (or by the
-    /// last full wire poll of a spinning `select`): what a send from a task's
-    /// call stamps its frame with. Reading the clock costs 45–70 ns on a VM,
-    /// two a round trip over the wire; a stamp up to a turn old only brings a
-    /// retransmission that much earlier (a duplicate the peer drops).
+    /// The monotonic clock as read at the start of this poll turn on an
+    /// instance with a wire (or by the last full wire poll of a spinning
+    /// `select`): what a send from a task's call stamps its frame with.
+    /// Reading the clock costs 45–70 ns on a VM, two a round trip over the
+    /// wire; a stamp up to a turn old only brings a retransmission that much
+    /// earlier (a duplicate the peer drops).
     @exclusivity(unchecked) var turnClock: UInt64 = clinux_monotonic_ns()
 
     /// The node's instances and the queues between them; `index` is this one's place.

@@ -51,8 +51,7 @@ print("CallCost \(arguments[0]): \(count) done")
 // MARK: - One core
 
 func local(_ count: Int) async throws {
-    let kernel = try StandaloneInstance(arenaSize: 64 << 20, label: "callcost")
-    kernel.instance.adoptCurrentThread()
+    let kernel = try StandaloneInstance(arenaSize: 64 << 20, label: "callcost")  // adopts this thread
     let task = kernel.attach()
     let (_, stream) = try task.create(.stream(messageSize: 64, depth: 64))
     for i in 0..<count {
