@@ -651,6 +651,8 @@ public final class DPDKTransport: FrameTransport {
         if count < rxBurst && port.isInUse {
             count += Int(cdpdk_rx_burst(port.id, queue, rxMbufs + count, UInt16(rxBurst - count)))
         }
+        // Nearly every poll of an idle link ends here.
+        guard count > 0 else { return 0 }
         var delivered = 0
         for i in 0..<count {
             guard let mbuf = rxMbufs[i] else { continue }

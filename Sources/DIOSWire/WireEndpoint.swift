@@ -146,11 +146,21 @@ public final class WireEndpoint {
     /// (acks due, retransmission, heartbeats, failure, messages held back) wait
     /// for a poll with timers, which a caller polling in a tight loop makes
     /// every few polls.
+    ///
+    /// With `holdWhenReceiving`, what the sessions and `deliver` send is held
+    /// (`hold()`) from the first frame that arrives until the last is handled,
+    /// so a poll that finds nothing costs no hold.
     public func poll(
-        now: UInt64, timers: Bool = true, deliver: (InstanceID, UnsafeRawBufferPointer) -> Bool,
-        changed: (InstanceID, PeerChange) -> Void
+        now: UInt64, timers: Bool = true, holdWhenReceiving: Bool = false,
+        deliver: (InstanceID, UnsafeRawBufferPointer) -> Bool, changed: (InstanceID, PeerChange) -> Void
     ) -> Int {
+        var holding = false
+        defer { if holding { sendHeld() } }
         let n = transport.receive { frame, _ in
+            if holdWhenReceiving && !holding {
+                hold()
+                holding = true
+            }
             counters.framesIn &+= 1
             let h: FrameHeader
             do throws(WireError) { h = try FrameHeader.decode(frame) } catch {
