@@ -70,12 +70,17 @@ import Testing
                     yaml += "    address: 127.0.0.1\n"
                 case .memif:
                     let role = n == 1 ? "server" : "client"
+                    // The memif PMD logs its handshake at debug level: when a
+                    // link never comes up (frames sent 0, tx queue full N: seen
+                    // in about 1 run in 10 with two queues), the node log that
+                    // a failed expectation prints shows how far it got.
                     yaml += """
                             address: 10.79.0.\(n + 1)
                             transport: dpdk
                             mac: \(mac)
                             dpdk:
                               vdev: net_memif0,role=\(role),socket=/tmp/dios-\(name).memif
+                              eal_args: [--log-level, "pmd.net.memif:debug"]
 
                         """
                 case .afPacket, .mixed:
