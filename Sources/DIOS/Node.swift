@@ -47,6 +47,10 @@ public struct NodeConfiguration: Sendable {
     /// the task wrote it (on transports that lend frames: DPDK). False: every
     /// such message is written into the stream's ring and copied into a frame.
     public var writesInPlace = true
+    /// Whether a message from another node stays in the frame it arrived in,
+    /// the reading task's `beginRead` viewing it there (on transports that keep
+    /// received frames: DPDK). False: it is copied into the stream's ring.
+    public var readsInPlace = true
 
     public init() {}
 
@@ -103,6 +107,7 @@ public final class Node: Sendable {
                 instance.selectSpin = spins
             }
             instance.writesInPlace = configuration.writesInPlace
+            instance.readsInPlace = configuration.readsInPlace
             if i < wires.count { instance.attachWire(wires[i]) }
             instances.append(instance)
         }

@@ -136,6 +136,11 @@ extension KernelInstance {
         for e in arguments where e.kind != .stream {
             throw .wrongKind(.run, e.kind)  // only streams are shared between instances so far
         }
+        // A stream holding messages in received frames takes them in first
+        // (see `handoff`), which cannot be done under an open read of one.
+        for e in arguments where objects.records[Int(e.object.index)].heldFrames > 0 && objects.records[Int(e.object.index)].readerOpen {
+            throw .busy
+        }
         guard tasks[t].refs.count < tasks[t].refs.capacity else { throw .reference(.tableFull) }
         let programName = objects.records[Int(programEntry.object.index)].name
         guard let proxy = makeObject(kind: .task, name: nameSource.fresh(), bufferSize: 64, maxWriteSize: 0, flags: []) else {
@@ -155,6 +160,9 @@ extension KernelInstance {
     func handoff(for entry: ReferenceEntry) -> Handoff {
         let i = Int(entry.object.index)
         let ring = objects.records[i].ring!
+        // Messages held in this instance's received frames: copied into the
+        // ring, whose other side may now be another instance.
+        releaseHeldFrames(of: i, copyIn: true)
         objects.records[i].crossInstance = true
         ring.adjustEnds(by: 1)
         let owner = objects.records[i].ringOwner

@@ -110,6 +110,9 @@ extension KernelInstance {
         case .stream:
             r.pointee.readerOpen = false
             if !deleted, let ring = r.pointee.ring {
+                if _slowPath(r.pointee.heldFrames > 0), let handle = ring.oldestHandle() {
+                    giveBackHeldFrame(handle, of: i)  // the message was read in the frame it came in
+                }
                 ring.release()
                 r.pointee.version &+= 1
                 counters.messagesIn &+= 1

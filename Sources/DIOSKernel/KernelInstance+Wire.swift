@@ -419,11 +419,47 @@ extension KernelInstance {
             return true
         }
         guard let slot = ring.reserve() else { return false }
-        if let base = payload.baseAddress, payload.count > 0 { slot.copyMemory(from: base, byteCount: payload.count) }
-        ring.publish(length: payload.count)
+        if let base = payload.baseAddress, payload.count > 0 {
+            // Zero-copy: the message stays in the frame it arrived in, the
+            // reader viewing it there, when the transport keeps frames and the
+            // ring is this instance's alone (a handle means nothing elsewhere).
+            if readsInPlace && !r.pointee.crossInstance && framesHeld < Self.maxFramesHeld,
+                let handle = wireRef?._withUnsafeGuaranteedRef({ $0.keepReceived(base) })
+            {
+                ring.publish(at: base, length: payload.count, handle: handle)
+                r.pointee.heldFrames += 1
+                framesHeld += 1
+                counters.readInPlace &+= 1
+            } else {
+                slot.copyMemory(from: base, byteCount: payload.count)
+                ring.publish(length: payload.count)
+            }
+        } else {
+            ring.publish(length: payload.count)
+        }
         r.pointee.version &+= 1
         markDirty(object)
         return true
+    }
+
+    /// Gives back to the wire a received frame that held a message of stream
+    /// record `i` (read now, or the stream is going).
+    func giveBackHeldFrame(_ handle: OpaquePointer, of i: Int) {
+        objects.records[i].heldFrames -= 1
+        framesHeld -= 1
+        wireRef?._withUnsafeGuaranteedRef { $0.releaseReceived(handle) }
+    }
+
+    /// Gives back every received frame that holds a message of stream record
+    /// `i`, with (`copyIn`) or without the message: its ring is about to be
+    /// shared with another instance, or to go.
+    func releaseHeldFrames(of i: Int, copyIn: Bool) {
+        guard objects.records[i].heldFrames > 0, let ring = objects.records[i].ring else { return }
+        if copyIn {
+            ring.copyInHeldMessages { giveBackHeldFrame($0, of: i) }
+        } else {
+            ring.forEachHandle { giveBackHeldFrame($0, of: i) }
+        }
     }
 
     /// The stream here that `peer`'s messages for `origin` feed, or nil.

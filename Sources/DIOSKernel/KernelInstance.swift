@@ -94,6 +94,16 @@ public final class KernelInstance: @unchecked Sendable {
     /// transport frame that will carry the message (where the transport lends
     /// frames: DPDK), instead of a ring slot that is copied into one.
     @exclusivity(unchecked) package var writesInPlace = true
+    /// Whether a message from another node for a stream read here stays in the
+    /// frame it arrived in (where the transport keeps frames: DPDK), the
+    /// reader's `beginRead` viewing it there, instead of being copied into the
+    /// stream's ring.
+    @exclusivity(unchecked) package var readsInPlace = true
+    /// Received frames this instance holds for messages not read yet, and the
+    /// most it holds (beyond, messages are copied): a stream nobody reads must
+    /// not take the transport's every buffer.
+    @exclusivity(unchecked) package var framesHeld = 0
+    package static let maxFramesHeld = 256
     /// Whether the node's other instances may sleep when idle (adaptive idle),
     /// so a ring shared with them must ring their doorbell; false when every
     /// instance busy-polls.
@@ -368,6 +378,7 @@ public final class KernelInstance: @unchecked Sendable {
                 return  // freed when `.ringReleased` arrives
             }
         }
+        releaseHeldFrames(of: i, copyIn: false)
         if let buffer = objects.records[i].buffer { pool.free(buffer) }
         objects.records[i].buffer = nil
         objects.release(object)
@@ -466,6 +477,9 @@ public struct InstanceCounters: Sendable, Equatable {
     public init() {}
     public var calls: UInt64 = 0
     public var messagesIn: UInt64 = 0
+    /// Of the messages from other nodes delivered into streams here, those left
+    /// in the frame they arrived in (read in place, not copied).
+    public var readInPlace: UInt64 = 0
     public var messagesOut: UInt64 = 0
     public var polls: UInt64 = 0
     public var idlePolls: UInt64 = 0

@@ -52,6 +52,10 @@ struct ObjectRecord {
     var remoteFailure: String? = nil
     /// The transport frame an open `beginWrite` writes in place (`IOMode.frame`).
     var lentFrame: TransportFrame? = nil
+    /// Messages in the ring held in received frames, read in place
+    /// (`StreamRing.publish(at:length:handle:)`): each is given back to the
+    /// wire when read, or when the stream goes.
+    var heldFrames: Int32 = 0
     /// Its writer was told `.wouldBlock` until the session lends frames again.
     var waitsForFrame = false
     /// An end let go of when its task exited (`retire`): reclaiming it does not

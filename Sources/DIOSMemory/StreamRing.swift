@@ -26,11 +26,23 @@ public import CLinux
 ///          | length), then the payload. Message n (from 0) is in slot n mod depth
 ///          with sequence (n + 1) mod 2³², so a slot's previous message never
 ///          looks like its next.
+///
+/// A message may also be held elsewhere (`publish(at:length:handle:)`): in a
+/// buffer the producer keeps for it, such as the mbuf a frame from another
+/// node arrived in, read there with no copy. Its slot's length has bit 31 set
+/// (`heldElsewhere`) and its payload holds the message's address and the
+/// buffer's handle (a u64 each). Only a ring whose two sides are on one
+/// instance holds such messages: the handle means something to that instance
+/// alone, which gives the buffer back when the message is released
+/// (`oldestHandle`) or the ring goes (`forEachHandle`), or copies the messages
+/// in before the ring is shared (`copyInHeldMessages`).
 public struct StreamRing: @unchecked Sendable {
     public static let headerSize = 192
     public static let slotHeader = 8
     @usableFromInline static let headerBytes = 192
     @usableFromInline static let slotHeaderBytes = 8
+    /// In a slot's length: the message is held elsewhere (see above).
+    @usableFromInline static let heldElsewhere: UInt32 = 1 << 31
 
     /// The ring's first byte, in the arena.
     public let base: UnsafeMutableRawPointer
@@ -134,6 +146,20 @@ public struct StreamRing: @unchecked Sendable {
         clinux_store_release_u64(u64(at: 0), tail &+ 1)  // for `count` and `hasSpace`
     }
 
+    /// Publishes the reserved slot as a message of `length` bytes at `data`, in
+    /// a buffer the producer keeps (`handle`) until the consumer has released
+    /// the message: nothing is copied. Producer only; both sides on one instance.
+    @inlinable @inline(__always)
+    public func publish(at data: UnsafeRawPointer, length: Int, handle: OpaquePointer) {
+        let tail = u64(at: 0).pointee
+        let s = slot(tail)
+        s.storeBytes(of: UInt(bitPattern: data), toByteOffset: Self.slotHeaderBytes, as: UInt.self)
+        s.storeBytes(of: UInt(bitPattern: handle), toByteOffset: Self.slotHeaderBytes + 8, as: UInt.self)
+        let header = UInt64(truncatingIfNeeded: tail &+ 1) << 32 | UInt64(UInt32(length) | Self.heldElsewhere)
+        clinux_store_release_u64(s.assumingMemoryBound(to: UInt64.self), header)
+        clinux_store_release_u64(u64(at: 0), tail &+ 1)
+    }
+
     /// Whether a slot is free now. Either side (or a third party) may ask.
     @inlinable @inline(__always)
     public func hasSpace() -> Bool {
@@ -149,7 +175,65 @@ public struct StreamRing: @unchecked Sendable {
         let s = slot(head)
         let header = clinux_load_acquire_u64(s.assumingMemoryBound(to: UInt64.self))
         guard UInt32(truncatingIfNeeded: header >> 32) == UInt32(truncatingIfNeeded: head &+ 1) else { return nil }
-        return (s + Self.slotHeaderBytes, Int(UInt32(truncatingIfNeeded: header)))
+        let length = UInt32(truncatingIfNeeded: header)
+        if _slowPath(length & Self.heldElsewhere != 0) {
+            let data = s.load(fromByteOffset: Self.slotHeaderBytes, as: UInt.self)
+            return (UnsafeMutableRawPointer(bitPattern: data)!, Int(length & ~Self.heldElsewhere))
+        }
+        return (s + Self.slotHeaderBytes, Int(length))
+    }
+
+    /// The handle of the oldest message's buffer when it is held elsewhere,
+    /// else nil (also when there is none). Consumer only: call it before
+    /// `release()` and give the buffer back.
+    @inlinable
+    public func oldestHandle() -> OpaquePointer? {
+        let head = u64(at: 64).pointee
+        return handle(in: slot(head), sequence: head &+ 1)
+    }
+
+    @inlinable
+    func handle(in s: UnsafeMutableRawPointer, sequence: UInt64) -> OpaquePointer? {
+        let header = clinux_load_acquire_u64(s.assumingMemoryBound(to: UInt64.self))
+        guard UInt32(truncatingIfNeeded: header >> 32) == UInt32(truncatingIfNeeded: sequence),
+            UInt32(truncatingIfNeeded: header) & Self.heldElsewhere != 0
+        else { return nil }
+        return OpaquePointer(bitPattern: s.load(fromByteOffset: Self.slotHeaderBytes + 8, as: UInt.self))
+    }
+
+    /// Calls `body` with the handle of every unreleased message held elsewhere,
+    /// oldest first (the ring is going: give the buffers back). Only while
+    /// neither side runs, or from the one instance holding both.
+    public func forEachHandle(_ body: (OpaquePointer) -> Void) {
+        let tail = clinux_load_acquire_u64(u64(at: 0))
+        var n = clinux_load_acquire_u64(u64(at: 64))
+        while n != tail {
+            if let h = handle(in: slot(n), sequence: n &+ 1) { body(h) }
+            n &+= 1
+        }
+    }
+
+    /// Copies every unreleased message held elsewhere into its own slot, and
+    /// gives each buffer back through `release`: afterwards the ring holds its
+    /// messages itself and may be shared with another instance. Only from the
+    /// one instance holding both sides, with no read of the oldest open.
+    public func copyInHeldMessages(release: (OpaquePointer) -> Void) {
+        let tail = clinux_load_acquire_u64(u64(at: 0))
+        var n = clinux_load_acquire_u64(u64(at: 64))
+        while n != tail {
+            let s = slot(n)
+            if let h = handle(in: s, sequence: n &+ 1) {
+                let header = s.load(as: UInt64.self)
+                let length = Int(UInt32(truncatingIfNeeded: header) & ~Self.heldElsewhere)
+                let data = UnsafeRawPointer(bitPattern: s.load(fromByteOffset: Self.slotHeaderBytes, as: UInt.self))!
+                precondition(length <= stride - Self.slotHeaderBytes, "a message held elsewhere is larger than its slot")
+                // The address and handle are read: the message may cover them.
+                if length > 0 { (s + Self.slotHeaderBytes).copyMemory(from: data, byteCount: length) }
+                release(h)
+                clinux_store_release_u64(s.assumingMemoryBound(to: UInt64.self), header & ~UInt64(Self.heldElsewhere))
+            }
+            n &+= 1
+        }
     }
 
     /// Releases the oldest message's slot to the producer. Consumer only.

@@ -390,6 +390,8 @@ public final class DPDKTransport: FrameTransport {
         public var noMbuf: UInt64 = 0
         /// Frames handed to `receive`'s body.
         public var received: UInt64 = 0
+        /// Of those, frames kept past `receive` (`keepReceived`): read in place.
+        public var kept: UInt64 = 0
         /// Received packets dropped, by reason (`EthernetUDP.DropReason`), plus
         /// multi-segment packets counted as malformed.
         public var dropped: [EthernetUDP.DropReason: UInt64] = [:]
@@ -422,6 +424,10 @@ public final class DPDKTransport: FrameTransport {
     @exclusivity(unchecked) private var holding = false
     @exclusivity(unchecked) private var identification: UInt16 = 0
     @exclusivity(unchecked) private var receiving = false
+    /// While `receive`'s body runs: the frame it has (index in `rxMbufs`, and
+    /// its packet's bytes), for `keepReceived`.
+    @exclusivity(unchecked) private var handing = -1
+    @exclusivity(unchecked) private var handingBytes = UnsafeRawBufferPointer(start: nil, count: 0)
     /// The node's handoff between its instances' queues, and this one's place in it.
     public let steering: DPDKSteering?
     public let instance: Int
@@ -602,6 +608,23 @@ public final class DPDKTransport: FrameTransport {
 
     public func peerLeaving(_ address: PeerAddress) { port.peerLeaving() }
 
+    /// Keeps the mbuf `receive` is handing over, when `bytes` lies in its
+    /// packet: it is left out of the burst's free (and counted in `kept`).
+    public func keepReceived(_ bytes: UnsafeRawPointer) -> OpaquePointer? {
+        guard handing >= 0, let mbuf = rxMbufs[handing], let start = handingBytes.baseAddress,
+            bytes >= start && bytes < start + handingBytes.count
+        else { return nil }
+        rxMbufs[handing] = nil
+        counters.kept &+= 1
+        return mbuf
+    }
+
+    /// Frees a kept mbuf, unless the EAL has been cleaned up (its memory is gone with it).
+    public func releaseReceived(_ handle: OpaquePointer) {
+        guard port.environment.isRunning else { return }
+        cdpdk_pktmbuf_free(handle)
+    }
+
     public func hold() { holding = true }
 
     public func flush() {
@@ -667,7 +690,10 @@ public final class DPDKTransport: FrameTransport {
             case .frame(let payload, let source):
                 counters.received &+= 1
                 delivered += 1
+                handing = i
+                handingBytes = UnsafeRawBufferPointer(packet)
                 body(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(packet)[payload]), source)
+                handing = -1
             case .arpRequest:
                 // Reply in the request's own mbuf; the device owns it once taken.
                 EthernetUDP.rewriteARPRequestAsReply(packet, mac: port.mac, ipv4: localAddress.ipv4)

@@ -74,6 +74,10 @@ public final class FaultyTransport: FrameTransport {
     }
     public func isIdle(_ frame: TransportFrame) -> Bool { inner.isIdle(frame) }
     public func releaseFrame(_ frame: TransportFrame) { inner.releaseFrame(frame) }
+    /// Frames are impaired on the way out; what arrives is the inner
+    /// transport's own, kept as it keeps them.
+    public func keepReceived(_ bytes: UnsafeRawPointer) -> OpaquePointer? { inner.keepReceived(bytes) }
+    public func releaseReceived(_ handle: OpaquePointer) { inner.releaseReceived(handle) }
     public func peerLeaving(_ address: PeerAddress) { inner.peerLeaving(address) }
 
     /// Drops, duplicates or holds back `frame`; `forward` sends one copy now.

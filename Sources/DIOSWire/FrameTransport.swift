@@ -77,6 +77,18 @@ public protocol FrameTransport: AnyObject {
     /// Gives `frame` back; it must not be used again.
     func releaseFrame(_ frame: TransportFrame)
 
+    // Received frames kept: a transport whose received frames live in buffers
+    // of its own (DPDK: mbufs) lets the receiver keep one past `receive`, so a
+    // message is read where it arrived.
+
+    /// During `receive`'s `body`: keeps the frame being handed over, if `bytes`
+    /// lies in it, so it outlives the call; its handle is for
+    /// `releaseReceived`. Nil when this transport copies its frames (kernel
+    /// sockets) or `bytes` is elsewhere (a copy the caller made).
+    func keepReceived(_ bytes: UnsafeRawPointer) -> OpaquePointer?
+    /// Gives back a frame `keepReceived` kept.
+    func releaseReceived(_ handle: OpaquePointer)
+
     /// The peer at `address` said it is stopping. A transport whose link
     /// reaches that peer alone (memif) stops using the link until the peer is
     /// back, so the peer's going cannot pull the link from under a poll.
@@ -103,8 +115,12 @@ extension FrameTransport {
     public func hold() {}
     public func flush() {}
 
-    /// A transport that copies every frame (kernel sockets): none to lend.
+    /// A transport that copies every frame (kernel sockets): none to lend or keep.
     public func allocateFrame() -> TransportFrame? { nil }
+    public func keepReceived(_ bytes: UnsafeRawPointer) -> OpaquePointer? { nil }
+    public func releaseReceived(_ handle: OpaquePointer) {
+        preconditionFailure("releaseReceived on a transport that keeps no received frames")
+    }
     public func sendFrame(_ frame: TransportFrame, length: Int, to peer: PeerAddress) -> Bool {
         send(UnsafeRawBufferPointer(start: frame.bytes, count: length), to: peer)
     }

@@ -127,6 +127,14 @@ public final class WireEndpoint {
         unretained[i]._withUnsafeGuaranteedRef { $0.giveBack(frame, via: transport) }
     }
 
+    /// While `poll` delivers a message: keeps the frame it arrived in, if
+    /// `bytes` lies in it (see `FrameTransport.keepReceived`).
+    @inline(__always)
+    public func keepReceived(_ bytes: UnsafeRawPointer) -> OpaquePointer? { transport.keepReceived(bytes) }
+
+    /// Gives back a frame `keepReceived` kept.
+    public func releaseReceived(_ handle: OpaquePointer) { transport.releaseReceived(handle) }
+
     /// `peer` said it is leaving: ends its session (see `Session.peerLeft`)
     /// and tells the transport, which may stop using a link to it alone
     /// (`FrameTransport.peerLeaving`). True when the session was up: the

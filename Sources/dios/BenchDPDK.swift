@@ -53,8 +53,10 @@ extension BenchIPC {
                 if retries > 0 { notes.append("dpdk-raw-\(link.name) \(size) B: \(retries) round trip(s) resent after 100 ms, not recorded") }
                 results.append(Result(mechanism: "dpdk-raw-\(link.name)", payload: size, histogram: histogram))
             }
-            // DIOS as it runs (messages written in the mbuf that carries them),
-            // and with every message copied from the stream's ring into an mbuf.
+            // DIOS as it runs (messages written in the mbuf that carries them,
+            // and read in the one they arrived in), and with every message
+            // copied from the writer's ring into an mbuf and from the mbuf into
+            // the reader's ring.
             for inPlace in [true, false] {
                 let mechanism = "dios-\(link.name)" + (inPlace ? "" : "-copy")
                 do {
@@ -64,7 +66,7 @@ extension BenchIPC {
                     let tb = try DPDKTransport(
                         port: link.b, queue: 0, localAddress: link.diosB, neighbours: [link.diosA.ipv4: link.a.mac.bytes])
                     results += try await diosEcho(
-                        cpus, sizes, mechanism: mechanism, ta, tb, writesInPlace: inPlace,
+                        cpus, sizes, mechanism: mechanism, ta, tb, inPlace: inPlace,
                         threadStarted: { _ in try? environment.registerCurrentThread() },
                         threadEnding: { _ in environment.unregisterCurrentThread() }, clock)
                     let (ca, cb) = (ta.counters, tb.counters)
@@ -73,6 +75,7 @@ extension BenchIPC {
                             "\(mechanism): tx queue full \(ca.sendQueueFull)+\(cb.sendQueueFull), no mbuf \(ca.noMbuf)+\(cb.noMbuf), no neighbour \(ca.unknownNeighbour)+\(cb.unknownNeighbour)")
                     }
                     if inPlace && ca.sentInPlace + cb.sentInPlace == 0 { notes.append("\(mechanism): no message was sent in place") }
+                    if inPlace && ca.kept + cb.kept == 0 { notes.append("\(mechanism): no message was read in place") }
                 } catch {
                     notes.append("\(mechanism) failed: \(error)")
                 }

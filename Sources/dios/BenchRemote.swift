@@ -20,8 +20,9 @@ import Glibc
 /// - `dpdk-raw-memif`: two threads ping-ponging over a pair of memif ports in
 ///   this process through `DPDKTransport` alone, and `dios-memif`: the DIOS round
 ///   trip with each node's wire over one of those ports (messages written in
-///   the mbuf that carries them), and `dios-memif-copy`: the same with every
-///   message copied from the stream's ring into an mbuf;
+///   the mbuf that carries them, and read in the one they arrived in), and
+///   `dios-memif-copy`: the same with every message copied from the writer's
+///   ring into an mbuf and from the mbuf into the reader's ring;
 /// - `dpdk-raw-veth` / `dios-veth` / `dios-veth-copy`: the same over
 ///   `net_af_packet` on the veth pair.
 /// Nodes, sockets and echo threads sit on the two `--cores`.
@@ -239,7 +240,7 @@ extension BenchIPC {
     /// (a DPDK transport registers it with the EAL there).
     func diosEcho(
         _ cpus: [Int], _ sizes: [Int], mechanism: String, _ ta: any FrameTransport, _ tb: any FrameTransport,
-        writesInPlace: Bool = true, threadStarted: (@Sendable (Int) -> Void)?, threadEnding: (@Sendable (Int) -> Void)?,
+        inPlace: Bool = true, threadStarted: (@Sendable (Int) -> Void)?, threadEnding: (@Sendable (Int) -> Void)?,
         _ clock: TSC
     ) async throws -> [Result] {
         let ia = InstanceID(node: 0, core: 0)
@@ -255,7 +256,8 @@ extension BenchIPC {
             configuration.arenaSize = 32 << 20
             configuration.idlePolicy = idle == "busy" ? .busy : .adaptive
             configuration.logger.logLevel = .warning  // peers coming up is not news here
-            configuration.writesInPlace = writesInPlace
+            configuration.writesInPlace = inPlace
+            configuration.readsInPlace = inPlace
             let endpoint = WireEndpoint(
                 local: InstanceID(node: UInt16(n), core: 0), transport: transport, peers: [peer.0: peer.1],
                 configuration: session, now: clinux_monotonic_ns(), seed: clinux_monotonic_ns() &+ UInt64(n))

@@ -145,7 +145,7 @@ final class DPDKNode: @unchecked Sendable {  // set up before the instances poll
             let c = t.counters
             let drops = c.dropped.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }
             say(
-                "diosd: instance \(k) on \(device): frames sent \(c.sent), received \(c.received), handed to a sibling \(c.handedOver), tx queue full \(c.sendQueueFull), no neighbour \(c.unknownNeighbour), no mbuf \(c.noMbuf), arp replies \(c.arpReplies), dropped \(c.droppedTotal)\(drops.isEmpty ? "" : " (\(drops.joined(separator: ", ")))")"
+                "diosd: instance \(k) on \(device): frames sent \(c.sent), received \(c.received), \(c.kept) kept to be read in place, handed to a sibling \(c.handedOver), tx queue full \(c.sendQueueFull), no neighbour \(c.unknownNeighbour), no mbuf \(c.noMbuf), arp replies \(c.arpReplies), dropped \(c.droppedTotal)\(drops.isEmpty ? "" : " (\(drops.joined(separator: ", ")))")"
             )
         }
         transports = []

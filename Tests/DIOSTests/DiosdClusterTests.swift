@@ -297,7 +297,8 @@ import Testing
     /// Two nodes whose links have the fault stage on: node 0 streams 100,000
     /// messages to node 1, which must get every one once, in order, through
     /// retransmissions. Returns node 0's output.
-    private func streamsThroughALossyLink(_ layout: Layout, finished: String, address: String) throws -> String {
+    /// Returns the two nodes' output.
+    private func streamsThroughALossyLink(_ layout: Layout, finished: String, address: String) throws -> (String, String) {
         let cluster = try Cluster(nodes: 2, faults: Self.lossyFaults, layout: layout)
         try cluster.start(1)
         try #require(cluster.waitFor(1, "control socket"), "\(cluster.text(1))")
@@ -309,7 +310,7 @@ import Testing
         #expect(out.contains("stream to 1.0: 100000 messages arrived in order"), "\(out)\n--- node 1:\n\(cluster.text(1))")
         #expect((Self.count(before: " frames resent", in: out) ?? 0) > 0, "the fault stage dropped nothing? \(out)")
         #expect(cluster.stop(1) == 0, "\(cluster.text(1))")
-        return out
+        return (out, cluster.text(1))
     }
 
     /// A node stopped with SIGTERM says it is leaving: the other ends its
@@ -403,13 +404,20 @@ import Testing
     /// The seeded fault stage on a memif link (5% loss, duplication,
     /// reordering, delay): every message still arrives exactly once, in order,
     /// though each was written in place in the mbuf that carried it and
-    /// retransmissions send that same mbuf again.
+    /// retransmissions send that same mbuf again, and those that arrive in
+    /// order are read in the mbuf they arrived in.
     @Test(.enabled(if: DPDKClusterHost.missing == nil, Comment(rawValue: DPDKClusterHost.missing ?? "")))
     func aLossyMemifLinkStillDeliversEveryMessageOnceInOrder() throws {
-        let out = try streamsThroughALossyLink(.memif, finished: "EAL cleaned up", address: "10.79.0.1")
+        let (out, sink) = try streamsThroughALossyLink(.memif, finished: "EAL cleaned up", address: "10.79.0.1")
         let inPlace = Self.count(before: " sent from the frame the task wrote them in", in: out) ?? 0
         #expect(inPlace > 99_000, "\(out)")
-        print("lossy memif: \(Self.count(before: " frames resent", in: out) ?? 0) frames resent, \(inPlace) messages sent from the mbuf they were written in")
+        // Behind a lost frame the session holds what follows (a copy) until
+        // the hole is filled, which with 5% loss is most of the time (about
+        // 5,000 were read in place in a run here); the rest is read in the
+        // mbuf it arrived in.
+        let readInPlace = Self.count(before: " kept to be read in place", in: sink) ?? 0
+        #expect(readInPlace > 0, "\(sink)")
+        print("lossy memif: \(Self.count(before: " frames resent", in: out) ?? 0) frames resent, \(inPlace) messages sent from the mbuf they were written in, \(readInPlace) read in the mbuf they arrived in")
     }
 
     /// node 1 is started first (memif's server, the sink), then node 0 streams to
@@ -430,6 +438,13 @@ import Testing
         print("\(device): \(inPlace) of 100001 messages sent from the mbuf they were written in")
         #expect(out.contains("blob on 1.0: consistency rules held"), "\(out)\n--- node 1:\n\(cluster.text(1))")
         #expect(cluster.stop(1) == 0, "\(cluster.text(1))")
+        // Zero-copy receives: the sink read messages in the mbufs they arrived
+        // in (not every one: past 256 waiting, or behind a frame the session
+        // holds, a message is copied into the ring; 98,502 and 99,878 were
+        // read in place in runs here).
+        let readInPlace = Self.count(before: " kept to be read in place", in: cluster.text(1)) ?? 0
+        #expect(readInPlace > 90_000, "\(cluster.text(1))")
+        print("\(device): \(readInPlace) messages (of 100001 streamed, and the blob check's) read in the mbuf they arrived in")
         for n in 0..<2 {
             #expect(cluster.text(n).contains("DPDK port \(device) closed, EAL cleaned up"), "\(cluster.text(n))")
             let runtime = "/var/run/dpdk/\(cluster.file.dpdkFilePrefix(UInt16(n)))"
