@@ -162,7 +162,9 @@ final class MemoryNetwork: Sendable {
 
 /// One node's end of `MemoryNetwork`. It lends frames from a pool of its own,
 /// as the DPDK transport lends mbufs, so the in-place send path runs; a frame
-/// is copied onto the "wire" when sent, as a device would.
+/// is copied onto the "wire" when sent, as a device would. Received frames
+/// land in buffers of that pool too, and may be kept (`keepReceived`), so the
+/// zero-copy receive path runs.
 final class MemoryPort: FrameTransport, @unchecked Sendable {  // used by one instance's thread
     let network: MemoryNetwork
     let localAddress: PeerAddress
@@ -183,14 +185,32 @@ final class MemoryPort: FrameTransport, @unchecked Sendable {  // used by one in
         return true
     }
 
+    private var handing: UnsafeMutableRawPointer? = nil
+    private var kept = false
+
     func receive(_ body: (UnsafeRawBufferPointer, PeerAddress) -> Void) -> Int {
         let frames = network.queues.withLock { queues -> [[UInt8]] in
             defer { queues[localAddress.port] = [] }
             return queues[localAddress.port] ?? []
         }
-        for frame in frames { frame.withUnsafeBytes { body($0, peer) } }
+        for frame in frames {
+            guard let buffer = free.popLast() else { continue }  // none free: dropped, as by a NIC
+            frame.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            (handing, kept) = (buffer, false)
+            body(UnsafeRawBufferPointer(start: buffer, count: frame.count), peer)
+            handing = nil
+            if !kept { free.append(buffer) }
+        }
         return frames.count
     }
+
+    func keepReceived(_ bytes: UnsafeRawPointer) -> OpaquePointer? {
+        guard let buffer = handing, bytes >= buffer && bytes < buffer + maxFrameSize else { return nil }
+        kept = true
+        return OpaquePointer(buffer)
+    }
+
+    func releaseReceived(_ handle: OpaquePointer) { free.append(UnsafeMutableRawPointer(handle)) }
 
     func allocateFrame() -> TransportFrame? {
         guard let buffer = free.popLast() else { return nil }
