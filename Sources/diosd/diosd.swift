@@ -308,6 +308,7 @@ func exportMetrics(_ node: Node) async {
             for (name, now, before) in [
                 ("dios_calls", c.calls, last[i].calls), ("dios_messages_in", c.messagesIn, last[i].messagesIn),
                 ("dios_messages_out", c.messagesOut, last[i].messagesOut), ("dios_polls", c.polls, last[i].polls),
+                ("dios_messages_read_in_place", c.readInPlace, last[i].readInPlace),
                 ("dios_idle_polls", c.idlePolls, last[i].idlePolls),
                 ("dios_tasks_started", c.tasksStarted, last[i].tasksStarted),
             ] where now > before {
