@@ -67,22 +67,20 @@ extension KernelInstance {
             now = clinux_monotonic_ns()
             turnClock = now
         }
-        let deliver = { (peer: InstanceID, bytes: UnsafeRawBufferPointer) in self.deliverRemote(bytes, from: peer) }
-        let changed = { (peer: InstanceID, change: PeerChange) in self.peerChanged(peer, change) }
-        if quick != nil {
-            // A quick poll (`spin`) mostly finds nothing: the endpoint holds
-            // what it sends only once a frame has arrived.
-            let work = wire.poll(now: now, timers: false, holdWhenReceiving: true, deliver: deliver, changed: changed)
-            if !leavingPeers.isEmpty { endLeavingSessions(wire, now: now) }
-            if !frameWaiters.isEmpty { wakeFrameWaiters(wire) }
-            return work
-        }
-        // What this poll sends (acks, answers, stream data) leaves in one burst.
-        wire.hold()
-        defer { wire.sendHeld() }
-        var work = wire.poll(now: now, timers: true, deliver: deliver, changed: changed)
+        // What a full poll sends (acks, answers, stream data) leaves in one
+        // burst. A quick one (`spin`) mostly finds nothing: the endpoint holds
+        // what it sends only once a frame has arrived. (The closures are
+        // written in the call: held in constants, they would retain `self`.)
+        let full = quick == nil
+        if full { wire.hold() }
+        defer { if full { wire.sendHeld() } }
+        var work = wire.poll(
+            now: now, timers: full, holdWhenReceiving: !full,
+            deliver: { peer, bytes in self.deliverRemote(bytes, from: peer) },
+            changed: { peer, change in self.peerChanged(peer, change) })
         if !leavingPeers.isEmpty { endLeavingSessions(wire, now: now) }
         if !frameWaiters.isEmpty { wakeFrameWaiters(wire) }
+        guard full else { return work }
         if !remoteOutbox.isEmpty { work += flushRemoteOutbox(now: now) }
         if !bridges.isEmpty { work += pumpBridges(now: now) }
         return work

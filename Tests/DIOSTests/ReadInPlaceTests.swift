@@ -109,6 +109,17 @@ import Testing
         return (nodes, keeping)
     }
 
+    /// A stream node 1's source writes `count` messages into, read here, once
+    /// this instance holds them all, unread, in the frames they came in (or
+    /// 5 s have passed); and the source's task object.
+    static func streamHolding(_ count: Int, _ task: TaskContext, _ node: Node) async throws -> (stream: Ref, source: Ref) {
+        let (_, stream) = try task.create(.stream(messageSize: 16, depth: 64))
+        let source = try task.run(
+            try task.lookup(Self.source)[0], arguments: [stream], flags: .writable, on: InstanceID(node: 1, core: 0))
+        try await waitUntilHeld(count, task, node)
+        return (stream, source)
+    }
+
     /// Waits (in `task`, on `node`'s instance 0) until it holds `count` received frames, or 5 s pass.
     static func waitUntilHeld(_ count: Int, _ task: TaskContext, _ node: Node) async throws {
         let (_, timer) = try task.create(.timer(after: .milliseconds(1)))
@@ -166,9 +177,7 @@ import Testing
         defer { for n in nodes { n.shutdown() } }
         let node0 = nodes[0]
         let (mostHeld, stillKept, held) = try await node0.withTask { task in
-            let (_, stream) = try task.create(.stream(messageSize: 16, depth: 64))
-            _ = try task.run(try task.lookup(Self.source)[0], arguments: [stream], flags: .writable, on: InstanceID(node: 1, core: 0))
-            try await Self.waitUntilHeld(count, task, node0)
+            let (stream, _) = try await Self.streamHolding(count, task, node0)
             let mostHeld = node0.instance.framesHeld
             try task.delete(stream)  // unread: its frames go back with it
             return (mostHeld, keeping.kept.count, node0.instance.framesHeld)
@@ -186,10 +195,7 @@ import Testing
         defer { for n in nodes { n.shutdown() } }
         let node0 = nodes[0]
         let (mostHeld, stillKept, held, status) = try await node0.withTask { task in
-            let (_, stream) = try task.create(.stream(messageSize: 16, depth: 64))
-            let source = try task.run(
-                try task.lookup(Self.source)[0], arguments: [stream], flags: .writable, on: InstanceID(node: 1, core: 0))
-            try await Self.waitUntilHeld(count, task, node0)
+            let (stream, source) = try await Self.streamHolding(count, task, node0)
             let mostHeld = node0.instance.framesHeld
             let reader = try task.run(try task.lookup(Self.reader)[0], arguments: [stream], on: InstanceID(node: 0, core: 1))
             let (stillKept, held) = (keeping.kept.count, node0.instance.framesHeld)
@@ -208,9 +214,7 @@ import Testing
         defer { for n in nodes { n.shutdown() } }
         let node0 = nodes[0]
         let (heldDuring, keptDuring, heldAfter) = try await node0.withTask { task in
-            let (_, stream) = try task.create(.stream(messageSize: 16, depth: 64))
-            _ = try task.run(try task.lookup(Self.source)[0], arguments: [stream], flags: .writable, on: InstanceID(node: 1, core: 0))
-            try await Self.waitUntilHeld(count, task, node0)
+            let (stream, _) = try await Self.streamHolding(count, task, node0)
             let r = try task.beginRead(stream)
             let inFrame = keeping.holds(r.baseAddress)
             let first = r.load(as: UInt64.self)
