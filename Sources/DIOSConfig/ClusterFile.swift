@@ -44,13 +44,15 @@ import Yams
 /// DPDK nodes have no kernel stack to resolve addresses: each sends to its
 /// peers' MACs from a static neighbour table. So in a cluster with any DPDK
 /// node, every node names its `mac` and has an IPv4 address of its own: a
-/// DPDK node's MAC is its port's (passed to memif as `mac=`; an af_packet
-/// port has its interface's, which `dios cluster up` creates with it), a UDP
-/// node's is its interface's on the link. A DPDK node of several instances
-/// gives each a queue pair of its port (af_packet: `qpairs=N` is added to the
-/// vdev; memif peers must run as many instances as each other) and steers
-/// packets that land on another instance's queue to it (`DPDKSteering`).
-/// `dpdk.vdev` defaults to `net_af_packet0,iface=IFACE` for a node with an `iface`.
+/// DPDK node's MAC is its port's (passed to memif as `mac=`; an af_packet or
+/// af_xdp port has its interface's, which `dios cluster up` creates with it),
+/// a UDP node's is its interface's on the link. A DPDK node of several
+/// instances gives each a queue pair of its port (af_packet: `qpairs=N` is
+/// added to the vdev; memif peers must run as many instances as each other)
+/// and steers packets that land on another instance's queue to it
+/// (`DPDKSteering`); an af_xdp node runs one instance so far (one socket, on queue 0).
+/// `dpdk.vdev` defaults to `net_af_packet0,iface=IFACE` for a node with an
+/// `iface`; `net_af_xdp0,iface=IFACE` puts an AF_XDP socket on it instead.
 ///
 /// Unknown keys are refused, as in node files.
 public struct ClusterFile: Sendable, Equatable {
@@ -292,7 +294,7 @@ public struct ClusterFile: Sendable, Equatable {
             else {
                 throw .invalid("node \(n.id): dpdk.vdev must be a device like net_memif0 or net_af_packet0 and key=value options, got \(vdev)")
             }
-            if settings.driver == "af_packet" {
+            if settings.driver == "af_packet" || settings.driver == "af_xdp" {
                 guard let iface = settings.options["iface"] else {
                     throw .invalid("node \(n.id): dpdk.vdev \(vdev) needs iface=")
                 }
@@ -300,8 +302,14 @@ public struct ClusterFile: Sendable, Equatable {
                     throw .invalid("node \(n.id): dpdk.vdev uses iface \(iface) but the node's iface is \(own)")
                 }
                 if settings.options["mac"] != nil {
-                    throw .invalid("node \(n.id): af_packet takes its interface's MAC; set the node's mac, not mac= in dpdk.vdev")
+                    throw .invalid("node \(n.id): \(settings.driver) takes its interface's MAC; set the node's mac, not mac= in dpdk.vdev")
                 }
+            }
+            if settings.driver == "af_xdp" && entry.cores.count > 1 {
+                throw .invalid(
+                    "node \(n.id): an af_xdp node runs one instance so far (one AF_XDP socket, on queue 0), not \(entry.cores.count); use af_packet for more")
+            }
+            if settings.driver == "af_packet" {
                 // A queue pair (socket) per instance.
                 if let qpairs = settings.options["qpairs"] {
                     guard qpairs == "\(entry.cores.count)" else {

@@ -61,7 +61,7 @@ final class DPDKNode: @unchecked Sendable {  // set up before the instances poll
             environment.cleanup()
             throw .configuration(
                 "node \(id): port \(settings.device) has MAC \(found), the cluster file says \(entry.macText ?? "")"
-                    + (settings.driver == "af_packet" ? " (af_packet takes its interface's: create it with that address)" : ""))
+                    + (["af_packet", "af_xdp"].contains(settings.driver) ? " (\(settings.driver) takes its interface's: create it with that address)" : ""))
         }
         #else
         throw .configuration("node \(id): this diosd was built without the DPDK trait; use transport: udp")

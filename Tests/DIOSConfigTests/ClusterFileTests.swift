@@ -99,6 +99,13 @@ import Testing
         #expect(file.node(0)?.address(ofInstance: 1) == PeerAddress("10.9.0.1", port: 7401)!)
     }
 
+    /// An AF_XDP socket on the node's interface instead: its vdev as given.
+    @Test func aDPDKNodeOnAfXdp() throws {
+        let file = try ClusterFile.parse(Self.replacing("      eal_args:", with: "      vdev: net_af_xdp0,iface=va\n      eal_args:"))
+        #expect(file.node(0)?.dpdk?.vdev == "net_af_xdp0,iface=va")
+        #expect(file.node(0)?.dpdk?.driver == "af_xdp")
+    }
+
     static func replacing(_ old: String, with new: String, in text: String = veth) -> String {
         precondition(text.contains(old), "the test's file has no \(old)")
         return text.replacingOccurrences(of: old, with: new)
@@ -134,6 +141,11 @@ import Testing
         (replacing("      eal_args:", with: "      vdev: net_af_packet0,iface=vb\n      eal_args:"), "dpdk.vdev uses iface vb but the node's iface is va"),
         (replacing("      eal_args:", with: "      vdev: net_af_packet0\n      eal_args:"), "dpdk.vdev net_af_packet0 needs iface="),
         (replacing("      eal_args:", with: "      vdev: net_af_packet0,iface=va,mac=02:00:00:00:0a:01\n      eal_args:"), "af_packet takes its interface's MAC"),
+        (replacing("      eal_args:", with: "      vdev: net_af_xdp0,iface=vb\n      eal_args:"), "dpdk.vdev uses iface vb but the node's iface is va"),
+        (replacing("      eal_args:", with: "      vdev: net_af_xdp0,iface=va,mac=02:00:00:00:0a:01\n      eal_args:"), "af_xdp takes its interface's MAC"),
+        (replacing("    iface: va\n", with: "    iface: va\n    cores: [0, 1]\n",
+            in: replacing("      eal_args:", with: "      vdev: net_af_xdp0,iface=va\n      eal_args:")),
+            "node 0: an af_xdp node runs one instance so far"),
         (replacing("      eal_args:", with: "      vdev: memif0\n      eal_args:"), "dpdk.vdev must be a device like net_memif0"),
         (replacing("      eal_args:", with: "      vdev: net_memif0,role\n      eal_args:"), "dpdk.vdev must be a device like net_memif0"),
         (replacing("      eal_args:", with: "      vdev: \"net_memif0, role=server\"\n      eal_args:"), "dpdk.vdev must be a device"),

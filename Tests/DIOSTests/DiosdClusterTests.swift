@@ -21,6 +21,8 @@ import Testing
         case memif
         /// Two DPDK nodes on af_packet, each in its network namespace, joined by a veth pair.
         case afPacket
+        /// The same with an AF_XDP socket on each end (`net_af_xdp`).
+        case afXdp
         /// A DPDK node (af_packet, node 0) and a kernel-socket node (node 1), each
         /// in its network namespace, joined by a veth pair.
         case mixed
@@ -53,7 +55,7 @@ import Testing
 
                 """
             if !faults.isEmpty { yaml += "faults: {\(faults)}\n" }
-            if layout == .afPacket || layout == .mixed { yaml += "veth: [[0, 1]]\n" }
+            if layout == .afPacket || layout == .afXdp || layout == .mixed { yaml += "veth: [[0, 1]]\n" }
             yaml += "nodes:\n"
             for n in 0..<nodes {
                 yaml += """
@@ -83,7 +85,7 @@ import Testing
                               eal_args: [--log-level, "pmd.net.memif:debug"]
 
                         """
-                case .afPacket, .mixed:
+                case .afPacket, .afXdp, .mixed:
                     yaml += """
                             address: 10.79.0.\(n + 1)
                             transport: \(layout == .mixed && n == 1 ? "udp" : "dpdk")
@@ -92,6 +94,7 @@ import Testing
                             iface: dios\(n)
 
                         """
+                    if layout == .afXdp { yaml += "    dpdk: {vdev: \"net_af_xdp0,iface=dios\(n)\"}\n" }
                 }
             }
             try yaml.write(toFile: path, atomically: true, encoding: .utf8)
@@ -399,6 +402,14 @@ import Testing
         let cluster = try Cluster(nodes: 2, layout: .afPacket)
         try cluster.makeNetwork()
         try streamsInOrder(cluster, device: "net_af_packet0")
+    }
+
+    /// The same over AF_XDP sockets on the veth pair (`net_af_xdp`).
+    @Test(.enabled(if: DPDKClusterHost.vethMissing == nil, Comment(rawValue: DPDKClusterHost.vethMissing ?? "")))
+    func twoDPDKNodesOverAfXdpOnVethStreamInOrder() throws {
+        let cluster = try Cluster(nodes: 2, layout: .afXdp)
+        try cluster.makeNetwork()
+        try streamsInOrder(cluster, device: "net_af_xdp0")
     }
 
     /// The seeded fault stage on a memif link (5% loss, duplication,
