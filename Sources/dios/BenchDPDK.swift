@@ -13,14 +13,15 @@ import Glibc
 /// socket, server and client, and, when the veth pair exists, an af_packet
 /// port on each of its ends (both ends moved into `nsA` first, since an
 /// af_packet port binds its interface in the namespace of the thread that
-/// starts the EAL, and the memif ends must share one namespace too).
+/// starts the EAL, and the memif ends must share one namespace too), and an
+/// af_xdp port on each end of a second veth pair made in `nsA`.
 /// Node 0 / the timing thread gets the first port of a pair, node 1 / the echo
 /// thread the second; each has its own IPv4 address and the other's MAC as
 /// its one static neighbour.
 extension BenchIPC {
     /// The DPDK rows and why any were left out. Never throws: a DPDK that does
     /// not start skips its rows with a note, the UDP rows stand.
-    func dpdkRemote(_ cpus: [Int], _ sizes: [Int], _ veth: VethPair?, _ clock: TSC, memif: Bool) async -> (
+    func dpdkRemote(_ cpus: [Int], _ sizes: [Int], _ veth: VethPair?, _ clock: TSC, memif: Bool, xdp: Bool) async -> (
         results: [Result], notes: [String]
     ) {
         #if DIOS_DPDK
@@ -39,9 +40,32 @@ extension BenchIPC {
         } else {
             notes.append("dpdk-raw-veth/dios-veth skipped: no veth pair")
         }
+        // af_xdp on a second veth pair, made inside nsA (it goes with it).
+        var xdpInterfaces: (String, String)? = nil
+        if xdp, let veth, vethInterfaces != nil {
+            let (x0, x1) = ("dbxa\(getpid() % 100_000)", "dbxb\(getpid() % 100_000)")
+            if system("ip -n \(veth.nsA) link add \(x0) type veth peer name \(x1) 2>/dev/null") == 0,
+                system("ip -n \(veth.nsA) link set \(x0) up 2>/dev/null") == 0,
+                system("ip -n \(veth.nsA) link set \(x1) up 2>/dev/null") == 0
+            {
+                xdpInterfaces = (x0, x1)
+            } else {
+                notes.append("dpdk-raw-xdp/dios-xdp skipped: cannot make a second veth pair in \(veth.nsA)")
+            }
+        } else if xdp {
+            notes.append("dpdk-raw-xdp/dios-xdp skipped: no veth pair")
+        }
         let setup: DPDKBenchSetup
-        switch DPDKBenchSetup.start(cpus: cpus, namespace: vethInterfaces == nil ? nil : veth?.nsA, veth: vethInterfaces) {
+        let namespace = vethInterfaces == nil ? nil : veth?.nsA
+        switch DPDKBenchSetup.start(cpus: cpus, namespace: namespace, veth: vethInterfaces, xdp: xdpInterfaces) {
         case .success(let s): setup = s
+        case .failure(let error) where xdpInterfaces != nil:
+            // A device that does not probe fails the whole EAL: the other rows go on without af_xdp.
+            notes.append("dpdk-raw-xdp/dios-xdp skipped: the EAL did not start with af_xdp ports: \(error)")
+            switch DPDKBenchSetup.start(cpus: cpus, namespace: namespace, veth: vethInterfaces, xdp: nil) {
+            case .success(let s): setup = s
+            case .failure(let error): return ([], notes + ["DPDK rows skipped: \(error)"])
+            }
         case .failure(let error):
             return ([], notes + ["DPDK rows skipped: \(error)"])
         }
@@ -191,8 +215,11 @@ final class DPDKBenchSetup: @unchecked Sendable {
 
     /// Starts the EAL on a thread pinned to `cpus[0]` (the EAL pins its main
     /// thread to its one lcore), inside `namespace` when given, with two memif
-    /// ends and, when `veth` names two interfaces, an af_packet port on each.
-    static func start(cpus: [Int], namespace: String?, veth: (String, String)?) -> Swift.Result<DPDKBenchSetup, TransportError> {
+    /// ends and, when `veth` names two interfaces, an af_packet port on each
+    /// (and when `xdp` does, an af_xdp port on each).
+    static func start(
+        cpus: [Int], namespace: String?, veth: (String, String)?, xdp: (String, String)?
+    ) -> Swift.Result<DPDKBenchSetup, TransportError> {
         let pid = getpid()
         let socket = "/run/dios-bench-\(pid).memif"  // abstract: no file
         var arguments = [
@@ -203,6 +230,9 @@ final class DPDKBenchSetup: @unchecked Sendable {
         ]
         if let veth {
             arguments += ["--vdev", "net_af_packet0,iface=\(veth.0),qpairs=1", "--vdev", "net_af_packet1,iface=\(veth.1),qpairs=1"]
+        }
+        if let xdp {
+            arguments += ["--vdev", "net_af_xdp0,iface=\(xdp.0)", "--vdev", "net_af_xdp1,iface=\(xdp.1)"]
         }
         let frozen = arguments
         return onPinnedThread(cpu: cpus[0]) { () -> Swift.Result<DPDKBenchSetup, TransportError> in
@@ -255,6 +285,20 @@ final class DPDKBenchSetup: @unchecked Sendable {
                             diosA: address("10.79.0.1", 9100), diosB: address("10.79.0.2", 9100)))
                 } catch {
                     notes.append("dpdk-raw-veth/dios-veth skipped: \(error)")
+                }
+            }
+            if xdp != nil {
+                do throws(TransportError) {
+                    let a = try DPDKPort(environment: environment, name: "net_af_xdp0")
+                    let b = try DPDKPort(environment: environment, name: "net_af_xdp1")
+                    _ = a.waitForLink(timeoutMilliseconds: 2000)
+                    _ = b.waitForLink(timeoutMilliseconds: 2000)
+                    links.append(
+                        Link(
+                            name: "xdp", a: a, b: b, rawA: address("10.80.0.1", 9000), rawB: address("10.80.0.2", 9000),
+                            diosA: address("10.80.0.1", 9100), diosB: address("10.80.0.2", 9100)))
+                } catch {
+                    notes.append("dpdk-raw-xdp/dios-xdp skipped: \(error)")
                 }
             }
             return .success(DPDKBenchSetup(environment: environment, links: links, notes: notes))

@@ -31,7 +31,7 @@ struct BenchIPC: AsyncParsableCommand {
     var throughputMessages = 5_000_000
     @Flag(help: "One JSON object per line instead of a table.") var json = false
     @Option(help: "Which to run besides the floor: dios, uds (comma-separated).") var only = "dios,uds"
-    @Option(help: "With --remote, the links: lo, veth, memif (comma-separated).") var links = "lo,veth,memif"
+    @Option(help: "With --remote, the links: lo, veth, memif, xdp (comma-separated; xdp needs veth).") var links = "lo,veth,memif,xdp"
     @Flag(help: "Across nodes instead: DIOS over UDP next to Linux UDP, on loopback and on a veth pair between namespaces.")
     var remote = false
 

@@ -24,7 +24,9 @@ import Glibc
 ///   `dios-memif-copy`: the same with every message copied from the writer's
 ///   ring into an mbuf and from the mbuf into the reader's ring;
 /// - `dpdk-raw-veth` / `dios-veth` / `dios-veth-copy`: the same over
-///   `net_af_packet` on the veth pair.
+///   `net_af_packet` on the veth pair;
+/// - `dpdk-raw-xdp` / `dios-xdp` / `dios-xdp-copy`: the same over `net_af_xdp`
+///   (AF_XDP sockets) on a second veth pair.
 /// Nodes, sockets and echo threads sit on the two `--cores`.
 extension BenchIPC {
     func runRemote(_ cpus: [Int], _ sizes: [Int], _ clock: TSC) async throws {
@@ -60,7 +62,7 @@ extension BenchIPC {
         // DPDK last: its veth rows take over the veth pair (both ends into nsA).
         var dpdk: (results: [Result], notes: [String]) = ([], [])
         if wanted.contains("memif") || veth != nil {
-            dpdk = await dpdkRemote(cpus, sizes, veth, clock, memif: wanted.contains("memif"))
+            dpdk = await dpdkRemote(cpus, sizes, veth, clock, memif: wanted.contains("memif"), xdp: wanted.contains("xdp"))
         }
         results += dpdk.results
         notes += dpdk.notes
@@ -93,15 +95,15 @@ extension BenchIPC {
                 print("\(link.name), \(size) B: DIOS/udp-poll \(format(d / p))x, udp-blocking/DIOS \(format(b / d))x")
             }
         }
-        for link in ["memif", "veth"] {
+        for link in ["memif", "veth", "xdp"] {
             for size in sizes {
                 guard let d = p50("dios-\(link)", size), let r = p50("dpdk-raw-\(link)", size) else { continue }
                 var line = "DPDK \(link), \(size) B: DIOS/raw \(format(d / r))x"
                 if link == "memif" { line += " (goal <= 1.3x)" }
                 if let c = p50("dios-\(link)-copy", size) { line += ", copying/in place \(format(c / d))x" }
-                if let u = p50("dios-udp-\(link == "memif" ? "lo" : "veth")", size) {
-                    line += ", dios-udp-\(link == "memif" ? "lo" : "veth")/dios-\(link) \(format(u / d))x"
-                }
+                let udp = link == "memif" ? "lo" : "veth"
+                if let u = p50("dios-udp-\(udp)", size) { line += ", dios-udp-\(udp)/dios-\(link) \(format(u / d))x" }
+                if link != "memif", let b = p50("udp-blocking-veth", size) { line += ", udp-blocking-veth/dios-\(link) \(format(b / d))x" }
                 print(line)
             }
         }
