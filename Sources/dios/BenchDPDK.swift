@@ -273,34 +273,24 @@ final class DPDKBenchSetup: @unchecked Sendable {
             } catch {
                 notes.append("dpdk-raw-memif/dios-memif skipped: \(error)")
             }
-            if veth != nil {
+            // A port on each end of a veth pair (`net_<driver>0` and `1`), joined as `name` on 10.<subnet>.0.1 and .2.
+            func vethLink(_ name: String, driver: String, subnet: Int) {
                 do throws(TransportError) {
-                    let a = try DPDKPort(environment: environment, name: "net_af_packet0")
-                    let b = try DPDKPort(environment: environment, name: "net_af_packet1")
+                    let a = try DPDKPort(environment: environment, name: "net_\(driver)0")
+                    let b = try DPDKPort(environment: environment, name: "net_\(driver)1")
                     _ = a.waitForLink(timeoutMilliseconds: 2000)
                     _ = b.waitForLink(timeoutMilliseconds: 2000)
+                    let (ipA, ipB) = ("10.\(subnet).0.1", "10.\(subnet).0.2")
                     links.append(
                         Link(
-                            name: "veth", a: a, b: b, rawA: address("10.79.0.1", 9000), rawB: address("10.79.0.2", 9000),
-                            diosA: address("10.79.0.1", 9100), diosB: address("10.79.0.2", 9100)))
+                            name: name, a: a, b: b, rawA: address(ipA, 9000), rawB: address(ipB, 9000),
+                            diosA: address(ipA, 9100), diosB: address(ipB, 9100)))
                 } catch {
-                    notes.append("dpdk-raw-veth/dios-veth skipped: \(error)")
+                    notes.append("dpdk-raw-\(name)/dios-\(name) skipped: \(error)")
                 }
             }
-            if xdp != nil {
-                do throws(TransportError) {
-                    let a = try DPDKPort(environment: environment, name: "net_af_xdp0")
-                    let b = try DPDKPort(environment: environment, name: "net_af_xdp1")
-                    _ = a.waitForLink(timeoutMilliseconds: 2000)
-                    _ = b.waitForLink(timeoutMilliseconds: 2000)
-                    links.append(
-                        Link(
-                            name: "xdp", a: a, b: b, rawA: address("10.80.0.1", 9000), rawB: address("10.80.0.2", 9000),
-                            diosA: address("10.80.0.1", 9100), diosB: address("10.80.0.2", 9100)))
-                } catch {
-                    notes.append("dpdk-raw-xdp/dios-xdp skipped: \(error)")
-                }
-            }
+            if veth != nil { vethLink("veth", driver: "af_packet", subnet: 79) }
+            if xdp != nil { vethLink("xdp", driver: "af_xdp", subnet: 80) }
             return .success(DPDKBenchSetup(environment: environment, links: links, notes: notes))
         }
     }
