@@ -307,7 +307,7 @@ public struct ClusterFile: Sendable, Equatable {
             }
             if settings.driver == "af_xdp" && entry.cores.count > 1 {
                 throw .invalid(
-                    "node \(n.id): an af_xdp node runs one instance so far (one AF_XDP socket, on queue 0), not \(entry.cores.count); use af_packet for more")
+                    "node \(n.id): an af_xdp node runs one instance so far (one AF_XDP socket, on queue 0), not \(entry.cores.count): DPDK 22.11's af_xdp takes its queues from the interface's combined channels, of which a veth has none; use af_packet for more")
             }
             if settings.driver == "af_packet" {
                 // A queue pair (socket) per instance.
