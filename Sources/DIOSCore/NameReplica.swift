@@ -43,6 +43,13 @@ public enum NameDelta: Hashable, Sendable {
         case .insert(let n, _, _), .remove(let n, _): n
         }
     }
+
+    /// The instance that published it.
+    public var origin: InstanceID {
+        switch self {
+        case .insert(_, _, let tag), .remove(_, let tag): tag.origin
+        }
+    }
 }
 
 /// The interface the kernel uses for the name service, so the replica behind it
@@ -169,17 +176,28 @@ public struct ORSetNameReplica: NameReplica, Equatable {
     /// Names with at least one live instance.
     public var names: [Name] { live.keys.sorted() }
 
-    /// Forgets everything `owner` inserted or removed, without tombstones: used
-    /// when that instance's session ends, before it sends its whole state again
-    /// (the owner is the authority on its own instances, and a restarted owner
-    /// has none of its old ones).
-    public mutating func purge(owner: InstanceID) {
+    /// Forgets everything the instances of `node` inserted or removed, without
+    /// tombstones: used when the session that carries that node's deltas here
+    /// ends, before the node sends its whole state again (its instances are the
+    /// authority on their own objects, and a restarted node has none of its old
+    /// ones).
+    public mutating func purge(node: UInt16) {
         for (name, instances) in live {
-            let kept = instances.filter { $0.value.owner != owner }
+            let kept = instances.filter { $0.value.owner.node != node }
             live[name] = kept.isEmpty ? nil : kept
         }
-        seen = seen.filter { $0.value.1.owner != owner }
-        tombstones = tombstones.filter { $0.origin != owner }
+        seen = seen.filter { $0.value.1.owner.node != node }
+        tombstones = tombstones.filter { $0.origin.node != node }
+    }
+
+    /// Every live insertion, `(name, instance, tag)`, in the order of their tags
+    /// (the same in every process, unlike a dictionary's).
+    public func forEachLiveInsert(_ body: (Name, InstanceRecord, InsertTag) -> Void) {
+        var all: [(Name, InstanceRecord, InsertTag)] = []
+        for (name, instances) in live {
+            for (tag, record) in instances { all.append((name, record, tag)) }
+        }
+        for (name, record, tag) in all.sorted(by: { $0.2 < $1.2 }) { body(name, record, tag) }
     }
 
     /// Calls `body` with every live (name, instance) pair, in no particular

@@ -81,7 +81,7 @@ extension KernelInstance {
         case .stop(let task):
             stop(task)
         case .name(let delta):
-            applyName(delta, from: InstanceID(node: id.node, core: UInt16(peer)))
+            if applyName(delta, from: InstanceID(node: id.node, core: UInt16(peer))) { relayName(delta) }
         case .ringReleased(let object):
             let i = Int(object.index)
             guard objects.exists(object), objects.records[i].awaitingEnds else { return }

@@ -5,10 +5,12 @@ import DIOSWire
 /// The replicated name service (DESIGN §7). Each instance is the authority on
 /// the objects it holds: `create` publishes an insertion, `delete` a removal
 /// (a tombstone), as deltas to every other instance — through the control
-/// queues on this node, through the wire to the others. Each instance keeps a
-/// replica of everyone else's (an observed-remove set), so `lookup` answers
-/// from memory. A peer's session ending (failure, restart) purges what it
-/// published; when it comes back it sends its whole state again.
+/// queues to this node's others, and through the wire to the instances of other
+/// nodes it relays to (`NameService.relays(to:)`); each sibling relays the
+/// delta on to its own share of them. Each instance keeps a replica of everyone
+/// else's (an observed-remove set), so `lookup` answers from memory. The
+/// session with a node's relay ending (failure, restart) purges what that node
+/// published; when it comes back the relay sends the node's whole state again.
 ///
 /// Only what tasks `create` is published (not proxies, stream ends made for
 /// other nodes, or programs, which every instance registers for itself). A
@@ -42,32 +44,50 @@ extension KernelInstance {
     }
 
     private func broadcast(_ delta: NameDelta) {
+        // The siblings first: each relays it on to its share of the other
+        // nodes' instances while this one sends to its own.
         for peer in 0..<fabric.instanceCount where peer != index { send(.name(delta), to: peer) }
+        relayName(delta)
+    }
+
+    /// Sends `delta` (this instance's or a sibling's) to the instances of other
+    /// nodes this one relays to.
+    func relayName(_ delta: NameDelta) {
         guard let wire else { return }
         wire.hold()  // one burst to every peer
         defer { wire.sendHeld() }
-        let bytes = RemoteMessage.nameDelta(delta).encoded()  // once for every peer
+        var bytes: [UInt8]? = nil  // encoded once for every peer, if any
         let now = clinux_monotonic_ns()
-        for session in wire.sessions where session.isUp { sendRemote(encoded: bytes, to: session.peer, wire: wire, now: now) }
+        let sibling = delta.origin != id
+        for session in wire.sessions where session.isUp && nameService.relays(to: session.peer) {
+            if bytes == nil { bytes = RemoteMessage.nameDelta(delta).encoded() }
+            sendRemote(encoded: bytes!, to: session.peer, wire: wire, now: now)
+            if sibling { counters.namesRelayed &+= 1 }
+        }
     }
 
-    /// A delta from an instance of this node, or (checked) of another.
-    func applyName(_ delta: NameDelta, from peer: InstanceID) {
+    /// A delta from an instance of this node, or (checked) from another node's
+    /// relay. Whether it was taken.
+    @discardableResult
+    func applyName(_ delta: NameDelta, from peer: InstanceID) -> Bool {
         guard nameService.receive(delta, from: peer) else {
             counters.remoteRefused &+= 1
-            return
+            return false
         }
         if let nameApplied, case .insert(let name, _, _) = delta { nameApplied(name) }
+        return true
     }
 
-    /// Everything this instance has published, for a peer that just came up.
+    /// This node's names, for an instance of another node that just came up,
+    /// if this instance relays to it: its own objects and its siblings'.
     func sendNameState(to peer: InstanceID) {
+        guard nameService.relays(to: peer) else { return }
         var own: [(Name, InstanceRecord, UInt64)] = []
         for i in objects.records.indices where objects.records[i].live && !objects.records[i].deleted && objects.records[i].nameTag != 0 {
             let object = ObjectID(index: UInt32(i), generation: objects.records[i].generation)
             own.append((objects.records[i].name, instanceRecord(i, object), objects.records[i].nameTag))
         }
-        for message in nameService.syncMessages(own: own) { sendRemote(message, to: peer) }
+        for message in nameService.syncMessages(own: own, to: peer) { sendRemote(message, to: peer) }
     }
 
     func applyNameSync(reset: Bool, inserts: [NameDelta], from peer: InstanceID) {

@@ -130,7 +130,7 @@ public final class KernelInstance: @unchecked Sendable {
         let fabric = fabric ?? NodeFabric(instanceCount: 1)
         precondition(index >= 0 && index < fabric.instanceCount, "instance index outside the fabric")
         self.id = id
-        self.nameService = NameService(local: id)
+        self.nameService = NameService(local: id, siblings: fabric.instanceCount)
         self.pool = pool
         self.fabric = fabric
         self.index = index
@@ -490,6 +490,9 @@ public struct InstanceCounters: Sendable, Equatable {
     public var selectSuspends: UInt64 = 0
     /// Messages from other nodes refused: malformed, or for a stream gone here.
     public var remoteRefused: UInt64 = 0
+    /// Name-service deltas of this node's other instances sent on to an
+    /// instance of another node (one per delta and peer; see `NameService`).
+    public var namesRelayed: UInt64 = 0
     /// Peers on other nodes that came up, and that failed.
     public var peersUp: UInt64 = 0
     public var peersDown: UInt64 = 0

@@ -8,20 +8,27 @@ import DIOSWire
 /// that lose, duplicate, delay and reorder frames, partition and heal, and
 /// crash and restart instances.
 ///
-/// Each instance stands for a node: it runs a scheduler bootstrapper (a check
-/// every 100 ms, the first 50 ms after it starts) and, when the election says
-/// so, a scheduler, published under the scheduler's well-known name, that
-/// checks every 100 ms whether to step down.
+/// A node has one or more instances. Its instances pass name deltas to each
+/// other in order and without loss (the node's control rings), relay them to
+/// the other nodes' instances as the kernel does (`NameService.relays(to:)`),
+/// and crash, restart and fall into a partition together. Instance 0 of each
+/// node runs a scheduler bootstrapper (a check every 100 ms, the first 50 ms
+/// after it starts) and, when the election says so, a scheduler, published
+/// under the scheduler's well-known name, that checks every 100 ms whether to
+/// step down.
 ///
-/// Checked after every step: an instance's replica holds names only of peers
-/// its session says are up (what `lookup` may return is never of an instance
-/// known to be unreachable). Checked at quiescence (partitions healed, crashed
-/// instances restarted, time for sessions to settle): every instance sees
-/// exactly every other instance's live objects — deleted ones nowhere — and
-/// exactly one scheduler runs, the one every instance's `lookup` finds.
+/// Checked after every step: an instance's replica holds names of another node
+/// only while its session with the instance that relays that node to it is up
+/// (so what `lookup` may return is never of a node known to be unreachable).
+/// Checked at quiescence (partitions healed, crashed nodes restarted, time for
+/// sessions to settle): every instance sees exactly every other instance's
+/// live objects — deleted ones nowhere — and exactly one scheduler runs, the
+/// one every instance's `lookup` finds.
 public struct ClusterSimulation {
     public struct Configuration: Sendable, CustomStringConvertible {
-        public var instances = 4
+        public var nodes = 4
+        /// Instances per node.
+        public var perNode = 1
         public var steps = 300
         public var loss = 0.05
         public var duplicate = 0.02
@@ -34,22 +41,23 @@ public struct ClusterSimulation {
 
         public init() {}
 
-        /// Drawn from `seed`: 3 to 8 instances and every fault type.
+        /// Drawn from `seed`: 3 to 8 nodes of 1 to 3 instances, and every fault type.
         public static func random(seed: UInt64) -> Configuration {
             var rng = SplitMix64(seed: seed ^ 0xC1A5)
             var c = Configuration()
-            c.instances = 3 + Int(rng.next() % 6)
+            c.nodes = 3 + Int(rng.next() % 6)
             c.steps = 100 + Int(rng.next() % 200)
             c.loss = Double(rng.next() % 15) / 100
             c.duplicate = Double(rng.next() % 10) / 100
             c.maxDelay = rng.next() % 3_000_000
             c.partition = Double(rng.next() % 3) / 100
             c.crash = Double(rng.next() % 3) / 100
+            c.perNode = 1 + Int(rng.next() % 3)
             return c
         }
 
         public var description: String {
-            "\(instances) instances, \(steps) steps, loss \(loss), duplicate \(duplicate), delay ≤ \(maxDelay / 1000) µs, partition \(partition), crash \(crash)"
+            "\(nodes) nodes of \(perNode) instance(s), \(steps) steps, loss \(loss), duplicate \(duplicate), delay ≤ \(maxDelay / 1000) µs, partition \(partition), crash \(crash)"
         }
     }
 
@@ -70,6 +78,10 @@ public struct ClusterSimulation {
     public var forgetPurge = false
     /// Another: a scheduler never steps down for a lower one.
     public var neverStepDown = false
+    /// Another: an instance does not relay its siblings' deltas to the other
+    /// nodes (only what it creates itself, and its node's state when a session
+    /// comes up).
+    public var forgetRelay = false
 
     public init(seed: UInt64, configuration: Configuration) {
         self.seed = seed
@@ -150,6 +162,8 @@ public struct ClusterSimulation {
     /// One instance: its wire, its name service, and its own objects.
     final class Member {
         let endpoint: WireEndpoint
+        /// Deltas from its siblings, in order (the node's control rings).
+        var inbox: [(from: InstanceID, delta: NameDelta)] = []
         var names: NameService
         var own: [ObjectID: (Name, UInt64)] = [:]
         var nextObject: UInt32 = 1
@@ -168,11 +182,16 @@ public struct ClusterSimulation {
             nextCheck = now + 50_000_000
         }
 
+        /// Whether `lookup` here admits `instance`: a sibling, or one with a session up.
+        func reachable(_ instance: InstanceID) -> Bool {
+            instance.node == names.local.node || endpoint.isReachable(instance)
+        }
+
         /// The instances holding a scheduler, as this instance's `lookup` sees them.
         func schedulerOwners(_ me: InstanceID) -> [InstanceID] {
             var owners = scheduler == nil ? [] : [me]
-            for r in names.others.lookup(SchedulerElection.name) where endpoint.isReachable(r.owner) { owners.append(r.owner) }
-            return owners
+            for r in names.others.lookup(SchedulerElection.name) where reachable(r.owner) { owners.append(r.owner) }
+            return owners.sorted()
         }
     }
 
@@ -185,27 +204,40 @@ public struct ClusterSimulation {
         let c = configuration
         var rng = SplitMix64(seed: seed)
         let network = Network(seed: seed &* 31 &+ 7, c)
-        let ids = (0..<c.instances).map { InstanceID(node: UInt16($0), core: 0) }
-        let addresses = (0..<c.instances).map { PeerAddress(ipv4: 0x0A00_0000 | UInt32($0 + 1), port: 7400) }
+        // Member k is instance k % perNode of node k / perNode.
+        let count = c.nodes * c.perNode
+        let ids = (0..<count).map { InstanceID(node: UInt16($0 / c.perNode), core: UInt16($0 % c.perNode)) }
+        let addresses = (0..<count).map {
+            PeerAddress(ipv4: 0x0A00_0000 | UInt32($0 / c.perNode + 1), port: UInt16(7400 + $0 % c.perNode))
+        }
+        func node(_ n: Int) -> Range<Int> { (n * c.perNode)..<((n + 1) * c.perNode) }
         for a in addresses { network.group[a] = 0 }
         var epochSeed = seed
-        var incarnations = [UInt32](repeating: 0, count: c.instances)
+        var incarnations = [UInt32](repeating: 0, count: count)
         func makeMember(_ k: Int) -> Member {
             incarnations[k] += 1
             epochSeed = epochSeed &* 6364136223846793005 &+ 1442695040888963407
             var peers: [InstanceID: PeerAddress] = [:]
-            for j in 0..<c.instances where j != k { peers[ids[j]] = addresses[j] }
+            for j in 0..<count where ids[j].node != ids[k].node { peers[ids[j]] = addresses[j] }
             let endpoint = WireEndpoint(
                 local: ids[k], transport: Port(network, addresses[k]), peers: peers, configuration: Self.session,
                 now: network.now, seed: epochSeed)
-            return Member(endpoint: endpoint, names: NameService(local: ids[k]), incarnation: incarnations[k], now: network.now)
+            return Member(
+                endpoint: endpoint, names: NameService(local: ids[k], siblings: c.perNode), incarnation: incarnations[k],
+                now: network.now)
         }
-        var members = (0..<c.instances).map { makeMember($0) }
+        var members = (0..<count).map { makeMember($0) }
         var deleted: Set<RemoteEndKey> = []
 
+        /// As the kernel's `broadcast`: to the siblings, then to this instance's
+        /// share of the other nodes' instances.
         func broadcast(_ k: Int, _ delta: NameDelta) {
+            for j in node(Int(ids[k].node)) where j != k { members[j].inbox.append((ids[k], delta)) }
+            relay(k, delta)
+        }
+        func relay(_ k: Int, _ delta: NameDelta) {
             let bytes = RemoteMessage.nameDelta(delta).encoded()
-            for session in members[k].endpoint.sessions where session.isUp {
+            for session in members[k].endpoint.sessions where session.isUp && members[k].names.relays(to: session.peer) {
                 send(k, bytes, to: session.peer)
             }
         }
@@ -217,6 +249,11 @@ public struct ClusterSimulation {
         func pollAll() {
             for k in members.indices where members[k].alive {
                 let m = members[k]
+                let fromSiblings = m.inbox
+                m.inbox.removeAll()
+                for (sibling, delta) in fromSiblings where m.names.receive(delta, from: sibling) && !forgetRelay {
+                    relay(k, delta)
+                }
                 _ = m.endpoint.poll(
                     now: network.now,
                     deliver: { peer, bytes in
@@ -239,7 +276,7 @@ public struct ClusterSimulation {
                             let own = m.own.sorted { $0.key.index < $1.key.index }.map { (object, v) in
                                 (v.0, InstanceRecord(owner: ids[k], object: object, kind: .blob, size: 8, persistent: false), v.1)
                             }
-                            for message in m.names.syncMessages(own: own) {
+                            for message in m.names.syncMessages(own: own, to: peer) {
                                 _ = message.encoded().withUnsafeBytes { body in
                                     try? m.endpoint.send(
                                         to: peer, prefix: UnsafeRawBufferPointer(start: nil, count: 0), body: body, now: network.now)
@@ -253,15 +290,20 @@ public struct ClusterSimulation {
         }
         func checkReachability(_ step: Int) throws(Failure) {
             for k in members.indices where members[k].alive {
-                // Instance j is node j here: index the sessions' state by node.
-                var up = [Bool](repeating: false, count: ids.count)
-                for session in members[k].endpoint.sessions where session.isUp { up[Int(session.peer.node)] = true }
+                // Whether the session with the instance relaying each node here is up.
+                var up = [Bool](repeating: false, count: c.nodes)
+                up[Int(ids[k].node)] = true
+                for session in members[k].endpoint.sessions
+                where session.isUp && Int(session.peer.core) == Int(ids[k].core) % c.perNode {
+                    up[Int(session.peer.node)] = true
+                }
                 var stale: (Name, InstanceID)? = nil
                 members[k].names.others.forEachLive { name, r in
                     if stale == nil && !up[Int(r.owner.node)] { stale = (name, r.owner) }
                 }
                 if let (name, owner) = stale {
-                    throw Failure(seed: seed, step: step, message: "\(ids[k]) holds \(name) of \(owner), whose session is down")
+                    throw Failure(
+                        seed: seed, step: step, message: "\(ids[k]) holds \(name) of \(owner), whose node's session is down")
                 }
             }
         }
@@ -282,7 +324,7 @@ public struct ClusterSimulation {
         }
         /// Each instance's bootstrapper and scheduler, when their check is due.
         func runElections() {
-            for k in members.indices where members[k].alive && members[k].nextCheck <= network.now {
+            for k in members.indices where ids[k].core == 0 && members[k].alive && members[k].nextCheck <= network.now {
                 let m = members[k]
                 m.nextCheck = network.now + 100_000_000
                 let owners = m.schedulerOwners(ids[k])
@@ -292,7 +334,7 @@ public struct ClusterSimulation {
                         unpublish(k, object)
                     }
                 } else {
-                    let reachable = [ids[k]] + m.endpoint.sessions.filter(\.isUp).map(\.peer)
+                    let reachable = ids.filter { $0.node == ids[k].node } + m.endpoint.sessions.filter(\.isUp).map(\.peer)
                     if SchedulerElection.shouldStart(me: ids[k], owners: owners, reachable: reachable, running: false) {
                         m.scheduler = publish(k, SchedulerElection.name)
                     }
@@ -301,7 +343,8 @@ public struct ClusterSimulation {
         }
 
         for step in 0..<c.steps {
-            let k = Int(rng.next() % UInt64(c.instances))
+            let k = Int(rng.next() % UInt64(count))
+            let n = Int(ids[k].node)
             let roll = rng.unit()
             if members[k].alive && roll < 0.35 {
                 _ = publish(k, Name(words: (rng.next(), rng.next(), rng.next(), rng.next())))
@@ -312,14 +355,23 @@ public struct ClusterSimulation {
             {
                 unpublish(k, object)
             } else if members[k].alive && roll < 0.5 + c.crash {
-                members[k].alive = false
-                network.dead.insert(addresses[k])
-                for (object, _) in members[k].own { deleted.insert(RemoteEndKey(owner: ids[k], object: object)) }
+                // The whole node: its instances are one process.
+                for j in node(n) {
+                    members[j].alive = false
+                    members[j].inbox.removeAll()
+                    network.dead.insert(addresses[j])
+                    for (object, _) in members[j].own { deleted.insert(RemoteEndKey(owner: ids[j], object: object)) }
+                }
             } else if !members[k].alive && roll < 0.5 + c.restart {
-                network.dead.remove(addresses[k])
-                members[k] = makeMember(k)  // a new incarnation: new epochs, nothing of its own
+                for j in node(n) {
+                    network.dead.remove(addresses[j])
+                    members[j] = makeMember(j)  // a new incarnation: new epochs, nothing of its own
+                }
             } else if roll > 1 - c.partition {
-                for a in addresses { network.group[a] = Int(rng.next() % 2) }
+                for n in 0..<c.nodes {
+                    let side = Int(rng.next() % 2)
+                    for j in node(n) { network.group[addresses[j]] = side }
+                }
             } else if roll > 1 - c.partition - c.heal * 0.1 {
                 for a in addresses { network.group[a] = 0 }
             }
@@ -358,7 +410,7 @@ public struct ClusterSimulation {
         }
         for k in members.indices {
             for j in members.indices where j != k {
-                guard members[k].endpoint.isReachable(ids[j]) else {
+                guard members[k].reachable(ids[j]) else {
                     throw Failure(seed: seed, step: c.steps, message: "\(ids[k]) never reached \(ids[j]) after healing")
                 }
                 let seen = Set(members[k].names.others.all.flatMap { name, records in

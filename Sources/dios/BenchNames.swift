@@ -19,16 +19,18 @@ import Glibc
 /// (a weak lookup is timed in batches of 32, a strong one on its own)
 /// - `lookup-strong-remote`: the same confirmed with the owner (a round trip);
 /// - `create-call`: how long that `create` call takes (it publishes the name:
-///   one control message to the node's other instance, one `sendmmsg` of four
-///   datagrams to the other nodes');
+///   one control message to the node's other instance, one `sendmmsg` of two
+///   datagrams, to the instances of the other nodes it relays to; the other
+///   instance sends the other two, in parallel);
 /// - `create-to-visible`: from `create` on one instance until the replicas of
 ///   all five others hold the name (each instance reports the moment its
 ///   replica takes it in, through `NodeConfiguration.nameApplied`; from then
 ///   its `lookup` finds it);
 /// next to `udp-poll-lo`, a Linux UDP round trip measured in the same run, so
 /// the figures read as network round trips, and `udp-fanout-lo`, what the
-/// kernel alone takes to deliver the four datagrams a `create` sends to the
-/// other nodes' instances (see `udpFanout`).
+/// kernel alone takes to deliver four datagrams from one socket, one to each
+/// of the other nodes' instances (see `udpFanout`; a `create` sends them from
+/// two).
 struct BenchNames: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "names", abstract: "Name-service latencies on a local three-node cluster, next to a UDP round trip.")

@@ -74,14 +74,23 @@ import Testing
         /// Waits until every instance of the running nodes sees `expected` as the owners of `name`.
         func everyoneSees(_ name: Name, _ expected: [InstanceID], seconds: Double = 10) async throws -> Bool {
             let deadline = monotonicNanoseconds() + UInt64(seconds * 1e9)
-            while monotonicNanoseconds() < deadline {
-                var all = true
+            var wrong: [String] = []
+            var looks = 0
+            // At least 25 looks, however long they take: a test thread held
+            // by another test must not use up the time.
+            while monotonicNanoseconds() < deadline || looks < 25 {
+                looks += 1
+                wrong = []
                 for n in nodes.indices where nodes[n] != nil {
-                    for k in 0..<2 where try await owners(of: name, from: n, k) != expected { all = false }
+                    for k in 0..<2 {
+                        let seen = try await owners(of: name, from: n, k)
+                        if seen != expected { wrong.append("\(n).\(k) sees \(seen)") }
+                    }
                 }
-                if all { return true }
+                if wrong.isEmpty { return true }
                 try await Task.sleep(for: .milliseconds(20))
             }
+            print("everyoneSees: expected \(expected); \(wrong.joined(separator: ", "))")
             return false
         }
     }
@@ -89,7 +98,13 @@ import Testing
     @Test func aNameCreatedOnOneInstanceIsFoundOnEveryInstance() async throws {
         let cluster = try Cluster(nodes: 3)
         let owner = InstanceID(node: 1, core: 1)
-        // Once the sessions are up, create a blob on instance 1.1.
+        // Once node 1's sessions are up, create a blob on instance 1.1.
+        for k in 0..<2 {
+            for _ in 0..<500 {
+                if try await cluster.nodes[1]!.withTask(on: k, { task in task.reachableInstances().count == 6 }) { break }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
         let (name, ref) = try await cluster.nodes[1]!.withTask(on: 1) { task in
             let (name, ref) = try task.create(.blob(size: 8))
             let w = try task.beginWrite(ref, size: 8)
@@ -99,6 +114,10 @@ import Testing
         }
         _ = ref
         #expect(try await cluster.everyoneSees(name, [owner]))
+        // 1.1 sent the delta to the instances it relays to (0.1, 2.1); its
+        // sibling 1.0 relayed it to the others (0.0, 2.0).
+        #expect(await cluster.nodes[1]!.counters()[0].namesRelayed == 2)
+        #expect(await cluster.nodes[1]!.counters()[1].namesRelayed == 0)
         // Strong lookup confirms with the owner; the blob is read through the reference.
         #expect(try await cluster.owners(of: name, from: 0, 1, strong: true) == [owner])
         let read = try await cluster.nodes[2]!.withTask(on: 0) { task in
