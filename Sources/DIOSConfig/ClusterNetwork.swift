@@ -19,7 +19,10 @@ extension ClusterFile {
     public func dpdkFilePrefix(_ id: UInt16) -> String { "dios-dpdk-\(name)-\(id)" }
 
     /// The EAL's arguments for DPDK node `id` (argv[0] first): its own file
-    /// prefix, no PCI scan, hugepage files unlinked at once (none survive a
+    /// prefix, no PCI scan, IOVA as virtual addresses (virtual devices do no
+    /// DMA, and some refuse to start where the EAL would pick physical ones:
+    /// on a machine without an IOMMU whose page map it can read, say),
+    /// hugepage files unlinked at once (none survive a
     /// crash), the main lcore floating over `cpus` (the EAL's thread only
     /// boots; the instance threads register themselves and poll), the node's
     /// device (a memif port gets the node's `mac=`), then the file's `eal_args`.
@@ -30,7 +33,7 @@ extension ClusterFile {
         var vdev = d.vdev
         if d.driver == "memif", d.options["mac"] == nil, let mac = n.macText { vdev += ",mac=\(mac)" }
         return [
-            "diosd", "--file-prefix", dpdkFilePrefix(id), "--no-pci", "--huge-unlink", "--lcores", "0@(\(cpus))",
+            "diosd", "--file-prefix", dpdkFilePrefix(id), "--no-pci", "--iova-mode=va", "--huge-unlink", "--lcores", "0@(\(cpus))",
             "--vdev", vdev,
         ] + d.ealArguments
     }

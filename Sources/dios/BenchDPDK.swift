@@ -222,9 +222,11 @@ final class DPDKBenchSetup: @unchecked Sendable {
     ) -> Swift.Result<DPDKBenchSetup, TransportError> {
         let pid = getpid()
         let socket = "/run/dios-bench-\(pid).memif"  // abstract: no file
+        // DIOS_DPDK_LOG_LEVEL=debug (say) to see why a port does not start.
+        let level = getenv("DIOS_DPDK_LOG_LEVEL").map { String(cString: $0) } ?? "warning"
         var arguments = [
-            "dios", "--file-prefix", "dios-bench-\(pid)", "--no-pci", "--huge-unlink", "--no-telemetry",
-            "-l", "\(cpus[0])", "--log-level", "lib.eal:warning", "--log-level", "pmd.net.memif:warning",
+            "dios", "--file-prefix", "dios-bench-\(pid)", "--no-pci", "--iova-mode=va", "--huge-unlink", "--no-telemetry",
+            "-l", "\(cpus[0])", "--log-level", "lib.eal:\(level)", "--log-level", "pmd.net.*:\(level)",
             "--vdev", "net_memif0,role=server,id=0,socket=\(socket),mac=02:00:00:78:00:01",
             "--vdev", "net_memif1,role=client,id=0,socket=\(socket),mac=02:00:00:78:00:02",
         ]

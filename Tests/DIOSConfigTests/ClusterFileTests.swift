@@ -30,7 +30,7 @@ import Testing
         #expect(n0.dpdk?.driver == "memif")
         #expect(n0.dpdk?.options["role"] == "server")
         #expect(file.ealArguments(for: 0, cpus: "0-1") == [
-            "diosd", "--file-prefix", "dios-dpdk-memif-0", "--no-pci", "--huge-unlink", "--lcores", "0@(0-1)",
+            "diosd", "--file-prefix", "dios-dpdk-memif-0", "--no-pci", "--iova-mode=va", "--huge-unlink", "--lcores", "0@(0-1)",
             "--vdev", "net_memif0,role=server,socket=/tmp/dios-memif.sock,mac=02:00:00:77:00:01",
         ])
         #expect(file.neighbours(of: 0) == [PeerAddress("10.77.0.2", port: 0)!.ipv4: [2, 0, 0, 0x77, 0, 2]])
@@ -68,7 +68,7 @@ import Testing
         // af_packet on the node's interface unless dpdk.vdev says otherwise.
         #expect(file.node(0)?.dpdk?.vdev == "net_af_packet0,iface=va")
         #expect(file.ealArguments(for: 0, cpus: "1") == [
-            "diosd", "--file-prefix", "dios-dpdk-v-0", "--no-pci", "--huge-unlink", "--lcores", "0@(1)",
+            "diosd", "--file-prefix", "dios-dpdk-v-0", "--no-pci", "--iova-mode=va", "--huge-unlink", "--lcores", "0@(1)",
             "--vdev", "net_af_packet0,iface=va", "--log-level", "lib.eal:warning",
         ])
         #expect(file.networkSetup == [
