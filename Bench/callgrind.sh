@@ -3,15 +3,17 @@
 # timings on a shared VM are not). Builds Profiles/CallCost in release, runs
 #   local N   N stream messages on one core, then N with a select before each read
 #   wire N    N round trips between two in-process nodes over in-memory frames
+#   names N   N weak lookups of a name held on the other of two such nodes,
+#             then N of a name held here
 # under valgrind, and prints calls and instructions per call for the DIOS
 # functions called at least MIN_CALLS times.
 #
-# Usage (from anywhere): Bench/callgrind.sh local|wire [N] [MIN_CALLS]
+# Usage (from anywhere): Bench/callgrind.sh local|wire|names [N] [MIN_CALLS]
 set -eu
 cd "$(dirname "$0")"
 mode=${1:-local}
 count=${2:-20000}
-[ "$mode" = wire ] && [ $# -lt 2 ] && count=2000  # the wire run polls while idle: slow under valgrind
+[ "$mode" != local ] && [ $# -lt 2 ] && count=2000  # two nodes poll while idle: slow under valgrind
 min=${3:-$count}
 swift build -c release --product CallCost
 # valgrind 3.19 cannot read this toolchain's DWARF ("possibly corrupted

@@ -82,7 +82,7 @@ extension KernelInstance {
         // made. So a fresh name found here has no instance elsewhere, and the
         // replica need not be asked.
         if replicating && (lookupHere.isEmpty || name.isWellKnown) {
-            nameService.others.forEach(of: name) { record in
+            nameService.forEachInstance(of: name) { record in
                 if record.owner.node == id.node || (wireRef?._withUnsafeGuaranteedRef { $0.isReachable(record.owner) } ?? false) {
                     lookupElsewhere.append(record)
                 }

@@ -10,10 +10,14 @@ struct RemoteEnd: Hashable {
 
     /// The four fields packed into one word for the hasher (`lookup` of a name
     /// held elsewhere finds its stand-in by this key).
-    func hash(into hasher: inout Hasher) {
-        hasher.combine(
-            UInt64(peer.node) << 48 | UInt64(peer.core) << 32 | UInt64(origin.index) ^ UInt64(origin.generation) &* 0x9E37_79B9_7F4A_7C15)
+    var packed: UInt64 {
+        UInt64(peer.node) << 48 | UInt64(peer.core) << 32 | UInt64(origin.index) ^ UInt64(origin.generation) &* 0x9E37_79B9_7F4A_7C15
     }
+
+    func hash(into hasher: inout Hasher) { hasher.combine(packed) }
+
+    /// As `Name`'s: a multiply-xorshift with the table's seed, not SipHash.
+    func _rawHashValue(seed: Int) -> Int { Name.mix(packed, seed: seed) }
 }
 
 /// What a task started by another node's instance gets when that node is lost.

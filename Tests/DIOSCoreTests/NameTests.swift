@@ -56,4 +56,37 @@ import Testing
         #expect(Name.wellKnown("x").isWellKnown)
         #expect(!Name.random().isWellKnown)
     }
+
+    /// Dictionaries hash names by `_rawHashValue(seed:)`, a keyless mix: names
+    /// that differ in any one word, and well-known names that share their tag
+    /// word, must still spread over a table's buckets, and the table's seed
+    /// must change where they land.
+    @Test func tablesHashNamesApart() {
+        let base = Name.random()
+        var variants: [Name] = []
+        for k in 0..<4 {
+            for bit in stride(from: 0, to: 64, by: 7) {
+                var w = base.words
+                switch k {
+                case 0: w.0 ^= 1 << UInt64(bit)
+                case 1: w.1 ^= 1 << UInt64(bit)
+                case 2: w.2 ^= 1 << UInt64(bit)
+                default: w.3 ^= 1 << UInt64(bit)
+                }
+                variants.append(Name(words: w))
+            }
+        }
+        let wellKnown = (0..<1000).map { Name.wellKnown("service.\($0)") }
+        for names in [variants, wellKnown] {
+            // The low 10 bits pick a bucket of a 1024-bucket table.
+            let buckets = Set(names.map { $0._rawHashValue(seed: 12345) & 1023 })
+            #expect(buckets.count > names.count * 6 / 10, "\(buckets.count) buckets for \(names.count) names")
+            #expect(Set(names.map { $0._rawHashValue(seed: 1) }).count == names.count)
+        }
+        #expect(base._rawHashValue(seed: 1) != base._rawHashValue(seed: 2))
+        // And a dictionary keyed by them finds every one.
+        var table: [Name: Int] = [:]
+        for (i, n) in (variants + wellKnown).enumerated() { table[n] = i }
+        #expect((variants + wellKnown).enumerated().allSatisfy { table[$1] == $0 })
+    }
 }

@@ -11,6 +11,11 @@
 //                      echo task on the other node. Every frame crosses the
 //                      real session, endpoint and kernel code; only the device
 //                      is replaced (its cost shows apart, under `MemoryPort`).
+//   CallCost names N   the same two nodes; node 1 creates a blob, and node 0
+//                      looks its name up N times (a weak lookup answered from
+//                      node 0's replica, with the stand-in made once), then N
+//                      times a name node 0 holds itself; each reference is
+//                      dropped after (`delete` with `.referenceOnly`).
 //
 // Swift's async main parks the main thread in sigsuspend, which callgrind
 // 3.19 does not survive; the work runs in a detached task and the main thread
@@ -26,8 +31,8 @@ import Glibc
 #endif
 
 let arguments = Array(CommandLine.arguments.dropFirst())
-guard arguments.count == 2, ["local", "wire"].contains(arguments[0]), let count = Int(arguments[1]), count > 0 else {
-    print("usage: CallCost local|wire N")
+guard arguments.count == 2, ["local", "wire", "names"].contains(arguments[0]), let count = Int(arguments[1]), count > 0 else {
+    print("usage: CallCost local|wire|names N")
     exit(2)
 }
 
@@ -35,7 +40,11 @@ let done = DispatchSemaphore(value: 0)
 nonisolated(unsafe) var failure: (any Error)? = nil
 Task.detached {
     do {
-        if arguments[0] == "local" { try await local(count) } else { try await wire(count) }
+        switch arguments[0] {
+        case "local": try await local(count)
+        case "wire": try await wire(count)
+        default: try await names(count)
+        }
     } catch {
         failure = error
     }
@@ -100,7 +109,8 @@ let echoProgram = Name.wellKnown("callcost.echo")
     }
 }
 
-func wire(_ count: Int) async throws {
+/// Two nodes of one instance each over `MemoryNetwork`, once they reach each other.
+func twoNodes() async throws -> [Node] {
     let network = MemoryNetwork()
     let addresses = [PeerAddress("127.0.0.1", port: 47_701)!, PeerAddress("127.0.0.1", port: 47_702)!]
     let ids = [InstanceID(node: 0, core: 0), InstanceID(node: 1, core: 0)]
@@ -117,15 +127,24 @@ func wire(_ count: Int) async throws {
             now: monotonicNanoseconds(), seed: UInt64(k + 1))
         nodes.append(try Node(configuration, wires: [endpoint]))
     }
+    var reachable = false
+    for _ in 0..<1000 where !reachable {
+        reachable = try await nodes[0].withTask { task in task.reachableInstances().contains(ids[1]) }
+        if !reachable { try await Task.sleep(for: .milliseconds(10)) }
+    }
+    guard reachable else {
+        for node in nodes { node.shutdown() }
+        throw CallCostError("the other node never answered")
+    }
+    return nodes
+}
+
+func wire(_ count: Int) async throws {
+    let nodes = try await twoNodes()
     defer { for node in nodes { node.shutdown() } }
     for node in nodes { await node.register(echoProgram, label: "echo", program: echo) }
     let node0 = nodes[0]
-    var reachable = false
-    for _ in 0..<1000 where !reachable {
-        reachable = try await node0.withTask { task in task.reachableInstances().contains(ids[1]) }
-        if !reachable { try await Task.sleep(for: .milliseconds(10)) }
-    }
-    guard reachable else { throw CallCostError("the other node never answered") }
+    let ids = [InstanceID(node: 0, core: 0), InstanceID(node: 1, core: 0)]
     try await node0.withTask { task in
         let (_, ping) = try task.create(.stream(messageSize: 64, depth: 8))
         let (_, pong) = try task.create(.stream(messageSize: 64, depth: 8))
@@ -152,6 +171,30 @@ func wire(_ count: Int) async throws {
         let stop = try task.beginWrite(ping, size: 0)
         _ = task.endWrite(stop)
         _ = try await task.select([echoTask])
+    }
+}
+
+func names(_ count: Int) async throws {
+    let nodes = try await twoNodes()
+    defer { for node in nodes { node.shutdown() } }
+    let remote = try await nodes[1].withTask { task in try task.create(.blob(size: 64)).name }
+    var found = false
+    for _ in 0..<1000 where !found {
+        found = (try? await nodes[0].withTask { task in try task.lookup(remote).count }) == 1
+        if !found { try await Task.sleep(for: .milliseconds(10)) }
+    }
+    guard found else { throw CallCostError("node 0 never saw node 1's name") }
+    try await nodes[0].withTask { task in
+        let own = try task.create(.blob(size: 64)).name
+        var refs: [Ref] = []
+        refs.reserveCapacity(4)
+        for name in [remote, own] {
+            for _ in 0..<count {
+                _ = try task.lookup(name, into: &refs)
+                for r in refs { try task.delete(r, flags: .referenceOnly) }
+                refs.removeAll(keepingCapacity: true)
+            }
+        }
     }
 }
 
