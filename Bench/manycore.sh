@@ -28,9 +28,11 @@ bundle() {
     swift build -c release --product dios-sim
     local b
     b=$(mktemp -d)
-    mkdir -p "$b/bin" "$b/lib" "$b/pmds"
+    mkdir -p "$b/bin" "$b/lib" "$b/pmds" "$b/bpf"
     cp .build/release/dios .build/release/dios-sim "$(command -v ip)" "$b/bin/"
     if [ -n "${1:-}" ]; then cp "$1" "$b/bin/dios-baseline"; fi
+    # libxdp loads the XDP programs that steer packets to an AF_XDP socket from files.
+    cp /usr/lib/x86_64-linux-gnu/bpf/xsk_def_xdp_prog*.o /usr/lib/x86_64-linux-gnu/bpf/xdp-dispatcher.o "$b/bpf/"
     # EAL loads every driver in its plugin folder: carry only the virtual
     # devices we use, and whatever each needs. As Debian does, the folder will
     # hold links to the libraries, so that a driver loaded from it and the
@@ -56,7 +58,7 @@ run() {
     tar -C "$b" -xJf devicebin/bundle.tar.xz || { echo "no bundle: run 'Bench/manycore.sh bundle' first" >&2; exit 1; }
     mkdir -p "$pmds"
     while read -r d; do ln -sf "$b/lib/$d.so.23" "$pmds/$d.so"; done < "$b/pmds/drivers"
-    export LD_LIBRARY_PATH=$b/lib PATH=$b/bin:$PATH
+    export LD_LIBRARY_PATH=$b/lib PATH=$b/bin:$PATH LIBXDP_OBJECT_PATH=$b/bpf
     local dios=$b/bin/dios
     {
         echo "== machine"
@@ -76,7 +78,7 @@ run() {
     for round in $(seq "${ROUNDS:-3}"); do
         for which in "${runs[@]}"; do
             echo "== $which bench names --busy (round $round)"
-            timeout 60 "$b/bin/$which" bench names --busy 2>&1 | tee -a "$out/names-busy.txt" | tail -3
+            timeout 60 "$b/bin/$which" bench names --busy 2>&1 | tee -a "$out/names-busy.txt" | grep -E "^(lookup|create)"
         done
     done
     for which in "${runs[@]}"; do
