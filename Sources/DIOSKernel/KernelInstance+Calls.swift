@@ -70,9 +70,12 @@ extension KernelInstance {
         let t = try taskIndex(task)
         guard tasks[t].trusted else { throw .untrusted(.lookup) }
         // The scratch arrays are the instance's own (its properties are not
-        // exclusivity-checked), appended to in place and emptied on the next call.
-        if !lookupHere.isEmpty { lookupHere.removeAll(keepingCapacity: true) }
-        if !lookupElsewhere.isEmpty { lookupElsewhere.removeAll(keepingCapacity: true) }
+        // exclusivity-checked), appended to in place and emptied on the next
+        // call, an element at a time: they hold one or two, and `removeLast()`
+        // is a decrement where `removeAll(keepingCapacity:)` goes through the
+        // general range replacement (about 80 instructions).
+        while !lookupHere.isEmpty { lookupHere.removeLast() }
+        while !lookupElsewhere.isEmpty { lookupElsewhere.removeLast() }
         if let first = names.primary(of: name), objects.isLive(first) { lookupHere.append(first) }
         if let more = names.others(of: name) {
             for object in more where objects.isLive(object) { lookupHere.append(object) }
