@@ -218,7 +218,7 @@ final class ControlServer: @unchecked Sendable {
             out += #"{"instance":"\#(node.instances[i].id)","cpu":\#(cpu),"tasks":\#(c.tasksStarted - c.tasksExited),"#
                 + #""peers_up":"\#(up)","peers_down":"\#(down)","frames_resent":\#(resent),"#
                 + #""tasks_started":\#(c.tasksStarted),"messages_in":\#(c.messagesIn),"messages_out":\#(c.messagesOut),"#
-                + #""read_in_place":\#(c.readInPlace),"#
+                + #""read_in_place":\#(c.readInPlace),"names_relayed":\#(c.namesRelayed),"#
                 + #""calls":\#(c.calls),"polls":\#(c.polls),"idle_share":\#((idle * 1000).rounded() / 1000)}"# + "\n"
         }
         return out

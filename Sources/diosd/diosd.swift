@@ -309,6 +309,7 @@ func exportMetrics(_ node: Node) async {
                 ("dios_calls", c.calls, last[i].calls), ("dios_messages_in", c.messagesIn, last[i].messagesIn),
                 ("dios_messages_out", c.messagesOut, last[i].messagesOut), ("dios_polls", c.polls, last[i].polls),
                 ("dios_messages_read_in_place", c.readInPlace, last[i].readInPlace),
+                ("dios_names_relayed", c.namesRelayed, last[i].namesRelayed),
                 ("dios_idle_polls", c.idlePolls, last[i].idlePolls),
                 ("dios_tasks_started", c.tasksStarted, last[i].tasksStarted),
             ] where now > before {

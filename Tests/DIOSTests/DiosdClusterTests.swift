@@ -346,6 +346,13 @@ import Testing
         for n in 0..<3 { #expect(cluster.waitForOwners(scheduler, ["0.0"], on: n, seconds: 15), "node \(n): \(cluster.lookup(scheduler, on: n))") }
         cluster.kill9(0)
         for n in 1..<3 { #expect(cluster.waitForOwners(scheduler, ["1.0"], on: n, seconds: 15), "node \(n): \(cluster.lookup(scheduler, on: n))") }
+        // 1.0 published the new scheduler; its sibling 1.1 relayed it to 2.1
+        // (its share of node 2), as `dios status` shows.
+        let status = cluster.status(1)
+        let relayed = status.split(separator: "\n").first { $0.contains(#""instance":"1.1""#) }
+            .flatMap { line in line.range(of: #""names_relayed":"#).map { line[$0.upperBound...].prefix(while: \.isNumber) } }
+            .flatMap { Int($0) }
+        #expect((relayed ?? 0) > 0, "\(status)")
         try cluster.start(0)
         #expect(cluster.waitFor(0, "control socket"))
         for n in 0..<3 { #expect(cluster.waitForOwners(scheduler, ["1.0"], on: n, seconds: 15), "node \(n): \(cluster.lookup(scheduler, on: n))") }
