@@ -12,12 +12,16 @@
 #   Bench/manycore.sh run      there, from the repository root, as root: unpacks the
 #                              bundle, reserves hugepages, runs the benchmarks with
 #                              every instance on a core of its own, and writes each
-#                              one's output to $OUT (or /tmp/manycore)
+#                              one's output to $OUT (or /tmp/manycore); ROUNDS=N
+#                              (default 3) runs of the names benchmark per binary.
+#                              It puts links in DPDK's plugin folder, so it refuses
+#                              a machine where DPDK is installed (run `dios bench`
+#                              there directly).
 #
 # With the device tool: run `Bench/manycore.sh bundle`, then
-#   run(command: "bash Bench/manycore.sh run", carry: ["devicebin"], timeout_s: 420)
-# The run takes about 2 minutes on 16 cores; the figures it prints are the ones
-# the notes quote as "16 cores".
+#   run(command: "bash Bench/manycore.sh run", carry: ["devicebin"], timeout_s: 300)
+# A call takes about a minute of device time on 16 cores; the figures it
+# prints are the ones the notes quote as "16 cores".
 set -uo pipefail
 
 pmds=/usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0
@@ -54,6 +58,11 @@ bundle() {
 
 run() {
     local out=${OUT:-/tmp/manycore} b=/opt/dios-bundle  # EAL refuses drivers under a world-writable folder
+    # (Not `find | grep -q`: under pipefail, find's SIGPIPE would make it false.)
+    if [ -d "$pmds" ] && [ -n "$(find "$pmds" -mindepth 1 ! -lname "$b/lib/*" -print -quit)" ]; then
+        echo "DPDK is installed here ($pmds): run dios bench directly" >&2
+        exit 1
+    fi
     mkdir -p "$out" "$b"
     tar -C "$b" -xJf devicebin/bundle.tar.xz || { echo "no bundle: run 'Bench/manycore.sh bundle' first" >&2; exit 1; }
     mkdir -p "$pmds"
