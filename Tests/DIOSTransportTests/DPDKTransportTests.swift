@@ -246,14 +246,14 @@ struct DPDKTransportTests {
     /// sending (a resend would need a 1 s stall), once, in order, intact. Both
     /// ends poll from a thread of their own, registered with the EAL, as a
     /// kernel instance does.
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(2)))
     func memifCarriesTenThousandFramesWithoutLoss() throws {
         let run = DPDKProbeRun("memif")
         defer { run.cleanUp() }
         let socket = "/tmp/dios-dpdk-test-\(getpid())-memif.sock"
         defer { unlink(socket) }
         let common = [
-            "--frames", "10000", "--retry-ms", "1000", "--idle", "sleep", "--timeout-s", "25", "--worker-thread",
+            "--frames", "10000", "--retry-ms", "1000", "--idle", "sleep", "--timeout-s", "55", "--worker-thread",
         ]
         let server = try run.start(
             "server",
@@ -268,7 +268,7 @@ struct DPDKTransportTests {
             ] + common,
             vdev: "net_memif0,role=client,socket=\(socket),mac=\(Self.clientMAC)")
 
-        #expect(waitForAllToExit([server, client], seconds: 30), "\(run.outputs)")
+        #expect(waitForAllToExit([server, client], seconds: 60), "\(run.outputs)")
         #expect(server.process.terminationStatus == 0, "\(run.outputs)")
         #expect(client.process.terminationStatus == 0, "\(run.outputs)")
         let s = server.summary("server:"), c = client.summary("client:")
@@ -292,13 +292,16 @@ struct DPDKTransportTests {
     /// af_packet on a veth pair between two namespaces: a raw link that may drop,
     /// so lost frames are resent after 50 ms, and every frame must come through
     /// once, in order, intact.
-    @Test(.timeLimit(.minutes(1)), .enabled(if: DPDKTestHost.vethMissing == nil, Comment(rawValue: DPDKTestHost.vethMissing ?? "")))
+    /// (Alone it takes about a second; with the whole suite's pollers on two
+    /// cores, each side sleeping when idle, one CI run needed more than 25 s.
+    /// The budget is 55 s, and the test asserts delivery, not time.)
+    @Test(.timeLimit(.minutes(2)), .enabled(if: DPDKTestHost.vethMissing == nil, Comment(rawValue: DPDKTestHost.vethMissing ?? "")))
     func afPacketOverVethCarriesTenThousandFramesInOrder() throws {
         let run = DPDKProbeRun("veth")
         defer { run.cleanUp() }
         let veth = try DPDKVethPair("veth")
         defer { veth.remove() }
-        let common = ["--frames", "10000", "--retry-ms", "50", "--idle", "sleep", "--timeout-s", "25"]
+        let common = ["--frames", "10000", "--retry-ms", "50", "--idle", "sleep", "--timeout-s", "55"]
         let server = try run.start(
             "server", namespace: veth.namespaceA,
             options: ["--ip", "10.9.0.1", "--port", "9000", "--neighbour", "10.9.0.2=\(veth.macB)"] + common,
@@ -311,7 +314,7 @@ struct DPDKTransportTests {
             ] + common,
             vdev: "net_af_packet0,iface=\(veth.interfaceB)")
 
-        #expect(waitForAllToExit([server, client], seconds: 30), "\(run.outputs)")
+        #expect(waitForAllToExit([server, client], seconds: 60), "\(run.outputs)")
         #expect(server.process.terminationStatus == 0, "\(run.outputs)")
         #expect(client.process.terminationStatus == 0, "\(run.outputs)")
         let s = server.summary("server:"), c = client.summary("client:")
