@@ -3,7 +3,7 @@
 # installed (the 16-core machine the device tool sometimes lends a session).
 #
 #   Bench/manycore.sh bundle [BASELINE]
-#                              here: builds release and packs dios, dios-sim, `ip`
+#                              here: builds release and packs dios, `ip`
 #                              and the shared libraries they and DPDK's virtual-device
 #                              drivers load into devicebin/bundle.tar.xz (git-ignored
 #                              through .git/info/exclude: add /devicebin/ there);
@@ -29,11 +29,10 @@ pmds=/usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0
 bundle() {
     set -e
     swift build -c release --product dios
-    swift build -c release --product dios-sim
     local b
     b=$(mktemp -d)
     mkdir -p "$b/bin" "$b/lib" "$b/pmds" "$b/bpf"
-    cp .build/release/dios .build/release/dios-sim "$(command -v ip)" "$b/bin/"
+    cp .build/release/dios "$(command -v ip)" "$b/bin/"
     if [ -n "${1:-}" ]; then cp "$1" "$b/bin/dios-baseline"; fi
     # libxdp loads the XDP programs that steer packets to an AF_XDP socket from files.
     cp /usr/lib/x86_64-linux-gnu/bpf/xsk_def_xdp_prog*.o /usr/lib/x86_64-linux-gnu/bpf/xdp-dispatcher.o "$b/bpf/"

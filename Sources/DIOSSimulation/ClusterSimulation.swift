@@ -293,9 +293,10 @@ public struct ClusterSimulation {
                 // Whether the session with the instance relaying each node here is up.
                 var up = [Bool](repeating: false, count: c.nodes)
                 up[Int(ids[k].node)] = true
-                for session in members[k].endpoint.sessions
-                where session.isUp && Int(session.peer.core) == Int(ids[k].core) % c.perNode {
-                    up[Int(session.peer.node)] = true
+                for session in members[k].endpoint.sessions where session.isUp {
+                    // Member index of the peer; whether it relays its node to k, by the rule the kernel uses.
+                    let j = Int(session.peer.node) * c.perNode + Int(session.peer.core)
+                    if members[j].names.relays(to: ids[k]) { up[Int(session.peer.node)] = true }
                 }
                 var stale: (Name, InstanceID)? = nil
                 members[k].names.others.forEachLive { name, r in
