@@ -334,12 +334,13 @@ public final class Session {
     }
 
     /// Releases the in-place frames of slots `[from, to)`, acknowledged or abandoned.
-    private func releaseInPlace(from: UInt32, to: UInt32) {
+    private func releaseInPlace(from: UInt32, to: UInt32, via transport: any FrameTransport) {
+        assert(frameOwner.map { $0 === transport } ?? true, "frames released to a transport they were not lent from")
         var seq = from
         while seq != to {
             let slot = slot(seq)
             if let frame = inPlace[slot] {
-                frameOwner?.releaseFrame(frame)
+                transport.releaseFrame(frame)
                 inPlace[slot] = nil
             }
             seq &+= 1
@@ -425,8 +426,12 @@ public final class Session {
     /// Takes one frame from the peer: acknowledgements free the window, data is
     /// held or delivered in order through `deliver` (which returns false when it
     /// cannot take the message now; the message is then offered again later).
+    ///
+    /// `transport` is the one frames are lent from (`lendFrame`): the
+    /// acknowledged ones go back to it. (Passed rather than read from
+    /// `frameOwner`, a call through which retains and releases the transport.)
     public func receive(
-        _ h: FrameHeader, payload: UnsafeRawBufferPointer, now: UInt64,
+        _ h: FrameHeader, payload: UnsafeRawBufferPointer, now: UInt64, via transport: any FrameTransport,
         deliver: (UnsafeRawBufferPointer) -> Bool
     ) -> Outcome {
         clock = now
@@ -460,7 +465,7 @@ public final class Session {
         lastHeard = now
         // Acknowledgement and credit.
         if Self.distance(h.ack, sendBase) > 0 && Self.distance(h.ack, nextSequence) <= 0 {
-            releaseInPlace(from: sendBase, to: h.ack)
+            releaseInPlace(from: sendBase, to: h.ack, via: transport)
             sendBase = h.ack
             duplicateAcks = 0
             backoff = 1

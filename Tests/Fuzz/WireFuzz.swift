@@ -32,7 +32,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         h.destination = local
         h.source = remote
         let payload = UnsafeRawBufferPointer(rebasing: bytes[FrameHeader.size...])
-        _ = session.receive(h, payload: payload, now: clock) { message in
+        _ = session.receive(h, payload: payload, now: clock, via: sink) { message in
             precondition(message.count <= 4096)
             return message.count % 3 != 0  // sometimes refuse, as a full ring does
         }
