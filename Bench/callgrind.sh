@@ -15,6 +15,9 @@ mode=${1:-local}
 count=${2:-20000}
 [ "$mode" != local ] && [ $# -lt 2 ] && count=2000  # two nodes poll while idle: slow under valgrind
 min=${3:-$count}
+# A cached build plan does not see files added to the DIOS package since
+# (SwiftPM re-plans a path dependency only when a manifest changes): plan anew.
+rm -f .build/release.yaml
 swift build -c release --product CallCost
 # valgrind 3.19 cannot read this toolchain's DWARF ("possibly corrupted
 # debuginfo"): run a copy without it (the symbols stay).
