@@ -58,16 +58,10 @@ public final class PollLoop: Sendable {
 
     /// Starts the loop's thread.
     public func start() {
-        let box = Unmanaged.passRetained(self).toOpaque()
-        var tid = pthread_t()
-        let r = pthread_create(
-            &tid, nil,
-            { arg in
-                let loop = Unmanaged<PollLoop>.fromOpaque(arg!).takeRetainedValue()
-                loop.body()
-                return nil
-            }, box)
-        precondition(r == 0, "pthread_create failed: \(r)")
+        let tid: pthread_t
+        do throws(OSThread.StartError) { tid = try OSThread.start { self.body() } } catch {
+            preconditionFailure("the polling thread of instance \(instance.id) did not start: \(error)")
+        }
         thread.withLock { $0 = tid }
         // Return only once the thread owns the instance, so from here on any
         // use of the instance from another thread is caught.

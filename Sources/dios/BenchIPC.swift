@@ -209,25 +209,9 @@ struct TSC {
 
 /// Runs `body` on a new thread pinned to `cpu`.
 func spawn(cpu: Int, _ body: @escaping @Sendable () -> Void) -> pthread_t {
-    final class Box: @unchecked Sendable {
-        let body: @Sendable () -> Void
-        let cpu: Int
-        init(_ body: @escaping @Sendable () -> Void, cpu: Int) {
-            self.body = body
-            self.cpu = cpu
-        }
+    do throws(OSThread.StartError) { return try OSThread.start(pinnedTo: cpu, body) } catch {
+        fatalError("bench thread for CPU \(cpu): \(error)")
     }
-    var thread = pthread_t()
-    let box = Unmanaged.passRetained(Box(body, cpu: cpu)).toOpaque()
-    pthread_create(
-        &thread, nil,
-        { arg in
-            let box = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
-            _ = clinux_pin_current_thread(Int32(box.cpu))
-            box.body()
-            return nil
-        }, box)
-    return thread
 }
 
 /// Runs `body` on a new thread pinned to `cpu`, waits for it, and returns its result.

@@ -43,14 +43,9 @@ final class ControlServer: @unchecked Sendable {
 
     /// Serves requests until `stop()`.
     func start() {
-        let box = Unmanaged.passRetained(self).toOpaque()
-        pthread_create(
-            &thread, nil,
-            { arg in
-                let server = Unmanaged<ControlServer>.fromOpaque(arg!).takeRetainedValue()
-                server.serve()
-                return nil
-            }, box)
+        do throws(OSThread.StartError) { thread = try OSThread.start { self.serve() } } catch {
+            fatalError("the control socket's thread did not start: \(error)")
+        }
     }
 
     /// Stops accepting, waits for the thread, and removes the socket file.

@@ -325,25 +325,15 @@ func exportMetrics(_ node: Node) async {
 /// on: the handlers installed by `clinux_termination_signal_fd` write to `fd`.
 func waitForTerminationSignal(_ fd: Int32) async -> Int32 {
     await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
-        let box = Unmanaged.passRetained(SignalBox(continuation: continuation, fd: fd)).toOpaque()
-        var thread = pthread_t()
-        pthread_create(
-            &thread, nil,
-            { arg in
-                let box = Unmanaged<SignalBox>.fromOpaque(arg!).takeRetainedValue()
+        do throws(OSThread.StartError) {
+            try OSThread.start {
                 var byte: UInt8 = 0
-                while read(box.fd, &byte, 1) != 1 {}
-                box.continuation.resume(returning: Int32(byte))
-                return nil
-            }, box)
+                while read(fd, &byte, 1) != 1 {}
+                continuation.resume(returning: Int32(byte))
+            }
+        } catch {
+            fatalError("the thread waiting for a termination signal did not start: \(error)")
+        }
     }
 }
 
-final class SignalBox: Sendable {
-    let continuation: CheckedContinuation<Int32, Never>
-    let fd: Int32
-    init(continuation: CheckedContinuation<Int32, Never>, fd: Int32) {
-        self.continuation = continuation
-        self.fd = fd
-    }
-}

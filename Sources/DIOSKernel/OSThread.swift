@@ -1,0 +1,50 @@
+#if canImport(Glibc)
+public import Glibc
+#endif
+import CLinux
+
+/// Threads of the operating system's own, for what must not run on Swift's
+/// cooperative pool: an instance's polling loop (it never yields the thread),
+/// and the node's service threads that block in system calls (the control
+/// socket's `accept`, the wait for a termination signal). One place holds the
+/// `pthread_create` boilerplate: the closure crosses to the new thread in a
+/// retained box, which the thread takes back.
+public enum OSThread {
+    /// Why a thread did not start: `pthread_create`'s error number.
+    public struct StartError: Error, CustomStringConvertible {
+        public let code: Int32
+        public var description: String { "pthread_create: \(String(cString: strerror(code))) (\(code))" }
+    }
+
+    /// Starts `body` on a new thread, pinned to `cpu` first when one is given
+    /// (a CPU the process may not use leaves the thread unpinned: callers that
+    /// must know pin in `body` with `clinux_pin_current_thread`). Returns the
+    /// thread, for `pthread_join`; nothing of the thread leaks when it is not
+    /// joined.
+    @discardableResult
+    public static func start(pinnedTo cpu: Int? = nil, _ body: @escaping @Sendable () -> Void) throws(StartError) -> pthread_t {
+        final class Box: Sendable {
+            let body: @Sendable () -> Void
+            let cpu: Int?
+            init(_ body: @escaping @Sendable () -> Void, cpu: Int?) {
+                self.body = body
+                self.cpu = cpu
+            }
+        }
+        let box = Unmanaged.passRetained(Box(body, cpu: cpu))
+        var thread = pthread_t()
+        let result = pthread_create(
+            &thread, nil,
+            { argument in
+                let box = Unmanaged<Box>.fromOpaque(argument!).takeRetainedValue()
+                if let cpu = box.cpu { _ = clinux_pin_current_thread(Int32(cpu)) }
+                box.body()
+                return nil
+            }, box.toOpaque())
+        guard result == 0 else {
+            box.release()
+            throw StartError(code: result)
+        }
+        return thread
+    }
+}
