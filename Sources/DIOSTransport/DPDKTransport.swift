@@ -416,6 +416,10 @@ public final class DPDKTransport: FrameTransport {
     public let rxBurst: Int
 
     @exclusivity(unchecked) private var neighbours: [UInt32: EthernetAddress]
+    /// The entry of `neighbours` the last frame went to: a run of frames
+    /// usually goes to one peer, and hashing the address (SipHash) costs more
+    /// than the rest of the lookup. Forgotten whenever `neighbours` changes.
+    @exclusivity(unchecked) private var lastNeighbour: (ipv4: UInt32, mac: EthernetAddress)? = nil
     private let rxMbufs: UnsafeMutablePointer<OpaquePointer?>
     private let txMbufs: UnsafeMutablePointer<OpaquePointer?>
     @exclusivity(unchecked) private var txPending = 0
@@ -428,6 +432,9 @@ public final class DPDKTransport: FrameTransport {
     /// its packet's bytes), for `keepReceived`.
     @exclusivity(unchecked) private var handing = -1
     @exclusivity(unchecked) private var handingBytes = UnsafeRawBufferPointer(start: nil, count: 0)
+    /// Mbufs of the burst `receive` is handling that are no longer its to free
+    /// (kept, handed to a sibling, sent back as an ARP reply).
+    @exclusivity(unchecked) private var taken = 0
     /// The node's handoff between its instances' queues, and this one's place in it.
     public let steering: DPDKSteering?
     public let instance: Int
@@ -498,7 +505,17 @@ public final class DPDKTransport: FrameTransport {
     public func setNeighbour(_ ipv4: UInt32, mac: [UInt8]) -> Bool {
         guard let address = EthernetAddress(bytes: mac) else { return false }
         neighbours[ipv4] = address
+        lastNeighbour = nil
         return true
+    }
+
+    /// The MAC to send to for `ipv4` (see `lastNeighbour`).
+    @inline(__always)
+    private func destinationMAC(for ipv4: UInt32) -> EthernetAddress? {
+        if let last = lastNeighbour, last.ipv4 == ipv4 { return last.mac }
+        guard let mac = neighbours[ipv4] else { return nil }
+        lastNeighbour = (ipv4, mac)
+        return mac
     }
 
     /// The MAC frames to `ipv4` are sent to, if known.
@@ -509,7 +526,7 @@ public final class DPDKTransport: FrameTransport {
             counters.oversize &+= 1
             return false
         }
-        guard let destinationMAC = neighbours[peer.ipv4] else {
+        guard let destinationMAC = destinationMAC(for: peer.ipv4) else {
             counters.unknownNeighbour &+= 1
             return false
         }
@@ -578,7 +595,7 @@ public final class DPDKTransport: FrameTransport {
             counters.oversize &+= 1
             return false
         }
-        guard let destinationMAC = neighbours[peer.ipv4] else {
+        guard let destinationMAC = destinationMAC(for: peer.ipv4) else {
             counters.unknownNeighbour &+= 1
             return false
         }
@@ -615,6 +632,7 @@ public final class DPDKTransport: FrameTransport {
             bytes >= start && bytes < start + handingBytes.count
         else { return nil }
         rxMbufs[handing] = nil
+        taken += 1
         counters.kept &+= 1
         return mbuf
     }
@@ -677,6 +695,7 @@ public final class DPDKTransport: FrameTransport {
         // Nearly every poll of an idle link ends here.
         guard count > 0 else { return 0 }
         var delivered = 0
+        taken = 0
         for i in 0..<count {
             guard let mbuf = rxMbufs[i] else { continue }
             // One segment only: a 1514-byte frame always fits one 2048-byte buffer.
@@ -700,12 +719,14 @@ public final class DPDKTransport: FrameTransport {
                 var reply: OpaquePointer? = mbuf
                 if cdpdk_tx_burst(port.id, queue, &reply, 1) == 1 {
                     rxMbufs[i] = nil
+                    taken += 1
                     counters.arpReplies &+= 1
                 }
             case .sibling(let to):
                 // classify only says .sibling when there is a steering.
                 if steering!.hand(mbuf, from: instance, to: Int(to - steering!.basePort)) {
                     rxMbufs[i] = nil  // the sibling frees it
+                    taken += 1
                     counters.handedOver &+= 1
                 } else {
                     counters.dropped[.siblingBusy, default: 0] &+= 1
@@ -715,7 +736,8 @@ public final class DPDKTransport: FrameTransport {
             }
         }
         // Frees what is still ours; the ARP replies the device took are nil here.
-        cdpdk_pktmbuf_free_bulk(rxMbufs, UInt32(count))
+        // (None left when each message stays in its frame to be read there.)
+        if taken < count { cdpdk_pktmbuf_free_bulk(rxMbufs, UInt32(count)) }
         return delivered
     }
 }
