@@ -70,38 +70,64 @@ extension BenchIPC {
             return ([], notes + ["DPDK rows skipped: \(error)"])
         }
         notes += setup.notes
+        // The mechanisms take turns in rounds (`dpdkRounds`, each with a
+        // warm-up of its own: DIOS's nodes are made anew each round), so a
+        // machine whose speed drifts during the run weighs on them alike;
+        // each row pools its rounds, and keeps each round's p50.
+        let roundCount = dpdkRounds
+        let roundWarmup = roundCount == 1 ? warmup : max(min(warmup, 1_000), warmup / roundCount)
         var results: [Result] = []
-        for link in setup.links where memif || link.name != "memif" {
-            for size in sizes {
-                let (histogram, retries) = dpdkRawPingPong(cpus, size, link, setup.environment, clock)
-                if retries > 0 { notes.append("dpdk-raw-\(link.name) \(size) B: \(retries) round trip(s) resent after 100 ms, not recorded") }
-                results.append(Result(mechanism: "dpdk-raw-\(link.name)", payload: size, histogram: histogram))
+        func add(_ result: Result) {
+            let p50 = result.histogram.valueAtPercentile(50)
+            if let k = results.firstIndex(where: { $0.mechanism == result.mechanism && $0.payload == result.payload }) {
+                results[k].histogram.add(result.histogram)
+                results[k].roundP50s.append(p50)
+            } else {
+                var first = result
+                first.roundP50s = [p50]
+                results.append(first)
             }
-            // DIOS as it runs (messages written in the mbuf that carries them,
-            // and read in the one they arrived in), and with every message
-            // copied from the writer's ring into an mbuf and from the mbuf into
-            // the reader's ring.
-            for inPlace in [true, false] {
-                let mechanism = "dios-\(link.name)" + (inPlace ? "" : "-copy")
-                do {
-                    let environment = setup.environment
-                    let ta = try DPDKTransport(
-                        port: link.a, queue: 0, localAddress: link.diosA, neighbours: [link.diosB.ipv4: link.b.mac.bytes])
-                    let tb = try DPDKTransport(
-                        port: link.b, queue: 0, localAddress: link.diosB, neighbours: [link.diosA.ipv4: link.a.mac.bytes])
-                    results += try await diosEcho(
-                        cpus, sizes, mechanism: mechanism, ta, tb, inPlace: inPlace,
-                        threadStarted: { _ in try? environment.registerCurrentThread() },
-                        threadEnding: { _ in environment.unregisterCurrentThread() }, clock)
-                    let (ca, cb) = (ta.counters, tb.counters)
-                    if ca.sendQueueFull + cb.sendQueueFull + ca.noMbuf + cb.noMbuf + ca.unknownNeighbour + cb.unknownNeighbour > 0 {
-                        notes.append(
-                            "\(mechanism): tx queue full \(ca.sendQueueFull)+\(cb.sendQueueFull), no mbuf \(ca.noMbuf)+\(cb.noMbuf), no neighbour \(ca.unknownNeighbour)+\(cb.unknownNeighbour)")
+        }
+        func note(_ text: String) { if !notes.contains(text) { notes.append(text) } }
+        for round in 0..<roundCount {
+            let count = iterations / roundCount + (round < iterations % roundCount ? 1 : 0)
+            for link in setup.links where memif || link.name != "memif" {
+                for size in sizes {
+                    let (histogram, retries) = dpdkRawPingPong(
+                        cpus, size, link, setup.environment, iterations: count, warmup: roundWarmup, clock)
+                    if retries > 0 { notes.append("dpdk-raw-\(link.name) \(size) B, round \(round + 1): \(retries) round trip(s) resent after 100 ms, not recorded") }
+                    add(Result(mechanism: "dpdk-raw-\(link.name)", payload: size, histogram: histogram))
+                }
+                // DIOS as it runs (messages written in the mbuf that carries them,
+                // and read in the one they arrived in), and with every message
+                // copied from the writer's ring into an mbuf and from the mbuf into
+                // the reader's ring.
+                for inPlace in [true, false] {
+                    let mechanism = "dios-\(link.name)" + (inPlace ? "" : "-copy")
+                    do {
+                        let environment = setup.environment
+                        let ta = try DPDKTransport(
+                            port: link.a, queue: 0, localAddress: link.diosA, neighbours: [link.diosB.ipv4: link.b.mac.bytes])
+                        let tb = try DPDKTransport(
+                            port: link.b, queue: 0, localAddress: link.diosB, neighbours: [link.diosA.ipv4: link.a.mac.bytes])
+                        for result in try await diosEcho(
+                            cpus, sizes, mechanism: mechanism, ta, tb, inPlace: inPlace,
+                            threadStarted: { _ in try? environment.registerCurrentThread() },
+                            threadEnding: { _ in environment.unregisterCurrentThread() }, iterations: count,
+                            warmup: roundWarmup, clock)
+                        {
+                            add(result)
+                        }
+                        let (ca, cb) = (ta.counters, tb.counters)
+                        if ca.sendQueueFull + cb.sendQueueFull + ca.noMbuf + cb.noMbuf + ca.unknownNeighbour + cb.unknownNeighbour > 0 {
+                            notes.append(
+                                "\(mechanism), round \(round + 1): tx queue full \(ca.sendQueueFull)+\(cb.sendQueueFull), no mbuf \(ca.noMbuf)+\(cb.noMbuf), no neighbour \(ca.unknownNeighbour)+\(cb.unknownNeighbour)")
+                        }
+                        if inPlace && ca.sentInPlace + cb.sentInPlace == 0 { note("\(mechanism): no message was sent in place") }
+                        if inPlace && ca.kept + cb.kept == 0 { note("\(mechanism): no message was read in place") }
+                    } catch {
+                        note("\(mechanism) failed: \(error)")
                     }
-                    if inPlace && ca.sentInPlace + cb.sentInPlace == 0 { notes.append("\(mechanism): no message was sent in place") }
-                    if inPlace && ca.kept + cb.kept == 0 { notes.append("\(mechanism): no message was read in place") }
-                } catch {
-                    notes.append("\(mechanism) failed: \(error)")
                 }
             }
         }
@@ -112,6 +138,10 @@ extension BenchIPC {
         #endif
     }
 
+    /// The rounds the DPDK rows take turns in: `--rounds`, but none shorter
+    /// than 1,000 round trips.
+    var dpdkRounds: Int { max(1, min(rounds, iterations / 1_000)) }
+
     #if DIOS_DPDK
     /// Raw DPDK ping-pong, no DIOS: a thread on the second CPU echoes every UDP
     /// datagram back to its source over `link.b`; a thread on the first sends
@@ -119,7 +149,8 @@ extension BenchIPC {
     /// `DPDKTransport` (the same framing and copy DIOS's wire gets). Returns
     /// the histogram and how many round trips had to be resent (lost frames).
     func dpdkRawPingPong(
-        _ cpus: [Int], _ size: Int, _ link: DPDKBenchSetup.Link, _ environment: DPDKEnvironment, _ clock: TSC
+        _ cpus: [Int], _ size: Int, _ link: DPDKBenchSetup.Link, _ environment: DPDKEnvironment, iterations: Int,
+        warmup: Int, _ clock: TSC
     ) -> (Histogram<UInt64>, Int) {
         let stop = DPDKBenchFlag()
         let (a, b) = (link.a, link.b)
@@ -140,7 +171,6 @@ extension BenchIPC {
         }
         while !stop.ready.load(ordering: .acquiring) { usleep(100) }
         let total = warmup + iterations
-        let warmup = warmup
         let (histogram, retries) = onPinnedThread(cpu: cpus[0]) { () -> (Histogram<UInt64>, Int) in
             try? environment.registerCurrentThread()
             defer { environment.unregisterCurrentThread() }

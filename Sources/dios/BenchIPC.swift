@@ -99,6 +99,11 @@ struct BenchIPC: AsyncParsableCommand {
         var mechanism: String
         var payload: Int
         var histogram: Histogram<UInt64>
+        /// Each round's p50 in round order, where the mechanisms took turns in
+        /// rounds (the DPDK rows of `--remote`): ratios between mechanisms are
+        /// then also taken round by round, so that a machine whose speed
+        /// drifts during the run (a shared VM) compares like with like.
+        var roundP50s: [UInt64] = []
     }
 
     static func newHistogram() -> Histogram<UInt64> {

@@ -75,7 +75,9 @@ extension BenchIPC {
             }
             return
         }
-        print("Cross-node round trip, node 0 on CPU \(cpus[0]) and node 1 on CPU \(cpus[1]), \(iterations) samples each (ns)")
+        print(
+            "Cross-node round trip, node 0 on CPU \(cpus[0]) and node 1 on CPU \(cpus[1]), \(iterations) samples each (ns; the DPDK rows take turns in \(dpdkRounds) rounds)"
+        )
         print(pad("mechanism", 18) + pad("payload", 9, right: true) + pad("min", 9, right: true) + pad("p50", 9, right: true)
             + pad("p99", 9, right: true) + pad("p99.9", 9, right: true))
         for r in results {
@@ -95,11 +97,21 @@ extension BenchIPC {
                 print("\(link.name), \(size) B: DIOS/udp-poll \(format(d / p))x, udp-blocking/DIOS \(format(b / d))x")
             }
         }
+        func roundP50s(_ m: String, _ size: Int) -> [UInt64] {
+            results.first { $0.mechanism == m && $0.payload == size }?.roundP50s ?? []
+        }
         for link in ["memif", "veth", "xdp"] {
             for size in sizes {
                 guard let d = p50("dios-\(link)", size), let r = p50("dpdk-raw-\(link)", size) else { continue }
                 var line = "DPDK \(link), \(size) B: DIOS/raw \(format(d / r))x"
                 if link == "memif" { line += " (goal <= 1.3x)" }
+                let (dr, rr) = (roundP50s("dios-\(link)", size), roundP50s("dpdk-raw-\(link)", size))
+                if dr.count > 1 && dr.count == rr.count {
+                    let ratios = zip(dr, rr).map { Double($0) / Double(max($1, 1)) }.sorted()
+                    let median = (ratios[(ratios.count - 1) / 2] + ratios[ratios.count / 2]) / 2
+                    line += " [round by round: median \(format(median))x,"
+                        + " \(format(ratios[0]))-\(format(ratios[ratios.count - 1]))x over \(ratios.count) rounds]"
+                }
                 if let c = p50("dios-\(link)-copy", size) { line += ", copying/in place \(format(c / d))x" }
                 let udp = link == "memif" ? "lo" : "veth"
                 if let u = p50("dios-udp-\(udp)", size) { line += ", dios-udp-\(udp)/dios-\(link) \(format(u / d))x" }
@@ -243,7 +255,7 @@ extension BenchIPC {
     func diosEcho(
         _ cpus: [Int], _ sizes: [Int], mechanism: String, _ ta: any FrameTransport, _ tb: any FrameTransport,
         inPlace: Bool = true, threadStarted: (@Sendable (Int) -> Void)?, threadEnding: (@Sendable (Int) -> Void)?,
-        _ clock: TSC
+        iterations: Int? = nil, warmup: Int? = nil, _ clock: TSC
     ) async throws -> [Result] {
         let ia = InstanceID(node: 0, core: 0)
         let ib = InstanceID(node: 1, core: 0)
@@ -274,8 +286,8 @@ extension BenchIPC {
             if try await node0.withTask({ _ in node0.instance.wireEndpoint?.isReachable(ib) ?? false }) { break }
             try await Task.sleep(for: .milliseconds(10))
         }
-        let iterations = iterations
-        let warmup = warmup
+        let iterations = iterations ?? self.iterations
+        let warmup = warmup ?? self.warmup
         return try await node0.withTask { task in
             var results: [Result] = []
             for size in sizes {
