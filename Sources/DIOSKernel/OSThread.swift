@@ -19,8 +19,8 @@ public enum OSThread {
     /// Starts `body` on a new thread, pinned to `cpu` first when one is given
     /// (a CPU the process may not use leaves the thread unpinned: callers that
     /// must know pin in `body` with `clinux_pin_current_thread`). Returns the
-    /// thread, for `pthread_join`; nothing of the thread leaks when it is not
-    /// joined.
+    /// thread: join it (`pthread_join`), or detach it (`pthread_detach`) when
+    /// nobody will, or its stack outlives it.
     @discardableResult
     public static func start(pinnedTo cpu: Int? = nil, _ body: @escaping @Sendable () -> Void) throws(StartError) -> pthread_t {
         final class Box: Sendable {

@@ -326,11 +326,12 @@ func exportMetrics(_ node: Node) async {
 func waitForTerminationSignal(_ fd: Int32) async -> Int32 {
     await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
         do throws(OSThread.StartError) {
-            try OSThread.start {
+            let thread = try OSThread.start {
                 var byte: UInt8 = 0
                 while read(fd, &byte, 1) != 1 {}
                 continuation.resume(returning: Int32(byte))
             }
+            pthread_detach(thread)  // nobody joins it: diosd exits once it has resumed
         } catch {
             fatalError("the thread waiting for a termination signal did not start: \(error)")
         }
