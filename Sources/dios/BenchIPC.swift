@@ -84,11 +84,17 @@ struct BenchIPC: AsyncParsableCommand {
         func p50(_ mechanism: String, _ size: Int) -> Double? {
             results.first { $0.mechanism == mechanism && $0.payload == size }.map { Double($0.histogram.valueAtPercentile(50)) }
         }
+        func roundP50s(_ mechanism: String, _ size: Int) -> [UInt64] {
+            results.first { $0.mechanism == mechanism && $0.payload == size }?.roundP50s ?? []
+        }
         for size in sizes where size == 64 || sizes.count == 1 {
             guard let d = p50("dios", size) else { continue }
             var line = "\(size) B: DIOS/floor \(format(d / floorP50))x"
+                + Self.roundByRound(roundP50s("dios", size), over: results[0].roundP50s)
             if let r = p50("ring-raw", size) { line += ", DIOS/raw ring \(format(d / r))x" }
-            if let p = p50("uds-poll", size) { line += ", uds-poll/DIOS \(format(p / d))x" }
+            if let p = p50("uds-poll", size) {
+                line += ", uds-poll/DIOS \(format(p / d))x" + Self.roundByRound(roundP50s("uds-poll", size), over: roundP50s("dios", size))
+            }
             if let b = p50("uds-blocking", size) { line += ", uds-blocking/DIOS \(format(b / d))x" }
             print(line)
         }
@@ -104,6 +110,16 @@ struct BenchIPC: AsyncParsableCommand {
         /// then also taken round by round, so that a machine whose speed
         /// drifts during the run (a shared VM) compares like with like.
         var roundP50s: [UInt64] = []
+    }
+
+    /// ` [round by round: median Mx, A-Bx over N rounds]`: `numerator`'s
+    /// p50 over `denominator`'s, taken round by round; empty unless both
+    /// have the same rounds, more than one.
+    static func roundByRound(_ numerator: [UInt64], over denominator: [UInt64]) -> String {
+        guard numerator.count > 1 && numerator.count == denominator.count else { return "" }
+        let ratios = zip(numerator, denominator).map { Double($0) / Double(max($1, 1)) }.sorted()
+        let median = (ratios[(ratios.count - 1) / 2] + ratios[ratios.count / 2]) / 2
+        return " [round by round: median \(format(median))x, \(format(ratios[0]))-\(format(ratios[ratios.count - 1]))x over \(ratios.count) rounds]"
     }
 
     static func newHistogram() -> Histogram<UInt64> {

@@ -123,7 +123,7 @@ extension BenchIPC {
         let echo = await node.register(label: "echo") { task in
             try await Self.echoSide(task, plain, lanes, blocks)
         }
-        let histograms = try await node.withTask(on: 0) { task -> [Histogram<UInt64>] in
+        let histograms = try await node.withTask(on: 0) { task -> [(Histogram<UInt64>, [UInt64])] in
             var streams: [(ping: Ref, pong: Ref)] = []
             for size in sizes {
                 let (_, ping) = try task.create(.stream(messageSize: size, depth: 8))
@@ -136,15 +136,19 @@ extension BenchIPC {
             _ = try await task.select([echoTask])
             return histograms
         }
-        return zip(lanes, histograms).map { Result(mechanism: $0.mechanism.label, payload: $0.payload, histogram: $1) }
+        return zip(lanes, histograms).map {
+            Result(mechanism: $0.mechanism.label, payload: $0.payload, histogram: $1.0, roundP50s: $1.1)
+        }
     }
 
-    /// The side that starts each round trip and times it.
+    /// The side that starts each round trip and times it. Per lane: the
+    /// histogram of every measured round trip, and each round's p50.
     static func driverSide(
         _ task: TaskContext, _ plain: Plain, _ streams: [(ping: Ref, pong: Ref)], _ lanes: [Lane], _ blocks: [Block],
         _ clock: TSC
-    ) async throws -> [Histogram<UInt64>] {
+    ) async throws -> [(Histogram<UInt64>, [UInt64])] {
         var histograms = lanes.map { _ in newHistogram() }
+        var roundP50s = lanes.map { _ in [UInt64]() }
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 64)
         buffer.initializeMemory(as: UInt8.self, repeating: 1, count: 4096)
         defer { buffer.deallocate() }
@@ -153,12 +157,14 @@ extension BenchIPC {
         for block in blocks {
             let lane = lanes[block.lane]
             let size = lane.payload
+            // This block's round trips; merged into the lane's once it ends.
+            var blockHistogram = newHistogram()
             // One loop per mechanism, the switch outside it: nothing but the
             // round trip itself between the two stamps.
             @inline(__always) func record(_ t0: UInt64, _ echoed: UInt64) {
                 let t1 = clinux_rdtsc()
                 precondition(echoed == seq, "\(lane.mechanism.label) echo out of order")
-                if block.measured { _ = histograms[block.lane].record(clock.nanoseconds(t1 &- t0)) }
+                if block.measured { _ = blockHistogram.record(clock.nanoseconds(t1 &- t0)) }
             }
             switch lane.mechanism {
             case .floor:
@@ -217,8 +223,12 @@ extension BenchIPC {
                     record(t0, buffer.load(as: UInt64.self))
                 }
             }
+            if block.measured {
+                histograms[block.lane].add(blockHistogram)
+                roundP50s[block.lane].append(blockHistogram.valueAtPercentile(50))
+            }
         }
-        return histograms
+        return Array(zip(histograms, roundP50s))
     }
 
     /// The side that returns each message, following the same schedule.

@@ -105,13 +105,7 @@ extension BenchIPC {
                 guard let d = p50("dios-\(link)", size), let r = p50("dpdk-raw-\(link)", size) else { continue }
                 var line = "DPDK \(link), \(size) B: DIOS/raw \(format(d / r))x"
                 if link == "memif" { line += " (goal <= 1.3x)" }
-                let (dr, rr) = (roundP50s("dios-\(link)", size), roundP50s("dpdk-raw-\(link)", size))
-                if dr.count > 1 && dr.count == rr.count {
-                    let ratios = zip(dr, rr).map { Double($0) / Double(max($1, 1)) }.sorted()
-                    let median = (ratios[(ratios.count - 1) / 2] + ratios[ratios.count / 2]) / 2
-                    line += " [round by round: median \(format(median))x,"
-                        + " \(format(ratios[0]))-\(format(ratios[ratios.count - 1]))x over \(ratios.count) rounds]"
-                }
+                line += Self.roundByRound(roundP50s("dios-\(link)", size), over: roundP50s("dpdk-raw-\(link)", size))
                 if let c = p50("dios-\(link)-copy", size) { line += ", copying/in place \(format(c / d))x" }
                 let udp = link == "memif" ? "lo" : "veth"
                 if let u = p50("dios-udp-\(udp)", size) { line += ", dios-udp-\(udp)/dios-\(link) \(format(u / d))x" }
