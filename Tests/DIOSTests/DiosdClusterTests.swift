@@ -520,7 +520,7 @@ import Testing
     /// peer stopped, a race between DPDK 22.11's interrupt thread tearing the
     /// connection down and the polling threads (see the README). A stopping
     /// node now says it is leaving and the peer leaves its memif port alone
-    /// first (6 of 6 runs passed since); until more runs back that, run the
+    /// first (18 of 18 runs have passed since); until more runs back that, run the
     /// memif case with `DIOS_MEMIF_MULTIQUEUE=1`.
     @Test(
         .enabled(if: DPDKClusterHost.vethMissing == nil, Comment(rawValue: DPDKClusterHost.vethMissing ?? "")),
