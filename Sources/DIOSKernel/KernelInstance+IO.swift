@@ -10,10 +10,24 @@ package struct IOGrant: @unchecked Sendable {
     package let object: ObjectID
     /// The first byte of the view, inside the object's buffer in the arena.
     @usableFromInline package let base: UnsafeMutableRawPointer
-    @usableFromInline package let count: Int
     /// The object's version when the transaction began (weak reads validate it).
     package let version: UInt64
+    /// The view's size in 32 bits (no view is over `BufferPool.maximumSize`,
+    /// 2 MiB) and the mode beside it: the grant is four words, which Swift
+    /// returns in registers (five went through memory, on every begin call).
+    @usableFromInline let count32: UInt32
     package let mode: IOMode
+
+    @usableFromInline package var count: Int { Int(count32) }
+
+    package init(object: ObjectID, base: UnsafeMutableRawPointer, count: Int, version: UInt64, mode: IOMode) {
+        assert(count >= 0 && count <= Int(UInt32.max), "a view of \(count) bytes")
+        self.object = object
+        self.base = base
+        self.version = version
+        self.count32 = UInt32(truncatingIfNeeded: count)
+        self.mode = mode
+    }
 }
 
 /// How a transaction holds its object.

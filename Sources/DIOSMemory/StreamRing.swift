@@ -96,7 +96,10 @@ public struct StreamRing: @unchecked Sendable {
     }
 
     @inlinable @inline(__always) func slot(_ index: UInt64) -> UnsafeMutableRawPointer {
-        base + Self.headerBytes + Int(index & (depth - 1)) * stride
+        // Wrapping arithmetic: the masked index is below `depth`, and the ring
+        // (header plus depth × stride bytes) was mapped whole, so nothing here
+        // can overflow; checked arithmetic would add three branches per call.
+        base + (Self.headerBytes &+ Int(truncatingIfNeeded: index & (depth &- 1)) &* stride)
     }
 
     // MARK: Claims

@@ -205,9 +205,12 @@ public final class WireEndpoint {
         for k in unretained.indices {
             unretained[k]._withUnsafeGuaranteedRef { session in
                 let wasUp = session.isUp
-                if let failure = session.poll(now: now, via: transport, deliver: { deliver(session.peer, $0) }) {
+                // The peer, not the session, in the closure: capturing the
+                // session retained and released it on every full poll.
+                let peer = session.peer
+                if let failure = session.poll(now: now, via: transport, deliver: { deliver(peer, $0) }) {
                     // A peer never heard from has nothing in flight to lose: no news.
-                    if wasUp { changed(session.peer, .down(failure)) }
+                    if wasUp { changed(peer, .down(failure)) }
                 }
             }
         }
