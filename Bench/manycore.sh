@@ -13,7 +13,10 @@
 #                              bundle, reserves hugepages, runs the benchmarks with
 #                              every instance on a core of its own, and writes each
 #                              one's output to $OUT (or /tmp/manycore); ROUNDS=N
-#                              (default 3) runs of the names benchmark per binary.
+#                              (default 3) runs of the names benchmark per binary, and
+#                              with a baseline ROUNDS runs each of `bench ipc` and of
+#                              memif's `bench ipc --remote`, taking turns;
+#                              BENCHES="names ipc remote" (the default) picks sections.
 #                              It puts links in DPDK's plugin folder, so it refuses
 #                              a machine where DPDK is installed (run `dios bench`
 #                              there directly).
@@ -79,32 +82,53 @@ run() {
         command -v ip || echo "no ip command: the veth rows will be skipped"
         ./hugepages.sh 1024 || echo "no hugepages: DPDK rows will be skipped"
     } 2>&1 | tee "$out/machine.txt"
+    local which runs=("dios") wanted=" ${BENCHES:-names ipc remote} "
+    [ -x "$b/bin/dios-baseline" ] && runs=("dios" "dios-baseline")
     # 1. Issue 5: six instances, each polling a core of its own; with a
     # baseline, the two binaries take turns ($ROUNDS runs each, default 3, busy; 1 adaptive).
-    local which runs=("dios")
-    [ -x "$b/bin/dios-baseline" ] && runs=("dios" "dios-baseline")
-    for round in $(seq "${ROUNDS:-3}"); do
-        for which in "${runs[@]}"; do
-            echo "== $which bench names --busy (round $round)"
-            timeout 60 "$b/bin/$which" bench names --busy 2>&1 | tee -a "$out/names-busy.txt" | grep -E "^(lookup|create)"
+    if [[ $wanted == *" names "* ]]; then
+        for round in $(seq "${ROUNDS:-3}"); do
+            for which in "${runs[@]}"; do
+                echo "== $which bench names --busy (round $round)"
+                timeout 60 "$b/bin/$which" bench names --busy 2>&1 | tee -a "$out/names-busy.txt" | grep -E "^(lookup|create)"
+            done
         done
-    done
-    for which in "${runs[@]}"; do
-        echo "== $which bench names (adaptive)"
-        timeout 60 "$b/bin/$which" bench names 2>&1 | tee -a "$out/names-adaptive.txt" | tail -3
-    done
-    # 2. Issue 3: one node, two cores, busy (and the same run's floor and Unix sockets).
-    echo "== dios bench ipc (cores 2,3)"
-    timeout 90 "$dios" bench ipc --cores 2,3 2>&1 | tee "$out/ipc.txt"
-    # 3. Issue 4: across nodes, DPDK memif / af_packet / af_xdp beside raw DPDK and Linux UDP.
-    echo "== dios bench ipc --remote (cores 2,3)"
-    timeout 150 "$dios" bench ipc --remote --cores 2,3 --iterations 20000 --warmup 2000 --payloads 64,1024 2>&1 |
-        tee "$out/remote.txt"
-    if grep -q "DPDK rows skipped\|skipped: no DPDK port" "$out/remote.txt"; then
-        echo "== DPDK did not start: its memif ports again, with DPDK's debug log"
-        DIOS_DPDK_LOG_LEVEL=debug timeout 60 "$dios" bench ipc --remote --links memif --cores 2,3 --iterations 1000 \
-            --warmup 100 --payloads 64 > "$out/remote-debug.txt" 2>&1
-        grep -i -E "memif|error|fail|cannot" "$out/remote-debug.txt" | head -40
+        for which in "${runs[@]}"; do
+            echo "== $which bench names (adaptive)"
+            timeout 60 "$b/bin/$which" bench names 2>&1 | tee -a "$out/names-adaptive.txt" | tail -3
+        done
+    fi
+    # 2. Issue 3: one node, two cores, busy (and the same run's floor and Unix
+    # sockets); with a baseline, the binaries take turns, $ROUNDS runs each.
+    if [[ $wanted == *" ipc "* ]]; then
+        for round in $(seq "${ROUNDS:-1}"); do
+            for which in "${runs[@]}"; do
+                echo "== $which bench ipc (cores 2,3, round $round)"
+                timeout 90 "$b/bin/$which" bench ipc --cores 2,3 --payloads 64 2>&1 | tee -a "$out/ipc-$which.txt" |
+                    grep -E "^(floor|ring-raw|dios|uds-poll) |DIOS/floor|throughput"
+            done
+        done
+    fi
+    # 3. Issue 4: across nodes, DPDK memif / af_packet / af_xdp beside raw DPDK
+    # and Linux UDP (the whole table once, then memif alone, taking turns).
+    if [[ $wanted == *" remote "* ]]; then
+        echo "== dios bench ipc --remote (cores 2,3)"
+        timeout 150 "$dios" bench ipc --remote --cores 2,3 --iterations 20000 --warmup 2000 --payloads 64,1024 2>&1 |
+            tee "$out/remote.txt"
+        if grep -q "DPDK rows skipped\|skipped: no DPDK port" "$out/remote.txt"; then
+            echo "== DPDK did not start: its memif ports again, with DPDK's debug log"
+            DIOS_DPDK_LOG_LEVEL=debug timeout 60 "$dios" bench ipc --remote --links memif --cores 2,3 --iterations 1000 \
+                --warmup 100 --payloads 64 > "$out/remote-debug.txt" 2>&1
+            grep -i -E "memif|error|fail|cannot" "$out/remote-debug.txt" | head -40
+        elif [ ${#runs[@]} -gt 1 ]; then
+            for round in $(seq "${ROUNDS:-1}"); do
+                for which in "${runs[@]}"; do
+                    echo "== $which bench ipc --remote --links memif (cores 2,3, round $round)"
+                    timeout 60 "$b/bin/$which" bench ipc --remote --links memif --cores 2,3 --iterations 20000 \
+                        --payloads 64 2>&1 | tee -a "$out/memif-$which.txt" | grep -E "^(dpdk-raw|dios)-memif |DIOS/raw"
+                done
+            done
+        fi
     fi
 }
 
