@@ -134,6 +134,8 @@ int cdpdk_port_setup(uint16_t port_id, uint16_t queues, uint16_t rx_descriptors,
 
 int cdpdk_port_stop(uint16_t port_id) { return rte_eth_dev_stop(port_id); }
 
+int cdpdk_port_start(uint16_t port_id) { return rte_eth_dev_start(port_id); }
+
 int cdpdk_port_close(uint16_t port_id) { return rte_eth_dev_close(port_id); }
 
 int cdpdk_port_mac(uint16_t port_id, uint8_t mac[6]) {

@@ -332,6 +332,41 @@ public final class DPDKPort: @unchecked Sendable {
         return isLinkUp
     }
 
+    /// Waits for the link as `waitForLink(timeoutMilliseconds:)` does, but
+    /// stops and starts the port again whenever it has stayed down for
+    /// `restartMilliseconds`. Returns how many restarts it took, or nil when
+    /// the link was still down after `timeoutMilliseconds`.
+    ///
+    /// For a memif client. A memif server listens from the moment its EAL
+    /// probes the device but takes a client only once its port has started;
+    /// a client that connects in between is refused ("ID not found" in the
+    /// memif log), and DPDK 22.11's client never connects again by itself. A
+    /// restart connects it anew.
+    public func waitForLink(timeoutMilliseconds: Int, restartingEvery restartMilliseconds: Int) throws(TransportError) -> Int? {
+        precondition(restartMilliseconds > 0, "restart interval")
+        var restarts = 0
+        var waited = 0
+        while true {
+            let slice = min(restartMilliseconds, max(0, timeoutMilliseconds - waited))
+            if waitForLink(timeoutMilliseconds: slice) { return restarts }
+            waited += slice
+            guard waited < timeoutMilliseconds else { return nil }
+            try restart()
+            restarts += 1
+        }
+    }
+
+    /// Stops the port and starts it again (its queues and pool stay).
+    public func restart() throws(TransportError) {
+        try stopped.withLock { stopped throws(TransportError) in
+            guard !stopped, environment.isRunning else { throw .configuration("\(name) is closed") }
+            let r = cdpdk_port_stop(id)
+            guard r == 0 else { throw .dpdk(call: "rte_eth_dev_stop", message: "\(DPDKEnvironment.message(r)) on \(name)") }
+            let s = cdpdk_port_start(id)
+            guard s == 0 else { throw .dpdk(call: "rte_eth_dev_start", message: "\(DPDKEnvironment.message(s)) on \(name)") }
+        }
+    }
+
     /// The port's counters as DPDK keeps them (`rte_eth_stats`).
     public struct Statistics: Sendable, Equatable {
         public var rxPackets: UInt64, txPackets: UInt64, rxBytes: UInt64, txBytes: UInt64

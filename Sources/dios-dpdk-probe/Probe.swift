@@ -11,6 +11,8 @@
 //   --pingpong N: the client times N round trips of --size bytes after --warmup
 //     untimed ones, busy-polling, and prints min/p50/p99/max in ns; the server
 //     echoes whatever arrives.
+//   --memif-refusal: no exchange; the start-up race between a memif client and
+//     its server, reproduced with both in this process (see `memifRefusal`).
 //
 // Example over memif (two shells):
 //   dios-dpdk-probe --role server --ip 10.0.0.1 --port 9000 --neighbour 10.0.0.2=02:00:00:00:00:02 \
@@ -54,13 +56,17 @@ struct Options: Sendable {
     var idle = Idle.spin
     var txBatch = 1
     var workerThread = false
+    /// `--memif-refusal`: the start-up race of a memif client and its server,
+    /// in this one process (see `DPDKProbe.memifRefusal`).
+    var memifRefusal = false
     var eal: [String] = []
 
     static let usage = """
         usage: dios-dpdk-probe --role server|client --ip A.B.C.D [--port P] [--peer A.B.C.D:P]
                [--neighbour A.B.C.D=MAC]... [--device NAME] [--frames N | --pingpong N [--warmup N] [--size BYTES]]
                [--retry-ms MS] [--timeout-s S] [--link-timeout-s S] [--idle spin|yield|sleep] [--tx-batch N] [--kernel-socket] [--worker-thread]
-               -- EAL arguments (e.g. --file-prefix p --no-pci --huge-unlink -l 0 --vdev net_memif0,...)
+               -- EAL arguments
+               dios-dpdk-probe --memif-refusal -- EAL arguments with net_memif0 (server) and net_memif1 (client) on one socket (e.g. --file-prefix p --no-pci --huge-unlink -l 0 --vdev net_memif0,...)
         """
 
     /// Parses the command line; nil (after printing why) when it is not usable.
@@ -140,6 +146,7 @@ struct Options: Sendable {
                 o.idle = idle
             case "--kernel-socket": o.kernelSocket = true
             case "--worker-thread": o.workerThread = true
+            case "--memif-refusal": o.memifRefusal = true
             case "--help", "-h":
                 say(usage)
                 exit(0)
@@ -147,6 +154,11 @@ struct Options: Sendable {
                 return fail("unknown argument \(argument)")
             }
             i += 1
+        }
+        if o.memifRefusal {
+            guard !o.eal.isEmpty else { return fail("--memif-refusal needs EAL arguments after --") }
+            o.local = PeerAddress("127.0.0.1", port: 0)
+            return o
         }
         guard o.role != nil else { return fail("--role is required") }
         guard let ip = o.localIP, let local = PeerAddress(ip, port: o.localPort) else { return fail("--ip is required") }
@@ -390,7 +402,9 @@ enum DPDKProbe {
         }
         // Everything DPDK lives in this call, so it is released before the EAL is.
         let status =
-            options.workerThread
+            options.memifRefusal
+            ? memifRefusal(environment)
+            : options.workerThread
             ? onWorkerThread { runDPDK(environment, options, local) }
             : runDPDK(environment, options, local)
         environment.cleanup()
@@ -426,6 +440,34 @@ enum DPDKProbe {
     }
 
     #if DIOS_DPDK
+    /// `--memif-refusal`, with two memif devices on one socket in this EAL:
+    /// `net_memif0` the server, `net_memif1` the client. The client starts
+    /// while the server is probed (its socket listens) but not started, as
+    /// when a client node starts while its server node is still coming up:
+    /// the server refuses it, and the client's link stays down even once the
+    /// server has started. `DPDKPort.waitForLink(timeoutMilliseconds:
+    /// restartingEvery:)` must then bring it up. Prints `key=value`s; exit 0
+    /// when all of that happened.
+    static func memifRefusal(_ environment: DPDKEnvironment) -> Int32 {
+        do {
+            let client = try DPDKPort(environment: environment, name: "net_memif1")
+            defer { client.close() }
+            usleep(300_000)
+            let refused = !client.isLinkUp
+            let server = try DPDKPort(environment: environment, name: "net_memif0")
+            defer { server.close() }
+            usleep(500_000)
+            let stayedDown = !client.isLinkUp
+            let restarts = try client.waitForLink(timeoutMilliseconds: 10_000, restartingEvery: 500)
+            let up = restarts != nil && server.waitForLink(timeoutMilliseconds: 2_000)
+            say("memif-refusal: refused=\(refused) stayed_down=\(stayedDown) restarts=\(restarts.map(String.init) ?? "none") link_up=\(up)")
+            return refused && stayedDown && (restarts ?? 0) >= 1 && up ? 0 : 1
+        } catch {
+            warn("\(error)")
+            return 3
+        }
+    }
+
     static func runDPDK(_ environment: DPDKEnvironment, _ o: Options, _ local: PeerAddress) -> Int32 {
         do {
             if o.workerThread { try environment.registerCurrentThread() }

@@ -72,26 +72,53 @@ final class DPDKNode: @unchecked Sendable {  // set up before the instances poll
     /// Opens and starts the node's port. A memif client cannot start until its
     /// server listens (`rte_eth_dev_start` fails): it tries again every 100 ms
     /// for up to `waitSeconds`, so nodes may start in any order.
+    ///
+    /// A memif client also waits for its link. A server listens from the
+    /// moment its EAL probes the device but takes a client only once its port
+    /// has started; a client that connects in between is refused ("ID not
+    /// found" in the memif log), and DPDK 22.11's client never connects again
+    /// by itself, leaving the node up with no link. So the client's port is
+    /// started again every 2 s while its link stays down, within the same
+    /// `waitSeconds` (the refusal is reproduced by `dios-dpdk-probe
+    /// --memif-refusal`, whose test checks the restart).
     static func openPort(
         _ environment: DPDKEnvironment, _ settings: ClusterFile.DPDKSettings, queues: Int, waitSeconds: Int = 30,
         say: (String) -> Void
     ) throws(TransportError) -> DPDKPort {
         let client = settings.driver == "memif" && settings.options["role"] == "client"
+        let socket = settings.options["socket"] ?? "/run/memif.sock"
         var tries = 0
+        let port: DPDKPort
         while true {
             do {
-                return try DPDKPort(environment: environment, name: settings.device, queues: queues)
+                port = try DPDKPort(environment: environment, name: settings.device, queues: queues)
+                break
             } catch {
                 guard client, case .dpdk(let call, _) = error, call == "rte_eth_dev_start", tries < waitSeconds * 10 else {
                     throw error
                 }
                 if tries == 0 {
-                    say("diosd: \(settings.device): waiting for the memif server at \(settings.options["socket"] ?? "/run/memif.sock")")
+                    say("diosd: \(settings.device): waiting for the memif server at \(socket)")
                 }
                 tries += 1
                 usleep(100_000)
             }
         }
+        guard client else { return port }
+        let left = max(2_000, waitSeconds * 1_000 - tries * 100)
+        do throws(TransportError) {
+            guard let restarts = try port.waitForLink(timeoutMilliseconds: left, restartingEvery: 2_000) else {
+                throw .configuration(
+                    "\(settings.device): the memif server at \(socket) took the connection, but no link came up in \(left / 1_000) s (the memif log says why: add `--log-level, \"pmd.net.memif:debug\"` to the node's eal_args)")
+            }
+            if restarts > 0 {
+                say("diosd: \(settings.device): the memif server refused the first connection (it had not started its port); linked after \(restarts) restart(s)")
+            }
+        } catch {
+            port.close()
+            throw error
+        }
+        return port
     }
     #endif
 

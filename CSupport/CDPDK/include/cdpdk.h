@@ -91,6 +91,10 @@ int cdpdk_port_setup(uint16_t port_id, uint16_t queues, uint16_t rx_descriptors,
 /// Stops a started port. Returns 0 or a negative errno. Wraps `rte_eth_dev_stop`.
 int cdpdk_port_stop(uint16_t port_id);
 
+/// Starts a configured, stopped port again (a memif client connects anew).
+/// Returns 0 or a negative errno. Wraps `rte_eth_dev_start`.
+int cdpdk_port_start(uint16_t port_id);
+
 /// Closes a stopped port, releasing its queues (and, for vdevs such as memif,
 /// their sockets). Returns 0 or a negative errno. Wraps `rte_eth_dev_close`.
 int cdpdk_port_close(uint16_t port_id);
