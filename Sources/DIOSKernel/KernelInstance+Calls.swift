@@ -32,6 +32,9 @@ extension KernelInstance {
         case .stream(let messageSize, let depth):
             guard messageSize > 0 else { throw .invalidArgument("stream message size \(messageSize)") }
             guard depth > 0, depth <= 1 << 20 else { throw .invalidArgument("stream depth \(depth)") }
+            // Before the ring's size is computed: a message size near Int.max
+            // would overflow it (a trap, taking the whole instance down).
+            guard messageSize <= BufferPool.maximumSize else { throw .outOfMemory(requested: messageSize) }
             let slots = 1 << (Int.bitWidth - (depth - 1).leadingZeroBitCount)  // next power of two
             let bytes = StreamRing.byteSize(messageSize: messageSize, depth: slots)
             guard bytes <= BufferPool.maximumSize else { throw .outOfMemory(requested: bytes) }

@@ -24,7 +24,10 @@ import Testing
             let before = kernel.instance.stateFingerprint()
             let ref = refs[Int(rng.next() % UInt64(refs.count))]
             let uref = untrustedRefs.isEmpty ? ref : untrustedRefs[Int(rng.next() % UInt64(untrustedRefs.count))]
-            let size = Int(rng.next() % 300) - 20
+            // Mostly small sizes, some negative; one in eight an extreme (a
+            // stream of Int.max-byte messages once trapped on its ring's size).
+            let extremes = [Int.max, Int.min, 1 << 40, 3 << 20]
+            let size = rng.next() % 8 == 0 ? extremes[Int(rng.next() % 4)] : Int(rng.next() % 300) - 20
             var failure: CallError? = nil
             let op = rng.next() % 14
             do throws(CallError) {

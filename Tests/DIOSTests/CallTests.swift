@@ -30,6 +30,11 @@ import Testing
         #expect(throws: CallError.invalidArgument("blob size -1")) { try task.create(.blob(size: -1)) }
         #expect(throws: CallError.outOfMemory(requested: 3 << 20)) { try task.create(.blob(size: 3 << 20)) }
         #expect(throws: CallError.invalidArgument("stream depth 0")) { try task.create(.stream(messageSize: 8, depth: 0)) }
+        // Sizes whose ring size would overflow: refused, not a trap in the kernel.
+        #expect(throws: CallError.outOfMemory(requested: Int.max)) { try task.create(.stream(messageSize: Int.max)) }
+        #expect(throws: CallError.outOfMemory(requested: 1 << 61)) {
+            try task.create(.stream(messageSize: 1 << 61, depth: 1 << 20))
+        }
         #expect(kernel.instance.objectCount == before)
     }
 
