@@ -13,9 +13,9 @@
 #                              bundle, reserves hugepages, runs the benchmarks with
 #                              every instance on a core of its own, and writes each
 #                              one's output to $OUT (or /tmp/manycore); ROUNDS=N
-#                              (default 3) runs of the names benchmark per binary, and
-#                              with a baseline ROUNDS runs each of `bench ipc` and of
-#                              memif's `bench ipc --remote`, taking turns;
+#                              (default 3) runs per binary of the names benchmark and
+#                              of `bench ipc`, and with a baseline of memif's `bench
+#                              ipc --remote` too, the binaries taking turns;
 #                              BENCHES="names ipc remote" (the default) picks sections.
 #                              It puts links in DPDK's plugin folder, so it refuses
 #                              a machine where DPDK is installed (run `dios bench`
@@ -101,7 +101,7 @@ run() {
     # 2. Issue 3: one node, two cores, busy (and the same run's floor and Unix
     # sockets); with a baseline, the binaries take turns, $ROUNDS runs each.
     if [[ $wanted == *" ipc "* ]]; then
-        for round in $(seq "${ROUNDS:-1}"); do
+        for round in $(seq "${ROUNDS:-3}"); do
             for which in "${runs[@]}"; do
                 echo "== $which bench ipc (cores 2,3, round $round)"
                 timeout 90 "$b/bin/$which" bench ipc --cores 2,3 --payloads 64 2>&1 | tee -a "$out/ipc-$which.txt" |
@@ -121,7 +121,7 @@ run() {
                 --warmup 100 --payloads 64 > "$out/remote-debug.txt" 2>&1
             grep -i -E "memif|error|fail|cannot" "$out/remote-debug.txt" | head -40
         elif [ ${#runs[@]} -gt 1 ]; then
-            for round in $(seq "${ROUNDS:-1}"); do
+            for round in $(seq "${ROUNDS:-3}"); do
                 for which in "${runs[@]}"; do
                     echo "== $which bench ipc --remote --links memif (cores 2,3, round $round)"
                     timeout 60 "$b/bin/$which" bench ipc --remote --links memif --cores 2,3 --iterations 20000 \

@@ -356,7 +356,8 @@ public final class DPDKPort: @unchecked Sendable {
         }
     }
 
-    /// Stops the port and starts it again (its queues and pool stay).
+    /// Stops the port and starts it again (its queues and pool stay). Before
+    /// any transport polls its queues: DPDK does not stop a port under rx/tx.
     public func restart() throws(TransportError) {
         try stopped.withLock { stopped throws(TransportError) in
             guard !stopped, environment.isRunning else { throw .configuration("\(name) is closed") }

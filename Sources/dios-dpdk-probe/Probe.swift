@@ -65,8 +65,8 @@ struct Options: Sendable {
         usage: dios-dpdk-probe --role server|client --ip A.B.C.D [--port P] [--peer A.B.C.D:P]
                [--neighbour A.B.C.D=MAC]... [--device NAME] [--frames N | --pingpong N [--warmup N] [--size BYTES]]
                [--retry-ms MS] [--timeout-s S] [--link-timeout-s S] [--idle spin|yield|sleep] [--tx-batch N] [--kernel-socket] [--worker-thread]
-               -- EAL arguments
-               dios-dpdk-probe --memif-refusal -- EAL arguments with net_memif0 (server) and net_memif1 (client) on one socket (e.g. --file-prefix p --no-pci --huge-unlink -l 0 --vdev net_memif0,...)
+               -- EAL arguments (e.g. --file-prefix p --no-pci --huge-unlink -l 0 --vdev net_memif0,...)
+               dios-dpdk-probe --memif-refusal -- EAL arguments with net_memif0 (server) and net_memif1 (client) on one socket
         """
 
     /// Parses the command line; nil (after printing why) when it is not usable.
