@@ -91,7 +91,10 @@ struct BenchIPC: AsyncParsableCommand {
             guard let d = p50("dios", size) else { continue }
             var line = "\(size) B: DIOS/floor \(format(d / floorP50))x"
                 + Self.roundByRound(roundP50s("dios", size), over: results[0].roundP50s)
-            if let r = p50("ring-raw", size) { line += ", DIOS/raw ring \(format(d / r))x" }
+            if let r = p50("ring-raw", size) {
+                line += ", DIOS/raw ring \(format(d / r))x, DIOS over the raw ring \(Self.signed(d - r)) ns"
+                    + Self.roundByRound(roundP50s("dios", size), minus: roundP50s("ring-raw", size))
+            }
             if let p = p50("uds-poll", size) {
                 line += ", uds-poll/DIOS \(format(p / d))x" + Self.roundByRound(roundP50s("uds-poll", size), over: roundP50s("dios", size))
             }
@@ -120,6 +123,21 @@ struct BenchIPC: AsyncParsableCommand {
         let ratios = zip(numerator, denominator).map { Double($0) / Double(max($1, 1)) }.sorted()
         let median = (ratios[(ratios.count - 1) / 2] + ratios[ratios.count / 2]) / 2
         return " [round by round: median \(format(median))x, \(format(ratios[0]))-\(format(ratios[ratios.count - 1]))x over \(ratios.count) rounds]"
+    }
+
+    /// ` [round by round: median +M ns, A to B ns over N rounds]`: `minuend`'s
+    /// p50 less `subtrahend`'s, round by round: DIOS's own cost as a time.
+    static func roundByRound(_ minuend: [UInt64], minus subtrahend: [UInt64]) -> String {
+        guard minuend.count > 1 && minuend.count == subtrahend.count else { return "" }
+        let differences = zip(minuend, subtrahend).map { Double($0) - Double($1) }.sorted()
+        let median = (differences[(differences.count - 1) / 2] + differences[differences.count / 2]) / 2
+        return " [round by round: median \(signed(median)), \(signed(differences[0])) to \(signed(differences[differences.count - 1])) over \(differences.count) rounds]"
+    }
+
+    /// A difference in whole nanoseconds with its sign: "+84", "-3".
+    static func signed(_ ns: Double) -> String {
+        let n = Int(ns.rounded())
+        return n >= 0 ? "+\(n)" : "\(n)"
     }
 
     static func newHistogram() -> Histogram<UInt64> {

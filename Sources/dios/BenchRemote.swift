@@ -106,6 +106,8 @@ extension BenchIPC {
                 var line = "DPDK \(link), \(size) B: DIOS/raw \(format(d / r))x"
                 if link == "memif" { line += " (goal <= 1.3x)" }
                 line += Self.roundByRound(roundP50s("dios-\(link)", size), over: roundP50s("dpdk-raw-\(link)", size))
+                line += ", DIOS over raw \(Self.signed(d - r)) ns"
+                    + Self.roundByRound(roundP50s("dios-\(link)", size), minus: roundP50s("dpdk-raw-\(link)", size))
                 if let c = p50("dios-\(link)-copy", size) { line += ", copying/in place \(format(c / d))x" }
                 let udp = link == "memif" ? "lo" : "veth"
                 if let u = p50("dios-udp-\(udp)", size) { line += ", dios-udp-\(udp)/dios-\(link) \(format(u / d))x" }

@@ -1,0 +1,88 @@
+import Foundation
+import Testing
+
+/// `dios bench ipc --json`: the machine-readable form scripts and plots read
+/// (issue 3: one JSON object per line with `mechanism`, `payload`, `min_ns`,
+/// `p50_ns`, `p99_ns`, `p999_ns`, and `msgs_per_s` on throughput lines). A
+/// short run of the real binary; the assertions are about the form and the
+/// order of percentiles, never about how fast anything was.
+@Suite(.serialized) struct BenchOutputTests {
+    static var dios: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("dios")
+    }
+
+    /// Runs `dios` with `arguments` (killed after `seconds`); its status and the JSON objects it printed, one per line.
+    static func runJSON(_ arguments: [String], seconds: Int = 60) throws -> (status: Int32, objects: [[String: Any]], text: String) {
+        let process = Process()
+        process.executableURL = dios
+        process.arguments = arguments
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let watchdog = Task {
+            try await Task.sleep(for: .seconds(seconds))
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+        defer { watchdog.cancel() }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        let objects = text.split(separator: "\n").compactMap { line in
+            (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
+        }
+        return (process.terminationStatus, objects, text)
+    }
+
+    /// Every latency object: a known mechanism, a payload, and min ≤ p50 ≤ p99 ≤ p99.9, all positive.
+    static func checkLatencies(_ objects: [[String: Any]], _ text: String) -> Set<String> {
+        var seen = Set<String>()
+        for o in objects where o["msgs_per_s"] == nil {
+            guard let mechanism = o["mechanism"] as? String, let payload = o["payload"] as? Int else {
+                Issue.record("a line without mechanism or payload: \(o)")
+                continue
+            }
+            let values = ["min_ns", "p50_ns", "p99_ns", "p999_ns"].compactMap { o[$0] as? Int }
+            #expect(values.count == 4, "\(mechanism) \(payload): \(o)")
+            #expect(values == values.sorted() && (values.first ?? 0) > 0, "\(mechanism) \(payload): \(o)")
+            seen.insert("\(mechanism)/\(payload)")
+        }
+        #expect(!seen.isEmpty, "\(text)")
+        return seen
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func localBenchPrintsOneJSONObjectPerMechanismAndPayload() throws {
+        let (status, objects, text) = try Self.runJSON([
+            "bench", "ipc", "--json", "--idle", "adaptive", "--iterations", "400", "--warmup", "40", "--rounds", "2",
+            "--payloads", "8,64", "--throughput-messages", "20000",
+        ])
+        #expect(status == 0, "\(text)")
+        #expect(objects.count == text.split(separator: "\n").count, "every line is one JSON object: \(text)")
+        let seen = Self.checkLatencies(objects, text)
+        var wanted: Set<String> = ["floor/8"]
+        for mechanism in ["ring-raw", "dios", "uds-blocking", "uds-poll"] {
+            for payload in [8, 64] { wanted.insert("\(mechanism)/\(payload)") }
+        }
+        #expect(seen == wanted, "\(text)")
+        let throughput = objects.filter { $0["msgs_per_s"] != nil }
+        #expect(throughput.count == 1, "\(text)")
+        #expect(throughput.first?["mechanism"] as? String == "dios")
+        #expect(throughput.first?["payload"] as? Int == 64)
+        #expect((throughput.first?["msgs_per_s"] as? Int ?? 0) > 0, "\(text)")
+    }
+
+    /// Across nodes on loopback only (no namespaces, no DPDK): kernel UDP,
+    /// blocking and busy-polled, and DIOS over UDP, in the same form.
+    @Test(.timeLimit(.minutes(2)))
+    func remoteBenchOnLoopbackPrintsTheSameForm() throws {
+        let (status, objects, text) = try Self.runJSON([
+            "bench", "ipc", "--remote", "--links", "lo", "--json", "--idle", "adaptive", "--iterations", "300",
+            "--warmup", "30", "--payloads", "64",
+        ])
+        #expect(status == 0, "\(text)")
+        #expect(objects.count == text.split(separator: "\n").count, "every line is one JSON object: \(text)")
+        let seen = Self.checkLatencies(objects, text)
+        #expect(seen == ["udp-blocking-lo/64", "udp-poll-lo/64", "dios-udp-lo/64"], "\(text)")
+    }
+}
