@@ -120,18 +120,22 @@ struct BenchIPC: AsyncParsableCommand {
     /// have the same rounds, more than one.
     static func roundByRound(_ numerator: [UInt64], over denominator: [UInt64]) -> String {
         guard numerator.count > 1 && numerator.count == denominator.count else { return "" }
-        let ratios = zip(numerator, denominator).map { Double($0) / Double(max($1, 1)) }.sorted()
-        let median = (ratios[(ratios.count - 1) / 2] + ratios[ratios.count / 2]) / 2
-        return " [round by round: median \(format(median))x, \(format(ratios[0]))-\(format(ratios[ratios.count - 1]))x over \(ratios.count) rounds]"
+        let r = medianAndRange(zip(numerator, denominator).map { Double($0) / Double(max($1, 1)) })
+        return " [round by round: median \(format(r.median))x, \(format(r.low))-\(format(r.high))x over \(numerator.count) rounds]"
     }
 
     /// ` [round by round: median +M ns, A to B ns over N rounds]`: `minuend`'s
     /// p50 less `subtrahend`'s, round by round: DIOS's own cost as a time.
     static func roundByRound(_ minuend: [UInt64], minus subtrahend: [UInt64]) -> String {
         guard minuend.count > 1 && minuend.count == subtrahend.count else { return "" }
-        let differences = zip(minuend, subtrahend).map { Double($0) - Double($1) }.sorted()
-        let median = (differences[(differences.count - 1) / 2] + differences[differences.count / 2]) / 2
-        return " [round by round: median \(signed(median)), \(signed(differences[0])) to \(signed(differences[differences.count - 1])) over \(differences.count) rounds]"
+        let r = medianAndRange(zip(minuend, subtrahend).map { Double($0) - Double($1) })
+        return " [round by round: median \(signed(r.median)), \(signed(r.low)) to \(signed(r.high)) over \(minuend.count) rounds]"
+    }
+
+    /// The median (of the middle two for an even count), least and greatest of `values` (not empty).
+    static func medianAndRange(_ values: [Double]) -> (median: Double, low: Double, high: Double) {
+        let v = values.sorted()
+        return ((v[(v.count - 1) / 2] + v[v.count / 2]) / 2, v[0], v[v.count - 1])
     }
 
     /// A difference in whole nanoseconds with its sign: "+84", "-3".
