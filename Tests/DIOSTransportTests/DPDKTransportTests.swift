@@ -181,9 +181,13 @@ final class DPDKProbeRun {
         return child
     }
 
-    /// Stops the children, then removes their runtime directories and any hugepage files.
+    /// The memif socket of this test's probes (removed by `cleanUp`).
+    var memifSocket: String { "/tmp/dios-dpdk-test-\(getpid())-\(tag).sock" }
+
+    /// Stops the children, then removes their memif socket, runtime directories and any hugepage files.
     func cleanUp() {
         children.forEach { $0.stop() }
+        unlink(memifSocket)
         let hugepageFiles = (try? FileManager.default.contentsOfDirectory(atPath: "/dev/hugepages")) ?? []
         for prefix in prefixes {
             try? FileManager.default.removeItem(atPath: "/var/run/dpdk/\(prefix)")
@@ -249,8 +253,7 @@ struct DPDKTransportTests {
     func memifCarriesTenThousandFramesWithoutLoss() throws {
         let run = DPDKProbeRun("memif")
         defer { run.cleanUp() }
-        let socket = "/tmp/dios-dpdk-test-\(getpid())-memif.sock"
-        defer { unlink(socket) }
+        let socket = run.memifSocket
         let common = [
             "--frames", "10000", "--retry-ms", "1000", "--idle", "sleep", "--timeout-s", "55", "--worker-thread",
         ]
@@ -364,8 +367,7 @@ struct DPDKTransportTests {
     func pingpongReportsRoundTripPercentiles() throws {
         let run = DPDKProbeRun("pingpong")
         defer { run.cleanUp() }
-        let socket = "/tmp/dios-dpdk-test-\(getpid())-pingpong.sock"
-        defer { unlink(socket) }
+        let socket = run.memifSocket
         let common = ["--pingpong", "2000", "--warmup", "200", "--size", "64", "--idle", "sleep", "--timeout-s", "25"]
         let server = try run.start(
             "server",
@@ -404,8 +406,7 @@ struct DPDKTransportTests {
     func refusedMemifClientConnectsOnceRestarted() throws {
         let run = DPDKProbeRun("refusal")
         defer { run.cleanUp() }
-        let socket = "/tmp/dios-dpdk-test-\(getpid())-refusal.sock"
-        defer { unlink(socket) }
+        let socket = run.memifSocket
         let child = try run.start(
             "server", options: ["--memif-refusal"],
             vdevs: [
