@@ -22,7 +22,7 @@ public import CLinux
 ///     64   consumer line: head (u64)
 ///     128  control line: writer claim (u32), reader claim (u32), closed (u32),
 ///          attached ends (u32), depth (u32), stride (u32), max message (u32)
-///     192  slots: depth × stride bytes; each slot = header (u64: sequence << 32
+///     256  slots: depth × stride bytes; each slot = header (u64: sequence << 32
 ///          | length), then the payload. Message n (from 0) is in slot n mod depth
 ///          with sequence (n + 1) mod 2³², so a slot's previous message never
 ///          looks like its next.
@@ -37,9 +37,9 @@ public import CLinux
 /// (`oldestHandle`) or the ring goes (`forEachHandle`), or copies the messages
 /// in before the ring is shared (`copyInHeldMessages`).
 public struct StreamRing: @unchecked Sendable {
-    public static let headerSize = 192
+    public static let headerSize = 256
     public static let slotHeader = 8
-    @usableFromInline static let headerBytes = 192
+    @usableFromInline static let headerBytes = 256
     @usableFromInline static let slotHeaderBytes = 8
     /// In a slot's length: the message is held elsewhere (see above).
     @usableFromInline static let heldElsewhere: UInt32 = 1 << 31
