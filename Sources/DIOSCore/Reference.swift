@@ -111,6 +111,15 @@ public struct ReferenceTable: Sendable {
         return entry
     }
 
+    /// The entry behind a reference when it is valid, else nil: the data
+    /// path's check, which `entry(_:)` repeats to say why not.
+    @inlinable @inline(__always)
+    public func validEntry(_ ref: Ref) -> ReferenceEntry? {
+        let i = Int(ref.slot)
+        guard i < slots.count, slots[i].generation == ref.generation else { return nil }
+        return slots[i].entry
+    }
+
     /// The entry, checked to hold `rights`.
     @inlinable @inline(__always)
     public func entry(_ ref: Ref, requiring rights: Rights) throws(ReferenceError) -> ReferenceEntry {

@@ -204,6 +204,55 @@ import Testing
         #expect(ended23)
     }
 
+    /// `beginWrite`/`beginRead`/`endWrite`/`endRead` on a stream take a fast
+    /// path that hands anything unusual to the general one: each refusal here
+    /// must still be the general path's, and leave the stream as it was.
+    @Test func streamRefusalsChangeNothing() throws {
+        let (_, stream) = try task.create(.stream(messageSize: 16, depth: 2))
+        #expect(throws: CallError.invalidArgument("write size -1")) { _ = try task.beginWrite(stream, size: -1) }
+        #expect(throws: CallError.tooLarge(requested: 17, maximum: 16)) { _ = try task.beginWrite(stream, size: 17) }
+        let w = try task.beginWrite(stream, size: 8)
+        #expect(throws: CallError.busy) { _ = try task.beginWrite(stream, size: 8) }  // one write open at a time
+        #expect(throws: CallError.wouldBlock) { _ = try task.beginRead(stream) }  // nothing published yet
+        w.store(UInt64(7))
+        let published = task.endWrite(w)
+        #expect(published)
+        let r = try task.beginRead(stream)
+        #expect(throws: CallError.busy) { _ = try task.beginRead(stream) }  // one read open at a time
+        let value = r.load(as: UInt64.self)
+        #expect(value == 7)
+        let consumed = task.endRead(r)
+        #expect(consumed)
+        #expect(throws: CallError.wouldBlock) { _ = try task.beginRead(stream) }
+
+        // Rights: a read-only reference cannot write, a write-only one cannot read.
+        let child = kernel.attach(trusted: true)
+        let childRef = try selfReference(child)
+        let readOnly = try task.copy([stream], to: childRef, rights: [.read])[0]
+        let writeOnly = try task.copy([stream], to: childRef, rights: [.write])[0]
+        #expect(throws: CallError.reference(.missingRight(readOnly, needed: .write, held: .read))) {
+            _ = try child.beginWrite(readOnly, size: 8)
+        }
+        #expect(throws: CallError.reference(.missingRight(writeOnly, needed: .read, held: .write))) {
+            _ = try child.beginRead(writeOnly)
+        }
+
+        // Deleted under an open write and an open read: both end false, and
+        // the stale reference is refused as such.
+        let w2 = try child.beginWrite(writeOnly, size: 8)
+        let published2 = child.endWrite(w2)
+        #expect(published2)
+        let r2 = try child.beginRead(readOnly)
+        let w3 = try task.beginWrite(stream, size: 8)
+        try task.delete(stream)
+        let wrote = task.endWrite(w3)
+        #expect(!wrote)
+        let read = child.endRead(r2)
+        #expect(!read)
+        #expect(throws: CallError.reference(.stale(stream))) { _ = try task.beginWrite(stream, size: 8) }
+        #expect(throws: CallError.objectDeleted) { _ = try child.beginRead(readOnly) }
+    }
+
     @Test func abandonedStreamReadLeavesTheMessage() throws {
         let (_, stream) = try task.create(.stream(messageSize: 8, depth: 2))
         let w = try task.beginWrite(stream, size: 8)
