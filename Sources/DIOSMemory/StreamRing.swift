@@ -23,9 +23,12 @@ public import CLinux
 ///     128  control line: writer claim (u32), reader claim (u32), closed (u32),
 ///          attached ends (u32), depth (u32), stride (u32), max message (u32)
 ///     256  slots: depth × stride bytes; each slot = header (u64: sequence << 32
-///          | length), then the payload. Message n (from 0) is in slot n mod depth
-///          with sequence (n + 1) mod 2³², so a slot's previous message never
-///          looks like its next.
+///          | length), then the payload. Message n (from 0) is in slot n mod
+///          depth with sequence (n + 1) mod 2³², so a slot's previous message
+///          never looks like its next. Slots start on 128-byte boundaries (a
+///          ring is allocated aligned to its size class), so a message of up
+///          to 120 bytes lies in one 128-byte pair of cache lines, which the
+///          L2 spatial prefetcher fetches together.
 ///
 /// A message may also be held elsewhere (`publish(at:length:handle:)`): in a
 /// buffer the producer keeps for it, such as the mbuf a frame from another
