@@ -422,13 +422,7 @@ extension KernelInstance {
         else { return false }
         precondition(length >= 0 && length <= grant.count, "endWrite length outside the view")
         ring.publish(length: length)  // first: the reader may be waiting for it
-        counters.calls &+= 1
-        if r.pointee.crossInstance { wakePeer(of: ring, writer: false) }
-        r.pointee.openTransactions -= 1
-        r.pointee.writerOpen = false
-        r.pointee.version &+= 1
-        counters.messagesOut &+= 1
-        markDirty(grant.object)
+        streamTransactionEnded(r, grant.object, ring, writer: true)
         return true
     }
 
@@ -444,14 +438,30 @@ extension KernelInstance {
             giveBackHeldFrame(handle, of: Int(grant.object.index))  // the message was read in the frame it came in
         }
         ring.release()
-        counters.calls &+= 1
-        if r.pointee.crossInstance { wakePeer(of: ring, writer: true) }
-        r.pointee.openTransactions -= 1
-        r.pointee.readerOpen = false
-        r.pointee.version &+= 1
-        counters.messagesIn &+= 1
-        markDirty(grant.object)
+        streamTransactionEnded(r, grant.object, ring, writer: false)
         return true
+    }
+
+    /// The bookkeeping after a fast `endWrite` published (`writer`) or a fast
+    /// `endRead` released a message: the call and the message counted, the
+    /// side's transaction closed, the version moved on for waiters, and the
+    /// other side's instance woken if it may sleep.
+    @inline(__always)
+    func streamTransactionEnded(
+        _ r: UnsafeMutablePointer<ObjectRecord>, _ object: ObjectID, _ ring: StreamRing, writer: Bool
+    ) {
+        counters.calls &+= 1
+        if r.pointee.crossInstance { wakePeer(of: ring, writer: !writer) }
+        r.pointee.openTransactions -= 1
+        if writer {
+            r.pointee.writerOpen = false
+            counters.messagesOut &+= 1
+        } else {
+            r.pointee.readerOpen = false
+            counters.messagesIn &+= 1
+        }
+        r.pointee.version &+= 1
+        markDirty(object)
     }
 
     /// Why I/O on a record without the means for it is refused: a stand-in for an
