@@ -1,6 +1,7 @@
 #include "cdpdk.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 #include <rte_eal.h>
@@ -186,26 +187,19 @@ void cdpdk_pktmbuf_free(struct rte_mbuf *m) { rte_pktmbuf_free(m); }
 
 void cdpdk_pktmbuf_free_bulk(struct rte_mbuf **mbufs, uint32_t count) { rte_pktmbuf_free_bulk(mbufs, count); }
 
-void *cdpdk_mbuf_data(struct rte_mbuf *m) { return rte_pktmbuf_mtod(m, void *); }
-
-uint16_t cdpdk_mbuf_data_len(const struct rte_mbuf *m) { return m->data_len; }
-
-uint32_t cdpdk_mbuf_pkt_len(const struct rte_mbuf *m) { return m->pkt_len; }
-
-int cdpdk_mbuf_is_contiguous(const struct rte_mbuf *m) { return rte_pktmbuf_is_contiguous(m) ? 1 : 0; }
-
-uint16_t cdpdk_mbuf_capacity(const struct rte_mbuf *m) {
-    return (uint16_t)(m->data_len + rte_pktmbuf_tailroom(m));
-}
-
-int cdpdk_mbuf_set_len(struct rte_mbuf *m, uint16_t length) {
-    if (m->nb_segs != 1) return -1;
-    if ((uint32_t)length > (uint32_t)m->data_len + rte_pktmbuf_tailroom(m)) return -1;
-    m->data_len = length;
-    m->pkt_len = length;
-    return 0;
-}
+// The inline accessors in cdpdk.h read `struct rte_mbuf` at fixed offsets:
+// each must be the real field's, of the size the accessor reads.
+#define CDPDK_CHECK_FIELD(field, offset, type)                                                  \
+    _Static_assert(offsetof(struct rte_mbuf, field) == (offset), "rte_mbuf." #field " moved: " \
+                                                                   "update CDPDK_MBUF_* in cdpdk.h"); \
+    _Static_assert(sizeof(((struct rte_mbuf *)0)->field) == sizeof(type), "rte_mbuf." #field " changed size")
+CDPDK_CHECK_FIELD(buf_addr, CDPDK_MBUF_BUF_ADDR, void *);
+CDPDK_CHECK_FIELD(data_off, CDPDK_MBUF_DATA_OFF, uint16_t);
+CDPDK_CHECK_FIELD(refcnt, CDPDK_MBUF_REFCNT, uint16_t);
+CDPDK_CHECK_FIELD(nb_segs, CDPDK_MBUF_NB_SEGS, uint16_t);
+CDPDK_CHECK_FIELD(pkt_len, CDPDK_MBUF_PKT_LEN, uint32_t);
+CDPDK_CHECK_FIELD(data_len, CDPDK_MBUF_DATA_LEN, uint16_t);
+CDPDK_CHECK_FIELD(buf_len, CDPDK_MBUF_BUF_LEN, uint16_t);
 
 uint16_t cdpdk_mbuf_refcnt_update(struct rte_mbuf *m, int16_t delta) { return rte_mbuf_refcnt_update(m, delta); }
 
-uint16_t cdpdk_mbuf_refcnt_read(const struct rte_mbuf *m) { return rte_mbuf_refcnt_read(m); }

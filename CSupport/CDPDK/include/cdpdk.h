@@ -138,28 +138,63 @@ void cdpdk_pktmbuf_free(struct rte_mbuf *m);
 /// Wraps `rte_pktmbuf_free_bulk`.
 void cdpdk_pktmbuf_free_bulk(struct rte_mbuf **mbufs, uint32_t count);
 
-/// The start of an mbuf's packet data. Wraps the macro `rte_pktmbuf_mtod`.
-void *cdpdk_mbuf_data(struct rte_mbuf *m);
+// The mbuf accessors below run several times per message, so they are inline
+// here rather than calls into the shim (a call each was about a tenth of
+// what the transport does per frame). They read and write the fields of
+// DPDK 22.11's `struct rte_mbuf` at these offsets, which this header cannot
+// take from <rte_mbuf.h> (see the top); cdpdk.c, compiled against the real
+// struct, checks every one with a static assertion, so a DPDK whose layout
+// differs fails to build instead of misreading mbufs.
+#define CDPDK_MBUF_BUF_ADDR 0   // void *buf_addr
+#define CDPDK_MBUF_DATA_OFF 16  // uint16_t data_off
+#define CDPDK_MBUF_REFCNT 18    // uint16_t refcnt
+#define CDPDK_MBUF_NB_SEGS 20   // uint16_t nb_segs
+#define CDPDK_MBUF_PKT_LEN 36   // uint32_t pkt_len
+#define CDPDK_MBUF_DATA_LEN 40  // uint16_t data_len
+#define CDPDK_MBUF_BUF_LEN 54   // uint16_t buf_len
+
+#define CDPDK_MBUF_FIELD(m, offset, type) (*(type *)((char *)(m) + (offset)))
+#define CDPDK_MBUF_CFIELD(m, offset, type) (*(const type *)((const char *)(m) + (offset)))
+
+/// The start of an mbuf's packet data: `rte_pktmbuf_mtod`, `buf_addr + data_off`.
+static inline void *cdpdk_mbuf_data(struct rte_mbuf *m) {
+    return CDPDK_MBUF_FIELD(m, CDPDK_MBUF_BUF_ADDR, char *) + CDPDK_MBUF_CFIELD(m, CDPDK_MBUF_DATA_OFF, uint16_t);
+}
 /// Length of the first segment's data. Reads `rte_mbuf.data_len`.
-uint16_t cdpdk_mbuf_data_len(const struct rte_mbuf *m);
+static inline uint16_t cdpdk_mbuf_data_len(const struct rte_mbuf *m) {
+    return CDPDK_MBUF_CFIELD(m, CDPDK_MBUF_DATA_LEN, uint16_t);
+}
 /// Length of the whole packet, all segments. Reads `rte_mbuf.pkt_len`.
-uint32_t cdpdk_mbuf_pkt_len(const struct rte_mbuf *m);
-/// 1 when the packet is one segment, so `data`/`data_len` cover all of it.
-/// Wraps `rte_pktmbuf_is_contiguous`.
-int cdpdk_mbuf_is_contiguous(const struct rte_mbuf *m);
+static inline uint32_t cdpdk_mbuf_pkt_len(const struct rte_mbuf *m) {
+    return CDPDK_MBUF_CFIELD(m, CDPDK_MBUF_PKT_LEN, uint32_t);
+}
+/// 1 when the packet is one segment, so `data`/`data_len` cover all of it:
+/// `rte_pktmbuf_is_contiguous`, `nb_segs == 1`.
+static inline int cdpdk_mbuf_is_contiguous(const struct rte_mbuf *m) {
+    return CDPDK_MBUF_CFIELD(m, CDPDK_MBUF_NB_SEGS, uint16_t) == 1;
+}
 /// The most data a single-segment mbuf can hold from its data start:
-/// `data_len` plus `rte_pktmbuf_tailroom`.
-uint16_t cdpdk_mbuf_capacity(const struct rte_mbuf *m);
+/// `data_len` plus `rte_pktmbuf_tailroom`, that is `buf_len - data_off`.
+static inline uint16_t cdpdk_mbuf_capacity(const struct rte_mbuf *m) {
+    return (uint16_t)(CDPDK_MBUF_CFIELD(m, CDPDK_MBUF_BUF_LEN, uint16_t) - CDPDK_MBUF_CFIELD(m, CDPDK_MBUF_DATA_OFF, uint16_t));
+}
 /// Sets a single-segment mbuf's `data_len` and `pkt_len` to `length`. Returns 0,
 /// or -1 (changing nothing) when the mbuf is segmented or `length` exceeds
 /// `cdpdk_mbuf_capacity`. The bounds-checked counterpart of `rte_pktmbuf_append`.
-int cdpdk_mbuf_set_len(struct rte_mbuf *m, uint16_t length);
+static inline int cdpdk_mbuf_set_len(struct rte_mbuf *m, uint16_t length) {
+    if (!cdpdk_mbuf_is_contiguous(m) || length > cdpdk_mbuf_capacity(m)) return -1;
+    CDPDK_MBUF_FIELD(m, CDPDK_MBUF_DATA_LEN, uint16_t) = length;
+    CDPDK_MBUF_FIELD(m, CDPDK_MBUF_PKT_LEN, uint32_t) = length;
+    return 0;
+}
+/// An mbuf's reference count: `rte_mbuf_refcnt_read`, a relaxed atomic load.
+static inline uint16_t cdpdk_mbuf_refcnt_read(const struct rte_mbuf *m) {
+    return __atomic_load_n((const uint16_t *)((const char *)m + CDPDK_MBUF_REFCNT), __ATOMIC_RELAXED);
+}
 /// Adds `delta` to an mbuf's reference count and returns the new count: a frame
 /// kept for retransmission holds one reference, and each `tx_burst` of it
 /// hands the driver another (the driver drops it once sent). Wraps `rte_mbuf_refcnt_update`.
 uint16_t cdpdk_mbuf_refcnt_update(struct rte_mbuf *m, int16_t delta);
-/// An mbuf's reference count. Wraps `rte_mbuf_refcnt_read`.
-uint16_t cdpdk_mbuf_refcnt_read(const struct rte_mbuf *m);
 
 #ifdef __cplusplus
 }
