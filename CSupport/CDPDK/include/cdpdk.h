@@ -158,7 +158,8 @@ void cdpdk_pktmbuf_free_bulk(struct rte_mbuf **mbufs, uint32_t count);
 
 /// The start of an mbuf's packet data: `rte_pktmbuf_mtod`, `buf_addr + data_off`.
 static inline void *cdpdk_mbuf_data(struct rte_mbuf *m) {
-    return CDPDK_MBUF_FIELD(m, CDPDK_MBUF_BUF_ADDR, char *) + CDPDK_MBUF_CFIELD(m, CDPDK_MBUF_DATA_OFF, uint16_t);
+    void *buf_addr = CDPDK_MBUF_FIELD(m, CDPDK_MBUF_BUF_ADDR, void *);  // read as what it is: a void *
+    return (char *)buf_addr + CDPDK_MBUF_CFIELD(m, CDPDK_MBUF_DATA_OFF, uint16_t);
 }
 /// Length of the first segment's data. Reads `rte_mbuf.data_len`.
 static inline uint16_t cdpdk_mbuf_data_len(const struct rte_mbuf *m) {
