@@ -138,9 +138,9 @@ void cdpdk_pktmbuf_free(struct rte_mbuf *m);
 /// Wraps `rte_pktmbuf_free_bulk`.
 void cdpdk_pktmbuf_free_bulk(struct rte_mbuf **mbufs, uint32_t count);
 
-// The mbuf accessors below run several times per message, so they are inline
-// here rather than calls into the shim (a call each was about a tenth of
-// what the transport does per frame). They read and write the fields of
+// The mbuf accessors below run several times per frame, so they are inline
+// here rather than calls into the shim (each a call, and the caller's
+// registers saved around it, for one load or two). They read and write the fields of
 // DPDK 22.11's `struct rte_mbuf` at these offsets, which this header cannot
 // take from <rte_mbuf.h> (see the top); cdpdk.c, compiled against the real
 // struct, checks every one with a static assertion, so a DPDK whose layout
