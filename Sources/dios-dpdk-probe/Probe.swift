@@ -455,7 +455,20 @@ enum DPDKProbe {
             usleep(300_000)
             let refused = !client.isLinkUp
             let server = try DPDKPort(environment: environment, name: "net_memif0")
-            defer { server.close() }
+            defer {
+                server.close()
+                // The client hears of the server's going in the EAL's interrupt
+                // thread, which tears its connection down there; closing the
+                // client meanwhile raced that thread (a crash in it, once, on a
+                // loaded machine), and DPDK 22.11 offers nothing to wait on but
+                // the link. So: its link down first, then a grace for the rest.
+                var waited = 0
+                while client.isLinkUp && waited < 200 {
+                    usleep(10_000)
+                    waited += 1
+                }
+                usleep(100_000)
+            }
             usleep(500_000)
             let stayedDown = !client.isLinkUp
             let restarts = try client.waitForLink(timeoutMilliseconds: 10_000, restartingEvery: 500)
