@@ -255,6 +255,7 @@ extension KernelInstance {
     @usableFromInline
     package func endWrite(_ grant: IOGrant, length: Int) -> Bool {
         if grant.mode == .stream, publishNow(grant, length: length) { return true }
+        if _slowPath(grant.mode == .frame), sendFrameNow(grant, length: length) { return true }
         return endWriteInGeneral(grant, length: length)
     }
 
@@ -400,7 +401,17 @@ extension KernelInstance {
     func lendFrameNow(
         _ r: UnsafeMutablePointer<ObjectRecord>, _ object: ObjectID, _ ring: StreamRing, size: Int
     ) -> IOGrant? {
-        guard case .lent(let frame) = lendFrame(Int(object.index), ring, size: size) else { return nil }
+        // `lendFrame`'s checks, with the session the record keeps rather than
+        // the endpoint's lookup of it.
+        guard writesInPlace, let session = r.pointee.remoteSession, r.pointee.remoteFailure == nil, let wireRef,
+            !ring.hasMessage(),
+            case .lent(let frame) = wireRef._withUnsafeGuaranteedRef({ wire in
+                session._withUnsafeGuaranteedRef { s -> FrameLoan in
+                    guard RemoteMessage.streamDataPrefix + size <= s.configuration.maxFragment else { return .none }
+                    return s.lendFrame(via: wire.transport)
+                }
+            })
+        else { return nil }
         counters.calls &+= 1
         r.pointee.lentFrame = frame
         r.pointee.writerOpen = true
@@ -422,6 +433,36 @@ extension KernelInstance {
         else { return false }
         precondition(length >= 0 && length <= grant.count, "endWrite length outside the view")
         ring.publish(length: length)  // first: the reader may be waiting for it
+        streamTransactionEnded(r, grant.object, ring, writer: true)
+        return true
+    }
+
+    /// `endWrite`'s common case for a message written in place in a lent
+    /// frame (`lendFrameNow`): the stream's prefix goes in front of it and the
+    /// session sends the frame now (`Session.sendLentNow`), the record's
+    /// session reached directly. False for anything else (a deleted object, a
+    /// failed peer, a window with no room, a session started over), changing
+    /// nothing, and the general path decides. Out of line: the local
+    /// `endWrite` pays only for the test of the grant's mode.
+    @inline(never)
+    func sendFrameNow(_ grant: IOGrant, length: Int) -> Bool {
+        checkThread()
+        guard objects.exists(grant.object), let wireRef else { return false }
+        let r = objects.records.pointer(Int(grant.object.index))
+        guard !r.pointee.deleted, r.pointee.remoteFailure == nil, let frame = r.pointee.lentFrame,
+            let session = r.pointee.remoteSession, let ring = r.pointee.ring
+        else { return false }
+        precondition(length >= 0 && length <= grant.count, "endWrite length outside the view")
+        RemoteMessage.encodeStreamData(
+            origin: r.pointee.remoteOrigin, senderIsOrigin: r.pointee.originHere, into: frame.bytes + FrameHeader.size)
+        let now = turnClock
+        let sent = wireRef._withUnsafeGuaranteedRef { wire in
+            session._withUnsafeGuaranteedRef {
+                $0.sendLentNow(frame, length: RemoteMessage.streamDataPrefix + length, now: now, via: wire.transport)
+            }
+        }
+        guard sent else { return false }
+        r.pointee.lentFrame = nil
         streamTransactionEnded(r, grant.object, ring, writer: true)
         return true
     }

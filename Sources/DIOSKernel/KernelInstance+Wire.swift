@@ -40,6 +40,7 @@ extension KernelInstance {
     package func attachWire(_ endpoint: WireEndpoint) {
         checkThread()
         precondition(endpoint.local == id, "endpoint for \(endpoint.local) attached to instance \(id)")
+        precondition(wire == nil, "a wire attached twice to instance \(id)")  // records keep its sessions unretained
         wire = endpoint
         wireRef = Unmanaged.passUnretained(endpoint)
     }
@@ -333,12 +334,19 @@ extension KernelInstance {
     /// Anything malformed, or naming what is not its own, is refused and counted.
     package func deliverRemote(_ bytes: UnsafeRawBufferPointer, from peer: InstanceID) -> Bool {
         // Stream data, nearly every message: its 9-byte prefix read in place,
-        // without building a `RemoteMessage` (the same checks as `decode`).
+        // without building a `RemoteMessage` (the same checks as `decode`),
+        // and delivered here, in one function (see `deliverStreamData`).
         if let (origin, senderIsOrigin) = RemoteMessage.peekStreamData(bytes) {
             return deliverStreamData(
                 UnsafeRawBufferPointer(rebasing: bytes[RemoteMessage.streamDataPrefix...]), origin: origin,
                 senderIsOrigin: senderIsOrigin, from: peer)
         }
+        return deliverControl(bytes, from: peer)
+    }
+
+    /// `deliverRemote` of anything but stream data: decoded in full.
+    @inline(never)
+    private func deliverControl(_ bytes: UnsafeRawBufferPointer, from peer: InstanceID) -> Bool {
         let message: RemoteMessage
         let payloadOffset: Int
         do throws(WireError) { (message, payloadOffset) = try RemoteMessage.decode(bytes) } catch {
@@ -347,8 +355,8 @@ extension KernelInstance {
             return true
         }
         switch message {
-        case .streamData(let origin, let senderIsOrigin):
-            return deliverStreamData(
+        case .streamData(let origin, let senderIsOrigin):  // `peekStreamData` takes these first
+            return deliverStreamDataOutOfLine(
                 UnsafeRawBufferPointer(rebasing: bytes[payloadOffset...]), origin: origin, senderIsOrigin: senderIsOrigin,
                 from: peer)
         case .streamClosed(let origin, let senderIsOrigin):
@@ -406,8 +414,18 @@ extension KernelInstance {
             && tasks[i].remoteProxy?.peer == peer
     }
 
+    @inline(never)
+    private func deliverStreamDataOutOfLine(
+        _ payload: UnsafeRawBufferPointer, origin: ObjectID, senderIsOrigin: Bool, from peer: InstanceID
+    ) -> Bool {
+        deliverStreamData(payload, origin: origin, senderIsOrigin: senderIsOrigin, from: peer)
+    }
+
     /// A message of a stream from `peer` into the ring it feeds here. False when
-    /// the ring is full (the session offers it again later).
+    /// the ring is full (the session offers it again later). Inlined, with
+    /// `bridgedStream`, into `deliverRemote`: the frame's way up is a chain
+    /// of calls, each passing on what the one before found.
+    @inline(__always)
     private func deliverStreamData(
         _ payload: UnsafeRawBufferPointer, origin: ObjectID, senderIsOrigin: Bool, from peer: InstanceID
     ) -> Bool {
@@ -472,6 +490,7 @@ extension KernelInstance {
     /// It is forgotten whenever `remoteEnds` changes, and checked
     /// again here: whichever way it was found, the record must say it is that
     /// peer's end of that origin, or the message is refused.
+    @inline(__always)
     private func bridgedStream(_ origin: ObjectID, senderIsOrigin: Bool, from peer: InstanceID) -> ObjectID? {
         let object: ObjectID
         if senderIsOrigin {
@@ -553,6 +572,7 @@ extension KernelInstance {
             let writeEnd = handsWriteEnd(e)
             objects.records[i].bridge = writeEnd ? .receives : .sends
             objects.records[i].remotePeer = target
+            objects.records[i].remoteSession = wire.session(for: target).map { Unmanaged.passUnretained($0) }
             objects.records[i].remoteOrigin = e.object
             objects.records[i].originHere = true
             objects.records[i].proxyOfBridge = proxy
@@ -618,6 +638,7 @@ extension KernelInstance {
                 at: pool.address(of: objects.records[i].buffer!), messageSize: max(s.maxWriteSize, 1), depth: slots)
             objects.records[i].bridge = s.writeEnd ? .sends : .receives
             objects.records[i].remotePeer = peer
+            objects.records[i].remoteSession = wire?.session(for: peer).map { Unmanaged.passUnretained($0) }
             objects.records[i].remoteOrigin = s.object
             objects.records[i].originHere = false
             remoteEnds[RemoteEnd(peer: peer, origin: s.object)] = end

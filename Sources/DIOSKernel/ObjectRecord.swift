@@ -44,6 +44,11 @@ struct ObjectRecord {
     // between the ring here and the wire. `bridge` says which way.
     var bridge: Bridge = .none
     var remotePeer = InstanceID(node: 0, core: 0)
+    /// A bridged stream's session with `remotePeer`, unretained: the stream
+    /// fast path sends and borrows frames through it without finding it in
+    /// the endpoint each message. The endpoint keeps its sessions for its
+    /// life, and an instance's wire is attached once and never replaced.
+    var remoteSession: Unmanaged<Session>? = nil
     /// The stream object on the node that handed the stream over (keys its messages).
     var remoteOrigin = ObjectID(index: 0, generation: 0)
     /// Whether that node is this one.

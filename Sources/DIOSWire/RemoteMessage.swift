@@ -108,7 +108,7 @@ public enum RemoteMessage: Equatable, Sendable {
 
     /// The origin and direction of a stream-data message, read in place; nil
     /// when `bytes` is not one (or is too short to be: `decode` then says why).
-    @inlinable
+    @inlinable @inline(__always)
     public static func peekStreamData(_ bytes: UnsafeRawBufferPointer) -> (origin: ObjectID, senderIsOrigin: Bool)? {
         guard bytes.count >= streamDataPrefix, let base = bytes.baseAddress else { return nil }
         let kind = base.load(as: UInt8.self)

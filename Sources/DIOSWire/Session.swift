@@ -296,6 +296,36 @@ public final class Session {
         return true
     }
 
+    /// `sendLent`'s common case, in one pass: the session is up, no message
+    /// waits, and the window and the peer's credit have room, so the frame
+    /// takes the next sequence number and leaves now. A frame just lent has
+    /// never been sent, so no device can still be reading it (`transmit`'s
+    /// `isIdle` check is for resends). False for anything else, changing
+    /// nothing: the caller then calls `sendLent`, which decides.
+    public func sendLentNow(_ frame: TransportFrame, length: Int, now: UInt64, via transport: any FrameTransport) -> Bool {
+        guard isUp, waitingCount == 0, hasRoomForOne, length <= configuration.maxFragment,
+            length <= frame.capacity - FrameHeader.size
+        else { return false }
+        lent -= 1
+        let seq = nextSequence
+        let slot = slot(seq)
+        precondition(inPlace[slot] == nil, "an in-place frame left in a free slot")
+        inPlace[slot] = frame
+        sendLengths[slot] = length
+        nextSequence &+= 1
+        header(.data, flags: FrameHeader.firstFragment | FrameHeader.lastFragment, length: length, sequence: seq)
+            .encode(into: frame.bytes)
+        _ = transport.sendFrame(frame, length: FrameHeader.size + length, to: address)
+        sentAt[slot] = now
+        lastSent = now
+        ackPending = false
+        ackUrgent = false
+        counters.framesSent &+= 1
+        counters.messagesSent &+= 1
+        counters.sentInPlace &+= 1
+        return true
+    }
+
     /// Returns a lent frame that was not sent.
     public func giveBack(_ frame: TransportFrame, via transport: any FrameTransport) {
         lent -= 1
@@ -334,6 +364,7 @@ public final class Session {
     }
 
     /// Releases the in-place frames of slots `[from, to)`, acknowledged or abandoned.
+    @inline(__always)
     private func releaseInPlace(from: UInt32, to: UInt32, via transport: any FrameTransport) {
         assert(frameOwner.map { $0 === transport } ?? true, "frames released to a transport they were not lent from")
         var seq = from
@@ -526,6 +557,7 @@ public final class Session {
     }
 
     /// Moves `received` over frames held in order behind it.
+    @inline(__always)
     private func advanceReceived() {
         while Self.distance(received, delivered) < configuration.window
             && receiveLengths[slot(received)] >= 0
@@ -538,6 +570,7 @@ public final class Session {
 
     /// Passes one in-order fragment on: a whole message straight to `deliver`,
     /// a part into the assembly buffer.
+    @inline(__always)
     private func take(_ payload: UnsafeRawBufferPointer, flags: UInt8, deliver: (UnsafeRawBufferPointer) -> Bool) -> Take {
         let first = flags & FrameHeader.firstFragment != 0
         let last = flags & FrameHeader.lastFragment != 0

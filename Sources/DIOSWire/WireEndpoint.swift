@@ -129,10 +129,11 @@ public final class WireEndpoint {
 
     /// While `poll` delivers a message: keeps the frame it arrived in, if
     /// `bytes` lies in it (see `FrameTransport.keepReceived`).
-    @inline(__always)
+    @inlinable @inline(__always)
     public func keepReceived(_ bytes: UnsafeRawPointer) -> OpaquePointer? { transport.keepReceived(bytes) }
 
     /// Gives back a frame `keepReceived` kept.
+    @inlinable @inline(__always)
     public func releaseReceived(_ handle: OpaquePointer) { transport.releaseReceived(handle) }
 
     /// `peer` said it is leaving: ends its session (see `Session.peerLeft`)

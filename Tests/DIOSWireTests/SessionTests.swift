@@ -57,10 +57,13 @@ final class Pair {
 
     /// Writes `bytes` in a lent frame and sends it: true when sent, false when
     /// the session has lent all it may (`.full`), nil when it lends none.
+    /// As the kernel does: `sendLentNow` first, `sendLent` when it declines.
     func sendInPlace(_ bytes: [UInt8]) -> Bool? {
         switch left.lendFrame(for: b) {
         case .lent(let frame):
             bytes.withUnsafeBytes { (frame.bytes + FrameHeader.size).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            let session = left.sessions[0]
+            if session.sendLentNow(frame, length: bytes.count, now: net.now, via: left.transport) { return true }
             let sent = left.sendLent(frame, length: bytes.count, to: b, now: net.now)
             precondition(sent, "an up session refused a lent frame")
             return true
@@ -183,6 +186,43 @@ final class Pair {
         for _ in 0..<50 { pair.step(deliver: take) }
         #expect(delivered == Array(0...n))
         #expect(pair.leftPort.out.isEmpty)
+    }
+
+    /// `sendLentNow`, the one-pass send of the stream fast path, sends only
+    /// when the frame can leave at once; with the window full it declines,
+    /// changing nothing, and `sendLent` (which the kernel calls next) queues
+    /// the frame to go once the window has room.
+    @Test func sendLentNowDeclinesWhatCannotLeaveAtOnceAndChangesNothing() {
+        let pair = Pair(lending: true)
+        let w = pair.configuration.window
+        #expect(pair.send(Self.message(0)))
+        for _ in 0..<3 { pair.step() }
+        let session = pair.left.sessions[0]
+        func lend() -> TransportFrame {
+            guard case .lent(let frame) = pair.left.lendFrame(for: pair.b) else { preconditionFailure("no loan") }
+            return frame
+        }
+        // Room: it goes now, from the frame.
+        let before = session.counters
+        #expect(session.sendLentNow(lend(), length: 8, now: pair.net.now, via: pair.left.transport))
+        #expect(session.counters.sentInPlace == before.sentInPlace + 1 && session.lent == 0)
+        // Fill the window (nothing is acknowledged without polls).
+        while session.inFlight < w { #expect(session.sendLentNow(lend(), length: 8, now: pair.net.now, via: pair.left.transport)) }
+        func onTheWire() -> Int { pair.net.queues.values.reduce(0) { $0 + $1.count } }
+        let sentFrames = onTheWire()
+        // Full: declined, nothing changed, nothing sent; the frame is still lent.
+        let full = lend()
+        let was = (session.counters, session.inFlight, session.waitingCount, session.lent)
+        #expect(!session.sendLentNow(full, length: 8, now: pair.net.now, via: pair.left.transport))
+        #expect((session.counters, session.inFlight, session.waitingCount, session.lent) == was)
+        #expect(onTheWire() == sentFrames)
+        // `sendLent` queues it; it leaves once the peer's acknowledgement frees the window.
+        #expect(pair.left.sendLent(full, length: 8, to: pair.b, now: pair.net.now))
+        #expect(session.waitingCount == 1 && session.lent == 0)
+        for _ in 0..<50 where session.inFlight > 0 || session.waitingCount > 0 { pair.step() }
+        #expect(session.inFlight == 0 && session.waitingCount == 0)
+        #expect(session.counters.sentInPlace == before.sentInPlace + UInt64(w) + 1)
+        #expect(pair.leftPort.out.isEmpty, "\(pair.leftPort.out.count) frames never released")
     }
 
     /// A restarted peer ends the session: the frames in flight and waiting are
