@@ -223,7 +223,7 @@ extension KernelInstance {
             guard let ring = r.pointee.ring else { throw unreachableHere(i, .beginWrite) }
             guard ring.claim(writer: true, for: claimID), r.pointee.bridge != .receives else { throw .busy }
             guard !ring.isClosed else { throw closedStreamError(i) }
-            let loan = _slowPath(r.pointee.bridge == .sends) ? lendFrame(i, ring, size: size) : .none
+            let loan = _slowPath(r.pointee.bridge == .sends) ? lendFrame(r, ring, size: size) : .none
             if case .lent(let frame) = loan {
                 // Read on another node: written in place in the frame that carries it.
                 r.pointee.lentFrame = frame
@@ -401,17 +401,7 @@ extension KernelInstance {
     func lendFrameNow(
         _ r: UnsafeMutablePointer<ObjectRecord>, _ object: ObjectID, _ ring: StreamRing, size: Int
     ) -> IOGrant? {
-        // `lendFrame`'s checks, with the session the record keeps rather than
-        // the endpoint's lookup of it.
-        guard writesInPlace, let session = r.pointee.remoteSession, r.pointee.remoteFailure == nil, let wireRef,
-            !ring.hasMessage(),
-            case .lent(let frame) = wireRef._withUnsafeGuaranteedRef({ wire in
-                session._withUnsafeGuaranteedRef { s -> FrameLoan in
-                    guard RemoteMessage.streamDataPrefix + size <= s.configuration.maxFragment else { return .none }
-                    return s.lendFrame(via: wire.transport)
-                }
-            })
-        else { return nil }
+        guard case .lent(let frame) = lendFrame(r, ring, size: size) else { return nil }
         counters.calls &+= 1
         r.pointee.lentFrame = frame
         r.pointee.writerOpen = true

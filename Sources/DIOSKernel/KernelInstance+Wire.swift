@@ -204,7 +204,7 @@ extension KernelInstance {
 
     // MARK: Writing in place
 
-    /// A transport frame for `beginWrite` on stream record `i` (read on another
+    /// A transport frame for `beginWrite` on the stream record `r` (read on another
     /// node) to write a `size`-byte message in, so it leaves from where the task
     /// wrote it. `.none` — the message then goes through the ring and is copied
     /// into a frame — when the transport copies anyway (kernel sockets), the
@@ -215,13 +215,19 @@ extension KernelInstance {
     /// waiting as its window holds; the writer waits (`.wouldBlock`) until it
     /// drains (`wakeFrameWaiters`) rather than fall back to the ring, so a
     /// stream that streams keeps writing in place.
-    @inline(never)
-    func lendFrame(_ i: Int, _ ring: StreamRing, size: Int) -> FrameLoan {
-        guard writesInPlace, let wireRef, objects.records[i].remoteFailure == nil, !ring.hasMessage() else { return .none }
-        let peer = objects.records[i].remotePeer
-        return wireRef._withUnsafeGuaranteedRef { wire -> FrameLoan in
-            guard RemoteMessage.streamDataPrefix + size <= wire.configuration.maxFragment else { return .none }
-            return wire.lendFrame(for: peer)
+    ///
+    /// The session is the one the record keeps (`remoteSession`), asked
+    /// directly. Inlined, in the stream fast path too (`lendFrameNow`).
+    @inline(__always)
+    func lendFrame(_ r: UnsafeMutablePointer<ObjectRecord>, _ ring: StreamRing, size: Int) -> FrameLoan {
+        guard writesInPlace, let session = r.pointee.remoteSession, r.pointee.remoteFailure == nil, let wireRef,
+            !ring.hasMessage()
+        else { return .none }
+        return wireRef._withUnsafeGuaranteedRef { wire in
+            session._withUnsafeGuaranteedRef { s -> FrameLoan in
+                guard RemoteMessage.streamDataPrefix + size <= s.configuration.maxFragment else { return .none }
+                return s.lendFrame(via: wire.transport)
+            }
         }
     }
 

@@ -61,7 +61,7 @@ public struct FrameHeader: Equatable, Sendable {
     }
 
     /// Writes the header into the first `size` bytes of `out`.
-    @inlinable
+    @inlinable @inline(__always)
     public func encode(into out: UnsafeMutableRawPointer) {
         var w = out
         func put<T: FixedWidthInteger>(_ v: T) {
@@ -88,6 +88,7 @@ public struct FrameHeader: Equatable, Sendable {
     /// Decodes the header of `frame` and checks it against the frame: magic,
     /// version, type, reserved bits, and that exactly `payloadLength` bytes follow.
     /// Never reads outside `frame`.
+    @inline(__always)
     public static func decode(_ frame: UnsafeRawBufferPointer) throws(WireError) -> FrameHeader {
         guard frame.count >= size else { throw .truncated(needed: size, have: frame.count) }
         func get<T: FixedWidthInteger>(_ offset: Int, _: T.Type) -> T {
