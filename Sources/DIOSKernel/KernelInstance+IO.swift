@@ -391,12 +391,13 @@ extension KernelInstance {
     /// otherwise (no room, messages wait in the ring, ...), and the general
     /// path asks again and decides. Lending nothing changes nothing.
     ///
-    /// Inlined: out of line, its call's spills cost more than its body (a
-    /// remote `beginWrite` 479 instructions against 443, callgrind's `wire`),
-    /// and a fast path that left such writes to the general path paid for
-    /// checking everything twice (534). The local case pays 14 for it (119
-    /// against 105 without this branch); both are below the 139 and about 450
-    /// of the general path alone.
+    /// Inlined: out of line, its call's spills cost more than its body (at
+    /// stop 15 a remote `beginWrite` took 479 instructions against 443,
+    /// callgrind's `wire`), and a fast path that left such writes to the
+    /// general path paid for checking everything twice (534). The local case
+    /// pays for the branch (121 instructions against 105 without it). Since
+    /// stop 16 the loan asks the record's session directly (`lendFrame`):
+    /// a remote `beginWrite` is 396, the session's part included.
     @inline(__always)
     func lendFrameNow(
         _ r: UnsafeMutablePointer<ObjectRecord>, _ object: ObjectID, _ ring: StreamRing, size: Int

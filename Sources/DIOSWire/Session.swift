@@ -307,22 +307,7 @@ public final class Session {
             length <= frame.capacity - FrameHeader.size
         else { return false }
         lent -= 1
-        let seq = nextSequence
-        let slot = slot(seq)
-        precondition(inPlace[slot] == nil, "an in-place frame left in a free slot")
-        inPlace[slot] = frame
-        sendLengths[slot] = length
-        nextSequence &+= 1
-        header(.data, flags: FrameHeader.firstFragment | FrameHeader.lastFragment, length: length, sequence: seq)
-            .encode(into: frame.bytes)
-        _ = transport.sendFrame(frame, length: FrameHeader.size + length, to: address)
-        sentAt[slot] = now
-        lastSent = now
-        ackPending = false
-        ackUrgent = false
-        counters.framesSent &+= 1
-        counters.messagesSent &+= 1
-        counters.sentInPlace &+= 1
+        transmitLent(frame, length: length, now: now, via: transport)
         return true
     }
 
@@ -337,6 +322,10 @@ public final class Session {
     }
 
     /// Gives a lent frame the next sequence number and slot, and sends it.
+    /// The frame has never been sent (it comes from `sendLent` or the waiting
+    /// queue), so no device can still be reading it: `transmit`'s `isIdle`
+    /// check is for resends. Inlined into `sendLentNow`, the stream fast path.
+    @inline(__always)
     private func transmitLent(_ frame: TransportFrame, length: Int, now: UInt64, via transport: any FrameTransport) {
         let seq = nextSequence
         let slot = slot(seq)
@@ -344,8 +333,10 @@ public final class Session {
         inPlace[slot] = frame
         sendLengths[slot] = length
         nextSequence &+= 1
-        transmit(
-            slot: slot, sequence: seq, flags: FrameHeader.firstFragment | FrameHeader.lastFragment, now: now, via: transport)
+        header(.data, flags: FrameHeader.firstFragment | FrameHeader.lastFragment, length: length, sequence: seq)
+            .encode(into: frame.bytes)
+        _ = transport.sendFrame(frame, length: FrameHeader.size + length, to: address)
+        recordSent(slot: slot, now: now)
         counters.messagesSent &+= 1
         counters.sentInPlace &+= 1
     }
@@ -409,12 +400,19 @@ public final class Session {
             header(.data, flags: flags, length: n, sequence: sequence).encode(into: frame)
             _ = transport.send(UnsafeRawBufferPointer(start: frame, count: FrameHeader.size + n), to: address)
         }
+        recordSent(slot: slot, now: now)
+        return true
+    }
+
+    /// A data frame in slot `slot` left at `now`: its resend timer starts, and
+    /// the acknowledgement it carried is no longer owed.
+    @inline(__always)
+    private func recordSent(slot: Int, now: UInt64) {
         sentAt[slot] = now
         lastSent = now
         ackPending = false
         ackUrgent = false
         counters.framesSent &+= 1
-        return true
     }
 
     private func resend(slot: Int, now: UInt64, via transport: any FrameTransport) {
