@@ -1,4 +1,5 @@
 import DIOSTransport
+import Foundation
 import DIOSWire
 import Testing
 
@@ -241,6 +242,34 @@ import Testing
         }
         #expect(EthernetAddress(bytes: [1, 2, 3]) == nil)
         #expect(EthernetAddress.broadcast.bytes == [UInt8](repeating: 255, count: 6))
+    }
+
+    /// The fuzzer's Ethernet seeds (`Tests/Fuzz/corpus/wire/eth-*`) are what
+    /// its packet half starts from: each must reach the verdict it stands for
+    /// at the node the fuzzer plays (`WireFuzz.swift`), or the fuzzer would
+    /// explore only drops.
+    @Test func theFuzzCorpusEthernetSeedsReachEveryVerdict() throws {
+        let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../Fuzz/corpus/wire").standardized
+        let node = PeerAddress(ipv4: 0x0A00_0001, port: 7000)
+        func verdict(_ name: String) throws -> EthernetUDP.Verdict {
+            let bytes = try [UInt8](Data(contentsOf: corpus.appendingPathComponent(name)))
+            return bytes.withUnsafeBytes { EthernetUDP.classify($0, mac: Self.ourMAC, local: node, siblings: 7001...7002) }
+        }
+        let them = PeerAddress(ipv4: 0x0A00_0002, port: 7000)
+        for name in ["eth-udp-data", "eth-udp-ack-ip-options"] {
+            guard case .frame(let payload, let source) = try verdict(name) else {
+                Issue.record("\(name): \(try verdict(name))")
+                continue
+            }
+            #expect(source == them)
+            let bytes = try [UInt8](Data(contentsOf: corpus.appendingPathComponent(name)))
+            #expect(throws: Never.self, "\(name) carries a DIOS frame") {
+                try bytes.withUnsafeBytes { _ = try FrameHeader.decode(UnsafeRawBufferPointer(rebasing: $0[payload])) }
+            }
+        }
+        #expect(try verdict("eth-udp-sibling") == .sibling(port: 7001))
+        #expect(try verdict("eth-arp-request") == .arpRequest)
     }
 }
 

@@ -8,8 +8,8 @@ seconds=${1:-60}
 out=.build/fuzz
 rm -rf "$out/src" && mkdir -p "$out/new" "$out/src"
 # One module: the sources are copied without their imports of each other.
-for f in Sources/DIOSCore/*.swift Sources/DIOSWire/*.swift; do
-    sed -E '/^(public |package )?import DIOSCore$/d' "$f" > "$out/src/$(basename "$(dirname "$f")")-$(basename "$f")"
+for f in Sources/DIOSCore/*.swift Sources/DIOSWire/*.swift Sources/DIOSTransport/EthernetUDP.swift; do
+    sed -E '/^(public |package )?import (DIOSCore|DIOSWire)$/d' "$f" > "$out/src/$(basename "$(dirname "$f")")-$(basename "$f")"
 done
 swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name DIOSFuzz -suppress-warnings \
     "$out"/src/*.swift Tests/Fuzz/WireFuzz.swift -o "$out/wire-fuzz"
