@@ -32,6 +32,10 @@ struct BenchIPC: AsyncParsableCommand {
     @Flag(help: "One JSON object per line instead of a table.") var json = false
     @Option(help: "Which to run besides the floor: dios, uds (comma-separated).") var only = "dios,uds"
     @Option(help: "With --remote, the links: lo, veth, memif, xdp (comma-separated; xdp needs veth).") var links = "lo,veth,memif,xdp"
+    @Option(
+        name: .customLong("extra-calls"),
+        help: "Also time DIOS with the echo making this many sets of the four stream calls first (dios+calls): the calls' cost on the round trip's path.")
+    var extraCalls = 0
     @Flag(help: "Across nodes instead: DIOS over UDP next to Linux UDP, on loopback and on a veth pair between namespaces.")
     var remote = false
 
@@ -43,6 +47,7 @@ struct BenchIPC: AsyncParsableCommand {
             throw ValidationError("--payloads are sizes from 8 to 4096")
         }
         guard rounds > 0 else { throw ValidationError("--rounds must be positive") }
+        guard (0...64).contains(extraCalls) else { throw ValidationError("--extra-calls is from 0 to 64") }
         guard ["busy", "adaptive"].contains(idle) else { throw ValidationError("--idle must be busy or adaptive") }
         let clock = TSC.calibrate()
         if remote {
@@ -53,9 +58,12 @@ struct BenchIPC: AsyncParsableCommand {
         var lanes = [Lane(mechanism: .floor, payload: 8, sizeIndex: 0)]
         var mechanisms: [Mechanism] = [.ringRaw]
         if selected.contains("dios") { mechanisms.append(.dios) }
+        if selected.contains("dios") && extraCalls > 0 { mechanisms.append(.diosExtra) }
         if selected.contains("uds") { mechanisms += [.udsBlocking, .udsPoll] }
         for mechanism in mechanisms {
-            for (k, size) in sizes.enumerated() { lanes.append(Lane(mechanism: mechanism, payload: size, sizeIndex: k)) }
+            for (k, size) in sizes.enumerated() {
+                lanes.append(Lane(mechanism: mechanism, payload: size, sizeIndex: k, extraSets: mechanism == .diosExtra ? extraCalls : 0))
+            }
         }
         let results = try await interleaved(cpus, lanes, sizes: sizes, clock)
         let throughput = selected.contains("dios") ? try await diosThroughput(cpus, clock) : 0
@@ -100,6 +108,18 @@ struct BenchIPC: AsyncParsableCommand {
             }
             if let b = p50("uds-blocking", size) { line += ", uds-blocking/DIOS \(format(b / d))x" }
             print(line)
+            if let e = p50("dios+calls", size) {
+                let perSet = (e - d) / Double(extraCalls)
+                let rounds = zip(roundP50s("dios+calls", size), roundP50s("dios", size)).map {
+                    (Double($0) - Double($1)) / Double(extraCalls)
+                }
+                var costs = "\(size) B: DIOS's four stream calls (beginWrite, endWrite, beginRead, endRead) on the round trip's path: \(Self.signed(perSet)) ns a set"
+                if rounds.count > 1 {
+                    let r = Self.medianAndRange(rounds)
+                    costs += " [round by round: median \(Self.signed(r.median)), \(Self.signed(r.low)) to \(Self.signed(r.high)) over \(rounds.count) rounds]"
+                }
+                print(costs + " (dios+calls less dios, over the \(extraCalls) sets the echo made first)")
+            }
         }
         print("DIOS one-way throughput, 64 B messages: \(format(throughput / 1e6)) million msgs/s")
     }

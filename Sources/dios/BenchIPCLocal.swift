@@ -25,6 +25,9 @@ import Glibc
 ///   (what DIOS's own bookkeeping costs on top);
 /// - `dios`: a pair of DIOS streams, `beginWrite`/`endWrite` out,
 ///   `select`/`beginRead`/`endRead` back;
+/// - `dios+calls` (with `--extra-calls N`): the same, the echo first making N
+///   sets of the four stream calls on a stream of its own: what DIOS's calls
+///   cost where they lie on a round trip's path, (dios+calls − dios) / N;
 /// - `uds-blocking`, `uds-poll`: a Unix-domain SOCK_SEQPACKET pair, receiving
 ///   blocked in the kernel or spinning on non-blocking receives.
 ///
@@ -33,13 +36,14 @@ import Glibc
 /// it got its own message back.
 extension BenchIPC {
     enum Mechanism: Sendable, Equatable {
-        case floor, ringRaw, dios, udsBlocking, udsPoll
+        case floor, ringRaw, dios, diosExtra, udsBlocking, udsPoll
 
         var label: String {
             switch self {
             case .floor: "floor"
             case .ringRaw: "ring-raw"
             case .dios: "dios"
+            case .diosExtra: "dios+calls"
             case .udsBlocking: "uds-blocking"
             case .udsPoll: "uds-poll"
             }
@@ -52,6 +56,8 @@ extension BenchIPC {
         var payload: Int
         /// Which of the per-size resources (raw rings, DIOS streams) it uses.
         var sizeIndex: Int
+        /// For `diosExtra`: the sets of four calls the echo makes first.
+        var extraSets = 0
     }
 
     /// A run of `count` round trips of one lane.
@@ -194,7 +200,7 @@ extension BenchIPC {
                     pong.release()
                     record(t0, echoed)
                 }
-            case .dios:
+            case .dios, .diosExtra:
                 let ping = streams[lane.sizeIndex].ping
                 let pong = streams[lane.sizeIndex].pong
                 let pongs = [pong]
@@ -234,6 +240,8 @@ extension BenchIPC {
     /// The side that returns each message, following the same schedule.
     static func echoSide(_ task: TaskContext, _ plain: Plain, _ lanes: [Lane], _ blocks: [Block]) async throws {
         let refs = try task.delegated()
+        // A stream of the echo's own, for the extra calls of `diosExtra`.
+        let own = try task.create(.stream(messageSize: 8, depth: 8)).1
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 64)
         defer { buffer.deallocate() }
         var floorSeq: UInt64 = 0
@@ -260,12 +268,18 @@ extension BenchIPC {
                     pong.publish(length: message!.1)
                     ping.release()
                 }
-            case .dios:
+            case .dios, .diosExtra:
                 let ping = refs[2 * lane.sizeIndex]
                 let pong = refs[2 * lane.sizeIndex + 1]
                 let pings = [ping]
                 for _ in 0..<block.count {
                     _ = try await task.select(pings)
+                    for _ in 0..<lane.extraSets {
+                        let w = try task.beginWrite(own, size: 8)
+                        _ = task.endWrite(w)
+                        let r = try task.beginRead(own)
+                        _ = task.endRead(r)
+                    }
                     let r = try task.beginRead(ping)
                     let w = try task.beginWrite(pong, size: r.count)
                     w.withUnsafeMutableBytes { dst in r.withUnsafeBytes { dst.copyMemory(from: $0) } }

@@ -72,6 +72,29 @@ import Testing
         #expect((throughput.first?["msgs_per_s"] as? Int ?? 0) > 0, "\(text)")
     }
 
+    /// `--extra-calls N`: a `dios+calls` lane beside `dios` (the echo makes N
+    /// sets of the four stream calls before replying), in JSON and in the
+    /// table, with the line that turns the two into a cost per set.
+    @Test(.timeLimit(.minutes(2)))
+    func extraCallsAddALaneAndItsCostPerSet() throws {
+        let common = [
+            "bench", "ipc", "--idle", "adaptive", "--iterations", "400", "--warmup", "40", "--rounds", "2",
+            "--payloads", "64", "--only", "dios", "--extra-calls", "3", "--throughput-messages", "20000",
+        ]
+        let (status, objects, text) = try Self.runJSON(common + ["--json"])
+        #expect(status == 0, "\(text)")
+        #expect(Self.checkLatencies(objects, text) == ["floor/8", "ring-raw/64", "dios/64", "dios+calls/64"], "\(text)")
+        let table = try Self.runJSON(common)
+        #expect(table.status == 0, "\(table.text)")
+        let lines = table.text.split(separator: "\n")
+        #expect(lines.contains { $0.hasPrefix("dios+calls ") }, "\(table.text)")
+        #expect(
+            lines.contains { $0.hasPrefix("64 B: DIOS's four stream calls") && $0.contains(" ns a set") && $0.contains("the 3 sets") },
+            "\(table.text)")
+        let (refused, _, _) = try Self.runJSON(["bench", "ipc", "--extra-calls", "65"])
+        #expect(refused != 0)
+    }
+
     /// Across nodes on loopback only (no namespaces, no DPDK): kernel UDP,
     /// blocking and busy-polled, and DIOS over UDP, in the same form.
     @Test(.timeLimit(.minutes(2)))
