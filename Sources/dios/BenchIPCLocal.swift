@@ -240,8 +240,9 @@ extension BenchIPC {
     /// The side that returns each message, following the same schedule.
     static func echoSide(_ task: TaskContext, _ plain: Plain, _ lanes: [Lane], _ blocks: [Block]) async throws {
         let refs = try task.delegated()
-        // A stream of the echo's own, for the extra calls of `diosExtra`.
-        let own = try task.create(.stream(messageSize: 8, depth: 8)).1
+        // A stream of the echo's own, for the extra calls of `diosExtra` (made
+        // only when such a lane runs).
+        let own = lanes.contains { $0.extraSets > 0 } ? try task.create(.stream(messageSize: 8, depth: 8)).1 : nil
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 64)
         defer { buffer.deallocate() }
         var floorSeq: UInt64 = 0
@@ -275,9 +276,9 @@ extension BenchIPC {
                 for _ in 0..<block.count {
                     _ = try await task.select(pings)
                     for _ in 0..<lane.extraSets {
-                        let w = try task.beginWrite(own, size: 8)
+                        let w = try task.beginWrite(own!, size: 8)
                         _ = task.endWrite(w)
-                        let r = try task.beginRead(own)
+                        let r = try task.beginRead(own!)
                         _ = task.endRead(r)
                     }
                     let r = try task.beginRead(ping)

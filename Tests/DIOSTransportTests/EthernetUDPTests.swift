@@ -1,6 +1,6 @@
 import DIOSTransport
-import Foundation
 import DIOSWire
+import Foundation
 import Testing
 
 /// The framing a DPDK transport writes and checks, without DPDK: every packet a
