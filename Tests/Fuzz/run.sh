@@ -13,4 +13,9 @@ for f in Sources/DIOSCore/*.swift Sources/DIOSWire/*.swift Sources/DIOSTransport
 done
 swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name DIOSFuzz -suppress-warnings \
     "$out"/src/*.swift Tests/Fuzz/WireFuzz.swift -o "$out/wire-fuzz"
-"$out/wire-fuzz" -max_total_time="$seconds" -print_final_stats=1 "$out/new" Tests/Fuzz/corpus/wire 2>&1 | tail -n 15
+# A crash ends the run at once, with a failing status: the Swift runtime's
+# backtracer is off (left on, it kept the pipe below open, and the run waiting,
+# long after libFuzzer had saved the input and exited), and the input goes to
+# $out/crash-* (reproduce: $out/wire-fuzz $out/crash-...), not into the tree.
+SWIFT_BACKTRACE=enable=no "$out/wire-fuzz" -max_total_time="$seconds" -print_final_stats=1 -artifact_prefix="$out/" \
+    "$out/new" Tests/Fuzz/corpus/wire 2>&1 | tail -n 15
