@@ -108,17 +108,21 @@ struct BenchIPC: AsyncParsableCommand {
             }
             if let b = p50("uds-blocking", size) { line += ", uds-blocking/DIOS \(format(b / d))x" }
             print(line)
-            if let e = p50("dios+calls", size) {
-                let perSet = (e - d) / Double(extraCalls)
+            if let e = p50("dios+calls", size),
+                let sets = results.first(where: { $0.mechanism == "dios+calls" && $0.payload == size })?.extraSetsPerTrip,
+                sets > 0
+            {
+                let perSet = (e - d) / sets
                 let rounds = zip(roundP50s("dios+calls", size), roundP50s("dios", size)).map {
-                    (Double($0) - Double($1)) / Double(extraCalls)
+                    (Double($0) - Double($1)) / sets
                 }
                 var costs = "\(size) B: DIOS's four stream calls (beginWrite, endWrite, beginRead, endRead) on the round trip's path: \(Self.signed(perSet)) ns a set"
                 if rounds.count > 1 {
                     let r = Self.medianAndRange(rounds)
                     costs += " [round by round: median \(Self.signed(r.median)), \(Self.signed(r.low)) to \(Self.signed(r.high)) over \(rounds.count) rounds]"
                 }
-                print(costs + " (dios+calls less dios, over the \(extraCalls) sets the echo made first)")
+                let counted = sets == sets.rounded() ? "\(Int(sets))" : format(sets)
+                print(costs + " (dios+calls less dios, over the \(counted) sets the echo made first in each round trip, by its own count)")
             }
         }
         print("DIOS one-way throughput, 64 B messages: \(format(throughput / 1e6)) million msgs/s")
@@ -133,6 +137,9 @@ struct BenchIPC: AsyncParsableCommand {
         /// then also taken round by round, so that a machine whose speed
         /// drifts during the run (a shared VM) compares like with like.
         var roundP50s: [UInt64] = []
+        /// For `dios+calls`: the sets of four calls the echo made per round
+        /// trip, as it counted them.
+        var extraSetsPerTrip: Double? = nil
     }
 
     /// ` [round by round: median Mx, A-Bx over N rounds]`: `numerator`'s

@@ -111,6 +111,8 @@ extension BenchIPC {
 
         var ping: UnsafeMutablePointer<UInt64> { memory.assumingMemoryBound(to: UInt64.self) }
         var pong: UnsafeMutablePointer<UInt64> { (memory + 128).assumingMemoryBound(to: UInt64.self) }
+        /// The sets of extra calls the echo made (`diosExtra`), stored once it is done.
+        var extraSetsMade: UnsafeMutablePointer<UInt64> { (memory + 192).assumingMemoryBound(to: UInt64.self) }
 
         func release() {
             close(sockets.driver)
@@ -142,8 +144,14 @@ extension BenchIPC {
             _ = try await task.select([echoTask])
             return histograms
         }
+        // The sets the echo made per round trip of the `diosExtra` lanes, as
+        // it counted them (the echo has exited: its count is stored).
+        let extraTrips = blocks.reduce(0) { $0 + (lanes[$1.lane].mechanism == .diosExtra ? $1.count : 0) }
+        let setsPerTrip = extraTrips > 0 ? Double(clinux_load_acquire_u64(plain.extraSetsMade)) / Double(extraTrips) : 0
         return zip(lanes, histograms).map {
-            Result(mechanism: $0.mechanism.label, payload: $0.payload, histogram: $1.0, roundP50s: $1.1)
+            Result(
+                mechanism: $0.mechanism.label, payload: $0.payload, histogram: $1.0, roundP50s: $1.1,
+                extraSetsPerTrip: $0.mechanism == .diosExtra ? setsPerTrip : nil)
         }
     }
 
@@ -246,6 +254,8 @@ extension BenchIPC {
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 64)
         defer { buffer.deallocate() }
         var floorSeq: UInt64 = 0
+        var extraSetsMade: UInt64 = 0
+        defer { clinux_store_release_u64(plain.extraSetsMade, extraSetsMade) }
         for block in blocks {
             let lane = lanes[block.lane]
             switch lane.mechanism {
@@ -279,7 +289,7 @@ extension BenchIPC {
                         let w = try task.beginWrite(own!, size: 8)
                         _ = task.endWrite(w)
                         let r = try task.beginRead(own!)
-                        _ = task.endRead(r)
+                        if task.endRead(r) { extraSetsMade &+= 1 }
                     }
                     let r = try task.beginRead(ping)
                     let w = try task.beginWrite(pong, size: r.count)
