@@ -145,7 +145,10 @@ struct Diosd: AsyncParsableCommand {
             }
         }
         // A packet steered to an instance's queue from another's wakes it.
-        dpdk?.arm { k in node.instances[k].wake() }
+        // Weakly: the steering is reached from the node (its instances'
+        // transports), and a strong capture kept the node alive past `run`,
+        // and with it the arena's hugepage file.
+        dpdk?.arm { [weak node] k in node?.instances[k].wake() }
         let cpus = file.cores.isEmpty ? "unpinned" : "cores \(file.cores.map(String.init).joined(separator: ","))"
         say("diosd: node \(file.node) up, \(node.instances.count) instance(s) on \(cpus), arena \(file.arenaMiB) MiB on \(node.arena.backing), idle \(configuration.idlePolicy)")
 

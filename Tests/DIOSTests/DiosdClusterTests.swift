@@ -241,6 +241,15 @@ import Testing
             return p.terminationStatus
         }
 
+        /// The hugepage files named after process `pid` (a node's arena is
+        /// `/dev/hugepages/dios-PID-...`): none once a node that stopped has
+        /// released its arena.
+        static func arenaFiles(of pid: Int32) -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/dev/hugepages")) ?? []).filter {
+                $0.hasPrefix("dios-\(pid)-")
+            }
+        }
+
         func kill9(_ n: Int) {
             guard let p = processes[n] else { return }
             kill(p.processIdentifier, SIGKILL)
@@ -541,8 +550,14 @@ import Testing
             #expect(reply.contains("stream to \(to): 100000 messages arrived in order"),
                 "\(reply)\n\(cluster.text(0))\n--- node 1:\n\(cluster.text(1))")
         }
+        let pids = (0..<2).map { cluster.processes[$0]!.processIdentifier }
         #expect(cluster.stop(0) == 0, "\(cluster.text(0))")
         #expect(cluster.stop(1) == 0, "\(cluster.text(1))")
+        // Stopped, each released its arena (the steering's wakers once kept
+        // the node alive past its end, and its hugepage file with it).
+        for (n, pid) in pids.enumerated() {
+            #expect(Cluster.arenaFiles(of: pid).isEmpty, "node \(n) left \(Cluster.arenaFiles(of: pid))")
+        }
         for n in 0..<2 {
             // "handed to a sibling N" on some instance of each node, N > 0.
             let handed = cluster.text(n).split(separator: "\n").compactMap { line -> Int? in
