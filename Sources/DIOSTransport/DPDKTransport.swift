@@ -223,8 +223,15 @@ public final class DPDKPort: @unchecked Sendable {
     /// so the link is left alone (DPDK 22.11's memif tears its rings down from
     /// the interrupt thread while queues may be polled: a node polling two
     /// queues crashed so once); 2 the link has gone down since. It is used
-    /// again once it comes back up (the peer returned).
+    /// again once it comes back up (the peer returned). 3: the queues are
+    /// parked for a restart (`restartUnderTransports`), and each transport
+    /// says so in `parked` at its next poll.
     private let quiet = Atomic<UInt8>(0)
+    /// The restart the queues are parked for, and per queue the last one its
+    /// transport acknowledged (a poll that saw state 3: it is out of the
+    /// device's way until the state changes).
+    private let parkGeneration = Atomic<UInt32>(0)
+    private let parked: Mutex<[UInt32]>
     /// Whether the link reaches one peer only (memif).
     public var isPointToPoint: Bool { name.hasPrefix("net_memif") }
 
@@ -279,6 +286,7 @@ public final class DPDKPort: @unchecked Sendable {
         self.queueCount = queues
         self.mac = mac
         self.pool = pool
+        self.parked = Mutex([UInt32](repeating: 0, count: queues))
     }
 
     /// Stops and closes the port (later bursts on it do nothing). The pool stays
@@ -305,18 +313,29 @@ public final class DPDKPort: @unchecked Sendable {
     /// The peer at the far end is leaving: on a point-to-point link, stop
     /// polling and sending until it has gone and come back (`isInUse`).
     public func peerLeaving() {
-        if isPointToPoint { quiet.store(1, ordering: .releasing) }
+        // From "in use" only: a link already left alone stays so (a restart
+        // under way ends with it left alone until the link is up).
+        if isPointToPoint { _ = quiet.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing) }
     }
 
-    /// Whether the queues may be polled and sent on now. While the peer is away
+    /// Whether `queue` may be polled and sent on now. While the peer is away
     /// this follows the link: down (the peer has gone), then up (it is back).
+    /// Each transport asks before every burst on its queue, and bursts only
+    /// on a yes: `restartUnderTransports` relies on that.
     @inline(__always)
-    public var isInUse: Bool {
+    public func isInUse(queue: UInt16) -> Bool {
         let state = quiet.load(ordering: .acquiring)
-        return state == 0 || returned(from: state)
+        return state == 0 || returned(from: state, queue: queue)
     }
 
-    private func returned(from state: UInt8) -> Bool {
+    private func returned(from state: UInt8, queue: UInt16) -> Bool {
+        if state == 3 {
+            // Parked for a restart: this queue's transport is between bursts
+            // now and starts none until the state changes.
+            let generation = parkGeneration.load(ordering: .acquiring)
+            parked.withLock { $0[Int(queue)] = generation }
+            return false
+        }
         let up = isLinkUp
         if state == 1 && !up { _ = quiet.compareExchange(expected: 1, desired: 2, ordering: .acquiringAndReleasing) }
         if state == 2 && up { return quiet.compareExchange(expected: 2, desired: 0, ordering: .acquiringAndReleasing).exchanged }
@@ -356,8 +375,48 @@ public final class DPDKPort: @unchecked Sendable {
         }
     }
 
+    /// Stops the port and starts it again while transports poll its queues:
+    /// for a memif client whose server went away, as DPDK 22.11's client never
+    /// connects again by itself (not even to a server that is back).
+    ///
+    /// DPDK does not stop a port under rx/tx, so the queues are parked first:
+    /// the transport of each queue acknowledges at its next poll
+    /// (`isInUse(queue:)`) and leaves the device alone from then on. Once every
+    /// queue has, the port restarts, and the queues stay left alone until the
+    /// link is up (as after a peer's `peerLeaving`). Every queue must have a
+    /// transport that polls it.
+    ///
+    /// - Returns: false, restarting nothing, when some queue did not
+    ///   acknowledge within `acknowledgeWithin` milliseconds (the queues are
+    ///   then left alone until the link is up, as after a restart), or when a
+    ///   transport changed the link's state meanwhile (it came up, or went).
+    /// - Throws: what `restart()` throws, such as a failed `rte_eth_dev_start`
+    ///   (a memif client whose server is not back yet): the queues are then
+    ///   left alone behind the down link, and a later call tries again.
+    public func restartUnderTransports(acknowledgeWithin milliseconds: Int = 1_000) throws(TransportError) -> Bool {
+        let previous = quiet.load(ordering: .acquiring)
+        guard previous != 3 else { return false }
+        let generation = parkGeneration.add(1, ordering: .acquiringAndReleasing).newValue
+        guard quiet.compareExchange(expected: previous, desired: 3, ordering: .acquiringAndReleasing).exchanged else {
+            return false  // a transport moved it (the link came back, or went): decide again later
+        }
+        // Only this call leaves state 3, and always for 2: used again once
+        // the link is up. (Not back to what it was: a peer's `peerLeaving`
+        // meanwhile found 3 and did not say 1.)
+        defer { quiet.store(2, ordering: .releasing) }
+        var waited = 0
+        while !parked.withLock({ $0.allSatisfy { $0 == generation } }) {
+            guard waited < milliseconds else { return false }
+            usleep(1_000)
+            waited += 1
+        }
+        try restart()
+        return true
+    }
+
     /// Stops the port and starts it again (its queues and pool stay). Before
-    /// any transport polls its queues: DPDK does not stop a port under rx/tx.
+    /// any transport polls its queues: DPDK does not stop a port under rx/tx
+    /// (`restartUnderTransports` is for a port in use).
     public func restart() throws(TransportError) {
         try stopped.withLock { stopped throws(TransportError) in
             guard !stopped, environment.isRunning else { throw .configuration("\(name) is closed") }
@@ -693,7 +752,7 @@ public final class DPDKTransport: FrameTransport {
         guard txPending > 0 else { return true }
         let pending = txPending
         // A leaving peer's link is left alone: what waits for it is dropped (lost on the wire).
-        let sent = port.isInUse ? Int(cdpdk_tx_burst(port.id, queue, txMbufs, UInt16(pending))) : 0
+        let sent = port.isInUse(queue: queue) ? Int(cdpdk_tx_burst(port.id, queue, txMbufs, UInt16(pending))) : 0
         counters.sent &+= UInt64(sent)
         if sent < pending {
             // The device took a prefix; the rest are still ours.
@@ -725,7 +784,7 @@ public final class DPDKTransport: FrameTransport {
                 }
             }
         }
-        if count < rxBurst && port.isInUse {
+        if count < rxBurst && port.isInUse(queue: queue) {
             count += Int(cdpdk_rx_burst(port.id, queue, rxMbufs + count, UInt16(rxBurst - count)))
         }
         // Nearly every poll of an idle link ends here.

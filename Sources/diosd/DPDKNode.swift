@@ -1,6 +1,8 @@
+import DIOS
 import DIOSConfig
 import DIOSTransport
 import DIOSWire
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -33,6 +35,12 @@ final class DPDKNode: @unchecked Sendable {  // set up before the instances poll
         #endif
     }
     let device: String
+    /// A memif client: its link is kept (`keepLinked`).
+    let reconnects: Bool
+    /// The thread keeping the link, and its stop.
+    private var linkKeeper: pthread_t? = nil
+    private let stopKeeping = StopFlag()
+    private final class StopFlag: Sendable { let value = Atomic<Bool>(false) }
 
     /// Starts the EAL for node `id` of `cluster` and its port, and checks the
     /// port's MAC against the cluster file's.
@@ -41,6 +49,7 @@ final class DPDKNode: @unchecked Sendable {  // set up before the instances poll
             throw .configuration("node \(id) is not a dpdk node")
         }
         device = settings.device
+        reconnects = settings.driver == "memif" && settings.options["role"] == "client"
         #if DIOS_DPDK
         guard let arguments = cluster.ealArguments(for: id, cpus: Self.allowedCPUs()) else {
             throw .configuration("node \(id) is not a dpdk node")
@@ -122,6 +131,54 @@ final class DPDKNode: @unchecked Sendable {  // set up before the instances poll
     }
     #endif
 
+    /// Keeps a memif client's link: DPDK 22.11's memif client connects only
+    /// when its port starts, so once its server has gone (stopped, or killed
+    /// without a word) it would never link again, even to a server that is
+    /// back. While the link is down, a thread of its own starts the port again
+    /// every `retryMilliseconds` under the polling instances
+    /// (`DPDKPort.restartUnderTransports`: their queues are parked first)
+    /// until the server takes it, and the sessions above find their peer
+    /// again. Until `shutdown`; nothing for any other port. Once the
+    /// instances poll every queue of the port.
+    func keepLinked(every retryMilliseconds: Int = 2_000, say: @escaping @Sendable (String) -> Void) {
+        #if DIOS_DPDK
+        guard reconnects, linkKeeper == nil else { return }
+        let (port, stop, device) = (self.port, self.stopKeeping, self.device)
+        let step = 100  // ms between looks at the link
+        do throws(OSThread.StartError) {
+            linkKeeper = try OSThread.start {
+                var downFor = 0
+                var restarts = 0
+                var lastError = ""
+                while !stop.value.load(ordering: .acquiring) {
+                    usleep(UInt32(step * 1_000))
+                    if port.isLinkUp {
+                        if downFor > 0 {
+                            say("diosd: \(device): linked again after \(downFor / 1_000) s down (\(restarts) restart(s) of the port)")
+                        }
+                        (downFor, restarts, lastError) = (0, 0, "")
+                        continue
+                    }
+                    if downFor == 0 {
+                        say("diosd: \(device): the memif link is down; starting the port again every \(retryMilliseconds / 1_000) s until the server takes it")
+                    }
+                    downFor += step
+                    guard downFor % retryMilliseconds < step else { continue }
+                    do throws(TransportError) {
+                        if try port.restartUnderTransports() { restarts += 1 }
+                    } catch {
+                        // Said once: a server still away fails every restart alike.
+                        if "\(error)" != lastError { say("diosd: \(device): restart: \(error)") }
+                        lastError = "\(error)"
+                    }
+                }
+            }
+        } catch {
+            say("diosd: \(device): cannot keep the memif link (\(error)); a server that goes and returns will not be linked again")
+        }
+        #endif
+    }
+
     /// The transport of instance `k`, on queue `k` of the port.
     func transport(
         instance k: Int, address: PeerAddress, neighbours: [UInt32: [UInt8]]
@@ -167,6 +224,11 @@ final class DPDKNode: @unchecked Sendable {  // set up before the instances poll
     /// counters, closes the port and cleans up the EAL. Idempotent.
     func shutdown(say: (String) -> Void) {
         #if DIOS_DPDK
+        if let keeper = linkKeeper {
+            stopKeeping.value.store(true, ordering: .releasing)
+            pthread_join(keeper, nil)
+            linkKeeper = nil
+        }
         guard environment.isRunning else { return }
         for (k, t) in transports.enumerated() {
             let c = t.counters

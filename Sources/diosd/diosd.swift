@@ -149,6 +149,8 @@ struct Diosd: AsyncParsableCommand {
         // transports), and a strong capture kept the node alive past `run`,
         // and with it the arena's hugepage file.
         dpdk?.arm { [weak node] k in node?.instances[k].wake() }
+        // A memif client links again to a server that went and came back.
+        dpdk?.keepLinked(say: say)
         let cpus = file.cores.isEmpty ? "unpinned" : "cores \(file.cores.map(String.init).joined(separator: ","))"
         say("diosd: node \(file.node) up, \(node.instances.count) instance(s) on \(cpus), arena \(file.arenaMiB) MiB on \(node.arena.backing), idle \(configuration.idlePolicy)")
 

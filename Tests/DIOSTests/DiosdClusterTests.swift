@@ -410,6 +410,44 @@ import Testing
         try streamsInOrder(try Cluster(nodes: 2, layout: .memif), device: "net_memif0")
     }
 
+    /// A memif server that goes and comes back, killed (`kill -9`) and then
+    /// stopped (SIGTERM): DPDK 22.11's memif client connects only when its
+    /// port starts and never again by itself, so the client node starts its
+    /// port again while the link is down (`DPDKNode.keepLinked`, under its
+    /// polling instances: two of them, so two queues are parked for each
+    /// restart). Each time the nodes see each other up again and a stream
+    /// crosses in order, both ways. Node 1 is the server.
+    @Test(.enabled(if: DPDKClusterHost.missing == nil, Comment(rawValue: DPDKClusterHost.missing ?? "")))
+    func aMemifClientLinksAgainWhenItsServerReturns() throws {
+        let cluster = try Cluster(nodes: 2, failureTimeoutMs: 500, layout: .memif, twoInstances: true)
+        try cluster.start(1)
+        try cluster.start(0)
+        try #require(cluster.waitFor(0, "control socket") && cluster.waitFor(1, "control socket"),
+            "\(cluster.text(0))\n--- node 1:\n\(cluster.text(1))")
+        #expect(cluster.waitForPeer(0, "1.0", up: true, seconds: 10), "\(cluster.status(0))")
+        for (round, killed) in [(1, true), (2, false)] {
+            if killed {
+                cluster.kill9(1)
+            } else {
+                #expect(cluster.stop(1) == 0, "\(cluster.text(1))")
+            }
+            #expect(cluster.waitForPeer(0, "1.0", up: false, seconds: 5), "\(cluster.status(0))\n\(cluster.text(0))")
+            try cluster.start(1)
+            let both = cluster.waitForPeer(0, "1.1", up: true, seconds: 20) && cluster.waitForPeer(1, "0.1", up: true, seconds: 5)
+            #expect(both, "round \(round): \(cluster.status(0))\n\(cluster.text(0))\n--- node 1:\n\(cluster.text(1))")
+            #expect(Self.count(before: " restart(s) of the port)", in: cluster.text(0)).map { $0 >= 1 } == true,
+                "round \(round): \(cluster.text(0))")
+            for (from, to) in [(0, "1.1"), (1, "0.0")] {
+                let reply = cluster.request(from, "stream \(to) 10000")
+                #expect(reply.contains("stream to \(to): 10000 messages arrived in order"),
+                    "round \(round): \(reply)\n\(cluster.text(0))\n--- node 1:\n\(cluster.text(1))")
+            }
+            #expect(cluster.text(0).components(separatedBy: "linked again after").count - 1 == round, "\(cluster.text(0))")
+        }
+        #expect(cluster.stop(0) == 0, "\(cluster.text(0))")
+        #expect(cluster.stop(1) == 0, "\(cluster.text(1))")
+    }
+
     /// Two DPDK nodes on af_packet, each in its network namespace, joined by a
     /// veth pair: the same 100,000 messages, complete and in order, and the
     /// same blob checks.
