@@ -31,7 +31,17 @@ struct ClusterCommand: ParsableCommand {
         return me.deletingLastPathComponent().appendingPathComponent("diosd").path
     }
 
-    static func alive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
+    /// Whether process `pid` runs: it exists and is not a zombie. A node
+    /// killed is a zombie until reaped, and its reaper is not `dios` (which
+    /// exits after `up`) but whoever takes orphans, which may be slow to.
+    static func alive(_ pid: Int32) -> Bool {
+        guard kill(pid, 0) == 0 else { return false }
+        // /proc/PID/stat: "PID (COMMAND) STATE ...", COMMAND may hold anything.
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let end = stat.lastIndex(of: ")")
+        else { return true }
+        return stat[stat.index(after: end)...].drop { $0 == " " }.first != "Z"
+    }
 
     /// Runs `ip` with `arguments`; its status and output.
     @discardableResult
@@ -63,11 +73,17 @@ struct ClusterCommand: ParsableCommand {
 
     /// Removes what stopped or killed DPDK nodes leave: EAL runtime
     /// directories, memif socket files, hugepage files named after their prefix.
-    static func removeDPDKLeftovers(_ cluster: ClusterFile) {
+    /// Only for the nodes in `only` when given, and then never a path that a
+    /// node still running uses too (the memif socket file a server listens on).
+    static func removeDPDKLeftovers(_ cluster: ClusterFile, only: Set<UInt16>? = nil) {
         let mount = hugetlbfsMount()
         let files = mount.flatMap { try? FileManager.default.contentsOfDirectory(atPath: $0) } ?? []
-        for node in cluster.nodes where node.dpdk != nil {
-            for path in cluster.leftovers(of: node.id) { try? FileManager.default.removeItem(atPath: path) }
+        let others = cluster.nodes.filter { node in only.map { !$0.contains(node.id) } ?? false }
+        let inUse = Set(others.flatMap { cluster.leftovers(of: $0.id) })
+        for node in cluster.nodes where node.dpdk != nil && (only?.contains(node.id) ?? true) {
+            for path in cluster.leftovers(of: node.id) where !inUse.contains(path) {
+                try? FileManager.default.removeItem(atPath: path)
+            }
             let prefix = cluster.dpdkFilePrefix(node.id)
             for name in files where name.hasPrefix(prefix) {
                 try? FileManager.default.removeItem(atPath: "\(mount!)/\(name)")
@@ -89,8 +105,20 @@ struct ClusterCommand: ParsableCommand {
         (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
     }
 
+    /// The process running node `id` of the cluster, from its pid file, if alive.
+    static func running(_ cluster: ClusterFile, _ id: UInt16) -> Int32? {
+        guard let pid = pid(at: "\(stateDirectory(cluster))/node\(id).pid"), alive(pid) else { return nil }
+        return pid
+    }
+
     struct Up: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Start every node of the cluster file in the background.")
+        static let configuration = CommandConfiguration(
+            abstract: "Start every node of the cluster file in the background.",
+            discussion: """
+                With some nodes of the cluster running already (others stopped or killed), \
+                starts only the others, in the network the first `up` made: a node that \
+                failed comes back, and the running ones take it back.
+                """)
         @Argument(help: "The cluster file, e.g. config/cluster.yaml.") var file: String
         @Option(help: "The diosd executable (default: next to dios).") var diosd: String?
         @Option(help: "Seconds to wait for each node to come up.") var timeout: Int = 30
@@ -103,30 +131,55 @@ struct ClusterCommand: ParsableCommand {
             guard FileManager.default.isExecutableFile(atPath: executable) else {
                 throw ValidationError("no diosd at \(executable); build it (swift build) or pass --diosd")
             }
-            for node in cluster.nodes {
-                if let pid = ClusterCommand.pid(at: "\(state)/node\(node.id).pid"), ClusterCommand.alive(pid) {
-                    throw ValidationError("node \(node.id) already runs (pid \(pid)); dios cluster down \(file) first")
-                }
-            }
             // diosd reads the file again, from wherever ip netns exec starts it.
             let path = URL(fileURLWithPath: file).standardizedFileURL.path
-            try ClusterCommand.makeNetwork(cluster, file: file)
+            let running = cluster.nodes.compactMap { node in ClusterCommand.running(cluster, node.id).map { (node.id, $0) } }
+            let missing = cluster.nodes.filter { node in !running.contains { $0.0 == node.id } }
+            guard !running.isEmpty else {
+                try ClusterCommand.makeNetwork(cluster, file: file)
+                do {
+                    try start(missing, of: cluster, state: state, executable: executable, path: path)
+                } catch {
+                    // Leave nothing half up: what started is stopped, what was made is removed.
+                    ClusterCommand.down(cluster, say: { _ in })
+                    throw error
+                }
+                print("cluster \(cluster.name): \(cluster.nodes.count) node(s) up; stop with: dios cluster down \(file)")
+                return
+            }
+            for (id, pid) in running { print("node \(id): already up (pid \(pid))") }
+            guard !missing.isEmpty else {
+                print("cluster \(cluster.name): every node already up; stop with: dios cluster down \(file)")
+                return
+            }
+            // Back into the network the first `up` made, after what the
+            // stopped nodes left (a killed node's arena and EAL files).
+            let ids = Set(missing.map(\.id))
+            HugepageArena.removeStaleFiles()
+            ClusterCommand.removeDPDKLeftovers(cluster, only: ids)
+            for node in missing { if let socket = node.controlSocket { unlink(socket) } }
             do {
-                try start(cluster, state: state, executable: executable, path: path)
+                try start(missing, of: cluster, state: state, executable: executable, path: path)
             } catch {
-                // Leave nothing half up: what started is stopped, what was made is removed.
-                ClusterCommand.down(cluster, say: { _ in })
+                // The running nodes stay; the ones this started are stopped.
+                for node in missing { ClusterCommand.stop(node, of: cluster, say: { _ in }) }
                 throw error
             }
-            print("cluster \(cluster.name): \(cluster.nodes.count) node(s) up; stop with: dios cluster down \(file)")
+            print("cluster \(cluster.name): \(missing.count) node(s) started again, \(running.count) already up; stop with: dios cluster down \(file)")
         }
 
-        private func start(_ cluster: ClusterFile, state: String, executable: String, path: String) throws {
-            for node in cluster.nodes {
+        private func start(
+            _ nodes: [ClusterFile.NodeEntry], of cluster: ClusterFile, state: String, executable: String, path: String
+        ) throws {
+            // Where each node's log starts this time: a node started again
+            // writes after what it wrote before (why it stopped).
+            var starts: [UInt16: Int] = [:]
+            for node in nodes {
                 let pidFile = "\(state)/node\(node.id).pid"
                 let log = "\(state)/node\(node.id).log"
-                _ = FileManager.default.createFile(atPath: log, contents: nil)
+                if !FileManager.default.fileExists(atPath: log) { _ = FileManager.default.createFile(atPath: log, contents: nil) }
                 let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+                starts[node.id] = Int(try handle.seekToEnd())
                 let command: (executable: String, arguments: [String])
                 do { command = try cluster.launch(node: node.id, diosd: executable, path: path) } catch {
                     throw ValidationError("\(error)")
@@ -139,18 +192,21 @@ struct ClusterCommand: ParsableCommand {
                 try process.run()
                 try "\(process.processIdentifier)\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
             }
-            for node in cluster.nodes {
+            for node in nodes {
                 let log = "\(state)/node\(node.id).log"
+                // This start's part of the log.
+                func text() -> String {
+                    let data = FileManager.default.contents(atPath: log) ?? Data()
+                    return String(decoding: data.dropFirst(starts[node.id] ?? 0), as: UTF8.self)
+                }
                 var up = false
                 for _ in 0..<(timeout * 20) {
-                    let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-                    if text.contains("diosd: node \(node.id) up") { up = true; break }
+                    if text().contains("diosd: node \(node.id) up") { up = true; break }
                     if let pid = ClusterCommand.pid(at: "\(state)/node\(node.id).pid"), !ClusterCommand.alive(pid) { break }
                     usleep(50_000)
                 }
                 guard up else {
-                    let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-                    throw ValidationError("node \(node.id) did not come up; its log (\(log)):\n\(text)")
+                    throw ValidationError("node \(node.id) did not come up; its log (\(log)):\n\(text())")
                 }
                 let listen = node.cores.indices.map { "\(node.address(ofInstance: $0))" }.joined(separator: ", ")
                 let device = node.dpdk.map { " (\($0.device))" } ?? ""
@@ -172,28 +228,31 @@ struct ClusterCommand: ParsableCommand {
     /// Stops every node (SIGTERM, SIGKILL after 5 s) and removes what the cluster made.
     static func down(_ cluster: ClusterFile, say: (String) -> Void) {
         let state = stateDirectory(cluster)
-        for node in cluster.nodes {
-            if let pid = pid(at: "\(state)/node\(node.id).pid"), alive(pid) {
-                kill(pid, SIGTERM)
-                var waited = 0
-                while alive(pid) && waited < 100 {
-                    usleep(50_000)
-                    waited += 1
-                }
-                if alive(pid) {
-                    kill(pid, SIGKILL)
-                    say("node \(node.id): did not stop within 5 s, killed")
-                } else {
-                    say("node \(node.id): stopped")
-                }
-            }
-            if let socket = node.controlSocket { unlink(socket) }
-        }
+        for node in cluster.nodes { stop(node, of: cluster, say: say) }
         HugepageArena.removeStaleFiles()  // left by a node that was killed
         removeDPDKLeftovers(cluster)
         removeNetwork(cluster)
         try? FileManager.default.removeItem(atPath: state)
         say("cluster \(cluster.name): down")
+    }
+
+    /// Stops one node (SIGTERM, SIGKILL after 5 s) and removes its control socket.
+    static func stop(_ node: ClusterFile.NodeEntry, of cluster: ClusterFile, say: (String) -> Void) {
+        if let pid = running(cluster, node.id) {
+            kill(pid, SIGTERM)
+            var waited = 0
+            while alive(pid) && waited < 100 {
+                usleep(50_000)
+                waited += 1
+            }
+            if alive(pid) {
+                kill(pid, SIGKILL)
+                say("node \(node.id): did not stop within 5 s, killed")
+            } else {
+                say("node \(node.id): stopped")
+            }
+        }
+        if let socket = node.controlSocket { unlink(socket) }
     }
 
     struct Demo: ParsableCommand {

@@ -399,6 +399,44 @@ import Testing
         for n in 0..<3 { #expect(cluster.stop(n) == 0) }
     }
 
+    /// `dios cluster up` on a cluster whose node 1 was killed starts that node
+    /// alone (the others say they are up already), in the same log, and the
+    /// nodes take it back; on a cluster all up it starts nothing; `down`
+    /// then stops all three.
+    @Test func clusterUpStartsAgainOnlyTheNodeThatWasKilled() throws {
+        let cluster = try Cluster(nodes: 3, failureTimeoutMs: 500)
+        let dios = DiosdProcessTests.dios.path
+        let state = "/tmp/dios-cluster-\(cluster.name)"
+        defer { _ = DPDKClusterHost.run(dios, ["cluster", "down", cluster.path]) }
+        let up = DPDKClusterHost.run(dios, ["cluster", "up", cluster.path])
+        try #require(up.status == 0 && up.output.contains("3 node(s) up"), "\(up.output)")
+        let first = try #require(ClusterCommandState.pid(of: 1, in: state))
+        #expect(cluster.waitForPeer(0, "1.0", up: true, seconds: 10), "\(cluster.status(0))")
+        kill(first, SIGKILL)
+        #expect(cluster.waitForPeer(0, "1.0", up: false, seconds: 5), "\(cluster.status(0))")
+
+        let again = DPDKClusterHost.run(dios, ["cluster", "up", cluster.path])
+        #expect(again.status == 0, "\(again.output)")
+        for n in [0, 2] { #expect(again.output.contains("node \(n): already up (pid "), "\(again.output)") }
+        #expect(again.output.contains("node 1: up, 1 instance(s) on udp"), "\(again.output)")
+        #expect(again.output.contains("1 node(s) started again, 2 already up"), "\(again.output)")
+        let second = try #require(ClusterCommandState.pid(of: 1, in: state))
+        #expect(second != first && ClusterCommandState.alive(second))
+        for (n, peer) in [(0, "1.0"), (2, "1.0"), (1, "0.0"), (1, "2.0")] {
+            #expect(cluster.waitForPeer(n, peer, up: true, seconds: 10), "node \(n): \(cluster.status(n))")
+        }
+        // The node's log holds both of its runs.
+        let log = (try? String(contentsOfFile: "\(state)/node1.log", encoding: .utf8)) ?? ""
+        #expect(log.components(separatedBy: "diosd: node 1 up").count - 1 == 2, "\(log)")
+
+        let idle = DPDKClusterHost.run(dios, ["cluster", "up", cluster.path])
+        #expect(idle.status == 0 && idle.output.contains("every node already up"), "\(idle.output)")
+        #expect(ClusterCommandState.pid(of: 1, in: state) == second)
+        let down = DPDKClusterHost.run(dios, ["cluster", "down", cluster.path])
+        for n in 0..<3 { #expect(down.output.contains("node \(n): stopped"), "\(down.output)") }
+        #expect(!ClusterCommandState.alive(second))
+    }
+
     // MARK: Over DPDK
 
     /// Two DPDK nodes joined by memif (two processes, each its own EAL): 100,000
@@ -641,6 +679,24 @@ import Testing
         }
         #expect(!FileManager.default.fileExists(atPath: "/tmp/dios-cluster-\(name)"))
         print(demo.output, terminator: "")
+    }
+}
+
+/// What `dios cluster up` keeps in a cluster's state folder.
+enum ClusterCommandState {
+    /// The pid `dios cluster up` recorded for node `n`.
+    static func pid(of n: Int, in state: String) -> Int32? {
+        (try? String(contentsOfFile: "\(state)/node\(n).pid", encoding: .utf8))
+            .flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    /// Whether `pid` runs (a zombie does not: the test is not its parent, and
+    /// whoever reaps orphans here may take a while).
+    static func alive(_ pid: Int32) -> Bool {
+        guard kill(pid, 0) == 0, let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let end = stat.lastIndex(of: ")")
+        else { return false }
+        return stat[stat.index(after: end)...].drop { $0 == " " }.first != "Z"
     }
 }
 
