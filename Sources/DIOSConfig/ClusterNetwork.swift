@@ -132,6 +132,18 @@ extension ClusterFile {
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
+    /// Whether process `pid` runs: it exists and is not a zombie. A killed
+    /// node is a zombie until reaped, and its reaper is not `dios` (which
+    /// exits after `cluster up`) but whoever takes orphans, which may be slow to.
+    public static func isRunning(_ pid: Int32) -> Bool {
+        guard kill(pid, 0) == 0 else { return false }
+        // /proc/PID/stat: "PID (COMMAND) STATE ...", where COMMAND may hold anything.
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let end = stat.lastIndex(of: ")")
+        else { return true }
+        return stat[stat.index(after: end)...].drop { $0 == " " }.first != "Z"
+    }
+
     /// Runs `ip` (iproute2) with `arguments`; status -1 when it is not installed.
     @discardableResult
     public static func ip(_ arguments: [String]) -> (status: Int32, output: String) {

@@ -31,17 +31,7 @@ struct ClusterCommand: ParsableCommand {
         return me.deletingLastPathComponent().appendingPathComponent("diosd").path
     }
 
-    /// Whether process `pid` runs: it exists and is not a zombie. A node
-    /// killed is a zombie until reaped, and its reaper is not `dios` (which
-    /// exits after `up`) but whoever takes orphans, which may be slow to.
-    static func alive(_ pid: Int32) -> Bool {
-        guard kill(pid, 0) == 0 else { return false }
-        // /proc/PID/stat: "PID (COMMAND) STATE ...", COMMAND may hold anything.
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let end = stat.lastIndex(of: ")")
-        else { return true }
-        return stat[stat.index(after: end)...].drop { $0 == " " }.first != "Z"
-    }
+    static func alive(_ pid: Int32) -> Bool { ClusterFile.isRunning(pid) }
 
     /// Runs `ip` with `arguments`; its status and output.
     @discardableResult

@@ -2,6 +2,10 @@ import DIOSConfig
 import DIOSWire
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 @Suite struct ClusterFileTests {
     static func shipped(_ name: String) -> String {
         #filePath.replacingOccurrences(of: "Tests/DIOSConfigTests/ClusterFileTests.swift", with: "config/\(name)")
@@ -177,5 +181,32 @@ import Testing
         // A memif vdev with the node's own mac= is kept as is.
         let same = try ClusterFile.parse(Self.memifPair.replacingOccurrences(of: "role=server", with: "role=server,mac=02:00:00:00:00:01"))
         #expect(same.ealArguments(for: 0, cpus: "0")?.contains("net_memif0,role=server,mac=02:00:00:00:00:01") == true)
+    }
+
+    /// `isRunning`, which `dios cluster up` and `down` ask of a node's pid: a
+    /// live process runs; a killed one does not, also while it is a zombie
+    /// not yet reaped (a node killed after `dios cluster up` exited); a pid
+    /// with no process does not.
+    @Test func aKilledProcessDoesNotRunEvenAsAZombie() throws {
+        #expect(ClusterFile.isRunning(getpid()))
+        var pid: pid_t = 0
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sleep"), strdup("30"), nil]
+        defer { for a in argv { free(a) } }
+        try #require(posix_spawn(&pid, "/bin/sleep", nil, nil, argv, environ) == 0)
+        #expect(ClusterFile.isRunning(pid))
+        kill(pid, SIGKILL)
+        // Dead and not reaped: a zombie until waitpid below.
+        var zombie = false
+        for _ in 0..<200 where !zombie {
+            let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+            zombie = stat.contains(") Z ")
+            if !zombie { usleep(5_000) }
+        }
+        #expect(zombie, "the child never showed as a zombie")
+        #expect(kill(pid, 0) == 0, "a zombie still answers kill(pid, 0)")
+        #expect(!ClusterFile.isRunning(pid))
+        var status: Int32 = 0
+        #expect(waitpid(pid, &status, 0) == pid)
+        #expect(!ClusterFile.isRunning(pid))
     }
 }

@@ -421,7 +421,7 @@ import Testing
         #expect(again.output.contains("node 1: up, 1 instance(s) on udp"), "\(again.output)")
         #expect(again.output.contains("1 node(s) started again, 2 already up"), "\(again.output)")
         let second = try #require(ClusterCommandState.pid(of: 1, in: state))
-        #expect(second != first && ClusterCommandState.alive(second))
+        #expect(second != first && ClusterFile.isRunning(second))
         for (n, peer) in [(0, "1.0"), (2, "1.0"), (1, "0.0"), (1, "2.0")] {
             #expect(cluster.waitForPeer(n, peer, up: true, seconds: 10), "node \(n): \(cluster.status(n))")
         }
@@ -434,7 +434,7 @@ import Testing
         #expect(ClusterCommandState.pid(of: 1, in: state) == second)
         let down = DPDKClusterHost.run(dios, ["cluster", "down", cluster.path])
         for n in 0..<3 { #expect(down.output.contains("node \(n): stopped"), "\(down.output)") }
-        #expect(!ClusterCommandState.alive(second))
+        #expect(!ClusterFile.isRunning(second))
     }
 
     // MARK: Over DPDK
@@ -690,14 +690,6 @@ enum ClusterCommandState {
             .flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
     }
 
-    /// Whether `pid` runs (a zombie does not: the test is not its parent, and
-    /// whoever reaps orphans here may take a while).
-    static func alive(_ pid: Int32) -> Bool {
-        guard kill(pid, 0) == 0, let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let end = stat.lastIndex(of: ")")
-        else { return false }
-        return stat[stat.index(after: end)...].drop { $0 == " " }.first != "Z"
-    }
 }
 
 /// What the DPDK cluster tests need from this machine, and what they leave.
