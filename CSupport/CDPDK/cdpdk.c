@@ -20,8 +20,6 @@ int cdpdk_eal_init(int argc, char **argv, int *error) {
     return r;
 }
 
-int cdpdk_eal_cleanup(void) { return rte_eal_cleanup(); }
-
 const char *cdpdk_runtime_dir(void) { return rte_eal_get_runtime_dir(); }
 
 int cdpdk_thread_register(int *error) {

@@ -49,6 +49,7 @@ private let ealRunning = Atomic<Bool>(false)
 /// leaves no hugepage files behind even after a crash; `--file-prefix` keeps
 /// several processes apart; the runtime directory (`/var/run/dpdk/PREFIX`)
 /// is removed by `cleanup()`, and after a crash stays for the caller to remove;
+/// the memory is released when the process exits (see `cleanup()` for why not before);
 /// memif's socket is abstract (no file) unless `socket-abstract=no`.
 public final class DPDKEnvironment: Sendable {
     /// The arguments the EAL was started with.
@@ -104,19 +105,28 @@ public final class DPDKEnvironment: Sendable {
     /// True from a successful `start` until `cleanup`.
     public var isRunning: Bool { ealRunning.load(ordering: .acquiring) }
 
-    /// Releases the EAL: ports still open are closed (memif removes its socket),
-    /// hugepage memory is unmapped. Then, unless `keepRuntimeDirectory`, removes the
-    /// runtime directory (`/var/run/dpdk/PREFIX`), which DPDK leaves for secondary
-    /// processes DIOS does not use. Idempotent.
+    /// Ends this process's use of the EAL: from now on `isRunning` is false,
+    /// so nothing frees mbufs or pools into it, and unless
+    /// `keepRuntimeDirectory` its runtime directory (`/var/run/dpdk/PREFIX`,
+    /// which DPDK leaves for secondary processes DIOS does not use) is
+    /// removed. Idempotent. The EAL cannot start again in this process.
     ///
-    /// - Important: close every `DPDKPort` and drop every `DPDKTransport` first;
-    ///   their mbufs and pools live in the memory this releases.
+    /// It does not call `rte_eal_cleanup`: the memory stays mapped until the
+    /// process exits, which releases it (`--huge-unlink` left no hugepage
+    /// files to remove). DPDK 22.11's `rte_eal_cleanup` frees that memory
+    /// while its interrupt thread may still read it: after a port's close
+    /// (memif unregisters its sockets' callbacks) the thread rebuilds its wait
+    /// set from interrupt handles in that memory, and a `diosd` that stopped
+    /// cleanly then crashed in `rte_intr_fd_get` on `eal-intr-thread`, in 3 of
+    /// 30 stops of a memif server at stop 18 (later DPDK stops the thread first).
+    ///
+    /// - Important: close every `DPDKPort` first (memif removes its socket
+    ///   then); ports left open are not closed here.
     public func cleanup(keepRuntimeDirectory: Bool = false) {
         ealState.withLock { state in
             guard case .running = state else { return }
             let runtimeDirectory = cdpdk_runtime_dir().map { String(cString: $0) } ?? ""
             ealRunning.store(false, ordering: .releasing)
-            _ = cdpdk_eal_cleanup()
             state = .cleanedUp
             if !keepRuntimeDirectory && runtimeDirectory.hasPrefix("/") { Self.removeFlatDirectory(runtimeDirectory) }
         }

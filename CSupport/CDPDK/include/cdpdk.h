@@ -22,9 +22,6 @@ const char *cdpdk_version(void);
 /// Wraps `rte_eal_init`.
 int cdpdk_eal_init(int argc, char **argv, int *error);
 
-/// Releases EAL resources (hugepage files among them). Wraps `rte_eal_cleanup`.
-int cdpdk_eal_cleanup(void);
-
 /// The EAL's runtime directory (/var/run/dpdk/PREFIX as root), where its
 /// config, memory maps and multi-process socket live. Wraps `rte_eal_get_runtime_dir`.
 const char *cdpdk_runtime_dir(void);
