@@ -117,12 +117,16 @@ extension ClusterFile {
     }
 
     /// Runs a command to completion: its exit status and its output (standard
-    /// output and error together); status -1 when it cannot start.
+    /// output and error together); status -1 when it cannot start. In
+    /// `environment` when given, else in this process's.
     @discardableResult
-    public static func run(_ executable: String, _ arguments: [String]) -> (status: Int32, output: String) {
+    public static func run(
+        _ executable: String, _ arguments: [String], environment: [String: String]? = nil
+    ) -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
+        if let environment { process.environment = environment }
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe

@@ -14,6 +14,7 @@ import Testing
     /// Runs `dios` with `arguments` (killed after `seconds`); its status and the JSON objects it printed, one per line.
     static func runJSON(_ arguments: [String], seconds: Int = 60) throws -> (status: Int32, objects: [[String: Any]], text: String) {
         let process = Process()
+        process.environment = ChildProcess.environment
         process.executableURL = dios
         process.arguments = arguments
         let out = Pipe()

@@ -9,6 +9,7 @@ import Testing
 
     @Test func demoExchangesDataAndExitsCleanly() throws {
         let process = Process()
+        process.environment = ChildProcess.environment
         process.executableURL = Self.diosd
         process.arguments = ["--demo", "--messages", "50", "--cores", "0,1"]
         let out = Pipe()
@@ -35,6 +36,7 @@ import Testing
     @Test func twoCoreNodeReportsStatusAndStopsCleanlyOnSigterm() throws {
         let socket = "/tmp/dios-test-\(getpid()).sock"
         let process = Process()
+        process.environment = ChildProcess.environment
         process.executableURL = Self.diosd
         process.arguments = ["--cores", "0,1", "--control-socket", socket]
         let out = Pipe()
@@ -62,6 +64,7 @@ import Testing
         #expect(text.contains("2 instance(s) on cores 0,1"))
 
         let status = Process()
+        status.environment = ChildProcess.environment
         status.executableURL = Self.dios
         status.arguments = ["status", "--socket", socket, "--json"]
         let statusOut = Pipe()
