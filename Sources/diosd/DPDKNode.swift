@@ -138,8 +138,9 @@ final class DPDKNode: @unchecked Sendable {  // set up before the instances poll
     /// every `retryMilliseconds` under the polling instances
     /// (`DPDKPort.restartUnderTransports`: their queues are parked first)
     /// until the server takes it, and the sessions above find their peer
-    /// again. Until `shutdown`; nothing for any other port. Once the
-    /// instances poll every queue of the port.
+    /// again. Until `shutdown`; nothing for any other port. Call it once the
+    /// instances poll every queue of the port: a restart waits for each
+    /// queue's transport to step aside.
     func keepLinked(every retryMilliseconds: Int = 2_000, say: @escaping @Sendable (String) -> Void) {
         #if DIOS_DPDK
         guard reconnects, linkKeeper == nil else { return }
