@@ -1,4 +1,5 @@
 import DIOS
+import DIOSConfig
 import Dispatch
 import Foundation
 
@@ -15,7 +16,9 @@ final class ControlServer: @unchecked Sendable {
     private let fd: Int32
     private var thread = pthread_t()
 
-    /// Binds and listens at `path` (replacing a stale socket file).
+    /// Binds and listens at `path`, replacing a socket file nobody listens on
+    /// (left by a node that was killed). Refused (`.inUse`) when a process
+    /// listens there: another node has this control socket.
     init(path: String, node: Node) throws(ControlError) {
         self.path = path
         self.node = node
@@ -27,9 +30,10 @@ final class ControlServer: @unchecked Sendable {
             raw.copyBytes(from: bytes)
             raw[bytes.count] = 0
         }
+        guard !SocketFile.isListening(path) else { throw .inUse(path) }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw .system("socket", errno) }
-        unlink(path)
+        SocketFile.removeIfStale(path)
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
@@ -80,7 +84,8 @@ final class ControlServer: @unchecked Sendable {
             } else {
                 reply = #"{"error":"unknown request; try status, names, lookup NAME, stream INSTANCE COUNT, or blob INSTANCE"}"# + "\n"
             }
-            _ = reply.utf8CString.withUnsafeBufferPointer { write(client, $0.baseAddress, $0.count - 1) }
+            // MSG_NOSIGNAL: a client gone before its reply gets none; the node stays.
+            _ = reply.utf8CString.withUnsafeBufferPointer { send(client, $0.baseAddress, $0.count - 1, Int32(MSG_NOSIGNAL)) }
             close(client)
         }
     }
@@ -228,11 +233,13 @@ final class ControlServer: @unchecked Sendable {
 /// Why the control socket could not be opened.
 enum ControlError: Error, CustomStringConvertible {
     case pathTooLong(String)
+    case inUse(String)
     case system(String, Int32)
 
     var description: String {
         switch self {
         case .pathTooLong(let p): "control socket path too long: \(p)"
+        case .inUse(let p): "control socket \(p) is in use: another node listens there (give this one its own control_socket)"
         case .system(let what, let e): "\(what): \(String(cString: strerror(e)))"
         }
     }

@@ -105,6 +105,10 @@ struct Diosd: AsyncParsableCommand {
         // Handlers first: a SIGTERM that arrives while booting still stops the node cleanly.
         let signals = clinux_termination_signal_fd()
         guard signals >= 0 else { throw ValidationError("cannot install SIGINT/SIGTERM handlers") }
+        // A write to a peer that has gone (a `dios status` that hung up early,
+        // a closed stdout pipe) fails with EPIPE instead of killing the node:
+        // left at its default, SIGPIPE ended diosd without a word.
+        signal(SIGPIPE, SIG_IGN)
         var clusterFile: ClusterFile? = nil
         if let cluster {
             do { clusterFile = try ClusterFile.load(path: cluster) } catch { throw ValidationError("\(cluster): \(error)") }

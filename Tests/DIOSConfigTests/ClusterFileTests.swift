@@ -1,4 +1,5 @@
 import DIOSConfig
+import Foundation
 import DIOSWire
 import Testing
 
@@ -208,5 +209,37 @@ import Glibc
         var status: Int32 = 0
         #expect(waitpid(pid, &status, 0) == pid)
         #expect(!ClusterFile.isRunning(pid))
+    }
+
+    /// `SocketFile`: a socket a process listens on is live and kept; once
+    /// closed (its file left, as by a killed process) it is stale and
+    /// removed; a path that is not a socket is never removed.
+    @Test func aSocketFileIsRemovedOnlyWhenNobodyListens() throws {
+        let path = "/tmp/dios-socketfile-\(getpid()).sock"
+        defer { unlink(path) }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: Array(path.utf8))
+            raw[path.utf8.count] = 0
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        try #require(bound == 0 && listen(fd, 4) == 0)
+        #expect(SocketFile.isSocket(path) && SocketFile.isListening(path))
+        #expect(!SocketFile.removeIfStale(path))
+        #expect(SocketFile.isSocket(path))
+        close(fd)
+        #expect(!SocketFile.isListening(path))
+        #expect(SocketFile.removeIfStale(path))
+        #expect(!SocketFile.isSocket(path) && access(path, F_OK) != 0)
+
+        let plain = "/tmp/dios-socketfile-\(getpid()).txt"
+        defer { unlink(plain) }
+        try "not a socket".write(toFile: plain, atomically: true, encoding: .utf8)
+        #expect(!SocketFile.isSocket(plain) && !SocketFile.removeIfStale(plain))
+        #expect(access(plain, F_OK) == 0)
     }
 }

@@ -1,3 +1,4 @@
+import DIOSConfig
 import Foundation
 import Testing
 
@@ -85,6 +86,78 @@ import Testing
         #expect(process.terminationStatus == 0, "\(text)")
         #expect(text.contains("diosd: signal 15, stopping"))
         if let arenaFile { #expect(!FileManager.default.fileExists(atPath: arenaFile)) }
+        #expect(!FileManager.default.fileExists(atPath: socket))
+    }
+
+    /// A control socket file left by a node that was killed (nobody listens)
+    /// is replaced; a client that connects and hangs up without a request
+    /// leaves the node running (SIGPIPE once ended it without a word); and a
+    /// socket a running node listens on is not taken: a second node given it
+    /// stops at once with a clear error, and the first still answers.
+    @Test func aStaleControlSocketIsReplacedAndALiveOneIsNotTaken() throws {
+        let socket = "/tmp/dios-test-\(getpid())-shared.sock"
+        defer { unlink(socket) }
+        // A stale socket file: bound, then closed without unlinking.
+        let stale = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: Array(socket.utf8))
+            raw[socket.utf8.count] = 0
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(stale, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        close(stale)
+        try #require(bound == 0 && SocketFile.isSocket(socket) && !SocketFile.isListening(socket))
+
+        // Each node's output goes to a file, read while it runs: no pipe to
+        // keep open or to fill.
+        func node(_ name: String) throws -> (Process, String) {
+            let log = "/tmp/dios-test-\(getpid())-\(name).log"
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
+            let output = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+            defer { try? output.close() }
+            let process = Process()
+            process.environment = ChildProcess.environment
+            process.executableURL = Self.diosd
+            process.arguments = ["--cores", "0", "--control-socket", socket]
+            process.standardOutput = output
+            process.standardError = output
+            try process.run()
+            return (process, log)
+        }
+        func text(_ log: String) -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+        let (first, firstLog) = try node("first")
+        defer {
+            if first.isRunning { kill(first.processIdentifier, SIGKILL) }
+            unlink(firstLog)
+        }
+        let deadline = Date().addingTimeInterval(20)
+        while !text(firstLog).contains("control socket") && first.isRunning && Date() < deadline { usleep(20_000) }
+        #expect(text(firstLog).contains("diosd: control socket \(socket)"), "\(text(firstLog))")
+        #expect(SocketFile.isListening(socket))  // connects and hangs up at once
+        usleep(300_000)
+        #expect(first.isRunning, "a client that hung up ended the node: \(text(firstLog))")
+        let status = DPDKClusterHost.run(Self.dios.path, ["status", "--socket", socket])
+        #expect(status.status == 0 && status.output.contains("\n0.0 "), "\(status.output)")
+
+        let (second, secondLog) = try node("second")
+        defer {
+            if second.isRunning { kill(second.processIdentifier, SIGKILL) }
+            unlink(secondLog)
+        }
+        let secondDeadline = Date().addingTimeInterval(20)
+        while second.isRunning && Date() < secondDeadline { usleep(20_000) }
+        try #require(!second.isRunning, "the second node took the socket and runs: \(text(secondLog))")
+        second.waitUntilExit()
+        #expect(second.terminationStatus != 0, "\(text(secondLog))")
+        #expect(text(secondLog).contains("control socket \(socket) is in use"), "\(text(secondLog))")
+        #expect(SocketFile.isListening(socket), "the second node took the first one's socket")
+
+        first.terminate()
+        first.waitUntilExit()
+        #expect(first.terminationStatus == 0, "\(text(firstLog))")
         #expect(!FileManager.default.fileExists(atPath: socket))
     }
 }
