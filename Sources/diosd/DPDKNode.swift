@@ -54,6 +54,12 @@ final class DPDKNode: @unchecked Sendable {  // set up before the instances poll
         guard let arguments = cluster.ealArguments(for: id, cpus: Self.allowedCPUs()) else {
             throw .configuration("node \(id) is not a dpdk node")
         }
+        // A memif server's socket file (socket-abstract=no) left by a run that
+        // was killed would fail its bind ("Address already in use").
+        if settings.driver == "memif", settings.options["role", default: "server"] == "server", settings.options["socket-abstract"] == "no" {
+            let socket = settings.options["socket"] ?? "/run/memif.sock"
+            if SocketFile.removeIfStale(socket) { say("diosd: removed \(socket), a memif socket nobody listened on (left by a run that was killed)") }
+        }
         say("diosd: starting the DPDK EAL: \(arguments.dropFirst().joined(separator: " "))")
         environment = try DPDKEnvironment.start(arguments: arguments)
         let instances = entry.cores.count

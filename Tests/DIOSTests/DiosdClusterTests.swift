@@ -40,7 +40,11 @@ import Testing
         var processes: [Int: Process] = [:]
         private var networkMade = false
 
-        init(nodes: Int, faults: String = "", failureTimeoutMs: Int = 1000, layout: Layout = .udp, twoInstances: Bool = false) throws {
+        /// `memifSocketFile`: the memif socket is a file (`socket-abstract=no`), not abstract.
+        init(
+            nodes: Int, faults: String = "", failureTimeoutMs: Int = 1000, layout: Layout = .udp, twoInstances: Bool = false,
+            memifSocketFile: Bool = false
+        ) throws {
             self.nodes = nodes
             name = "test\(getpid())x\(UInt32.random(in: 0..<1_000_000))"
             path = "/tmp/dios-\(name).yaml"
@@ -81,7 +85,7 @@ import Testing
                             transport: dpdk
                             mac: \(mac)
                             dpdk:
-                              vdev: net_memif0,role=\(role),socket=/tmp/dios-\(name).memif
+                              vdev: net_memif0,role=\(role),socket=/tmp/dios-\(name).memif\(memifSocketFile ? ",socket-abstract=no" : "")
                               eal_args: [--log-level, "pmd.net.memif:debug"]
 
                         """
@@ -496,6 +500,33 @@ import Testing
         }
         #expect(cluster.stop(0) == 0, "\(cluster.text(0))")
         #expect(cluster.stop(1) == 0, "\(cluster.text(1))")
+    }
+
+    /// A memif server whose socket is a file (`socket-abstract=no`), killed:
+    /// its file stays, and binding it again failed ("Address already in
+    /// use"), so the server could not come back. `diosd` now removes a memif
+    /// socket file nobody listens on before its EAL starts, and the nodes
+    /// find each other again.
+    @Test(.enabled(if: DPDKClusterHost.missing == nil, Comment(rawValue: DPDKClusterHost.missing ?? "")))
+    func aKilledMemifServerWithASocketFileComesBack() throws {
+        let cluster = try Cluster(nodes: 2, failureTimeoutMs: 500, layout: .memif, memifSocketFile: true)
+        let file = "/tmp/dios-\(cluster.name).memif"
+        defer { unlink(file) }
+        try cluster.start(1)
+        try cluster.start(0)
+        try #require(cluster.waitFor(0, "control socket") && cluster.waitFor(1, "control socket"),
+            "\(cluster.text(0))\n--- node 1:\n\(cluster.text(1))")
+        #expect(cluster.waitForPeer(0, "1.0", up: true, seconds: 10), "\(cluster.status(0))")
+        cluster.kill9(1)
+        #expect(SocketFile.isSocket(file) && !SocketFile.isListening(file), "the killed server's socket file")
+        try cluster.start(1)
+        #expect(cluster.waitFor(1, "control socket"), "\(cluster.text(1))")
+        #expect(cluster.text(1).contains("diosd: removed \(file), a memif socket nobody listened on"), "\(cluster.text(1))")
+        #expect(cluster.waitForPeer(0, "1.0", up: true, seconds: 15) && cluster.waitForPeer(1, "0.0", up: true, seconds: 5),
+            "\(cluster.status(0))\n\(cluster.text(0))\n--- node 1:\n\(cluster.text(1))")
+        #expect(cluster.stop(0) == 0, "\(cluster.text(0))")
+        #expect(cluster.stop(1) == 0, "\(cluster.text(1))")
+        #expect(!FileManager.default.fileExists(atPath: file), "a server that stopped removes its socket file")
     }
 
     /// Two DPDK nodes on af_packet, each in its network namespace, joined by a
