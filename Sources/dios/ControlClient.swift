@@ -1,4 +1,5 @@
 import ArgumentParser
+import DIOSConfig
 import Foundation
 
 #if canImport(Glibc)
@@ -9,20 +10,11 @@ import Glibc
 enum ControlClient {
     /// Sends one request and returns the whole reply.
     static func request(_ request: String, socket path: String) throws -> String {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw ValidationError("socket path too long") }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
+        guard SocketFile.fits(path) else { throw ValidationError("socket path too long") }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw ValidationError("socket: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let connected = SocketFile.attach(fd, to: path) { connect($0, $1, $2) }
         guard connected == 0 else {
             throw ValidationError("no node at \(path): \(String(cString: strerror(errno))) (is diosd running with this control socket?)")
         }

@@ -22,21 +22,12 @@ final class ControlServer: @unchecked Sendable {
     init(path: String, node: Node) throws(ControlError) {
         self.path = path
         self.node = node
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw .pathTooLong(path) }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
+        guard SocketFile.fits(path) else { throw .pathTooLong(path) }
         guard !SocketFile.isListening(path) else { throw .inUse(path) }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw .system("socket", errno) }
         SocketFile.removeIfStale(path)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let bound = SocketFile.attach(fd, to: path) { bind($0, $1, $2) }
         guard bound == 0, listen(fd, 16) == 0 else {
             let e = errno
             close(fd)

@@ -218,15 +218,7 @@ import Glibc
         let path = "/tmp/dios-socketfile-\(getpid()).sock"
         defer { unlink(path) }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: Array(path.utf8))
-            raw[path.utf8.count] = 0
-        }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let bound = SocketFile.attach(fd, to: path) { bind($0, $1, $2) }
         try #require(bound == 0 && listen(fd, 4) == 0)
         #expect(SocketFile.isSocket(path) && SocketFile.isListening(path))
         #expect(!SocketFile.removeIfStale(path))

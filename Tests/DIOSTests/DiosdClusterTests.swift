@@ -139,19 +139,10 @@ import Testing
 
         /// Sends `request` to node `n`'s control socket; its whole reply.
         func request(_ n: Int, _ request: String) -> String {
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            let bytes = Array(socket(n).utf8)
-            withUnsafeMutableBytes(of: &address.sun_path) { raw in
-                raw.copyBytes(from: bytes)
-                raw[bytes.count] = 0
-            }
             let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
             guard fd >= 0 else { return "socket failed" }
             defer { close(fd) }
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
+            let connected = SocketFile.attach(fd, to: socket(n)) { connect($0, $1, $2) }
             guard connected == 0 else { return "cannot connect to \(socket(n))" }
             _ = (request + "\n").utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
             var reply = [UInt8]()

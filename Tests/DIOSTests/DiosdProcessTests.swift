@@ -99,15 +99,7 @@ import Testing
         defer { unlink(socket) }
         // A stale socket file: bound, then closed without unlinking.
         let stale = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: Array(socket.utf8))
-            raw[socket.utf8.count] = 0
-        }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(stale, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let bound = SocketFile.attach(stale, to: socket) { bind($0, $1, $2) }
         close(stale)
         try #require(bound == 0 && SocketFile.isSocket(socket) && !SocketFile.isListening(socket))
 
