@@ -4,7 +4,8 @@
 #   ./hugepages.sh [N]        N pages (default: $DIOS_HUGEPAGES or 512 = 1 GiB)
 #
 # Idempotent: it only raises the reservation (never lowers one another program
-# may rely on) and mounts only when no hugetlbfs mount exists. Prints what it did.
+# may rely on), mounts only when no hugetlbfs mount exists, and removes only the
+# arena files of DIOS processes that are gone. Prints what it did.
 set -euo pipefail
 
 pages="${1:-${DIOS_HUGEPAGES:-512}}"
@@ -43,4 +44,15 @@ else
   mount -t hugetlbfs -o pagesize=2M nodev "$mountpoint" || die "cannot mount hugetlbfs at $mountpoint"
   echo "hugetlbfs: mounted at $mountpoint"
 fi
+# A DIOS arena file is named dios-PID-...; one whose process is gone (killed,
+# or a benchmark process that exited without releasing its node) holds its
+# pages until removed. Remove those, and only those.
+hugetlbfs=$(awk '$3 == "hugetlbfs" {print $2; exit}' /proc/mounts)
+removed=0
+for file in "$hugetlbfs"/dios-[0-9]*-*; do
+  [ -e "$file" ] || continue
+  pid=${file##*/dios-}; pid=${pid%%-*}
+  if ! kill -0 "$pid" 2>/dev/null && [ ! -d "/proc/$pid" ]; then rm -f "$file" && removed=$((removed + 1)); fi
+done
+[ "$removed" -eq 0 ] || echo "hugepages: removed $removed arena file(s) of DIOS processes that are gone"
 grep -E '^HugePages_(Total|Free)' /proc/meminfo | sed 's/^/hugepages: /'
