@@ -83,7 +83,6 @@ public final class Node: Sendable {
     public init(_ configuration: NodeConfiguration = NodeConfiguration(), wires: [WireEndpoint] = []) throws(ArenaError) {
         precondition(wires.isEmpty || wires.count == configuration.instanceCount, "one wire endpoint per instance")
         self.configuration = configuration
-        HugepageArena.removeStaleFiles()
         let count = configuration.instanceCount
         arena = try HugepageArena(
             size: configuration.arenaSize, label: "node\(configuration.node)", logger: configuration.logger)

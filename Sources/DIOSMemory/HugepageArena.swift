@@ -94,6 +94,11 @@ public final class HugepageArena: @unchecked Sendable {
         size: Int, label: String, mount: String?
     ) -> Result<(UnsafeMutableRawPointer, String), MapFailure> {
         guard let mount, !mount.isEmpty else { return .failure(MapFailure(reason: "no hugetlbfs mount")) }
+        // Whatever made an arena and died without unmapping it (a node killed
+        // with SIGKILL, a benchmark or test process that exited holding one)
+        // left its file, and its hugepages, behind: every new arena sweeps them
+        // up first, so they never pile up across processes.
+        removeStaleFiles(in: mount)
         // pid, then a per-process sequence number: two arenas of one process never collide.
         let path = "\(mount)/dios-\(getpid())-\(arenaSequence.add(1, ordering: .relaxed).newValue)-\(label)"
         let fd = open(path, O_CREAT | O_RDWR | O_EXCL, 0o600)
@@ -133,10 +138,12 @@ public final class HugepageArena: @unchecked Sendable {
     }
 
     /// Removes hugetlbfs files left by DIOS processes that no longer exist
-    /// (a node killed with SIGKILL cannot unlink its own). Returns the paths removed.
+    /// (a node killed with SIGKILL cannot unlink its own) from `mount` (by
+    /// default the first 2 MiB hugetlbfs mount). A file whose process still
+    /// exists stays. Every new arena does this first. Returns the paths removed.
     @discardableResult
-    public static func removeStaleFiles() -> [String] {
-        guard let mount = hugetlbfsMount(), let dir = opendir(mount) else { return [] }
+    public static func removeStaleFiles(in mount: String? = nil) -> [String] {
+        guard let mount = mount ?? hugetlbfsMount(), let dir = opendir(mount) else { return [] }
         defer { closedir(dir) }
         var removed: [String] = []
         while let entry = readdir(dir) {

@@ -1,4 +1,5 @@
 import DIOSMemory
+import Foundation
 import Testing
 
 #if canImport(Glibc)
@@ -29,6 +30,35 @@ import Glibc
         }
         // Released with the arena: no hugepage file left behind.
         #expect(access(path, F_OK) != 0)
+    }
+
+    /// A process that dies holding an arena (SIGKILL, or an exit with the
+    /// arena still mapped) cannot remove its file: the next arena made by any
+    /// DIOS process removes it, and leaves the files of processes still alive.
+    @Test func aNewArenaRemovesTheFilesOfDeadProcessesOnly() throws {
+        guard let mount = HugepageArena.hugetlbfsMount() else {
+            Issue.record("no hugetlbfs mount: run ./hugepages.sh first (CI does)")
+            return
+        }
+        // No process has a pid above pid_max.
+        let pidMax = (try? String(contentsOfFile: "/proc/sys/kernel/pid_max", encoding: .utf8))
+            .flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 4_194_304
+        let dead = "\(mount)/dios-\(pidMax + 1)-1-deadtest"
+        let live = "\(mount)/dios-\(getpid())-999999-livetest"
+        for path in [dead, live] {
+            let fd = open(path, O_CREAT | O_RDWR, 0o600)  // empty: no hugepages used
+            #expect(fd >= 0)
+            close(fd)
+        }
+        defer { unlink(live) }
+        #expect(access(dead, F_OK) == 0)
+        let arena = try HugepageArena(size: 2 << 20, label: "sweeptest")
+        #expect(access(dead, F_OK) != 0)  // its process is gone
+        #expect(access(live, F_OK) == 0)  // ours is not
+        guard case .hugepages = arena.backing else {
+            Issue.record("expected hugepages, got \(arena.backing)")
+            return
+        }
     }
 
     @Test func fallsBackToOrdinaryPagesWithAReason() throws {

@@ -133,6 +133,15 @@ let benchmarks: @Sendable () -> Void = {
         maxIterations: .kilo(100)
     )
 
+    // Each benchmark runs in a process of its own, which ends after it: the
+    // fixture goes first, so its arena is unmapped and its hugepage file
+    // removed rather than left to the next arena's sweep.
+    Benchmark.teardown = {
+        sharedFixture = nil
+        sharedCrossCoreFixture?.finish()
+        sharedCrossCoreFixture = nil
+    }
+
     let dataPath = Benchmark.Configuration(
         metrics: metrics,
         warmupIterations: 10,
@@ -332,6 +341,7 @@ final class CrossCoreFixture {
     let task: TaskContext
     let ping: Ref
     let pong: Ref
+    let echoTask: Ref
 
     init() {
         let echo: Program = { task in
@@ -339,7 +349,8 @@ final class CrossCoreFixture {
             let pings = [refs[0]]
             while true {
                 _ = try await task.select(pings)
-                let r = try task.beginRead(refs[0])
+                // The fixture's `finish` deletes the ping stream: the echo ends.
+                guard let r = try? task.beginRead(refs[0]) else { return }
                 let w = try task.beginWrite(refs[1], size: r.count)
                 w.withUnsafeMutableBytes { dst in r.withUnsafeBytes { dst.copyMemory(from: $0) } }
                 _ = task.endWrite(w)
@@ -352,9 +363,27 @@ final class CrossCoreFixture {
             task = kernel.attach()
             (_, ping) = try task.create(.stream(messageSize: 64, depth: 64))
             (_, pong) = try task.create(.stream(messageSize: 64, depth: 64))
-            _ = try task.run(try task.lookup(echoProgram)[0], arguments: [ping, pong], on: 1)
+            echoTask = try task.run(try task.lookup(echoProgram)[0], arguments: [ping, pong], on: 1)
         } catch {
             fatalError("cross-instance fixture: \(error)")
+        }
+    }
+
+    /// Ends the echo: its stream deleted, its `select` wakes and its next call
+    /// fails, so the task returns (a task suspended for good would keep its
+    /// instance, and the arena, alive). Waits until it has.
+    func finish() {
+        kernel.instance.adoptCurrentThread()
+        try? task.delete(ping)
+        while true {  // the proxy becomes readable when the task has exited
+            do throws(CallError) {
+                _ = task.endRead(try task.beginRead(echoTask))
+                return
+            } catch .wouldBlock {
+                kernel.poll()  // the proxy learns of the exit in a message from instance 1
+            } catch {
+                fatalError("cross-instance fixture: ending the echo: \(error)")
+            }
         }
     }
 }
