@@ -31,8 +31,6 @@ struct ClusterCommand: ParsableCommand {
         return me.deletingLastPathComponent().appendingPathComponent("diosd").path
     }
 
-    static func alive(_ pid: Int32) -> Bool { ClusterFile.isRunning(pid) }
-
     /// Runs `ip` with `arguments`; its status and output.
     @discardableResult
     static func ip(_ arguments: [String]) -> (status: Int32, output: String) { ClusterFile.ip(arguments) }
@@ -97,7 +95,7 @@ struct ClusterCommand: ParsableCommand {
 
     /// The process running node `id` of the cluster, from its pid file, if alive.
     static func running(_ cluster: ClusterFile, _ id: UInt16) -> Int32? {
-        guard let pid = pid(at: "\(stateDirectory(cluster))/node\(id).pid"), alive(pid) else { return nil }
+        guard let pid = pid(at: "\(stateDirectory(cluster))/node\(id).pid"), ClusterFile.isRunning(pid) else { return nil }
         return pid
     }
 
@@ -192,7 +190,7 @@ struct ClusterCommand: ParsableCommand {
                 var up = false
                 for _ in 0..<(timeout * 20) {
                     if text().contains("diosd: node \(node.id) up") { up = true; break }
-                    if let pid = ClusterCommand.pid(at: "\(state)/node\(node.id).pid"), !ClusterCommand.alive(pid) { break }
+                    if let pid = ClusterCommand.pid(at: "\(state)/node\(node.id).pid"), !ClusterFile.isRunning(pid) { break }
                     usleep(50_000)
                 }
                 guard up else {
@@ -231,11 +229,11 @@ struct ClusterCommand: ParsableCommand {
         if let pid = running(cluster, node.id) {
             kill(pid, SIGTERM)
             var waited = 0
-            while alive(pid) && waited < 100 {
+            while ClusterFile.isRunning(pid) && waited < 100 {
                 usleep(50_000)
                 waited += 1
             }
-            if alive(pid) {
+            if ClusterFile.isRunning(pid) {
                 kill(pid, SIGKILL)
                 say("node \(node.id): did not stop within 5 s, killed")
             } else {
