@@ -498,9 +498,12 @@ public final class Session {
             sendBase = h.ack
             duplicateAcks = 0
             backoff = 1
-        } else if h.ack == sendBase && inFlight > 0 && h.type == .ack {
+        } else if h.ack == sendBase && inFlight > 0 && h.type == .ack && h.credit == peerCredit {
             // The peer holds frames after a hole at `sendBase`: after three such
             // acknowledgements, resend the missing frame without waiting for the timer.
+            // One that moves the credit was sent because the peer's task read
+            // messages, not because a frame came after a hole (a hole holds the
+            // credit still), so it is no duplicate.
             duplicateAcks += 1
             if duplicateAcks == 3 { fastRetransmit = true }
         }
@@ -654,6 +657,7 @@ public final class Session {
                 fastRetransmit = false
                 duplicateAcks = 0
                 resend(slot: slot, now: now, via: transport)
+                counters.fastRetransmits &+= 1
             } else if now &- sentAt[slot] >= configuration.retransmitTimeout * backoff {
                 resend(slot: slot, now: now, via: transport)
                 backoff = min(backoff * 2, 64)
@@ -751,6 +755,9 @@ public struct SessionCounters: Sendable, Equatable {
     public var framesReceived: UInt64 = 0
     public var controlFramesSent: UInt64 = 0
     public var retransmits: UInt64 = 0
+    /// Of `retransmits`, those sent on three duplicate acknowledgements
+    /// rather than on the timer.
+    public var fastRetransmits: UInt64 = 0
     /// Messages sent from the transport frame they were written in (no copy).
     public var sentInPlace: UInt64 = 0
     public var duplicates: UInt64 = 0

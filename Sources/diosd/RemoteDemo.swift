@@ -115,7 +115,7 @@ enum RemoteDemo {
     /// sink has checked them all.
     static func stream(on node: Node, to peer: InstanceID, count: Int, say: @Sendable (String) -> Void) async throws -> Bool {
         let started = ContinuousClock.now
-        let (status, retransmits, inPlace) = try await node.withTask(label: "stream demo") { task in
+        let (status, retransmits, fast, inPlace) = try await node.withTask(label: "stream demo") { task in
             let (_, stream) = try task.create(.stream(messageSize: 16, depth: 1024))
             let sink = try task.run(try task.lookup(Self.sink)[0], arguments: [stream], on: peer)
             try await write(task, stream, UInt64(count), 0)
@@ -125,13 +125,13 @@ enum RemoteDemo {
             let status = r.load(as: Int64.self)
             _ = task.endRead(r)
             let counters = node.instance.wireEndpoint?.session(for: peer)?.counters
-            return (status, counters?.retransmits ?? 0, counters?.sentInPlace ?? 0)
+            return (status, counters?.retransmits ?? 0, counters?.fastRetransmits ?? 0, counters?.sentInPlace ?? 0)
         }
         let elapsed = ContinuousClock.now - started
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
         let rate = Int(Double(count) / max(seconds, 1e-9))
         if status == 0 {
-            say("diosd: stream to \(peer): \(count) messages arrived in order, \(Int(seconds * 1000)) ms, \(rate) msgs/s, \(retransmits) frames resent, \(inPlace) sent from the frame the task wrote them in")
+            say("diosd: stream to \(peer): \(count) messages arrived in order, \(Int(seconds * 1000)) ms, \(rate) msgs/s, \(retransmits) frames resent (\(fast) on duplicate acknowledgements), \(inPlace) sent from the frame the task wrote them in")
         } else {
             say("diosd: stream to \(peer): FAILED, the sink exited with status \(status)")
         }

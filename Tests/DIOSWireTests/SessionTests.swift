@@ -142,6 +142,77 @@ final class Pair {
         #expect(pair.leftChanges == [.up] && pair.rightChanges == [.up])  // never declared failed
     }
 
+    /// A lost frame with frames after it: the receiver holds them and says so
+    /// at once, and after three duplicate acknowledgements the sender resends
+    /// the missing frame without waiting for its timer.
+    @Test func threeDuplicateAcknowledgementsResendTheMissingFrameBeforeTheTimer() {
+        let pair = Pair()
+        var delivered: [Int] = []
+        let take: (UnsafeRawBufferPointer) -> Bool = { m in
+            delivered.append(Int(m.loadUnaligned(as: UInt64.self)))
+            return true
+        }
+        // Up, with nothing in flight.
+        #expect(pair.send(Self.message(1)))
+        for _ in 0..<5 { pair.step(deliver: take) }
+        #expect(delivered == [1])
+        let right = PeerAddress(ipv4: 0x7F00_0001, port: 2)
+        let started = pair.net.now
+        // Message 2's frame is lost on the way.
+        #expect(pair.send(Self.message(2)))
+        #expect(pair.net.queues[right]?.count == 1)
+        pair.net.queues[right] = []
+        // Three more, one a turn: each arrival after the hole is acknowledged at once.
+        for n in 3...5 {
+            #expect(pair.send(Self.message(n)))
+            pair.step(deliver: take)
+        }
+        for _ in 0..<4 { pair.step(deliver: take) }
+        #expect(delivered == [1, 2, 3, 4, 5])
+        #expect(pair.net.now - started < pair.configuration.retransmitTimeout)  // the timer never fired
+        let sender = pair.left.sessions[0].counters
+        #expect(sender.fastRetransmits == 1)
+        #expect(sender.retransmits == 1)
+    }
+
+    /// An acknowledgement that only gives more credit (the receiver's task read
+    /// messages) says nothing about a lost frame: three of them do not resend
+    /// one (as TCP does not count window updates as duplicates).
+    @Test func acknowledgementsThatOnlyMoveTheCreditAreNotDuplicates() throws {
+        let pair = Pair()
+        #expect(pair.send(Self.message(1)))
+        for _ in 0..<5 { pair.step() }
+        let leftAddress = PeerAddress(ipv4: 0x7F00_0001, port: 1)
+        let rightAddress = PeerAddress(ipv4: 0x7F00_0001, port: 2)
+        // A frame of the right side's as a template: its heartbeat after a quiet while.
+        pair.net.now += pair.configuration.heartbeatInterval
+        _ = pair.right.poll(now: pair.net.now, deliver: { _, _ in true }, changed: { _, _ in })
+        let template = try #require(pair.net.queues[leftAddress]?.last)
+        pair.net.queues[leftAddress] = []
+        var header = try template.withUnsafeBytes { bytes throws(WireError) in try FrameHeader.decode(bytes) }
+        // Message 2 goes out and is in flight (held up on the way).
+        #expect(pair.send(Self.message(2)))
+        #expect(pair.net.queues[rightAddress]?.count == 1)
+        let held = pair.net.queues[rightAddress]!
+        pair.net.queues[rightAddress] = []
+        // Three acknowledgements of everything before it, each with more credit.
+        header.type = .ack
+        for _ in 1...3 {
+            header.credit &+= 1
+            var bytes = [UInt8](repeating: 0, count: FrameHeader.size)
+            bytes.withUnsafeMutableBytes { header.encode(into: $0.baseAddress!) }
+            pair.net.queues[leftAddress, default: []].append(bytes)
+        }
+        _ = pair.left.poll(now: pair.net.now, deliver: { _, _ in true }, changed: { _, _ in })
+        #expect(pair.left.sessions[0].counters.retransmits == 0)
+        #expect(pair.net.queues[rightAddress, default: []].count == 0)  // nothing resent
+        // Message 2 arrives after all, once.
+        pair.net.queues[rightAddress] = held
+        var delivered: [Int] = []
+        for _ in 0..<5 { pair.step { m in delivered.append(Int(m.loadUnaligned(as: UInt64.self))); return true } }
+        #expect(delivered == [2])
+    }
+
     /// Messages written in place in lent transport frames (as DPDK lends mbufs),
     /// mixed with copied ones, under the same faults: every message arrives
     /// once, in order; retransmissions send the lent frame again; every frame
