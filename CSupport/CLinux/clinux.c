@@ -35,6 +35,19 @@ int clinux_affinity_cpu_count(void) {
     return CPU_COUNT(&set);
 }
 
+int clinux_affinity_cpus(int *out, int max) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return -1;
+    int n = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET(cpu, &set)) continue;
+        if (n < max) out[n] = cpu;
+        n++;
+    }
+    return n;
+}
+
 int clinux_map_hugetlb(void) { return MAP_HUGETLB; }
 int clinux_map_populate(void) { return MAP_POPULATE; }
 int clinux_map_shared(void) { return MAP_SHARED; }

@@ -16,6 +16,28 @@ public enum OSThread {
         public var description: String { "pthread_create: \(String(cString: strerror(code))) (\(code))" }
     }
 
+    /// The CPUs this process may run on (its affinity mask, as `taskset` or a
+    /// cgroup's cpuset leave it), ascending; empty if it cannot be read.
+    public static func allowedCPUs() -> [Int] {
+        var cpus = [Int32](repeating: 0, count: 1024)
+        let n = cpus.withUnsafeMutableBufferPointer { clinux_affinity_cpus($0.baseAddress, Int32($0.count)) }
+        return n <= 0 ? [] : cpus.prefix(Int(min(n, 1024))).map(Int.init)
+    }
+
+    /// CPUs as a short list of ranges: `0-3,8,10-11`.
+    public static func describe(_ cpus: [Int]) -> String {
+        var parts: [String] = []
+        var i = 0
+        let sorted = cpus.sorted()
+        while i < sorted.count {
+            var j = i
+            while j + 1 < sorted.count && sorted[j + 1] == sorted[j] + 1 { j += 1 }
+            parts.append(j == i ? "\(sorted[i])" : "\(sorted[i])-\(sorted[j])")
+            i = j + 1
+        }
+        return parts.joined(separator: ",")
+    }
+
     /// Starts `body` on a new thread, pinned to `cpu` first when one is given
     /// (a CPU the process may not use leaves the thread unpinned: callers that
     /// must know pin in `body` with `clinux_pin_current_thread`). Returns the

@@ -114,6 +114,7 @@ struct Diosd: AsyncParsableCommand {
             do { clusterFile = try ClusterFile.load(path: cluster) } catch { throw ValidationError("\(cluster): \(error)") }
         }
         let file = try nodeFile(cluster: clusterFile)
+        try Self.checkCores(file)
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = file.logLevel
@@ -138,7 +139,7 @@ struct Diosd: AsyncParsableCommand {
             node = try Node(configuration, wires: wires)
         } catch {
             dpdk?.shutdown(say: say)
-            throw ValidationError("cannot map the arena: \(error)")
+            throw StartFailure("cannot map the arena of \(file.arenaMiB) MiB: \(error)")
         }
         // However run ends: the polling threads stop (idempotent), then the
         // DPDK port and EAL go, after every use of them.
@@ -250,6 +251,24 @@ extension Diosd {
     }
 
     /// "1.0,2.0" → those instances (none when `text` is nil).
+    /// Each instance is pinned to its core: a core this process may not run
+    /// on (one the machine lacks, or outside the mask `taskset` or a cpuset
+    /// gave it) would leave its instance unpinned, sharing CPUs unasked. The
+    /// node does not start, and says which cores it may use.
+    static func checkCores(_ file: NodeFile) throws {
+        guard file.pin, !file.cores.isEmpty else { return }
+        let allowed = OSThread.allowedCPUs()
+        guard !allowed.isEmpty else { return }  // the mask could not be read: the threads will say
+        let outside = file.cores.filter { !allowed.contains($0) }
+        guard outside.isEmpty else {
+            throw StartFailure(
+                "\(outside.count == 1 ? "core" : "cores") \(OSThread.describe(outside)) "
+                    + "\(outside.count == 1 ? "is" : "are") not among the CPUs this process may run on "
+                    + "(\(OSThread.describe(allowed))): each instance is pinned to its core. "
+                    + "List cores from those (cores in the node file, or --cores), or set pin: false")
+        }
+    }
+
     static func instanceIDs(_ text: String?, option: String) throws -> [InstanceID] {
         guard let text else { return [] }
         let ids = text.split(separator: ",").compactMap { instanceID($0) }
@@ -347,3 +366,9 @@ func waitForTerminationSignal(_ fd: Int32) async -> Int32 {
     }
 }
 
+/// Why the node could not start, once its configuration was read: said
+/// without the usage text, which is for mistakes on the command line.
+struct StartFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -32,6 +32,55 @@ import Testing
 
     static var dios: URL { diosd.deletingLastPathComponent().appendingPathComponent("dios") }
 
+    /// A core this process may not run on (here one past the last CPU it may
+    /// use) stops the node before anything starts, saying which cores it may
+    /// use; with `pin: false` the same list is taken as it is.
+    @Test func aCoreTheProcessMayNotUseIsRefused() throws {
+        let allowed = try #require(Self.allowedCPUs())
+        let outside = allowed.max()! + 1
+        func start(_ extra: [String]) throws -> (Int32, String) {
+            let process = Process()
+            process.environment = ChildProcess.environment
+            process.executableURL = Self.diosd
+            process.arguments = ["--demo", "--messages", "5", "--cores", "0,\(outside)"] + extra
+            let log = FileManager.default.temporaryDirectory.appendingPathComponent("dios-cores-\(getpid()).log")
+            #expect(FileManager.default.createFile(atPath: log.path, contents: nil))
+            defer { try? FileManager.default.removeItem(at: log) }
+            let handle = try FileHandle(forWritingTo: log)
+            process.standardOutput = handle
+            process.standardError = handle
+            try process.run()
+            process.waitUntilExit()
+            try handle.close()
+            return (process.terminationStatus, try String(contentsOf: log, encoding: .utf8))
+        }
+        let (status, text) = try start([])
+        #expect(status == 1, "\(text)")
+        #expect(text.contains("core \(outside) is not among the CPUs this process may run on"), "\(text)")
+        #expect(!text.contains("node 0 up"), "\(text)")
+        #expect(!text.contains("Usage:"), "\(text)")  // not a command-line mistake
+        // Unpinned, the same cores are only a count of instances.
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("dios-unpinned-\(getpid()).yaml")
+        try "node: 0\npin: false\narena_mib: 16\n".write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let (unpinned, unpinnedText) = try start(["--config", file.path])
+        #expect(unpinned == 0, "\(unpinnedText)")
+        #expect(unpinnedText.contains("diosd: node stopped cleanly"), "\(unpinnedText)")
+    }
+
+    /// The CPUs this process may run on, from /proc/self/status.
+    static func allowedCPUs() -> [Int]? {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed_list:") })
+        else { return nil }
+        var cpus: [Int] = []
+        for part in line.dropFirst("Cpus_allowed_list:".count).trimmingCharacters(in: .whitespaces).split(separator: ",") {
+            let ends = part.split(separator: "-").compactMap { Int($0) }
+            if ends.count == 1 { cpus.append(ends[0]) } else if ends.count == 2 { cpus += Array(ends[0]...ends[1]) }
+        }
+        return cpus.isEmpty ? nil : cpus
+    }
+
     /// A two-instance node answers `dios status`, then SIGTERM stops it: exit 0,
     /// no hugepage file and no control socket left behind.
     @Test func twoCoreNodeReportsStatusAndStopsCleanlyOnSigterm() throws {

@@ -21,6 +21,10 @@ int clinux_current_cpu(void);
 /// Number of CPUs in the calling thread's affinity mask. Wraps `sched_getaffinity`/`CPU_COUNT`.
 int clinux_affinity_cpu_count(void);
 
+/// The CPUs in the calling thread's affinity mask, ascending: writes up to
+/// `max` of them to `out` and returns how many there are (-1 on error).
+int clinux_affinity_cpus(int *out, int max);
+
 /// mmap flags Swift's Glibc module does not export on every toolchain.
 int clinux_map_hugetlb(void);
 int clinux_map_populate(void);
