@@ -96,15 +96,57 @@ public struct NodeFile: Sendable, Equatable {
         return c
     }
 
+    /// What went wrong in a file's terms: where (`idle.policy`, `nodes[1].cores[0]`)
+    /// and what was wanted there, not the decoder's type names.
     static func describe(_ error: DecodingError) -> String {
         switch error {
-        case .typeMismatch(_, let c), .valueNotFound(_, let c), .dataCorrupted(let c):
-            let path = c.codingPath.map(\.stringValue).joined(separator: ".")
-            return path.isEmpty ? c.debugDescription : "\(path): \(c.debugDescription)"
-        case .keyNotFound(let key, _):
-            return "missing key \(key.stringValue)"
+        case .typeMismatch(let type, let c):
+            return "\(path(c.codingPath)): expected \(expected(type))"
+        case .valueNotFound(let type, let c):
+            return "\(path(c.codingPath)): no value; expected \(expected(type))"
+        case .dataCorrupted(let c):
+            var why = c.debugDescription
+            if let underlying = c.underlyingError {  // the parser's own words, with the line
+                if why.hasSuffix(".") { why.removeLast() }
+                why += ": \(underlying)"
+            }
+            return c.codingPath.isEmpty ? why : "\(path(c.codingPath)): \(why)"
+        case .keyNotFound(let key, let c):
+            return c.codingPath.isEmpty ? "missing key \(key.stringValue)" : "\(path(c.codingPath)): missing key \(key.stringValue)"
         @unknown default:
             return "\(error)"
+        }
+    }
+
+    static func path(_ keys: [any CodingKey]) -> String {
+        var text = ""
+        for key in keys {
+            if let index = key.intValue {
+                text += "[\(index)]"
+            } else {
+                text += text.isEmpty ? key.stringValue : ".\(key.stringValue)"
+            }
+        }
+        return text.isEmpty ? "the file" : text
+    }
+
+    /// A decoded type as a kind of YAML value.
+    static func expected(_ type: Any.Type) -> String {
+        switch type {
+        case is Bool.Type: return "true or false"
+        case is String.Type: return "a string"
+        case is Int.Type: return "an integer"
+        case is any FixedWidthInteger.Type:
+            let t = type as! any FixedWidthInteger.Type
+            return "an integer from \(t.min) to \(t.max)"
+        case is any BinaryFloatingPoint.Type: return "a number"
+        default:
+            // Yams names its node kinds: Node.Mapping, Node.Sequence, Node.Scalar.
+            let name = String(describing: type)
+            if name.hasSuffix("Mapping") || name.hasPrefix("Dictionary") { return "a mapping (key: value lines)" }
+            if name.hasSuffix("Sequence") || name.hasPrefix("Array") { return "a list" }
+            if name.hasSuffix("Scalar") { return "a single value, not a list or mapping" }
+            return "a \(name)"
         }
     }
 }

@@ -163,6 +163,7 @@ import Glibc
         (replacing("\"02:00:00:00:00:02\"", with: "\"02:00:00:00:00:02\", netns: other", in: memifPair), "its memif socket /run/memif.sock is abstract"),
         (replacing("role=server", with: "role=server,mac=02:00:00:00:00:09", in: memifPair), "node 0: dpdk.vdev says mac=02:00:00:00:00:09, the node's mac is 02:00:00:00:00:01"),
         (replacing("dpdk: {vdev: \"net_memif0,role=client\"}", with: "dpdk: {eal_args: []}", in: memifPair), "node 1: transport dpdk needs dpdk.vdev"),
+        (replacing("address: 10.0.0.2, port: 7400", with: "address: 10.0.0.2, port: seventy", in: memifPair), "nodes[1].port: expected an integer from 0 to 65535"),
     ])
     func refusesBadClusterFiles(text: String, mentions: String) {
         do {

@@ -48,8 +48,17 @@ import Testing
         ("log_level: loud", "unknown log_level"),
         ("corez: [1]", "unknown key corez"),
         ("idle: {spin: 3}", "unknown key spin"),
-        ("node: -1", "node"),
-        ("cores: zero", "cores"),
+        // Values of the wrong kind: where, and what was wanted there, in the file's terms.
+        ("node: -1", "node: expected an integer from 0 to 65535"),
+        ("cores: zero", "cores: expected a list"),
+        ("cores: [0, one]", "cores[1]: expected an integer"),
+        ("pin: maybe", "pin: expected true or false"),
+        ("arena_mib: lots", "arena_mib: expected an integer"),
+        ("idle: lazy", "idle: expected a mapping"),
+        ("idle: {spins: [1]}", "idle.spins: expected a single value"),
+        // Not YAML at all: the parser's own words, with the place.
+        ("cores: [0", "not valid YAML: "),
+        ("node: 0\nnode: 1", "duplicated key(s): 'node'"),
     ])
     func refusesBadFiles(text: String, mentions: String) {
         do {
