@@ -138,7 +138,7 @@ extension BenchIPC {
             }
             return fd
         }
-        guard fd >= 0 else { throw ValidationError("cannot make a UDP socket at \(address) in \(ns ?? "this namespace")") }
+        guard fd >= 0 else { throw CommandFailure("cannot make a UDP socket at \(address) in \(ns ?? "this namespace")") }
         return fd
     }
 

@@ -39,17 +39,17 @@ struct ClusterCommand: ParsableCommand {
     /// what it made and throws.
     static func makeNetwork(_ cluster: ClusterFile, file: String) throws {
         guard !cluster.namespaces.isEmpty else { return }
-        guard geteuid() == 0 else { throw ValidationError("the cluster runs nodes in network namespaces: run as root") }
-        guard ClusterFile.ipCommand != nil else { throw ValidationError("no ip command: install iproute2") }
+        guard geteuid() == 0 else { throw CommandFailure("the cluster runs nodes in network namespaces: run as root") }
+        guard ClusterFile.ipCommand != nil else { throw CommandFailure("no ip command: install iproute2") }
         let existing = Set(ip(["netns", "list"]).output.split(separator: "\n").compactMap { $0.split(separator: " ").first.map(String.init) })
         for ns in cluster.namespaces where existing.contains(ns) {
-            throw ValidationError("network namespace \(ns) exists already; dios cluster down \(file) first")
+            throw CommandFailure("network namespace \(ns) exists already; dios cluster down \(file) first")
         }
         for command in cluster.networkSetup {
             let (status, output) = ip(command)
             guard status == 0 else {
                 removeNetwork(cluster)
-                throw ValidationError("ip \(command.joined(separator: " ")) failed: \(output)")
+                throw CommandFailure("ip \(command.joined(separator: " ")) failed: \(output)")
             }
         }
     }
@@ -117,7 +117,7 @@ struct ClusterCommand: ParsableCommand {
             try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
             let executable = ClusterCommand.diosdPath(diosd)
             guard FileManager.default.isExecutableFile(atPath: executable) else {
-                throw ValidationError("no diosd at \(executable); build it (swift build) or pass --diosd")
+                throw CommandFailure("no diosd at \(executable); build it (swift build) or pass --diosd")
             }
             // diosd reads the file again, from wherever ip netns exec starts it.
             let path = URL(fileURLWithPath: file).standardizedFileURL.path
@@ -194,7 +194,7 @@ struct ClusterCommand: ParsableCommand {
                     usleep(50_000)
                 }
                 guard up else {
-                    throw ValidationError("node \(node.id) did not come up; its log (\(log)):\n\(text())")
+                    throw CommandFailure("node \(node.id) did not come up; its log (\(log)):\n\(text())")
                 }
                 let listen = node.cores.indices.map { "\(node.address(ofInstance: $0))" }.joined(separator: ", ")
                 let device = node.dpdk.map { " (\($0.device))" } ?? ""

@@ -12,11 +12,11 @@ enum ControlClient {
     static func request(_ request: String, socket path: String) throws -> String {
         guard SocketFile.fits(path) else { throw ValidationError("socket path too long") }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw ValidationError("socket: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw CommandFailure("socket: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         let connected = SocketFile.attach(fd, to: path) { connect($0, $1, $2) }
         guard connected == 0 else {
-            throw ValidationError("no node at \(path): \(String(cString: strerror(errno))) (is diosd running with this control socket?)")
+            throw CommandFailure("no node at \(path): \(String(cString: strerror(errno))) (is diosd running with this control socket?)")
         }
         _ = (request + "\n").utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
         var reply = [UInt8]()

@@ -119,3 +119,11 @@ struct Probe: ParsableCommand {
         for probe in DeviceProbe.all() { print(probe) }
     }
 }
+
+/// A command that could not do its work (a node that did not come up, no node
+/// at a control socket, no permission): said without the usage text, which
+/// ArgumentParser adds to a `ValidationError`, for mistakes on the command line.
+struct CommandFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -104,7 +104,7 @@ struct Diosd: AsyncParsableCommand {
     func run() async throws {
         // Handlers first: a SIGTERM that arrives while booting still stops the node cleanly.
         let signals = clinux_termination_signal_fd()
-        guard signals >= 0 else { throw ValidationError("cannot install SIGINT/SIGTERM handlers") }
+        guard signals >= 0 else { throw StartFailure("cannot install SIGINT/SIGTERM handlers") }
         // A write to a peer that has gone (a `dios status` that hung up early,
         // a closed stdout pipe) fails with EPIPE instead of killing the node:
         // left at its default, SIGPIPE ended diosd without a word.
@@ -226,7 +226,7 @@ struct Diosd: AsyncParsableCommand {
                 control = try ControlServer(path: path, node: node)
             } catch {
                 node.shutdown()
-                throw ValidationError("\(error)")
+                throw StartFailure("\(error)")
             }
             control?.start()
             say("diosd: control socket \(path)")
@@ -288,7 +288,7 @@ extension Diosd {
         guard let entry = cluster.node(id) else { throw ValidationError("no node \(id) in the cluster file") }
         var dpdk: DPDKNode? = nil
         if entry.transport == "dpdk" {
-            do { dpdk = try DPDKNode(cluster, node: id, say: say) } catch { throw ValidationError("node \(id): \(error)") }
+            do { dpdk = try DPDKNode(cluster, node: id, say: say) } catch { throw StartFailure("node \(id): \(error)") }
         }
         var seed: UInt64 = 0
         _ = clinux_getrandom(&seed, 8)
@@ -307,7 +307,7 @@ extension Diosd {
                 }
             } catch {
                 dpdk?.shutdown(say: say)
-                throw ValidationError("instance \(k): \(error)")
+                throw StartFailure("instance \(k): \(error)")
             }
             var transport = raw
             if cluster.faults.isActive {
