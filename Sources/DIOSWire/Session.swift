@@ -51,7 +51,7 @@ public enum PeerFailure: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .timeout(let ms): "no answer within \(ms) ms"
-        case .restarted: "the peer restarted"
+        case .restarted: "the peer began a new session (it restarted, or had given this instance up)"
         case .protocolViolation(let s): "protocol violation: \(s)"
         case .left: "the peer stopped"
         }
