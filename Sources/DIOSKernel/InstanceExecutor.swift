@@ -12,7 +12,7 @@ import Synchronization
 /// foreign thread); it is the only place a lock is taken, and it is never taken
 /// by another instance's loop.
 public final class InstanceExecutor: TaskExecutor, @unchecked Sendable {
-    private let inbox = Mutex(Deque<UnownedJob>())
+    private let inbox = Lock(Deque<UnownedJob>())  // a pthread mutex, which TSan sees (Lock.swift)
     /// Jobs enqueued and not yet taken: a lock-free hint for spinning callers.
     private let pending = Atomic<Int>(0)
     @exclusivity(unchecked) private var running: Deque<UnownedJob> = []

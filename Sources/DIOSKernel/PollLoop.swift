@@ -43,7 +43,7 @@ public final class PollLoop: Sendable {
     private let stopRequested = Atomic<Bool>(false)
     private let abandon = Atomic<Bool>(false)
     private let adopted = Atomic<Bool>(false)
-    private let thread = Mutex<pthread_t?>(nil)
+    private let thread = Lock<pthread_t?>(nil)
 
     public init(
         instance: KernelInstance, policy: IdlePolicy, cpu: Int? = nil,
