@@ -42,7 +42,7 @@ import Testing
             let process = Process()
             process.environment = ChildProcess.environment
             process.executableURL = Self.diosd
-            process.arguments = ["--demo", "--messages", "5", "--cores", "0,\(outside)"] + extra
+            process.arguments = ["--demo", "--messages", "5", "--cores", "\(allowed.min()!),\(outside)"] + extra
             let log = FileManager.default.temporaryDirectory.appendingPathComponent("dios-cores-\(getpid()).log")
             #expect(FileManager.default.createFile(atPath: log.path, contents: nil))
             defer { try? FileManager.default.removeItem(at: log) }
