@@ -252,18 +252,9 @@ final class DPDKNode: @unchecked Sendable {  // set up before the instances poll
         #endif
     }
 
-    /// The CPUs this process may run on ("0-1" or "0,2"), from /proc/self/status.
+    /// The CPUs this process may run on, as the EAL's `-l` takes them ("0-1" or "0,2").
     static func allowedCPUs() -> String {
-        guard let file = fopen("/proc/self/status", "r") else { return "0" }
-        defer { fclose(file) }
-        var line = [CChar](repeating: 0, count: 4096)
-        while fgets(&line, Int32(line.count), file) != nil {
-            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            if text.hasPrefix("Cpus_allowed_list:") {
-                let list = text.dropFirst("Cpus_allowed_list:".count).filter { !$0.isWhitespace }
-                return list.isEmpty ? "0" : String(list)
-            }
-        }
-        return "0"
+        let cpus = OSThread.allowedCPUs()
+        return cpus.isEmpty ? "0" : OSThread.describe(cpus)
     }
 }

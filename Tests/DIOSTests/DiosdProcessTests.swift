@@ -1,4 +1,5 @@
 import DIOSConfig
+import DIOSKernel
 import Foundation
 import Testing
 
@@ -36,7 +37,8 @@ import Testing
     /// use) stops the node before anything starts, saying which cores it may
     /// use; with `pin: false` the same list is taken as it is.
     @Test func aCoreTheProcessMayNotUseIsRefused() throws {
-        let allowed = try #require(Self.allowedCPUs())
+        let allowed = OSThread.allowedCPUs()
+        try #require(!allowed.isEmpty)
         let outside = allowed.max()! + 1
         func start(_ extra: [String]) throws -> (Int32, String) {
             let process = Process()
@@ -66,19 +68,6 @@ import Testing
         let (unpinned, unpinnedText) = try start(["--config", file.path])
         #expect(unpinned == 0, "\(unpinnedText)")
         #expect(unpinnedText.contains("diosd: node stopped cleanly"), "\(unpinnedText)")
-    }
-
-    /// The CPUs this process may run on, from /proc/self/status.
-    static func allowedCPUs() -> [Int]? {
-        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed_list:") })
-        else { return nil }
-        var cpus: [Int] = []
-        for part in line.dropFirst("Cpus_allowed_list:".count).trimmingCharacters(in: .whitespaces).split(separator: ",") {
-            let ends = part.split(separator: "-").compactMap { Int($0) }
-            if ends.count == 1 { cpus.append(ends[0]) } else if ends.count == 2 { cpus += Array(ends[0]...ends[1]) }
-        }
-        return cpus.isEmpty ? nil : cpus
     }
 
     /// A two-instance node answers `dios status`, then SIGTERM stops it: exit 0,
