@@ -84,7 +84,7 @@ struct Lookup: ParsableCommand {
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks that print percentiles next to baselines measured in the same run.",
-        subcommands: [BenchIPC.self, BenchNames.self])
+        subcommands: [BenchIPC.self, BenchScale.self, BenchNames.self])
 }
 
 struct NameCommand: ParsableCommand {

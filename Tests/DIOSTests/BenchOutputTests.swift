@@ -109,4 +109,29 @@ import Testing
         let seen = Self.checkLatencies(objects, text)
         #expect(seen == ["udp-blocking-lo/64", "udp-poll-lo/64", "dios-udp-lo/64"], "\(text)")
     }
+
+    /// `dios bench scale`: per step, a throughput line (the pairs' messages,
+    /// all of them, checked in order by each pair) and a round-trip line, the
+    /// one-pair baseline first even when not asked for. Unpinned, so four
+    /// instances fit on this machine; the ratios are printed, never judged.
+    @Test(.timeLimit(.minutes(2)))
+    func scaleBenchPrintsAThroughputAndARoundTripLinePerStep() throws {
+        let (status, objects, text) = try Self.runJSON([
+            "bench", "scale", "--no-pin", "--cores", "0,1,2,3", "--pairs", "2", "--idle", "adaptive",
+            "--messages", "20000", "--iterations", "300", "--warmup", "30", "--json",
+        ])
+        #expect(status == 0, "\(text)")
+        #expect(objects.count == text.split(separator: "\n").count, "every line is one JSON object: \(text)")
+        #expect(objects.allSatisfy { $0["mechanism"] as? String == "dios-scale" && $0["payload"] as? Int == 64 }, "\(text)")
+        let throughput = objects.filter { $0["msgs_per_s"] != nil }
+        #expect(throughput.compactMap { $0["pairs"] as? Int } == [1, 2], "\(text)")
+        #expect(throughput.compactMap { $0["messages"] as? Int } == [20000, 40000], "\(text)")
+        #expect(throughput.allSatisfy { ($0["msgs_per_s"] as? Int ?? 0) > 0 && $0["vs_one_pair"] != nil }, "\(text)")
+        let latencies = objects.filter { $0["msgs_per_s"] == nil }
+        #expect(latencies.compactMap { $0["samples"] as? Int } == [300, 600], "\(text)")
+        #expect(Self.checkLatencies(latencies, text) == ["dios-scale/64"], "\(text)")
+        // More pairs than the CPUs given hold, and CPUs named twice, are refused.
+        #expect(try Self.runJSON(["bench", "scale", "--no-pin", "--cores", "0,1,2,3", "--pairs", "3"]).status != 0)
+        #expect(try Self.runJSON(["bench", "scale", "--no-pin", "--cores", "0,1,1,3"]).status != 0)
+    }
 }
