@@ -16,7 +16,8 @@
 #                              (default 3) runs per binary of the names benchmark and
 #                              of `bench ipc`, and with a baseline of memif's `bench
 #                              ipc --remote` too, the binaries taking turns;
-#                              BENCHES="names ipc remote" (the default) picks sections.
+#                              BENCHES="names ipc remote" (the default) picks sections;
+#                              "scale" adds `dios bench scale` (pairs of instances at once).
 #                              It puts links in DPDK's plugin folder, so it refuses
 #                              a machine where DPDK is installed (run `dios bench`
 #                              there directly).
@@ -129,6 +130,12 @@ run() {
                 done
             done
         fi
+    fi
+    # 4. Many cores at once: 1, 2, 4, 8 pairs of instances streaming and
+    # ping-ponging together, next to bare rings on the same CPUs.
+    if [[ $wanted == *" scale "* ]]; then
+        echo "== dios bench scale"
+        timeout 150 "$dios" bench scale --messages 5000000 2>&1 | tee "$out/scale.txt"
     fi
 }
 

@@ -43,7 +43,7 @@ extension BenchIPC {
         // af_xdp on a second veth pair, made inside nsA (it goes with it).
         var xdpInterfaces: (String, String)? = nil
         if xdp, let veth, vethInterfaces != nil {
-            let (x0, x1) = ("dbxa\(getpid() % 100_000)", "dbxb\(getpid() % 100_000)")
+            let (x0, x1) = ("dbxa" + veth.tag, "dbxb" + veth.tag)
             if system("ip -n \(veth.nsA) link add \(x0) type veth peer name \(x1) 2>/dev/null") == 0,
                 system("ip -n \(veth.nsA) link set \(x0) up 2>/dev/null") == 0,
                 system("ip -n \(veth.nsA) link set \(x1) up 2>/dev/null") == 0
@@ -93,8 +93,14 @@ extension BenchIPC {
             let count = iterations / roundCount + (round < iterations % roundCount ? 1 : 0)
             for link in setup.links where memif || link.name != "memif" {
                 for size in sizes {
-                    let (histogram, retries) = dpdkRawPingPong(
+                    // The raw ping-pong has no fragmentation: one message, one frame.
+                    guard size <= EthernetUDP.maxPayload else {
+                        note("dpdk-raw rows: \(size) B is more than one frame carries (\(EthernetUDP.maxPayload) B), so no raw row; DIOS fragments it")
+                        continue
+                    }
+                    let (histogram, retries, failure) = dpdkRawPingPong(
                         cpus, size, link, setup.environment, iterations: count, warmup: roundWarmup, clock)
+                    if let failure { notes.append("dpdk-raw-\(link.name) \(size) B, round \(round + 1): stopped early: \(failure)") }
                     if retries > 0 { notes.append("dpdk-raw-\(link.name) \(size) B, round \(round + 1): \(retries) round trip(s) resent after 100 ms, not recorded") }
                     add(Result(mechanism: "dpdk-raw-\(link.name)", payload: size, histogram: histogram))
                 }
@@ -147,11 +153,12 @@ extension BenchIPC {
     /// datagram back to its source over `link.b`; a thread on the first sends
     /// `size` bytes over `link.a` and busy-polls for the echo. Both through a
     /// `DPDKTransport` (the same framing and copy DIOS's wire gets). Returns
-    /// the histogram and how many round trips had to be resent (lost frames).
+    /// the histogram, how many round trips had to be resent (lost frames), and
+    /// why it stopped early, if it did (a link that takes or echoes nothing).
     func dpdkRawPingPong(
         _ cpus: [Int], _ size: Int, _ link: DPDKBenchSetup.Link, _ environment: DPDKEnvironment, iterations: Int,
         warmup: Int, _ clock: TSC
-    ) -> (Histogram<UInt64>, Int) {
+    ) -> (Histogram<UInt64>, Int, failure: String?) {
         let stop = DPDKBenchFlag()
         let (a, b) = (link.a, link.b)
         let (rawA, rawB) = (link.rawA, link.rawB)
@@ -171,13 +178,13 @@ extension BenchIPC {
         }
         while !stop.ready.load(ordering: .acquiring) { usleep(100) }
         let total = warmup + iterations
-        let (histogram, retries) = onPinnedThread(cpu: cpus[0]) { () -> (Histogram<UInt64>, Int) in
+        let (histogram, retries, failure) = onPinnedThread(cpu: cpus[0]) { () -> (Histogram<UInt64>, Int, String?) in
             try? environment.registerCurrentThread()
             defer { environment.unregisterCurrentThread() }
             var histogram = Self.newHistogram()
             guard
                 let t = try? DPDKTransport(port: a, queue: 0, localAddress: rawA, neighbours: [rawB.ipv4: b.mac.bytes])
-            else { return (histogram, total) }
+            else { return (histogram, 0, "no transport on port \(a.id)") }
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 8)
             defer { buffer.deallocate() }
             buffer.initializeMemory(as: UInt8.self, repeating: 1)
@@ -189,7 +196,10 @@ extension BenchIPC {
                 var resent = false
                 var t0 = clinux_rdtsc()
                 while true {
-                    while !t.send(frame, to: rawB) {}
+                    // A send refused for 100 ms (no mbuf, tx queue full) is a link gone too.
+                    while !t.send(frame, to: rawB) {
+                        if clinux_rdtsc() &- t0 >= retry { return (histogram, retries, "a send was refused for 100 ms (\(t.counters))") }
+                    }
                     var matched = false
                     while !matched && clinux_rdtsc() &- t0 < retry {
                         _ = t.receive { echoed, _ in
@@ -199,17 +209,17 @@ extension BenchIPC {
                     if matched { break }
                     resent = true
                     retries += 1
-                    if retries > 100 { return (histogram, retries) }  // the link is gone
+                    if retries > 100 { return (histogram, retries, "no echo after 100 resends") }  // the link is gone
                     t0 = clinux_rdtsc()
                 }
                 let t1 = clinux_rdtsc()
                 if i >= warmup && !resent { _ = histogram.record(clock.nanoseconds(t1 &- t0)) }
             }
-            return (histogram, retries)
+            return (histogram, retries, nil)
         }
         stop.value.store(true, ordering: .relaxed)
         pthread_join(echo, nil)
-        return (histogram, retries)
+        return (histogram, retries, failure)
     }
     #endif
 }

@@ -1,9 +1,11 @@
 import ArgumentParser
 import CLinux
 import DIOS
+import Dispatch
 import DIOSTransport
 import DIOSWire
 import Histogram
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -36,14 +38,27 @@ extension BenchIPC {
         let links: [(name: String, a: PeerAddress, b: PeerAddress, nsA: String?, nsB: String?)]
         let wanted = Set(self.links.split(separator: ",").map(String.init))
         var veth: VethPair? = nil
+        var signalSources: [any DispatchSourceSignal] = []
         if wanted.contains("veth") {
+            VethPair.removeStale()
+            let pair = VethPair.forThisProcess()
+            // Caught before the pair exists, so a signal at any moment removes what was made.
+            signalSources = pair.removeOnSignal()
             do {
-                veth = try VethPair.create()
+                try pair.make()
+                veth = pair
             } catch {
                 notes.append("veth skipped: \(error)")
             }
         }
-        defer { veth?.remove() }
+        defer {
+            for source in signalSources { source.cancel() }
+            // A signal's handler is removing the pair and will exit with the
+            // signal's status: wait for it rather than finish first with 0.
+            while VethPair.stoppingOnSignal.load(ordering: .acquiring) { pause() }
+            if !signalSources.isEmpty { VethPair.stopCatchingSignals() }
+            veth?.remove()
+        }
         var all = [(name: String, a: PeerAddress, b: PeerAddress, nsA: String?, nsB: String?)]()
         if wanted.contains("lo") { all.append((name: "lo", a: loopback, b: loopback, nsA: nil, nsB: nil)) }
         if let veth { all.append((name: "veth", a: veth.addressA, b: veth.addressB, nsA: veth.nsA, nsB: veth.nsB)) }
@@ -309,16 +324,26 @@ struct VethPair {
     /// The interfaces: `interfaceA` in `nsA`, `interfaceB` in `nsB`.
     var interfaceA: String { "dbva" + tag }
     var interfaceB: String { "dbvb" + tag }
-    private var tag: String { String(nsA.dropFirst("diosbench-a".count)) }
+    /// The process id: what tells a live run's namespaces from a dead one's.
+    var tag: String { String(nsA.dropFirst(Self.prefixA.count)) }
+    static let prefixA = "diosbench-a"
+    static let prefixB = "diosbench-b"
 
     struct SetupError: Error, CustomStringConvertible {
         let description: String
     }
 
-    static func create() throws -> VethPair {
+    /// The pair's names for this process (nothing is made yet).
+    static func forThisProcess() -> VethPair {
+        let tag = "\(getpid())"  // at most 7 digits: "dbva" + tag fits an interface name's 15
+        return VethPair(nsA: prefixA + tag, nsB: prefixB + tag)
+    }
+
+    /// Makes the namespaces and the pair between them; on failure removes
+    /// what it made.
+    func make() throws {
         guard geteuid() == 0 else { throw SetupError(description: "needs root (ip netns, veth)") }
-        let tag = "\(getpid() % 100_000)"
-        let pair = VethPair(nsA: "diosbench-a\(tag)", nsB: "diosbench-b\(tag)")
+        let pair = self
         let commands = [
             "ip netns add \(pair.nsA)", "ip netns add \(pair.nsB)",
             "ip link add dbva\(tag) type veth peer name dbvb\(tag)",
@@ -331,11 +356,56 @@ struct VethPair {
             pair.remove()
             throw SetupError(description: "`\(c)` failed")
         }
-        return pair
     }
 
-    /// Deleting the namespaces deletes the veth pair with them.
+    /// Deleting the namespaces deletes the veth pairs in them (and deleting
+    /// one end a pair not yet moved into them).
     func remove() {
-        _ = system("ip netns del \(nsA) 2>/dev/null; ip netns del \(nsB) 2>/dev/null")
+        _ = system("ip netns del \(nsA) 2>/dev/null; ip netns del \(nsB) 2>/dev/null; ip link del \(interfaceA) 2>/dev/null")
+    }
+
+    /// Removes the pair when the run is stopped by SIGINT, SIGTERM or SIGHUP
+    /// (Ctrl-C, `timeout`), then exits with 128 + the signal, as the shell
+    /// would have: the signals are caught from here on. Cancel the sources
+    /// before `remove()`.
+    func removeOnSignal() -> [any DispatchSourceSignal] {
+        [SIGINT, SIGTERM, SIGHUP].map { signo in
+            signal(signo, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signo, queue: .global())
+            let pair = self
+            source.setEventHandler {
+                VethPair.stoppingOnSignal.store(true, ordering: .releasing)
+                pair.remove()
+                exit(128 + signo)
+            }
+            source.resume()
+            return source
+        }
+    }
+
+    /// Removes the namespaces (and the veth pairs in them) of earlier runs
+    /// whose process is gone: a run killed with SIGKILL cannot remove its own.
+    /// Gives the signals of `removeOnSignal` their default action back
+    /// (once its sources are cancelled).
+    static func stopCatchingSignals() {
+        for signo in [SIGINT, SIGTERM, SIGHUP] { signal(signo, SIG_DFL) }
+    }
+
+    /// Set by the signal handler of `removeOnSignal` before it removes the pair.
+    static let stoppingOnSignal = Atomic<Bool>(false)
+
+    static func removeStale() {
+        guard let dir = opendir("/run/netns") else { return }
+        var stale: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            for prefix in [prefixA, prefixB] where name.hasPrefix(prefix) {
+                if let pid = Int32(name.dropFirst(prefix.count)), pid > 0, kill(pid, 0) != 0, errno == ESRCH {
+                    stale.append(name)
+                }
+            }
+        }
+        closedir(dir)
+        for name in stale { _ = system("ip netns del \(name) 2>/dev/null") }
     }
 }

@@ -110,9 +110,9 @@ import Testing
         #expect(seen == ["udp-blocking-lo/64", "udp-poll-lo/64", "dios-udp-lo/64"], "\(text)")
     }
 
-    /// `dios bench scale`: per step, a throughput line (the pairs' messages,
-    /// all of them, checked in order by each pair) and a round-trip line, the
-    /// one-pair baseline first even when not asked for. Unpinned, so four
+    /// `dios bench scale`: per step, throughput lines for DIOS and for bare
+    /// rings (the pairs' messages, all of them, checked in order by each pair)
+    /// and a round-trip line, the one-pair baseline first even when not asked for. Unpinned, so four
     /// instances fit on this machine; the ratios are printed, never judged.
     @Test(.timeLimit(.minutes(2)))
     func scaleBenchPrintsAThroughputAndARoundTripLinePerStep() throws {
@@ -122,16 +122,83 @@ import Testing
         ])
         #expect(status == 0, "\(text)")
         #expect(objects.count == text.split(separator: "\n").count, "every line is one JSON object: \(text)")
-        #expect(objects.allSatisfy { $0["mechanism"] as? String == "dios-scale" && $0["payload"] as? Int == 64 }, "\(text)")
+        #expect(objects.allSatisfy { $0["payload"] as? Int == 64 }, "\(text)")
         let throughput = objects.filter { $0["msgs_per_s"] != nil }
-        #expect(throughput.compactMap { $0["pairs"] as? Int } == [1, 2], "\(text)")
-        #expect(throughput.compactMap { $0["messages"] as? Int } == [20000, 40000], "\(text)")
+        // Each step: DIOS, then the bare rings on the same CPUs.
+        #expect(
+            throughput.compactMap { $0["mechanism"] as? String } == ["dios-scale", "ring-raw-scale", "dios-scale", "ring-raw-scale"],
+            "\(text)")
+        #expect(throughput.compactMap { $0["pairs"] as? Int } == [1, 1, 2, 2], "\(text)")
+        #expect(throughput.compactMap { $0["messages"] as? Int } == [20000, 20000, 40000, 40000], "\(text)")
         #expect(throughput.allSatisfy { ($0["msgs_per_s"] as? Int ?? 0) > 0 && $0["vs_one_pair"] != nil }, "\(text)")
+        #expect(throughput.filter { $0["mechanism"] as? String == "dios-scale" }.allSatisfy { $0["vs_ring_raw"] != nil }, "\(text)")
         let latencies = objects.filter { $0["msgs_per_s"] == nil }
+        #expect(latencies.allSatisfy { $0["mechanism"] as? String == "dios-scale" }, "\(text)")
         #expect(latencies.compactMap { $0["samples"] as? Int } == [300, 600], "\(text)")
         #expect(Self.checkLatencies(latencies, text) == ["dios-scale/64"], "\(text)")
         // More pairs than the CPUs given hold, and CPUs named twice, are refused.
         #expect(try Self.runJSON(["bench", "scale", "--no-pin", "--cores", "0,1,2,3", "--pairs", "3"]).status != 0)
         #expect(try Self.runJSON(["bench", "scale", "--no-pin", "--cores", "0,1,1,3"]).status != 0)
+    }
+
+    /// Root and a hugetlbfs mount: what the DPDK rows need (CI has both).
+    static var canRunDPDK: Bool {
+        geteuid() == 0 && ((try? String(contentsOfFile: "/proc/mounts", encoding: .utf8))?.contains(" hugetlbfs ") ?? false)
+    }
+
+    /// `--remote` over memif with a payload larger than one frame: DIOS
+    /// fragments it and has its rows; the raw ping-pong cannot, so it has
+    /// none (it used to try to send the frame forever, and the run never ended).
+    @Test(.timeLimit(.minutes(2)), .enabled(if: BenchOutputTests.canRunDPDK, "needs root and hugepages"))
+    func remoteBenchLeavesOutTheRawRowOfAPayloadOverOneFrame() throws {
+        let (status, objects, text) = try Self.runJSON([
+            "bench", "ipc", "--remote", "--links", "memif", "--json", "--idle", "adaptive", "--iterations", "300",
+            "--warmup", "30", "--payloads", "64,4096",
+        ])
+        #expect(status == 0, "\(text)")
+        #expect(
+            Self.checkLatencies(objects, text)
+                == ["dpdk-raw-memif/64", "dios-memif/64", "dios-memif/4096", "dios-memif-copy/64", "dios-memif-copy/4096"],
+            "\(text)")
+    }
+
+    /// The network namespaces that exist (their names under /run/netns).
+    static func namespaces() -> Set<String> {
+        Set((try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? [])
+    }
+
+    /// The veth pair of `--remote` is not left behind: a run stopped by
+    /// SIGTERM removes its namespaces before it exits (status 128 + 15), and
+    /// a run removes those of earlier runs whose process is gone (killed with
+    /// SIGKILL), never those of a live one.
+    @Test(.timeLimit(.minutes(2)), .enabled(if: geteuid() == 0, "needs root (ip netns)"))
+    func remoteBenchRemovesItsNamespacesOnSIGTERMAndThoseOfDeadRuns() throws {
+        // A dead run's pair (no process has pid 4,000,000: pid_max is at most 4,194,304,
+        // and this one is far above what a test machine reaches) and a live one's (pid 1).
+        let dead = ["diosbench-a4000000", "diosbench-b4000000"]
+        let live = "diosbench-a1"
+        for name in dead + [live] { #expect(system("ip netns add \(name)") == 0) }
+        defer { for name in dead + [live] { _ = system("ip netns del \(name) 2>/dev/null") } }
+
+        let process = Process()
+        process.environment = ChildProcess.environment
+        process.executableURL = Self.dios
+        process.arguments = ["bench", "ipc", "--remote", "--links", "veth", "--idle", "adaptive", "--iterations", "10000000"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let own = ["diosbench-a\(process.processIdentifier)", "diosbench-b\(process.processIdentifier)"]
+        var made = false
+        for _ in 0..<300 where !made {
+            made = Self.namespaces().isSuperset(of: own)
+            if !made { usleep(50_000) }
+        }
+        #expect(made, "the run made no veth pair: \(Self.namespaces())")
+        #expect(Self.namespaces().isDisjoint(with: dead), "a dead run's namespaces were kept: \(Self.namespaces())")
+        #expect(Self.namespaces().contains(live), "a live process's namespace was removed")
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 128 + SIGTERM)
+        #expect(Self.namespaces().isDisjoint(with: own), "left behind: \(Self.namespaces())")
     }
 }
