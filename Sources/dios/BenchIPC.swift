@@ -227,21 +227,7 @@ struct BenchIPC: AsyncParsableCommand {
         let node = try makeNode(cpus)
         defer { node.shutdown() }
         let count = throughputMessages
-        let source = await node.register(label: "source") { task in
-            let stream = try task.delegated()[0]
-            let streams = [stream]
-            var i = 0
-            while i < count {
-                do {
-                    let w = try task.beginWrite(stream, size: 64)
-                    w.store(UInt64(i))
-                    _ = task.endWrite(w)
-                    i += 1
-                } catch CallError.wouldBlock {
-                    _ = try await task.select(streams, flags: .writable)
-                }
-            }
-        }
+        let source = await node.register(label: "source", program: Self.numberedSource(count: count))
         return try await node.withTask(on: 0) { task in
             let (_, stream) = try task.create(.stream(messageSize: 64, depth: 1024))
             let streams = [stream]
@@ -266,6 +252,29 @@ struct BenchIPC: AsyncParsableCommand {
         }
     }
 
+}
+
+extension BenchIPC {
+    /// A program that writes `count` 64-byte messages, numbered from 0 in
+    /// their first 8 bytes, to the stream it is handed, waiting whenever the
+    /// ring is full.
+    static func numberedSource(count: Int) -> Program {
+        { task in
+            let stream = try task.delegated()[0]
+            let streams = [stream]
+            var i = 0
+            while i < count {
+                do {
+                    let w = try task.beginWrite(stream, size: 64)
+                    w.store(UInt64(i))
+                    _ = task.endWrite(w)
+                    i += 1
+                } catch CallError.wouldBlock {
+                    _ = try await task.select(streams, flags: .writable)
+                }
+            }
+        }
+    }
 }
 
 /// The time-stamp counter, calibrated against CLOCK_MONOTONIC.

@@ -343,17 +343,16 @@ struct VethPair {
     /// what it made.
     func make() throws {
         guard geteuid() == 0 else { throw SetupError(description: "needs root (ip netns, veth)") }
-        let pair = self
         let commands = [
-            "ip netns add \(pair.nsA)", "ip netns add \(pair.nsB)",
+            "ip netns add \(nsA)", "ip netns add \(nsB)",
             "ip link add dbva\(tag) type veth peer name dbvb\(tag)",
-            "ip link set dbva\(tag) netns \(pair.nsA)", "ip link set dbvb\(tag) netns \(pair.nsB)",
-            "ip -n \(pair.nsA) addr add 10.77.0.1/24 dev dbva\(tag)", "ip -n \(pair.nsB) addr add 10.77.0.2/24 dev dbvb\(tag)",
-            "ip -n \(pair.nsA) link set dbva\(tag) up", "ip -n \(pair.nsB) link set dbvb\(tag) up",
-            "ip -n \(pair.nsA) link set lo up", "ip -n \(pair.nsB) link set lo up",
+            "ip link set dbva\(tag) netns \(nsA)", "ip link set dbvb\(tag) netns \(nsB)",
+            "ip -n \(nsA) addr add 10.77.0.1/24 dev dbva\(tag)", "ip -n \(nsB) addr add 10.77.0.2/24 dev dbvb\(tag)",
+            "ip -n \(nsA) link set dbva\(tag) up", "ip -n \(nsB) link set dbvb\(tag) up",
+            "ip -n \(nsA) link set lo up", "ip -n \(nsB) link set lo up",
         ]
         for c in commands where system(c + " 2>/dev/null") != 0 {
-            pair.remove()
+            remove()
             throw SetupError(description: "`\(c)` failed")
         }
     }
@@ -383,8 +382,6 @@ struct VethPair {
         }
     }
 
-    /// Removes the namespaces (and the veth pairs in them) of earlier runs
-    /// whose process is gone: a run killed with SIGKILL cannot remove its own.
     /// Gives the signals of `removeOnSignal` their default action back
     /// (once its sources are cancelled).
     static func stopCatchingSignals() {
@@ -394,6 +391,9 @@ struct VethPair {
     /// Set by the signal handler of `removeOnSignal` before it removes the pair.
     static let stoppingOnSignal = Atomic<Bool>(false)
 
+    /// Removes the namespaces (and the veth pairs in them) of earlier runs
+    /// whose process is gone: a run killed with SIGKILL cannot remove its own.
+    /// A name whose pid is alive (or taken again) is left.
     static func removeStale() {
         guard let dir = opendir("/run/netns") else { return }
         var stale: [String] = []

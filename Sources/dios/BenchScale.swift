@@ -166,22 +166,7 @@ struct BenchScale: AsyncParsableCommand {
         configuration.logger.logLevel = .warning
         let node = try Node(configuration)
         defer { node.shutdown() }
-        let count = messages
-        let source = await node.register(label: "source") { task in
-            let stream = try task.delegated()[0]
-            let streams = [stream]
-            var i = 0
-            while i < count {
-                do {
-                    let w = try task.beginWrite(stream, size: 64)
-                    w.store(UInt64(i))
-                    _ = task.endWrite(w)
-                    i += 1
-                } catch CallError.wouldBlock {
-                    _ = try await task.select(streams, flags: .writable)
-                }
-            }
-        }
+        let source = await node.register(label: "source", program: BenchIPC.numberedSource(count: messages))
         let echo = await node.register(label: "echo", program: BenchIPC.echo)
 
         var runs: [(total: Double, perPair: [Double])] = []
