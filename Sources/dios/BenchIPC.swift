@@ -1,6 +1,7 @@
 import ArgumentParser
 import CLinux
 import DIOS
+import DIOSKernel
 import DIOSMemory
 import Histogram
 import Synchronization
@@ -48,6 +49,7 @@ struct BenchIPC: AsyncParsableCommand {
     func run() async throws {
         let cpus = cores.split(separator: ",").compactMap { Int($0) }
         guard cpus.count == 2, cpus[0] != cpus[1] else { throw ValidationError("--cores needs two different CPUs") }
+        try requireAllowed(cpus)
         let sizes = payloads.split(separator: ",").compactMap { Int($0) }
         guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 8 && $0 <= 4096 }) else {
             throw ValidationError("--payloads are sizes from 8 to 4096")
@@ -274,6 +276,17 @@ extension BenchIPC {
                 }
             }
         }
+    }
+}
+
+/// Refuses CPUs this process may not run on: a thread could not be pinned
+/// there, and the figures would be for CPUs other than the ones printed (as
+/// `diosd` refuses such cores).
+func requireAllowed(_ cpus: [Int], orAdd hint: String = "") throws {
+    let allowed = Set(OSThread.allowedCPUs())
+    if let bad = cpus.first(where: { !allowed.contains($0) }) {
+        throw ValidationError(
+            "CPU \(bad) is not among the CPUs this process may run on (\(OSThread.describe(allowed.sorted())))\(hint)")
     }
 }
 

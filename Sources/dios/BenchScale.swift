@@ -116,13 +116,7 @@ struct BenchScale: AsyncParsableCommand {
             throw ValidationError("--cores is a list of at least two different CPU numbers, e.g. 0,1,2,3")
         }
         let cpus = list.map { $0! }
-        if pin {
-            let allowed = Set(OSThread.allowedCPUs())
-            if let bad = cpus.first(where: { !allowed.contains($0) }) {
-                throw ValidationError(
-                    "CPU \(bad) is not among the CPUs this process may run on (\(OSThread.describe(allowed.sorted()))); or pass --no-pin")
-            }
-        }
+        if pin { try requireAllowed(cpus, orAdd: "; or pass --no-pin") }
         return cpus
     }
 

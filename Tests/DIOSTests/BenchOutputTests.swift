@@ -1,3 +1,4 @@
+import DIOSKernel
 import Foundation
 import Testing
 
@@ -94,6 +95,32 @@ import Testing
             "\(table.text)")
         let (refused, _, _) = try Self.runJSON(["bench", "ipc", "--extra-calls", "65"])
         #expect(refused != 0)
+    }
+
+    /// A CPU this process may not run on is refused before anything runs,
+    /// locally and across nodes, as `diosd` refuses it: it used to run
+    /// unpinned and print figures for a CPU it never ran on.
+    @Test(.timeLimit(.minutes(1)))
+    func aCPUTheProcessMayNotUseIsRefused() throws {
+        let allowed = Set(OSThread.allowedCPUs())
+        let outside = (0...1024).first { !allowed.contains($0) }!
+        let first = allowed.min()!
+        for arguments in [
+            ["bench", "ipc", "--cores", "\(first),\(outside)"],
+            ["bench", "ipc", "--remote", "--links", "lo", "--cores", "\(first),\(outside)"],
+        ] {
+            let process = Process()
+            process.executableURL = Self.dios
+            process.arguments = arguments
+            let err = Pipe()
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = err
+            try process.run()
+            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            #expect(process.terminationStatus != 0, "\(arguments)")
+            #expect(text.contains("CPU \(outside) is not among the CPUs this process may run on"), "\(text)")
+        }
     }
 
     /// Across nodes on loopback only (no namespaces, no DPDK): kernel UDP,
