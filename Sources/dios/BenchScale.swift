@@ -44,7 +44,6 @@ struct BenchScale: AsyncParsableCommand {
 
     /// One step's figures.
     struct Step {
-        var pairs: Int
         var cpus: [Int]
         var total: Double
         var perPair: [Double]
@@ -184,7 +183,7 @@ struct BenchScale: AsyncParsableCommand {
             }
             for try await histogram in group { merged.add(histogram) }
         }
-        return Step(pairs: n, cpus: cpus, total: total, perPair: perPair, rawTotal: rawTotal, roundTrip: merged)
+        return Step(cpus: cpus, total: total, perPair: perPair, rawTotal: rawTotal, roundTrip: merged)
     }
 
     /// One way: each even instance's task reads its partner's stream, all

@@ -110,6 +110,7 @@ import Testing
             ["bench", "ipc", "--remote", "--links", "lo", "--cores", "\(first),\(outside)"],
         ] {
             let process = Process()
+            process.environment = ChildProcess.environment
             process.executableURL = Self.dios
             process.arguments = arguments
             let err = Pipe()
