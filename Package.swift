@@ -69,7 +69,7 @@ let package = Package(
         .target(
             name: "CDPDK",
             path: "CSupport/CDPDK",
-            cSettings: [.unsafeFlags(dpdkCFlags)],
+            cSettings: [.unsafeFlags(dpdkCFlags), .define("_GNU_SOURCE")],
             linkerSettings: dpdkLibraries
         ),
         .target(
@@ -205,7 +205,7 @@ let package = Package(
         .testTarget(name: "DIOSWireTests", dependencies: ["DIOSWire", "DIOSCore"], swiftSettings: strict),
         .testTarget(
             name: "DIOSTransportTests", dependencies: ["DIOSTransport", "DIOSWire", "DIOSCore", "DIOSConfig", "CLinux"],
-            swiftSettings: strict),
+            swiftSettings: strict + [.define("DIOS_DPDK", .when(traits: ["DPDK"]))]),
         .testTarget(name: "DIOSMemoryTests", dependencies: ["DIOSMemory"], swiftSettings: strict),
         .testTarget(
             name: "DIOSTests",

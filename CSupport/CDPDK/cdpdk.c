@@ -1,8 +1,14 @@
 #include "cdpdk.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <rte_eal.h>
 #include <rte_errno.h>
@@ -10,6 +16,7 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
+#include <rte_pause.h>
 #include <rte_version.h>
 
 const char *cdpdk_version(void) { return rte_version(); }
@@ -167,14 +174,113 @@ int cdpdk_port_stats(uint16_t port_id, struct cdpdk_port_counters *stats) {
     return 0;
 }
 
-// MARK: Bursts
+// MARK: Bursts, and the memif disconnect race
+//
+// DPDK 22.11's memif tears a link down on the EAL interrupt thread when its
+// peer's control socket closes (a peer killed with SIGKILL says nothing
+// first): `memif_disconnect` marks the link down, closes descriptors, then
+// unmaps the shared regions the rings live in (`memif_free_regions`), with no
+// synchronisation with the data path. A burst that passed its "connected"
+// check a moment earlier then reads or writes unmapped memory: a memif server
+// died so (SIGSEGV in `eth_memif_tx` under `cdpdk_tx_burst`, core dump at
+// stop 21) when its client was killed.
+//
+// The fix is a quiescence wait, the Dekker pattern: each burst marks its
+// thread's slot (a seq_cst read-modify-write) before DPDK looks at the link,
+// and this file's `munmap`, which interposes libc's for the whole process,
+// waits until no slot is marked before unmapping. The disconnect clears the
+// "connected" flag before it unmaps, so a burst either started before the
+// wait (and is waited for) or sees the flag cleared and touches nothing.
+// Costs: one uncontended atomic add and subtract per burst on the thread's
+// own cache line; a scan of the claimed slots per `munmap` (rare). Left out
+// under a sanitizer, whose runtime must see every munmap itself.
+
+#define CDPDK_BURST_SLOTS 256
+
+struct cdpdk_burst_slot {
+    _Atomic uint32_t depth;  // bursts under way on the threads sharing this slot
+} __attribute__((aligned(64)));
+
+static struct cdpdk_burst_slot cdpdk_burst_slots[CDPDK_BURST_SLOTS];
+static _Atomic uint32_t cdpdk_burst_slots_claimed;
+static __thread struct cdpdk_burst_slot *cdpdk_thread_slot;
+static __thread uint32_t cdpdk_thread_depth;  // this thread's own bursts under way
+
+static inline struct cdpdk_burst_slot *cdpdk_burst_enter(void) {
+    struct cdpdk_burst_slot *slot = cdpdk_thread_slot;
+    if (__builtin_expect(slot == NULL, 0)) {
+        // A slot per thread; past CDPDK_BURST_SLOTS threads share (depth is a count).
+        uint32_t k = atomic_fetch_add_explicit(&cdpdk_burst_slots_claimed, 1, memory_order_relaxed);
+        slot = cdpdk_thread_slot = &cdpdk_burst_slots[k % CDPDK_BURST_SLOTS];
+    }
+    cdpdk_thread_depth++;
+    atomic_fetch_add_explicit(&slot->depth, 1, memory_order_seq_cst);
+    return slot;
+}
+
+static inline void cdpdk_burst_leave(struct cdpdk_burst_slot *slot) {
+    atomic_fetch_sub_explicit(&slot->depth, 1, memory_order_release);
+    cdpdk_thread_depth--;
+}
+
+void cdpdk_wait_for_bursts(void) {
+    // From inside a burst (a signal handler on a bursting thread) it would wait for itself.
+    if (cdpdk_thread_depth > 0) return;
+    atomic_thread_fence(memory_order_seq_cst);
+    uint32_t claimed = atomic_load_explicit(&cdpdk_burst_slots_claimed, memory_order_relaxed);
+    if (claimed > CDPDK_BURST_SLOTS) claimed = CDPDK_BURST_SLOTS;
+    for (uint32_t k = 0; k < claimed; k++) {
+        for (unsigned spins = 0; atomic_load_explicit(&cdpdk_burst_slots[k].depth, memory_order_acquire) != 0; spins++) {
+            if (spins < 64) {
+                rte_pause();
+            } else {
+                sched_yield();  // the bursting thread may be preempted: let it finish
+            }
+        }
+    }
+}
+
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define CDPDK_NO_MUNMAP_GUARD 1
+#endif
+#endif
+
+#ifndef CDPDK_NO_MUNMAP_GUARD
+// Interposes libc's munmap for the process (the executable's definition comes
+// first in symbol lookup, for the PMDs the EAL loads too): every unmapping waits
+// for the bursts under way, then makes the system call itself.
+int munmap(void *address, size_t length) {
+    cdpdk_wait_for_bursts();
+    return (int)syscall(SYS_munmap, address, length);
+}
+#endif
+
+int cdpdk_munmap_is_guarded(void) {
+#ifdef CDPDK_NO_MUNMAP_GUARD
+    return 0;
+#else
+    // What a PMD's call binds to: the first definition in the global scope.
+    return dlsym(RTLD_DEFAULT, "munmap") == (void *)munmap ? 1 : 0;
+#endif
+}
+
+void cdpdk_burst_hold_begin(void) { (void)cdpdk_burst_enter(); }
+
+void cdpdk_burst_hold_end(void) { cdpdk_burst_leave(cdpdk_thread_slot); }
 
 uint16_t cdpdk_rx_burst(uint16_t port_id, uint16_t queue, struct rte_mbuf **mbufs, uint16_t count) {
-    return rte_eth_rx_burst(port_id, queue, mbufs, count);
+    struct cdpdk_burst_slot *slot = cdpdk_burst_enter();
+    uint16_t n = rte_eth_rx_burst(port_id, queue, mbufs, count);
+    cdpdk_burst_leave(slot);
+    return n;
 }
 
 uint16_t cdpdk_tx_burst(uint16_t port_id, uint16_t queue, struct rte_mbuf **mbufs, uint16_t count) {
-    return rte_eth_tx_burst(port_id, queue, mbufs, count);
+    struct cdpdk_burst_slot *slot = cdpdk_burst_enter();
+    uint16_t n = rte_eth_tx_burst(port_id, queue, mbufs, count);
+    cdpdk_burst_leave(slot);
+    return n;
 }
 
 // MARK: Mbufs

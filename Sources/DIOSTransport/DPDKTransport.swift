@@ -8,6 +8,29 @@ public enum DPDKSupport {
         false
         #endif
     }
+
+    /// Whether every unmapping in this process first waits for the DPDK bursts
+    /// under way: the shim's `munmap` stands in for libc's (CSupport/CDPDK/cdpdk.c).
+    /// It keeps a memif link that its peer's death tears down (on the EAL's
+    /// interrupt thread) from unmapping a ring under a burst. False without
+    /// DPDK, and in sanitizer builds, whose runtime must see each munmap.
+    public static var munmapWaitsForBursts: Bool {
+        #if DIOS_DPDK
+        cdpdk_munmap_is_guarded() == 1
+        #else
+        false
+        #endif
+    }
+
+    #if DIOS_DPDK
+    /// For tests of that guard: runs `body` with the calling thread marked as
+    /// inside a burst, as the transports' bursts are while DPDK runs.
+    package static func markedAsInBurst<T>(_ body: () throws -> T) rethrows -> T {
+        cdpdk_burst_hold_begin()
+        defer { cdpdk_burst_hold_end() }
+        return try body()
+    }
+    #endif
 }
 
 #if DIOS_DPDK
@@ -232,7 +255,9 @@ public final class DPDKPort: @unchecked Sendable {
     /// For a link to one peer (memif): 0 in use; 1 the peer said it is leaving,
     /// so the link is left alone (DPDK 22.11's memif tears its rings down from
     /// the interrupt thread while queues may be polled: a node polling two
-    /// queues crashed so once); 2 the link has gone down since. It is used
+    /// queues crashed so once; a peer killed without a word still does that,
+    /// and the shim's `munmap` guard makes the unmapping wait for the bursts
+    /// under way, see `DPDKSupport.munmapWaitsForBursts`); 2 the link has gone down since. It is used
     /// again once it comes back up (the peer returned). 3: the queues are
     /// parked for a restart (`restartUnderTransports`), and each transport
     /// says so in `parked` at its next poll.

@@ -62,6 +62,9 @@ final class DPDKNode: @unchecked Sendable {  // set up before the instances poll
         }
         say("diosd: starting the DPDK EAL: \(arguments.dropFirst().joined(separator: " "))")
         environment = try DPDKEnvironment.start(arguments: arguments)
+        if settings.driver == "memif", !DPDKSupport.munmapWaitsForBursts {
+            say("diosd: warning: unmapping does not wait for DPDK bursts in this build (sanitizer): a memif peer that dies mid-burst can crash this node")
+        }
         let instances = entry.cores.count
         do {
             port = try Self.openPort(environment, settings, queues: instances, say: say)

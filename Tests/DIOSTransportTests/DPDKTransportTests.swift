@@ -1,6 +1,7 @@
 import DIOSConfig
 import DIOSTransport
 import Foundation
+import Synchronization
 import Testing
 
 // DPDK over real links. The EAL starts once per process, so each test runs two
@@ -433,5 +434,47 @@ struct DPDKTransportTests {
         #expect(waitForAllToExit([child], seconds: 20))
         #expect(child.process.terminationStatus == 3, "\(child.output)")
         #expect(child.output.contains("rte_eal_init: No such device (rte_errno 19)"), "\(child.output)")
+    }
+}
+
+/// The guard against DPDK 22.11's memif disconnect race: a link torn down on
+/// the EAL's interrupt thread (its peer killed) unmaps the rings while a burst
+/// may still use them. Every `munmap` in the process first waits for the bursts
+/// under way. Needs no EAL: the shim marks bursts itself.
+@Suite(.enabled(if: DPDKSupport.isBuilt, "built without the DPDK trait"))
+struct BurstGuardTests {
+    /// The process's `munmap` is the shim's (what PMDs loaded at run time bind
+    /// to), and it returns only once a burst under way on another thread ended.
+    @Test(.enabled(if: DPDKSupport.munmapWaitsForBursts, "no munmap guard in this build (sanitizer)"))
+    func anUnmappingWaitsForTheBurstsUnderWay() throws {
+        #if DIOS_DPDK
+        let size = 2 * 4096
+        let pages = try #require(mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
+        try #require(pages != MAP_FAILED)
+        let events = Mutex<[String]>([])
+        let inBurst = DispatchSemaphore(value: 0)
+        let burst = Thread {
+            DPDKSupport.markedAsInBurst {
+                inBurst.signal()
+                usleep(200_000)
+                events.withLock { $0.append("burst ended") }
+            }
+        }
+        burst.start()
+        inBurst.wait()
+        #expect(munmap(pages, size) == 0)
+        events.withLock { $0.append("unmapped") }
+        #expect(events.withLock { $0 } == ["burst ended", "unmapped"])
+        #endif
+    }
+
+    /// A thread inside a burst (a signal handler's munmap) does not wait for itself.
+    @Test(.enabled(if: DPDKSupport.munmapWaitsForBursts, "no munmap guard in this build (sanitizer)"))
+    func anUnmappingInsideABurstDoesNotWaitForItself() throws {
+        #if DIOS_DPDK
+        let pages = try #require(mmap(nil, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
+        try #require(pages != MAP_FAILED)
+        #expect(DPDKSupport.markedAsInBurst { munmap(pages, 4096) } == 0)
+        #endif
     }
 }

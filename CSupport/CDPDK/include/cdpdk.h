@@ -122,6 +122,23 @@ uint16_t cdpdk_rx_burst(uint16_t port_id, uint16_t queue, struct rte_mbuf **mbuf
 /// Wraps `rte_eth_tx_burst`.
 uint16_t cdpdk_tx_burst(uint16_t port_id, uint16_t queue, struct rte_mbuf **mbufs, uint16_t count);
 
+/// Both bursts mark the calling thread as inside one while DPDK runs: the
+/// shim's `munmap` (which stands in for libc's in the whole process) waits
+/// for every burst under way before it unmaps, so a memif link torn down on
+/// the EAL interrupt thread cannot unmap a ring under a burst (see cdpdk.c).
+/// Waits as that `munmap` does; returns at once from inside a burst.
+void cdpdk_wait_for_bursts(void);
+
+/// 1 when the shim's `munmap` is the one the process's libraries (the PMDs
+/// included) call; 0 when it is not compiled in (sanitizer builds) or another
+/// definition comes first.
+int cdpdk_munmap_is_guarded(void);
+
+/// For tests of the guard: marks the calling thread as inside a burst, as
+/// `cdpdk_rx_burst` does while DPDK runs, until `cdpdk_burst_hold_end` (same thread).
+void cdpdk_burst_hold_begin(void);
+void cdpdk_burst_hold_end(void);
+
 // MARK: Mbufs
 
 /// A fresh single-segment mbuf with empty data, or NULL when the pool is empty.
