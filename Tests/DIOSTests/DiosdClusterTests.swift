@@ -462,6 +462,11 @@ import Testing
         try #require(cluster.waitFor(0, "control socket") && cluster.waitFor(1, "control socket"),
             "\(cluster.text(0))\n--- node 1:\n\(cluster.text(1))")
         #expect(cluster.waitForPeer(0, "1.0", up: true, seconds: 10), "\(cluster.status(0))")
+        // Both nodes' unmappings wait for their bursts (a peer's death tears
+        // the link down under them; DPDKSupport.munmapWaitsForBursts).
+        for n in 0..<2 {
+            #expect(!cluster.text(n).contains("unmapping does not wait for DPDK bursts"), "\(cluster.text(n))")
+        }
         enum Going { case serverKilled, serverStopped, clientKilled }
         for (round, going) in [Going.serverKilled, .serverStopped, .clientKilled].enumerated() {
             let (gone, other) = going == .clientKilled ? (0, 1) : (1, 0)
