@@ -41,6 +41,10 @@ public final class InstanceExecutor: TaskExecutor, @unchecked Sendable {
     /// for the next poll so timers and rings are not starved). Returns how many ran.
     /// Must be called on the instance's thread.
     func runPending() -> Int {
+        // Most polls find nothing: they read the hint and take no lock. A job
+        // counted in `pending` is in the inbox (added after its append); one
+        // appended but not yet counted is taken by the next poll.
+        guard pending.load(ordering: .acquiring) > 0 else { return 0 }
         inbox.withLock { inbox in
             swap(&inbox, &running)
         }
