@@ -306,24 +306,29 @@ extension KernelInstance {
         var k = 0
         while k < bridges.count {
             let object = bridges[k]
-            let i = Int(object.index)
-            guard objects.exists(object), objects.records[i].bridge == .sends, let ring = objects.records[i].ring,
-                objects.records[i].remoteFailure == nil
-            else {
+            guard objects.exists(object) else {
                 bridges.swapAt(k, bridges.count - 1)
                 bridges.removeLast()
                 continue
             }
-            let peer = objects.records[i].remotePeer
-            let origin = objects.records[i].remoteOrigin
-            let senderIsOrigin = objects.records[i].originHere
-            moved += wireRef._withUnsafeGuaranteedRef { sendQueued(object, ring, $0, now: now) }
-            if objects.records[i].deleted && !ring.hasMessage() {
-                if !objects.records[i].keepStreamOpen {
-                    sendRemote(.streamClosed(origin: origin, senderIsOrigin: senderIsOrigin), to: peer)
+            // Nothing below creates an object, so the pointer stays valid.
+            let r = objects.records.pointer(Int(object.index))
+            guard r.pointee.bridge == .sends, let ring = r.pointee.ring, r.pointee.remoteFailure == nil else {
+                bridges.swapAt(k, bridges.count - 1)
+                bridges.removeLast()
+                continue
+            }
+            // Most polls find the ring empty (a message written is usually sent
+            // from the writer's own call, `sendNow`): no call, no session.
+            if ring.hasMessage() {
+                moved += wireRef._withUnsafeGuaranteedRef { sendQueued(object, ring, $0, now: now) }
+            }
+            if r.pointee.deleted && !ring.hasMessage() {
+                if !r.pointee.keepStreamOpen {
+                    sendRemote(.streamClosed(origin: r.pointee.remoteOrigin, senderIsOrigin: r.pointee.originHere), to: r.pointee.remotePeer)
                 }
-                objects.records[i].bridge = .none
-                if objects.records[i].openTransactions == 0 { reclaim(object) }
+                r.pointee.bridge = .none
+                if r.pointee.openTransactions == 0 { reclaim(object) }
                 bridges.swapAt(k, bridges.count - 1)
                 bridges.removeLast()
                 continue
