@@ -59,17 +59,19 @@ extension KernelInstance {
     /// streams' messages and control messages waiting to be sent. `quick`
     /// (from `select`'s spin, many times a microsecond) takes only what
     /// arrived, stamped with that time (read on an earlier, full poll).
-    func pollWire(quick: UInt64? = nil) -> Int {
+    /// `clock`: for a full poll, the time just read (`poll` read it for its
+    /// turn and nothing ran since), so as not to read the clock twice.
+    func pollWire(quick: UInt64? = nil, clock: UInt64? = nil) -> Int {
         guard let wireRef else { return 0 }
-        return wireRef._withUnsafeGuaranteedRef { wire in pollWire(wire, quick: quick) }
+        return wireRef._withUnsafeGuaranteedRef { wire in pollWire(wire, quick: quick, clock: clock) }
     }
 
-    private func pollWire(_ wire: WireEndpoint, quick: UInt64?) -> Int {
+    private func pollWire(_ wire: WireEndpoint, quick: UInt64?, clock: UInt64?) -> Int {
         let now: UInt64
         if let quick {
             now = quick
         } else {
-            now = clinux_monotonic_ns()
+            now = clock ?? clinux_monotonic_ns()
             turnClock = now
         }
         // What a full poll sends (acks, answers, stream data) leaves in one
