@@ -223,7 +223,15 @@ static inline void cdpdk_burst_leave(struct cdpdk_burst_slot *slot) {
     cdpdk_thread_depth--;
 }
 
-void cdpdk_wait_for_bursts(void) {
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define CDPDK_NO_MUNMAP_GUARD 1
+#endif
+#endif
+
+#ifndef CDPDK_NO_MUNMAP_GUARD
+// Returns once no other thread is inside a burst; at once from inside one.
+static void cdpdk_wait_for_bursts(void) {
     // From inside a burst (a signal handler on a bursting thread) it would wait for itself.
     if (cdpdk_thread_depth > 0) return;
     atomic_thread_fence(memory_order_seq_cst);
@@ -240,13 +248,6 @@ void cdpdk_wait_for_bursts(void) {
     }
 }
 
-#if defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define CDPDK_NO_MUNMAP_GUARD 1
-#endif
-#endif
-
-#ifndef CDPDK_NO_MUNMAP_GUARD
 // Interposes libc's munmap for the process (the executable's definition comes
 // first in symbol lookup, for the PMDs the EAL loads too): every unmapping waits
 // for the bursts under way, then makes the system call itself.

@@ -9,8 +9,9 @@ import Synchronization
 /// every non-isolated `await` inside a program resumes here: a program and the
 /// kernel instance it calls into never run at the same time. `enqueue` may come
 /// from any thread (a task started from outside, a continuation resumed from a
-/// foreign thread); it is the only place a lock is taken, and it is never taken
-/// by another instance's loop.
+/// foreign thread). The inbox's lock is taken there and by `runPending` when
+/// jobs wait (a poll that finds none reads an atomic count), and never by
+/// another instance's loop.
 public final class InstanceExecutor: TaskExecutor, @unchecked Sendable {
     private let inbox = Lock(Deque<UnownedJob>())  // a pthread mutex, which TSan sees (Lock.swift)
     /// Jobs enqueued and not yet taken: a lock-free hint for spinning callers.

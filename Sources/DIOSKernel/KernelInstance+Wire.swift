@@ -327,7 +327,9 @@ extension KernelInstance {
             }
             if r.pointee.deleted && !ring.hasMessage() {
                 if !r.pointee.keepStreamOpen {
-                    sendRemote(.streamClosed(origin: r.pointee.remoteOrigin, senderIsOrigin: r.pointee.originHere), to: r.pointee.remotePeer)
+                    sendRemote(
+                        .streamClosed(origin: r.pointee.remoteOrigin, senderIsOrigin: r.pointee.originHere),
+                        to: r.pointee.remotePeer)
                 }
                 r.pointee.bridge = .none
                 if r.pointee.openTransactions == 0 { reclaim(object) }

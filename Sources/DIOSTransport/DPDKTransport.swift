@@ -257,8 +257,8 @@ public final class DPDKPort: @unchecked Sendable {
     /// the interrupt thread while queues may be polled: a node polling two
     /// queues crashed so once; a peer killed without a word still does that,
     /// and the shim's `munmap` guard makes the unmapping wait for the bursts
-    /// under way, see `DPDKSupport.munmapWaitsForBursts`); 2 the link has gone down since. It is used
-    /// again once it comes back up (the peer returned). 3: the queues are
+    /// under way, see `DPDKSupport.munmapWaitsForBursts`); 2 the link has
+    /// gone down since. It is used again once it comes back up (the peer returned). 3: the queues are
     /// parked for a restart (`restartUnderTransports`), and each transport
     /// says so in `parked` at its next poll.
     private let quiet = Atomic<UInt8>(0)

@@ -122,12 +122,10 @@ uint16_t cdpdk_rx_burst(uint16_t port_id, uint16_t queue, struct rte_mbuf **mbuf
 /// Wraps `rte_eth_tx_burst`.
 uint16_t cdpdk_tx_burst(uint16_t port_id, uint16_t queue, struct rte_mbuf **mbufs, uint16_t count);
 
-/// Both bursts mark the calling thread as inside one while DPDK runs: the
-/// shim's `munmap` (which stands in for libc's in the whole process) waits
-/// for every burst under way before it unmaps, so a memif link torn down on
-/// the EAL interrupt thread cannot unmap a ring under a burst (see cdpdk.c).
-/// Waits as that `munmap` does; returns at once from inside a burst.
-void cdpdk_wait_for_bursts(void);
+// Both bursts mark the calling thread as inside one while DPDK runs: the
+// shim's `munmap` (which stands in for libc's in the whole process) waits
+// for every burst under way before it unmaps, so a memif link torn down on
+// the EAL interrupt thread cannot unmap a ring under a burst (see cdpdk.c).
 
 /// 1 when the shim's `munmap` is the one the process's libraries (the PMDs
 /// included) call; 0 when it is not compiled in (sanitizer builds) or another
