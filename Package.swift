@@ -209,7 +209,7 @@ let package = Package(
         .testTarget(name: "DIOSMemoryTests", dependencies: ["DIOSMemory"], swiftSettings: strict),
         .testTarget(
             name: "DIOSTests",
-            dependencies: ["DIOS", "DIOSKernel", "DIOSMemory", "DIOSWire", "DIOSTransport", "DIOSConfig", "CLinux"],
+            dependencies: ["DIOS", "DIOSKernel", "DIOSMemory", "DIOSWire", "DIOSTransport", "DIOSConfig", "DIOSDevices", "CLinux"],
             swiftSettings: strict + [.enableExperimentalFeature("Lifetimes")]
         ),
         .testTarget(name: "DIOSDevicesTests", dependencies: ["DIOSDevices"], swiftSettings: strict),

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CLinux
 import DIOS
+import DIOSDevices
 import DIOSKernel
 import DIOSMemory
 import Histogram
@@ -89,6 +90,7 @@ struct BenchIPC: AsyncParsableCommand {
         }
         print(
             "IPC round trip between CPU \(cpus[0]) and CPU \(cpus[1]), \(iterations) samples each, interleaved in \(rounds) rounds (ns; DIOS idle \(idle))")
+        print(HostDescription.current())
         print(pad("mechanism", 14) + pad("payload", 9, right: true) + pad("min", 9, right: true) + pad("p50", 9, right: true)
             + pad("p99", 9, right: true) + pad("p99.9", 9, right: true) + pad("p50/floor", 11, right: true))
         for r in results {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CLinux
 import DIOS
+import DIOSDevices
 import DIOSTransport
 import DIOSWire
 import Histogram
@@ -236,6 +237,7 @@ struct BenchNames: AsyncParsableCommand {
             return
         }
         print("Name service on three nodes of two instances (UDP on loopback, \(busy ? "busy" : "adaptive") idle), ns")
+        print(HostDescription.current())
         print(pad("measure", 22) + pad("samples", 9, right: true) + pad("min", 10, right: true) + pad("p50", 10, right: true)
             + pad("p99", 10, right: true) + pad("p50/udp RTT", 13, right: true))
         for (m, h) in results {

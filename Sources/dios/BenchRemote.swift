@@ -1,6 +1,7 @@
 import ArgumentParser
 import CLinux
 import DIOS
+import DIOSDevices
 import Dispatch
 import DIOSTransport
 import DIOSWire
@@ -93,6 +94,7 @@ extension BenchIPC {
         print(
             "Cross-node round trip, node 0 on CPU \(cpus[0]) and node 1 on CPU \(cpus[1]), \(iterations) samples each (ns; the DPDK rows take turns in \(dpdkRounds) rounds)"
         )
+        print(HostDescription.current())
         print(pad("mechanism", 18) + pad("payload", 9, right: true) + pad("min", 9, right: true) + pad("p50", 9, right: true)
             + pad("p99", 9, right: true) + pad("p99.9", 9, right: true))
         for r in results {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CLinux
 import DIOS
+import DIOSDevices
 import DIOSKernel
 import DIOSMemory
 import Histogram
@@ -63,6 +64,7 @@ struct BenchScale: AsyncParsableCommand {
             print(
                 "Pairs of instances at once, 64 B messages, DIOS idle \(idle)\(pin ? "" : ", unpinned"): "
                     + "\(messages) messages one way and \(iterations) round trips per pair")
+            print(HostDescription.current())
             print(
                 pad("pairs", 6) + pad("cpus", 12) + pad("msgs/s total", 14, right: true) + pad("per pair min", 14, right: true)
                     + pad("vs N x 1", 10, right: true) + pad("ring-raw", 12, right: true) + pad("raw vs N x 1", 14, right: true)
