@@ -150,7 +150,7 @@ let package = Package(
         ),
         .target(
             name: "DIOS",
-            dependencies: ["DIOSCore", "DIOSKernel", "DIOSMemory", "DIOSWire"],
+            dependencies: ["DIOSCore", "DIOSKernel", "DIOSMemory", "DIOSWire", "CLinux"],
             swiftSettings: strict + [.enableExperimentalFeature("Lifetimes")]
         ),
 

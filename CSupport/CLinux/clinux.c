@@ -179,3 +179,126 @@ int clinux_enter_netns(const char *name) {
     close(fd);
     return r == 0 ? 0 : e;
 }
+
+// MARK: The C floor
+
+void clinux_floor_driver(uint64_t *ping, uint64_t *pong, uint64_t first, int count, uint64_t *ticks) {
+    for (int k = 0; k < count; k++) {
+        uint64_t seq = first + (uint64_t)k;
+        uint64_t t0 = clinux_stamp_begin();
+        __atomic_store_n(ping, seq, __ATOMIC_RELEASE);
+        while (__atomic_load_n(pong, __ATOMIC_ACQUIRE) != seq) clinux_cpu_relax();
+        ticks[k] = clinux_stamp_end() - t0;
+    }
+}
+
+void clinux_floor_echo(uint64_t *ping, uint64_t *pong, uint64_t first, int count) {
+    for (int k = 0; k < count; k++) {
+        uint64_t seq = first + (uint64_t)k;
+        while (__atomic_load_n(ping, __ATOMIC_ACQUIRE) != seq) clinux_cpu_relax();
+        __atomic_store_n(pong, seq, __ATOMIC_RELEASE);
+    }
+}
+
+// MARK: The crash report
+//
+// A signal handler may call only async-signal-safe functions: the line is
+// built by hand in a stack buffer and written with write(2).
+
+__thread uint64_t clinux_crash_task = 0;
+static __thread int crash_node = -1, crash_instance = -1, crash_cpu = -1;
+
+static const int crash_signals[] = {SIGILL, SIGTRAP, SIGSEGV, SIGBUS, SIGFPE, SIGABRT};
+#define CRASH_SIGNALS (int)(sizeof crash_signals / sizeof crash_signals[0])
+static struct sigaction crash_previous[CRASH_SIGNALS];
+
+void clinux_crash_set_thread(int node, int instance, int cpu) {
+    crash_node = node;
+    crash_instance = instance;
+    crash_cpu = cpu;
+}
+
+static size_t crash_put(char *buf, size_t at, size_t cap, const char *s) {
+    while (*s && at + 1 < cap) buf[at++] = *s++;
+    return at;
+}
+
+static size_t crash_put_u64(char *buf, size_t at, size_t cap, uint64_t v) {
+    char digits[20];
+    int n = 0;
+    do { digits[n++] = (char)('0' + v % 10); v /= 10; } while (v && n < 20);
+    while (n > 0 && at + 1 < cap) buf[at++] = digits[--n];
+    return at;
+}
+
+static const char *crash_signal_name(int signo) {
+    switch (signo) {
+    case SIGILL: return "SIGILL (a Swift runtime check failed: an index or view out of range, an overflow, a force-unwrapped nil)";
+    case SIGTRAP: return "SIGTRAP (a runtime check failed)";
+    case SIGSEGV: return "SIGSEGV (a bad memory access)";
+    case SIGBUS: return "SIGBUS (a bad memory access)";
+    case SIGFPE: return "SIGFPE (an arithmetic fault)";
+    case SIGABRT: return "SIGABRT (the process aborted)";
+    default: return "a fatal signal";
+    }
+}
+
+static void crash_handler(int signo, siginfo_t *info, void *context) {
+    char line[512];
+    size_t n = 0, cap = sizeof line;
+    n = crash_put(line, n, cap, "dios: fatal ");
+    n = crash_put(line, n, cap, crash_signal_name(signo));
+    if (crash_instance >= 0) {
+        n = crash_put(line, n, cap, " on the thread of kernel instance ");
+        n = crash_put_u64(line, n, cap, (uint64_t)crash_node);
+        n = crash_put(line, n, cap, ".");
+        n = crash_put_u64(line, n, cap, (uint64_t)crash_instance);
+        if (crash_cpu >= 0) {
+            n = crash_put(line, n, cap, " (CPU ");
+            n = crash_put_u64(line, n, cap, (uint64_t)crash_cpu);
+            n = crash_put(line, n, cap, ")");
+        }
+        if (clinux_crash_task != 0) {
+            uint64_t t = clinux_crash_task;
+            n = crash_put(line, n, cap, "; the last task to call into it was task ");
+            n = crash_put_u64(line, n, cap, (t & 0xffffffffu) - 1);
+            n = crash_put(line, n, cap, " (generation ");
+            n = crash_put_u64(line, n, cap, t >> 32);
+            n = crash_put(line, n, cap, ")");
+        }
+        n = crash_put(line, n, cap, ". In-process tasks share the node's address space: the node stops, and every task on it ends\n");
+    } else {
+        n = crash_put(line, n, cap, " outside the kernel instances' threads; the node stops\n");
+    }
+    ssize_t ignored = write(2, line, n);
+    (void)ignored;
+    for (int k = 0; k < CRASH_SIGNALS; k++) {
+        if (crash_signals[k] != signo) continue;
+        struct sigaction *previous = &crash_previous[k];
+        if ((previous->sa_flags & SA_SIGINFO) && previous->sa_sigaction) {
+            previous->sa_sigaction(signo, info, context);
+            return;
+        }
+        if (previous->sa_handler != SIG_DFL && previous->sa_handler != SIG_IGN) {
+            previous->sa_handler(signo);
+            return;
+        }
+    }
+    // The default action: raised again (pending while this handler runs,
+    // delivered as it returns), so the process ends by the signal it got.
+    signal(signo, SIG_DFL);
+    raise(signo);
+}
+
+void clinux_install_crash_report(void) {
+    static int installed = 0;
+    if (__atomic_exchange_n(&installed, 1, __ATOMIC_ACQ_REL)) return;
+    for (int k = 0; k < CRASH_SIGNALS; k++) {
+        struct sigaction action;
+        memset(&action, 0, sizeof action);
+        action.sa_sigaction = crash_handler;
+        action.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        sigemptyset(&action.sa_mask);
+        sigaction(crash_signals[k], &action, &crash_previous[k]);
+    }
+}

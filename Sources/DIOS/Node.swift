@@ -2,6 +2,7 @@ public import DIOSCore
 public import DIOSKernel
 public import DIOSMemory
 public import DIOSWire
+import CLinux
 public import Logging
 
 /// A program a task runs: registered with a node under a name, started by `run`.
@@ -148,6 +149,17 @@ public final class Node: Sendable {
     /// this one fall silent. For failure tests that run nodes in one process.
     public func halt() {
         for loop in loops { loop.stop(drain: false) }
+    }
+
+    /// Makes a fatal signal (a failed runtime check in a task, a bad memory
+    /// access) say on standard error which kernel instance's thread it hit
+    /// and which task last called into that instance, before the process
+    /// dies. In-process tasks are trusted code sharing the node's address
+    /// space: a crash in one ends the node, and this is how its log says so.
+    /// Signals are the process's: call once, from the executable (`diosd`
+    /// does at start); earlier handlers, such as Swift's backtracer, still run.
+    public static func reportCrashes() {
+        clinux_install_crash_report()
     }
 
     /// Runs `body` as a task on instance `index` and returns its result.

@@ -40,15 +40,15 @@ public enum Scheduler {
             count += 1
             do throws(CallError) {
                 let w = try task.beginWrite(blob, size: 16)
-                w.store(UInt32(me.node) << 16 | UInt32(me.core))
-                w.store(count, toByteOffset: 8)
+                try w.store(UInt32(me.node) << 16 | UInt32(me.core))
+                try w.store(count, toByteOffset: 8)
                 _ = task.endWrite(w)
             } catch {
                 guard error == .wouldBlock else { throw error }  // a ping holds it: beat next time
             }
             _ = try await task.select([timer])
             let rearm = try task.beginWrite(timer, size: 8)
-            rearm.store(UInt64(20_000_000).littleEndian)
+            try rearm.store(UInt64(20_000_000).littleEndian)
             _ = task.endWrite(rearm)
             if count % 5 == 0, SchedulerElection.shouldStepDown(me: me, owners: try owners(task)) {
                 try task.delete(blob)  // another scheduler runs on a lower instance: it stays, this one goes
@@ -66,7 +66,7 @@ public enum Scheduler {
         while true {
             _ = try await task.select([timer])
             let rearm = try task.beginWrite(timer, size: 8)
-            rearm.store(period.littleEndian)
+            try rearm.store(period.littleEndian)
             _ = task.endWrite(rearm)
             if let s = started {  // readable once it exited (stepped down, or failed)
                 do throws(CallError) {
@@ -115,8 +115,8 @@ public enum Scheduler {
                     if error == .wouldBlock { continue }  // a heartbeat is being written: read again
                     throw error
                 }
-                let who = r.load(as: UInt32.self)
-                let beats = r.load(fromByteOffset: 8, as: UInt64.self)
+                let who = try r.load(as: UInt32.self)
+                let beats = try r.load(fromByteOffset: 8, as: UInt64.self)
                 if task.endRead(r) { return (InstanceID(node: UInt16(who >> 16), core: UInt16(who & 0xFFFF)), beats) }
             }
         }

@@ -66,8 +66,10 @@ public struct TaskContext: Sendable {
         transaction.end()
     }
 
-    /// `beginWrite`: a writable view of `size` bytes into the target buffer.
-    /// `.strong` holds the object exclusively.
+    /// `beginWrite`: a writable view of `size` bytes into the target buffer
+    /// (a blob's: its second buffer, holding its committed bytes to start
+    /// with; nothing of it is seen until `endWrite`). `.strong` holds the
+    /// object exclusively.
     @inlinable
     public func beginWrite(_ ref: Ref, size: Int, flags: Flags = []) throws(CallError) -> WriteTransaction {
         WriteTransaction(kernel: Unmanaged.passUnretained(kernel), grant: try kernel.beginWrite(task, ref, size: size, flags: flags), ref: ref)
@@ -103,7 +105,8 @@ public struct TaskContext: Sendable {
     public func reachableInstances() -> [InstanceID] { kernel.reachableInstances() }
 
     /// `copy` to this task itself: another reference to the same object with
-    /// fewer rights (for handing on). Asking for a right not held is refused.
+    /// fewer rights (for handing on). Asking for a right not held is refused,
+    /// and so is a reference whose object was deleted (`.objectDeleted`).
     public func restrict(_ ref: Ref, to rights: Rights) throws(CallError) -> Ref {
         try kernel.restrict(task, ref, to: rights)
     }
@@ -149,7 +152,9 @@ public struct TaskContext: Sendable {
     }
 
     /// `select`: the first of `refs` that is readable (with `.writable`: writable),
-    /// waiting until one is. With a timer among them, this is a timeout.
+    /// waiting until one is. With a timer among them, this is a timeout. A
+    /// reference whose object was deleted counts as ready, so that its waiters
+    /// wake; the call they make next says `.objectDeleted`.
     ///
     /// Inlinable: when a reference is ready now (or becomes ready while the
     /// kernel spins on it) the call completes synchronously, and inlined into
@@ -175,7 +180,7 @@ public struct TaskContext: Sendable {
     }
 
     /// What this task's table says about a reference: kind, rights, proximity,
-    /// maximum write size, persistence.
+    /// maximum write size, persistence; `.objectDeleted` once its object is gone.
     public func describe(_ ref: Ref) throws(CallError) -> ReferenceEntry {
         try kernel.entry(task, ref)
     }
@@ -206,7 +211,7 @@ public struct TaskContext: Sendable {
         while true {
             do {
                 let tx = try beginWrite(ref, size: bytes.count, flags: flags)
-                tx.copy(from: bytes)
+                try tx.copy(from: bytes)
                 return endWrite(tx)
             } catch .wouldBlock {
                 _ = try await select([ref], flags: flags.union(.writable))

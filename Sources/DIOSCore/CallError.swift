@@ -34,6 +34,9 @@ public enum CallError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The instance at the other end (on another node) stopped answering or
     /// restarted: what was in flight to it is lost, and the text says why.
     case unreachable(InstanceID, reason: String)
+    /// A transaction's checked accessor was asked for `count` bytes at `offset`
+    /// of a view of `viewSize` bytes: nothing was read or written.
+    case outsideView(offset: Int, count: Int, viewSize: Int)
 
     public var description: String {
         switch self {
@@ -50,6 +53,8 @@ public enum CallError: Error, Equatable, Sendable, CustomStringConvertible {
         case .notInTransaction: "no such open transaction"
         case .taskStopped: "the task is being stopped"
         case .unreachable(let i, let reason): "instance \(i) is unreachable: \(reason)"
+        case .outsideView(let offset, let count, let size):
+            "\(count) bytes at offset \(offset) lie outside the view of \(size) bytes"
         }
     }
 }

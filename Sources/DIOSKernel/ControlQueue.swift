@@ -1,4 +1,5 @@
 import DIOSCore
+import DIOSWire
 import Synchronization
 
 /// A bounded single-producer/single-consumer queue of kernel messages from one
@@ -79,6 +80,10 @@ enum KernelMessage: Sendable {
     case ringReleased(object: ObjectID)
     /// A name-service delta about the sender's own objects.
     case name(NameDelta)
+    /// A call on a blob of the receiver's through a proxy on the sender, or
+    /// its answer: the messages nodes exchange for blobs (`blobRead`,
+    /// `blobData`, ...), with the bytes that follow them.
+    case blob(RemoteMessage, body: [UInt8])
 }
 
 /// What the instances of one node share, fixed at boot: the doorbells that wake

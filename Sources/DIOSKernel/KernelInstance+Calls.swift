@@ -28,7 +28,16 @@ extension KernelInstance {
             guard size >= 0 else { throw .invalidArgument("blob size \(size)") }
             guard size <= BufferPool.maximumSize else { throw .outOfMemory(requested: size) }
             object = makeObject(kind: .blob, name: name, bufferSize: size, maxWriteSize: size, flags: flags)
-            if let object { objects.records[Int(object.index)].length = size }
+            if let object {
+                guard let shadow = pool.allocate(size) else {
+                    destroy(object)
+                    throw .outOfMemory(requested: 2 * size)
+                }
+                // A reused buffer holds a former object's bytes; a write's view shows the shadow.
+                pool.address(of: shadow).initializeMemory(as: UInt8.self, repeating: 0, count: shadow.capacity)
+                objects.records[Int(object.index)].shadow = shadow
+                objects.records[Int(object.index)].length = size
+            }
         case .stream(let messageSize, let depth):
             guard messageSize > 0 else { throw .invalidArgument("stream message size \(messageSize)") }
             guard depth > 0, depth <= 1 << 20 else { throw .invalidArgument("stream depth \(depth)") }
@@ -173,12 +182,14 @@ extension KernelInstance {
     }
 
     /// A new reference for the caller to `ref`'s object with fewer rights: `copy`
-    /// to the calling task itself. Widening is refused, changing nothing.
+    /// to the calling task itself. Widening is refused, changing nothing, and
+    /// so is a reference to a deleted object (`.objectDeleted`), as I/O on it is.
     package func restrict(_ task: TaskID, _ ref: Ref, to rights: Rights) throws(CallError) -> Ref {
         checkThread()
         counters.calls += 1
         let t = try taskIndex(task)
         var entry = try referenceEntry(t, ref)
+        guard objects.isLive(entry.object) else { throw .objectDeleted }
         guard entry.rights.isSuperset(of: rights) else {
             throw .reference(.widening(ref, requested: rights, held: entry.rights))
         }
@@ -256,7 +267,9 @@ extension KernelInstance {
 
     /// `copy`: delegates `refs` into the task behind `taskRef`, with `rights`
     /// (default: the rights each source holds). Rights can only be narrowed: a
-    /// request for any right a source lacks refuses the whole call.
+    /// request for any right a source lacks refuses the whole call, and so does
+    /// a source whose object was deleted (`.objectDeleted`): handing on a
+    /// reference that every I/O call refuses would only pass the failure along.
     package func copy(
         _ task: TaskID, _ refs: [Ref], to taskRef: Ref, rights: Rights?, flags: Flags
     ) throws(CallError) -> [Ref] {
@@ -278,6 +291,7 @@ extension KernelInstance {
         for ref in refs {
             let held: ReferenceEntry
             held = try referenceEntry(t, ref)
+            guard objects.isLive(held.object) else { throw .objectDeleted }
             guard held.rights.contains(.copy) else {
                 throw .reference(.missingRight(ref, needed: .copy, held: held.rights))
             }

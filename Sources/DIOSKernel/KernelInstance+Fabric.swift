@@ -82,6 +82,8 @@ extension KernelInstance {
             stop(task)
         case .name(let delta):
             if applyName(delta, from: InstanceID(node: id.node, core: UInt16(peer))) { relayName(delta) }
+        case .blob(let message, let body):
+            body.withUnsafeBytes { handleBlobMessage(message, body: $0, from: InstanceID(node: id.node, core: UInt16(peer))) }
         case .ringReleased(let object):
             let i = Int(object.index)
             guard objects.exists(object), objects.records[i].awaitingEnds else { return }

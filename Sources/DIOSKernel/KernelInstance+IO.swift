@@ -1,3 +1,4 @@
+import CLinux
 public import DIOSCore
 import DIOSMemory
 import DIOSWire
@@ -183,7 +184,9 @@ extension KernelInstance {
 
     /// `beginWrite`: a writable view of `size` bytes into the target buffer.
     ///
-    /// Blobs: the view is the blob itself (written in place). Weak writers never
+    /// Blobs: the view is the blob's shadow buffer, holding its committed bytes
+    /// to start with; `endWrite` swaps it in, so readers never see a write
+    /// until it is committed, and a dropped one never. Weak writers never
     /// wait for weak readers (they fail validation instead); any writer waits for
     /// strong read holds (`.wouldBlock`), and one writer at a time (`.busy`).
     /// Streams: the next free slot (`.wouldBlock` when full — never overwritten).
@@ -211,8 +214,15 @@ extension KernelInstance {
             if _slowPath(r.pointee.bridge == .blob) {
                 return try beginRemoteWrite(entry, i, size: size, strong: flags.contains(.strong))
             }
-            let base = try bufferAddress(i, .beginWrite)
+            guard let shadow = r.pointee.shadow, let committed = r.pointee.buffer else {
+                throw unreachableHere(i, .beginWrite)
+            }
             guard r.pointee.sharedHolds == 0 else { throw .wouldBlock }
+            // The write fills the shadow, which starts as the committed bytes
+            // (a write may change a few of them); `endWrite` swaps it in.
+            let base = pool.address(of: shadow)
+            let kept = min(size, r.pointee.length)
+            if kept > 0 { base.copyMemory(from: pool.address(of: committed), byteCount: kept) }
             let strong = flags.contains(.strong)
             r.pointee.exclusive = strong
             r.pointee.version &+= 1  // odd: a write is open
@@ -277,8 +287,7 @@ extension KernelInstance {
         if !deleted {
             switch grant.mode {
             case .weak, .strong:
-                r.pointee.length = length
-                r.pointee.version &+= 1  // even: committed
+                commitShadow(r, length: length)
             case .stream:
                 if let ring = r.pointee.ring {
                     // The peer failed since beginWrite: the message cannot reach it.
@@ -313,8 +322,9 @@ extension KernelInstance {
     }
 
     /// A write transaction dropped without `endWrite`: nothing is published. A
-    /// blob may hold part of the write, so its version moves on and readers that
-    /// overlapped it fail validation.
+    /// blob's write filled its shadow, never its committed bytes; its version
+    /// still moves on (to even), so readers that overlapped it fail validation
+    /// as they would for a committed write.
     package func abandonWrite(_ grant: IOGrant) {
         checkThread()
         let i = Int(grant.object.index)
@@ -345,6 +355,7 @@ extension KernelInstance {
             let entry = tasks[t].refs.validEntry(ref), entry.kind == .stream, entry.rights.isSuperset(of: rights),
             objects.isLive(entry.object)
         else { return nil }
+        clinux_crash_note_task(task.index, task.generation)
         return (objects.records.pointer(Int(entry.object.index)), entry)
     }
 
@@ -501,7 +512,7 @@ extension KernelInstance {
     @inline(never)
     func unreachableHere(_ i: Int, _ call: Call) -> CallError {
         if let owner = objects.records[i].ownerElsewhere {
-            return .invalidArgument("\(call.rawValue): this \(objects.records[i].kind) is held by instance \(owner); only blobs on other nodes are reachable from here so far")
+            return .invalidArgument("\(call.rawValue): this \(objects.records[i].kind) is held by instance \(owner); only blobs held elsewhere are reachable from here so far")
         }
         return .wrongKind(call, objects.records[i].kind)
     }
@@ -513,8 +524,30 @@ extension KernelInstance {
         return pool.address(of: buffer)
     }
 
-    /// Whether a view lies inside the buffer of the object it was issued for
-    /// (the zero-copy contract, checked by tests).
+    /// A blob's write is committed: its shadow, which the write filled,
+    /// becomes its buffer (readers see it from now), and the old buffer the
+    /// next write's shadow. The version becomes even.
+    @inline(__always)
+    func commitShadow(_ r: UnsafeMutablePointer<ObjectRecord>, length: Int) {
+        swap(&r.pointee.buffer, &r.pointee.shadow)
+        r.pointee.length = length
+        r.pointee.version &+= 1  // even: committed
+    }
+
+    /// The buffers of an object, for checking that a view lies in one of
+    /// them (the zero-copy contract, checked by tests): a blob has two (the
+    /// committed bytes and the shadow a write fills), a stream its ring.
+    package func bufferRanges(of object: ObjectID) -> [Range<UInt>] {
+        guard objects.exists(object) else { return [] }
+        var ranges = bufferRange(of: object).map { [$0] } ?? []
+        if let shadow = objects.records[Int(object.index)].shadow {
+            let start = UInt(bitPattern: pool.address(of: shadow))
+            ranges.append(start..<(start + UInt(shadow.capacity)))
+        }
+        return ranges
+    }
+
+    /// The range of an object's ring, or of its (committed) buffer.
     package func bufferRange(of object: ObjectID) -> Range<UInt>? {
         guard objects.exists(object) else { return nil }
         if let ring = objects.records[Int(object.index)].ring {

@@ -97,13 +97,13 @@ extension KernelInstance {
     }
 
     /// A local stand-in for an instance held elsewhere, reused per instance.
-    /// A blob on another node is read and written through it (remote calls);
-    /// other kinds held elsewhere answer `describe` and can be deleted here,
-    /// but their I/O is refused.
+    /// A blob on another instance (of this node or another) is read and
+    /// written through it (remote calls); other kinds held elsewhere answer
+    /// `describe` and can be deleted here, but their I/O is refused.
     func standIn(for record: InstanceRecord, name: Name) -> ObjectID? {
         let key = RemoteEnd(peer: record.owner, origin: record.object)
         if let existing = standIns[key], objects.isLive(existing) { return existing }
-        let remoteBlob = record.kind == .blob && record.owner.node != id.node
+        let remoteBlob = record.kind == .blob && record.owner != id
         let size = remoteBlob ? record.size : 0
         guard let object = makeObject(kind: record.kind, name: name, bufferSize: size, maxWriteSize: size, flags: []) else {
             return nil

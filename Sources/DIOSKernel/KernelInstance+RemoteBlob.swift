@@ -20,9 +20,13 @@ struct BlobReply {
     var length: Int
 }
 
-/// Blobs held by another node. A blob handed to a task on another node (an
-/// argument of `run`) stays with its owner; the task there holds a proxy, a blob
-/// object whose buffer receives copies. Its calls are remote calls on the owner,
+/// Blobs held by another instance: of another node, or of this one. A blob
+/// handed to a task on another node (an argument of `run`), or found by
+/// `lookup` on another instance, stays with its owner; the task holds a proxy,
+/// a blob object whose buffer receives copies. Between nodes the calls ride
+/// the wire's sessions; between a node's instances, the control queues (the
+/// instances share the arena, but not each other's objects: the owner alone
+/// touches its blob, so its versions and holds stay single-threaded). Its calls are remote calls on the owner,
 /// following the regimes of DESIGN §2:
 ///
 /// - weak `beginRead` fetches the bytes and their version; weak `endRead`
@@ -40,23 +44,40 @@ struct BlobReply {
 extension KernelInstance {
     // MARK: The calling side
 
+    /// How long a call on a sibling instance's blob waits for its answer. A
+    /// sibling does not fail alone (it is this process), but a task there may
+    /// hold its thread without yielding; past this the call says so.
+    static let siblingCallTimeout: UInt64 = 10_000_000_000
+
     /// Sends `make(call)` (with `body` after it) to `peer` and polls the wire
-    /// until the answer to that call arrives, or the peer fails.
+    /// (or, for an instance of this node, the control queues) until the
+    /// answer to that call arrives, or the peer fails. Requests from others
+    /// are served meanwhile, so two instances calling each other both finish.
     func remoteCall(
         to peer: InstanceID, into target: UnsafeMutableRawBufferPointer? = nil, body: UnsafeRawBufferPointer? = nil,
         _ make: (UInt32) -> RemoteMessage
     ) throws(CallError) -> BlobReply {
-        guard let wire, let session = wire.session(for: peer), session.isUp else {
-            throw .unreachable(peer, reason: "no session with it")
+        let sibling = peer.node == id.node
+        let timeout: UInt64
+        if sibling {
+            guard Int(peer.core) < fabric.instanceCount, Int(peer.core) != index else {
+                throw .invalidArgument("no instance \(peer) to call")
+            }
+            timeout = Self.siblingCallTimeout
+        } else {
+            guard let wire, let session = wire.session(for: peer), session.isUp else {
+                throw .unreachable(peer, reason: "no session with it")
+            }
+            timeout = wire.configuration.failureTimeout
         }
         nextCall &+= 1
         let call = nextCall
         pendingCall = PendingCall(call: call, peer: peer, target: target)
         sendRemote(make(call), to: peer, body: body)
-        wire.sendKeptNow()  // in case a caller holds frames: the answer waits on this one
-        let deadline = clinux_monotonic_ns() + wire.configuration.failureTimeout
+        if !sibling { wire?.sendKeptNow() }  // in case a caller holds frames: the answer waits on this one
+        let deadline = clinux_monotonic_ns() + timeout
         while true {
-            _ = pollWire()
+            if sibling { _ = drainControl() } else { _ = pollWire() }
             if let reply = pendingCall?.reply {
                 pendingCall = nil
                 return reply
@@ -67,7 +88,11 @@ extension KernelInstance {
             }
             if clinux_monotonic_ns() > deadline {
                 pendingCall = nil
-                throw .unreachable(peer, reason: "no answer to a call within the failure timeout")
+                throw .unreachable(
+                    peer,
+                    reason: sibling
+                        ? "no answer within \(Self.siblingCallTimeout / 1_000_000_000) s: a task there holds its thread"
+                        : "no answer to a call within the failure timeout")
             }
             clinux_cpu_relax()
         }
@@ -155,6 +180,22 @@ extension KernelInstance {
             .blobCommit(blob: origin, call: $0, commit: true)
         }
         return reply?.ok ?? false
+    }
+
+    /// A blob call or answer from `peer` (another node's instance, or a sibling).
+    func handleBlobMessage(_ message: RemoteMessage, body: UnsafeRawBufferPointer, from peer: InstanceID) {
+        switch message {
+        case .blobRead, .blobRelease, .blobValidate, .blobWrite, .blobCommit:
+            serveBlob(message, body: body, from: peer)
+        case .blobData(let call, let status, let version):
+            takeReply(call, BlobReply(status: status, ok: status == .ok, version: version, length: 0), bytes: body, from: peer)
+        case .blobReply(let call, let status, let ok):
+            takeReply(
+                call, BlobReply(status: status, ok: ok, version: 0, length: 0),
+                bytes: UnsafeRawBufferPointer(start: nil, count: 0), from: peer)
+        default:
+            counters.remoteRefused &+= 1
+        }
     }
 
     /// The answer to this instance's pending call.
@@ -246,16 +287,19 @@ extension KernelInstance {
                 return
             }
             var ok = false
-            if commit && body.count <= objects.records[i].maxWriteSize {
-                let base = pool.address(of: objects.records[i].buffer!)
-                if body.count > 0 { base.copyMemory(from: body.baseAddress!, byteCount: body.count) }
-                objects.records[i].length = body.count
-                ok = true
-            }
             objects.records[i].writerOpen = false
             objects.records[i].exclusive = false
             objects.records[i].remoteWriter = nil
-            objects.records[i].version &+= 1  // even: committed (or abandoned, failing overlapping reads)
+            if commit && body.count <= objects.records[i].maxWriteSize, let shadow = objects.records[i].shadow {
+                // Into the shadow, then swapped in: the committed bytes are
+                // never written in place, as for a local write.
+                let base = pool.address(of: shadow)
+                if body.count > 0 { base.copyMemory(from: body.baseAddress!, byteCount: body.count) }
+                commitShadow(objects.records.pointer(i), length: body.count)
+                ok = true
+            } else {
+                objects.records[i].version &+= 1  // even: abandoned, failing overlapping reads
+            }
             markDirty(blob)
             if commit { sendRemote(.blobReply(call: call, status: ok ? .ok : .denied, ok: ok), to: peer) }
         default:

@@ -121,8 +121,14 @@ extension KernelInstance {
     }
 
     /// Sends a control message to an instance on another node, in order behind
-    /// any that wait for room in its session.
+    /// any that wait for room in its session. A blob call's messages may also
+    /// be for an instance of this node (a proxy of a sibling's blob): those go
+    /// through the fabric's control queue.
     func sendRemote(_ message: RemoteMessage, to peer: InstanceID, body: UnsafeRawBufferPointer? = nil) {
+        if peer.node == id.node {
+            send(.blob(message, body: body.map { Array($0) } ?? []), to: Int(peer.core))
+            return
+        }
         guard let wire else { return }
         var bytes = message.encoded()
         if let body, body.count > 0 { bytes += body }
@@ -402,16 +408,8 @@ extension KernelInstance {
             if startedBy(peer, task) { stop(task) }
         case .leaving:
             leavingPeers.append(peer)  // its session ends once the poll delivering this returns
-        case .blobRead, .blobRelease, .blobValidate, .blobWrite, .blobCommit:
-            serveBlob(message, body: UnsafeRawBufferPointer(rebasing: bytes[payloadOffset...]), from: peer)
-        case .blobData(let call, let status, let version):
-            takeReply(
-                call, BlobReply(status: status, ok: status == .ok, version: version, length: 0),
-                bytes: UnsafeRawBufferPointer(rebasing: bytes[payloadOffset...]), from: peer)
-        case .blobReply(let call, let status, let ok):
-            takeReply(
-                call, BlobReply(status: status, ok: ok, version: 0, length: 0), bytes: UnsafeRawBufferPointer(start: nil, count: 0),
-                from: peer)
+        case .blobRead, .blobRelease, .blobValidate, .blobWrite, .blobCommit, .blobData, .blobReply:
+            handleBlobMessage(message, body: UnsafeRawBufferPointer(rebasing: bytes[payloadOffset...]), from: peer)
         case .nameDelta(let delta):
             applyName(delta, from: peer)
         case .nameSync(let reset, let inserts):

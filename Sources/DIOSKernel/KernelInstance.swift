@@ -227,6 +227,7 @@ public final class KernelInstance: @unchecked Sendable {
         let i = Int(task.index)
         guard i < tasks.count, tasks[i].generation == task.generation, tasks[i].live else { throw .taskStopped }
         if tasks[i].stopping { throw .taskStopped }
+        clinux_crash_note_task(task.index, task.generation)  // named if the process dies (`Node.reportCrashes`)
         return i
     }
 
@@ -255,10 +256,13 @@ public final class KernelInstance: @unchecked Sendable {
         return tasks[try taskIndex(task)].refs.references
     }
 
-    /// The entry behind one of `task`'s references.
+    /// The entry behind one of `task`'s references; `.objectDeleted` once its
+    /// object is gone, as for every call on it but `delete` and `select`.
     package func entry(_ task: TaskID, _ ref: Ref) throws(CallError) -> ReferenceEntry {
         checkThread()
-        return try referenceEntry(try taskIndex(task), ref)
+        let entry = try referenceEntry(try taskIndex(task), ref)
+        guard objects.isLive(entry.object) else { throw .objectDeleted }
+        return entry
     }
 
     /// Marks a task finished: its task object becomes readable with the status,
@@ -380,7 +384,9 @@ public final class KernelInstance: @unchecked Sendable {
         }
         releaseHeldFrames(of: i, copyIn: false)
         if let buffer = objects.records[i].buffer { pool.free(buffer) }
+        if let shadow = objects.records[i].shadow { pool.free(shadow) }
         objects.records[i].buffer = nil
+        objects.records[i].shadow = nil
         objects.release(object)
     }
 

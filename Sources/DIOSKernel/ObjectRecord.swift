@@ -13,7 +13,12 @@ struct ObjectRecord {
     /// Rights a `lookup` of the name grants.
     var lookupRights: Rights = .all
     var buffer: ArenaBuffer? = nil
-    /// Blob: a seqlock-style version, odd while a write is open. Others: bumped
+    /// Blob held here: the buffer an open write fills, as large as `buffer`.
+    /// `endWrite` swaps the two, so `buffer` only ever holds committed bytes
+    /// and a write dropped (or abandoned by a failed peer) leaves no trace.
+    var shadow: ArenaBuffer? = nil
+    /// Blob: a seqlock-style version, odd while a write is open (readers that
+    /// overlap a write fail validation, committed or not). Others: bumped
     /// on every committed change, so waiters can tell something happened.
     var version: UInt64 = 0
     /// Blob: bytes written. Timer/task: bytes readable once ready.

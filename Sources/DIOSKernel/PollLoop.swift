@@ -89,6 +89,7 @@ public final class PollLoop: Sendable {
         threadStarted?()
         defer { threadEnding?() }
         instance.adoptCurrentThread()
+        clinux_crash_set_thread(Int32(instance.id.node), Int32(instance.index), Int32(cpu ?? -1))
         adopted.store(true, ordering: .releasing)
         var idle = 0
         while !stopRequested.load(ordering: .relaxed) {

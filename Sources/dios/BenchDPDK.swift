@@ -194,7 +194,7 @@ extension BenchIPC {
             for i in 0..<total {
                 buffer.storeBytes(of: UInt64(i), toByteOffset: 0, as: UInt64.self)
                 var resent = false
-                var t0 = clinux_rdtsc()
+                var t0 = clinux_stamp_begin()
                 while true {
                     // A send refused for 100 ms (no mbuf, tx queue full) is a link gone too.
                     while !t.send(frame, to: rawB) {
@@ -210,9 +210,9 @@ extension BenchIPC {
                     resent = true
                     retries += 1
                     if retries > 100 { return (histogram, retries, "no echo after 100 resends") }  // the link is gone
-                    t0 = clinux_rdtsc()
+                    t0 = clinux_stamp_begin()
                 }
-                let t1 = clinux_rdtsc()
+                let t1 = clinux_stamp_end()
                 if i >= warmup && !resent { _ = histogram.record(clock.nanoseconds(t1 &- t0)) }
             }
             return (histogram, retries, nil)

@@ -65,7 +65,7 @@ struct BenchIPC: AsyncParsableCommand {
             return
         }
         let selected = Set(only.split(separator: ",").map(String.init))
-        var lanes = [Lane(mechanism: .floor, payload: 8, sizeIndex: 0)]
+        var lanes = [Lane(mechanism: .floor, payload: 8, sizeIndex: 0), Lane(mechanism: .floorC, payload: 8, sizeIndex: 0)]
         var mechanisms: [Mechanism] = [.ringRaw]
         if selected.contains("dios") { mechanisms.append(.dios) }
         if selected.contains("dios") && extraCalls > 0 { mechanisms.append(.diosExtra) }
@@ -75,6 +75,7 @@ struct BenchIPC: AsyncParsableCommand {
                 lanes.append(Lane(mechanism: mechanism, payload: size, sizeIndex: k, extraSets: mechanism == .diosExtra ? extraCalls : 0))
             }
         }
+        let stamps = onPinnedThread(cpu: cpus[0]) { clock.stampPairCost() }
         let results = try await interleaved(cpus, lanes, sizes: sizes, clock)
         let throughput = selected.contains("dios") ? try await diosThroughput(cpus, clock) : 0
 
@@ -86,11 +87,15 @@ struct BenchIPC: AsyncParsableCommand {
                 )
             }
             print(#"{"mechanism":"dios","payload":64,"direction":"one-way","messages":\#(throughputMessages),"msgs_per_s":\#(Int(throughput))}"#)
+            print(#"{"clock":"lfence;rdtsc;lfence .. rdtscp;lfence","tsc_hz":\#(Int(clock.hertz)),"stamp_pair_min_ns":\#(stamps.min),"stamp_pair_p50_ns":\#(stamps.p50)}"#)
             return
         }
         print(
             "IPC round trip between CPU \(cpus[0]) and CPU \(cpus[1]), \(iterations) samples each, interleaved in \(rounds) rounds (ns; DIOS idle \(idle))")
         print(HostDescription.current())
+        print(
+            "clock: TSC at \(format(clock.hertz / 1e9)) GHz, stamped lfence;rdtsc;lfence before and rdtscp;lfence after; "
+                + "a stamp pair alone costs min \(stamps.min) / p50 \(stamps.p50) ns (inside every figure)")
         print(pad("mechanism", 14) + pad("payload", 9, right: true) + pad("min", 9, right: true) + pad("p50", 9, right: true)
             + pad("p99", 9, right: true) + pad("p99.9", 9, right: true) + pad("p50/floor", 11, right: true))
         for r in results {
@@ -105,6 +110,11 @@ struct BenchIPC: AsyncParsableCommand {
         }
         func roundP50s(_ mechanism: String, _ size: Int) -> [UInt64] {
             results.first { $0.mechanism == mechanism && $0.payload == size }?.roundP50s ?? []
+        }
+        if let c = p50("floor-c", 8) {
+            print(
+                "floor check: the Swift floor's p50 is \(format(floorP50 / c))x the C floor's (floor-c, the same ping-pong compiled as C)"
+                    + Self.roundByRound(results[0].roundP50s, over: roundP50s("floor-c", 8)))
         }
         for size in sizes where size == 64 || sizes.count == 1 {
             guard let d = p50("dios", size) else { continue }
@@ -207,15 +217,15 @@ struct BenchIPC: AsyncParsableCommand {
         let pongs = [pong]
         var histogram = newHistogram()
         for i in 0..<(warmup + iterations) {
-            let t0 = clinux_rdtsc()
+            let t0 = clinux_stamp_begin()
             let w = try task.beginWrite(ping, size: size)
-            w.store(UInt64(i))
+            try w.store(UInt64(i))
             _ = task.endWrite(w)
             _ = try await task.select(pongs)
             let r = try task.beginRead(pong)
-            let echoed = r.load(as: UInt64.self)
+            let echoed = try r.load(as: UInt64.self)
             _ = task.endRead(r)
-            let t1 = clinux_rdtsc()
+            let t1 = clinux_stamp_end()
             precondition(echoed == UInt64(i), "echo out of order")
             if i >= warmup { _ = histogram.record(clock.nanoseconds(t1 &- t0)) }
         }
@@ -237,20 +247,20 @@ struct BenchIPC: AsyncParsableCommand {
             let streams = [stream]
             _ = try task.run(try task.lookup(source)[0], arguments: [stream], on: 1)
             _ = try await task.select(streams)
-            let start = clinux_rdtsc()
+            let start = clinux_stamp_begin()
             var received = 0
             var sum: UInt64 = 0
             while received < count {
                 do {
                     let r = try task.beginRead(stream)
-                    sum &+= r.load(as: UInt64.self)
+                    sum &+= try r.load(as: UInt64.self)
                     _ = task.endRead(r)
                     received += 1
                 } catch CallError.wouldBlock {
                     _ = try await task.select(streams)
                 }
             }
-            let elapsed = clock.nanoseconds(clinux_rdtsc() &- start)
+            let elapsed = clock.nanoseconds(clinux_stamp_end() &- start)
             precondition(sum == UInt64(count) * UInt64(count - 1) / 2, "throughput run lost or reordered messages")
             return Double(count) / (Double(elapsed) / 1e9)
         }
@@ -270,7 +280,7 @@ extension BenchIPC {
             while i < count {
                 do {
                     let w = try task.beginWrite(stream, size: 64)
-                    w.store(UInt64(i))
+                    try w.store(UInt64(i))
                     _ = task.endWrite(w)
                     i += 1
                 } catch CallError.wouldBlock {
@@ -306,6 +316,22 @@ struct TSC {
     }
 
     func nanoseconds(_ ticks: UInt64) -> UInt64 { UInt64(Double(ticks) * nanosecondsPerTick) }
+
+    /// The ticks per second the calibration found.
+    var hertz: Double { 1e9 / nanosecondsPerTick }
+
+    /// What a stamp pair costs with nothing between the stamps
+    /// (`clinux_stamp_begin` then `clinux_stamp_end`), over `count` pairs on
+    /// the calling thread: part of every round trip a benchmark times.
+    func stampPairCost(count: Int = 100_000) -> (min: UInt64, p50: UInt64) {
+        var histogram = BenchIPC.newHistogram()
+        for _ in 0..<count {
+            let t0 = clinux_stamp_begin()
+            let t1 = clinux_stamp_end()
+            _ = histogram.record(nanoseconds(t1 &- t0))
+        }
+        return (histogram.min, histogram.valueAtPercentile(50))
+    }
 }
 
 /// Runs `body` on a new thread pinned to `cpu`.

@@ -20,7 +20,10 @@ import Glibc
 /// with like.
 ///
 /// The mechanisms:
-/// - `floor`: one cache line each way, a plain store and a spin on a load;
+/// - `floor`: one cache line each way, a release store and an acquire spin;
+/// - `floor-c`: the same ping-pong written in C (`clinux_floor_driver`), so
+///   the floor every ratio divides by is checked against code no Swift
+///   compiler touched, in the same run on the same threads;
 /// - `ring-raw`: a pair of `StreamRing`s in plain memory, no kernel around them
 ///   (what DIOS's own bookkeeping costs on top);
 /// - `dios`: a pair of DIOS streams, `beginWrite`/`endWrite` out,
@@ -31,16 +34,18 @@ import Glibc
 /// - `uds-blocking`, `uds-poll`: a Unix-domain SOCK_SEQPACKET pair, receiving
 ///   blocked in the kernel or spinning on non-blocking receives.
 ///
-/// The driver stamps each round trip with the TSC; the echo returns the payload
+/// The driver stamps each round trip with the TSC, fenced (`clinux_stamp_begin`,
+/// `clinux_stamp_end`: see Bench/README.md, "How the clock is read"); the echo returns the payload
 /// (all of it: it copies what it read into what it writes) and the driver checks
 /// it got its own message back.
 extension BenchIPC {
     enum Mechanism: Sendable, Equatable {
-        case floor, ringRaw, dios, diosExtra, udsBlocking, udsPoll
+        case floor, floorC, ringRaw, dios, diosExtra, udsBlocking, udsPoll
 
         var label: String {
             switch self {
             case .floor: "floor"
+            case .floorC: "floor-c"
             case .ringRaw: "ring-raw"
             case .dios: "dios"
             case .diosExtra: "dios+calls"
@@ -79,8 +84,9 @@ extension BenchIPC {
         return blocks
     }
 
-    /// Memory and sockets both sides use outside DIOS: the floor's two cache
-    /// lines, a pair of raw rings per payload size, and one socket pair.
+    /// Memory and sockets both sides use outside DIOS: the floors' cache lines
+    /// (two for the Swift floor, two for the C one), a pair of raw rings per
+    /// payload size, and one socket pair.
     struct Plain: @unchecked Sendable {
         let memory: UnsafeMutableRawPointer
         let ringBytes: [Int]
@@ -89,10 +95,10 @@ extension BenchIPC {
 
         init(sizes: [Int]) throws {
             ringBytes = sizes.map { StreamRing.byteSize(messageSize: $0, depth: 8) }
-            let total = 256 + 2 * ringBytes.reduce(0, +)
+            let total = 512 + 2 * ringBytes.reduce(0, +)
             memory = UnsafeMutableRawPointer.allocate(byteCount: total, alignment: 4096)
             memory.initializeMemory(as: UInt8.self, repeating: 0, count: total)
-            var offset = 256
+            var offset = 512
             var rings: [(ping: StreamRing, pong: StreamRing)] = []
             for (size, bytes) in zip(sizes, ringBytes) {
                 let ping = StreamRing.initialize(at: memory + offset, messageSize: size, depth: 8)
@@ -113,6 +119,9 @@ extension BenchIPC {
         var pong: UnsafeMutablePointer<UInt64> { (memory + 128).assumingMemoryBound(to: UInt64.self) }
         /// The sets of extra calls the echo made (`diosExtra`), stored once it is done.
         var extraSetsMade: UnsafeMutablePointer<UInt64> { (memory + 192).assumingMemoryBound(to: UInt64.self) }
+        /// The C floor's lines.
+        var pingC: UnsafeMutablePointer<UInt64> { (memory + 256).assumingMemoryBound(to: UInt64.self) }
+        var pongC: UnsafeMutablePointer<UInt64> { (memory + 384).assumingMemoryBound(to: UInt64.self) }
 
         func release() {
             close(sockets.driver)
@@ -167,6 +176,10 @@ extension BenchIPC {
         buffer.initializeMemory(as: UInt8.self, repeating: 1, count: 4096)
         defer { buffer.deallocate() }
         var floorSeq: UInt64 = 0
+        var floorCSeq: UInt64 = 1  // the C floor's next sequence number
+        let maxBlock = blocks.map(\.count).max() ?? 0
+        let ticks = UnsafeMutablePointer<UInt64>.allocate(capacity: max(maxBlock, 1))
+        defer { ticks.deallocate() }
         var seq: UInt64 = 0  // the number each message carries
         for block in blocks {
             let lane = lanes[block.lane]
@@ -176,7 +189,7 @@ extension BenchIPC {
             // One loop per mechanism, the switch outside it: nothing but the
             // round trip itself between the two stamps.
             @inline(__always) func record(_ t0: UInt64, _ echoed: UInt64) {
-                let t1 = clinux_rdtsc()
+                let t1 = clinux_stamp_end()
                 precondition(echoed == seq, "\(lane.mechanism.label) echo out of order")
                 if block.measured { _ = blockHistogram.record(clock.nanoseconds(t1 &- t0)) }
             }
@@ -185,16 +198,22 @@ extension BenchIPC {
                 for _ in 0..<block.count {
                     seq &+= 1
                     floorSeq &+= 1
-                    let t0 = clinux_rdtsc()
+                    let t0 = clinux_stamp_begin()
                     clinux_store_release_u64(plain.ping, floorSeq)
                     while clinux_load_acquire_u64(plain.pong) != floorSeq { clinux_cpu_relax() }
                     record(t0, seq)
+                }
+            case .floorC:
+                clinux_floor_driver(plain.pingC, plain.pongC, floorCSeq, Int32(block.count), ticks)
+                floorCSeq &+= UInt64(block.count)
+                if block.measured {
+                    for k in 0..<block.count { _ = blockHistogram.record(clock.nanoseconds(ticks[k])) }
                 }
             case .ringRaw:
                 let (ping, pong) = plain.rings[lane.sizeIndex]
                 for _ in 0..<block.count {
                     seq &+= 1
-                    let t0 = clinux_rdtsc()
+                    let t0 = clinux_stamp_begin()
                     var slot = ping.reserve()
                     while slot == nil { slot = ping.reserve() }
                     slot!.storeBytes(of: seq, as: UInt64.self)
@@ -214,13 +233,13 @@ extension BenchIPC {
                 let pongs = [pong]
                 for _ in 0..<block.count {
                     seq &+= 1
-                    let t0 = clinux_rdtsc()
+                    let t0 = clinux_stamp_begin()
                     let w = try task.beginWrite(ping, size: size)
-                    w.store(seq)
+                    try w.store(seq)
                     _ = task.endWrite(w)
                     _ = try await task.select(pongs)
                     let r = try task.beginRead(pong)
-                    let echoed = r.load(as: UInt64.self)
+                    let echoed = try r.load(as: UInt64.self)
                     _ = task.endRead(r)
                     record(t0, echoed)
                 }
@@ -230,7 +249,7 @@ extension BenchIPC {
                 for _ in 0..<block.count {
                     seq &+= 1
                     buffer.storeBytes(of: seq, as: UInt64.self)
-                    let t0 = clinux_rdtsc()
+                    let t0 = clinux_stamp_begin()
                     _ = send(socket, buffer, size, 0)
                     var n = recv(socket, buffer, 4096, flags)
                     while n < 0 { n = recv(socket, buffer, 4096, flags) }
@@ -254,6 +273,7 @@ extension BenchIPC {
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 64)
         defer { buffer.deallocate() }
         var floorSeq: UInt64 = 0
+        var floorCSeq: UInt64 = 1
         var extraSetsMade: UInt64 = 0
         defer { clinux_store_release_u64(plain.extraSetsMade, extraSetsMade) }
         for block in blocks {
@@ -265,6 +285,9 @@ extension BenchIPC {
                     while clinux_load_acquire_u64(plain.ping) != floorSeq { clinux_cpu_relax() }
                     clinux_store_release_u64(plain.pong, floorSeq)
                 }
+            case .floorC:
+                clinux_floor_echo(plain.pingC, plain.pongC, floorCSeq, Int32(block.count))
+                floorCSeq &+= UInt64(block.count)
             case .ringRaw:
                 let (ping, pong) = plain.rings[lane.sizeIndex]
                 for _ in 0..<block.count {

@@ -115,7 +115,7 @@ struct BenchNames: AsyncParsableCommand {
     /// Waits 100 µs on `timer` (re-armed each time).
     static func nap(_ task: TaskContext, _ timer: Ref) async throws {
         let w = try task.beginWrite(timer, size: 8)
-        w.store(UInt64(100_000).littleEndian)
+        try w.store(UInt64(100_000).littleEndian)
         _ = task.endWrite(w)
         _ = try await task.select([timer])
     }
@@ -194,9 +194,9 @@ struct BenchNames: AsyncParsableCommand {
                 var refs: [Ref] = []
                 refs.reserveCapacity(batch)
                 for i in 0..<(iterations + iterations / 10) {
-                    let t0 = clinux_rdtsc()
+                    let t0 = clinux_stamp_begin()
                     for _ in 0..<batch { _ = try task.lookup(name, flags: flags, into: &refs) }
-                    let t1 = clinux_rdtsc()
+                    let t1 = clinux_stamp_end()
                     for r in refs { try task.delete(r, flags: .referenceOnly) }
                     refs.removeAll(keepingCapacity: true)
                     if i >= iterations / 10 { _ = h.record(clock.nanoseconds(t1 &- t0) / UInt64(batch)) }

@@ -206,13 +206,13 @@ extension BenchIPC {
             defer { buffer.deallocate() }
             var histogram = Self.newHistogram()
             for i in 0..<total {
-                let t0 = clinux_rdtsc()
+                let t0 = clinux_stamp_begin()
                 _ = withUnsafePointer(to: &to) {
                     $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fa, buffer, size, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
                 }
                 var n = recv(fa, buffer, 4096, flags)
                 while n < 0 { n = recv(fa, buffer, 4096, flags) }
-                let t1 = clinux_rdtsc()
+                let t1 = clinux_stamp_end()
                 if i >= warmup { _ = histogram.record(clock.nanoseconds(t1 &- t0)) }
             }
             return histogram

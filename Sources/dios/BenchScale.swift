@@ -201,12 +201,12 @@ struct BenchScale: AsyncParsableCommand {
                         let streams = [stream]
                         _ = try task.run(try task.lookup(source)[0], arguments: [stream], on: 2 * k + 1)
                         _ = try await task.select(streams)
-                        let start = clinux_rdtsc()
+                        let start = clinux_stamp_begin()
                         var expected: UInt64 = 0
                         while expected < UInt64(count) {
                             do {
                                 let r = try task.beginRead(stream)
-                                let value = r.load(as: UInt64.self)
+                                let value = try r.load(as: UInt64.self)
                                 _ = task.endRead(r)
                                 guard value == expected else {
                                     throw BenchError("pair \(k): message \(value) arrived where \(expected) was due")
@@ -217,7 +217,7 @@ struct BenchScale: AsyncParsableCommand {
                             }
                         }
                         try task.delete(stream)
-                        return (start, clinux_rdtsc())
+                        return (start, clinux_stamp_end())
                     }
                 }
             }
@@ -281,7 +281,7 @@ struct BenchScale: AsyncParsableCommand {
                             if yields && spins % 1024 == 0 { sched_yield() } else { clinux_cpu_relax() }
                             continue
                         }
-                        if expected == 0 { start = clinux_rdtsc() }
+                        if expected == 0 { start = clinux_stamp_begin() }
                         let value = data.load(as: UInt64.self)
                         ring.release()
                         // Said at the end: the writer must still get its `count` through.
@@ -290,7 +290,7 @@ struct BenchScale: AsyncParsableCommand {
                         }
                         expected += 1
                     }
-                    let end = clinux_rdtsc()
+                    let end = clinux_stamp_end()
                     span.value = failure.map { .failure($0) } ?? .success((start, end))
                 })
         }

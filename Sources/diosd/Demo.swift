@@ -16,7 +16,7 @@ enum Demo {
             // A blob with the job's parameters, and a stream for the results.
             let (blobName, blob) = try task.create(.blob(size: 64))
             let w = try task.beginWrite(blob, size: 8)
-            w.store(UInt64(messages).littleEndian)
+            try w.store(UInt64(messages).littleEndian)
             say("init: wrote count=\(messages) into blob \(blobName) (committed: \(task.endWrite(w)))")
             let (_, results) = try task.create(.stream(messageSize: 16, depth: 8))
 
@@ -36,7 +36,7 @@ enum Demo {
                     throw CallError.wouldBlock
                 }
                 let r = try task.beginRead(results)
-                let (i, square) = (r.load(fromByteOffset: 0, as: UInt64.self), r.load(fromByteOffset: 8, as: UInt64.self))
+                let (i, square) = (try r.load(fromByteOffset: 0, as: UInt64.self), try r.load(fromByteOffset: 8, as: UInt64.self))
                 _ = task.endRead(r)
                 guard i == expected, square == i * i else {
                     say("init: expected #\(expected), got #\(i) = \(square)")
@@ -50,16 +50,16 @@ enum Demo {
             // Weak consistency: a write committed between beginRead and endRead is detected.
             let read = try task.beginRead(blob)
             let w2 = try task.beginWrite(blob, size: 8)
-            w2.store(UInt64(0).littleEndian)
+            try w2.store(UInt64(0).littleEndian)
             _ = task.endWrite(w2)
             say("init: weak read interleaved with a committed write → endRead = \(task.endRead(read)) (retry)")
             let again = try task.beginRead(blob)
-            say("init: retried read → value \(again.load(as: UInt64.self)), endRead = \(task.endRead(again))")
+            say("init: retried read → value \(try again.load(as: UInt64.self)), endRead = \(task.endRead(again))")
 
             // Wait for the worker to exit and read its status.
             _ = try await task.select([worker])
             let status = try task.beginRead(worker)
-            say("init: worker exited with status \(status.load(as: Int64.self))")
+            say("init: worker exited with status \(try status.load(as: Int64.self))")
             _ = task.endRead(status)
         }
         if node.instances.count > 1 { try await crossCore(on: node, messages: messages, say: say) }
@@ -109,8 +109,8 @@ enum Demo {
                 while true {
                     do {
                         let w = try task.beginWrite(results, size: 16)
-                        w.store(i, toByteOffset: 0)
-                        w.store(i * i, toByteOffset: 8)
+                        try w.store(i, toByteOffset: 0)
+                        try w.store(i * i, toByteOffset: 8)
                         _ = task.endWrite(w)
                         break
                     } catch CallError.wouldBlock {

@@ -57,8 +57,8 @@ enum RemoteDemo {
         while true {
             do {
                 let w = try task.beginWrite(stream, size: 16)
-                w.store(a)
-                w.store(b, toByteOffset: 8)
+                try w.store(a)
+                try w.store(b, toByteOffset: 8)
                 guard task.endWrite(w) else { throw CallError.objectDeleted }
                 return
             } catch CallError.wouldBlock {
@@ -82,7 +82,7 @@ enum RemoteDemo {
                     throw error
                 }
             }
-            let m = (r.load(as: UInt64.self), r.load(fromByteOffset: 8, as: UInt64.self))
+            let m = (try r.load(as: UInt64.self), try r.load(fromByteOffset: 8, as: UInt64.self))
             _ = task.endRead(r)
             return m
         }
@@ -95,7 +95,7 @@ enum RemoteDemo {
             if error == .wouldBlock { return nil }
             throw error
         }
-        let i = r.load(as: UInt64.self)
+        let i = try r.load(as: UInt64.self)
         _ = task.endRead(r)
         return i
     }
@@ -122,7 +122,7 @@ enum RemoteDemo {
             for i in 0..<UInt64(count) { try await write(task, stream, i, i &* 0x9E37_79B9_7F4A_7C15) }
             _ = try await task.select([sink])
             let r = try task.beginRead(sink)
-            let status = r.load(as: Int64.self)
+            let status = try r.load(as: Int64.self)
             _ = task.endRead(r)
             let counters = node.instance.wireEndpoint?.session(for: peer)?.counters
             return (status, counters?.retransmits ?? 0, counters?.fastRetransmits ?? 0, counters?.sentInPlace ?? 0)
@@ -166,7 +166,7 @@ enum RemoteDemo {
             say("diosd: lost \(peer) after \(next) messages in order, told \(ms) ms after the last: \(failure!)")
             _ = try await task.select([source])
             let r = try task.beginRead(source)
-            say("diosd: the task on \(peer) ended with status \(r.load(as: Int64.self))")
+            say("diosd: the task on \(peer) ended with status \(try r.load(as: Int64.self))")
             _ = task.endRead(r)
         }
     }
@@ -188,14 +188,14 @@ extension RemoteDemo {
 
     /// Fills the view with contents number `k`: eight words derived from `k`, so a
     /// stale or torn copy shows.
-    static func fill(_ w: borrowing WriteTransaction, pattern k: UInt64) {
-        for j in 0..<8 { w.store(k &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(j), toByteOffset: j * 8) }
+    static func fill(_ w: borrowing WriteTransaction, pattern k: UInt64) throws(CallError) {
+        for j in 0..<8 { try w.store(k &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(j), toByteOffset: j * 8) }
     }
 
     /// Whether the view holds exactly contents number `k`.
     static func holds(_ r: borrowing ReadTransaction, pattern k: UInt64) -> Bool {
         guard r.count == blobSize else { return false }
-        for j in 0..<8 where r.load(fromByteOffset: j * 8, as: UInt64.self) != k &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(j) {
+        for j in 0..<8 where r.uncheckedLoad(fromByteOffset: j * 8, as: UInt64.self) != k &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(j) {
             return false
         }
         return true
@@ -213,7 +213,7 @@ extension RemoteDemo {
     /// Commits contents number `k` to `blob` (a weak write unless `flags` says `.strong`).
     static func commit(_ task: TaskContext, _ blob: Ref, pattern k: UInt64, flags: Flags = []) throws(CallError) -> Bool {
         let w = try task.beginWrite(blob, size: blobSize, flags: flags)
-        fill(w, pattern: k)
+        try fill(w, pattern: k)
         return task.endWrite(w)
     }
 
@@ -245,8 +245,9 @@ extension RemoteDemo {
     /// One word on a stream if it can go at once (a failure report: the other
     /// side may be gone).
     static func tellNow(_ task: TaskContext, _ stream: Ref, _ word: String) {
-        guard let w = try? task.beginWrite(stream, size: min(word.utf8.count, wordSize)) else { return }
-        w.copy(from: word.utf8.prefix(wordSize))
+        guard let w = try? task.beginWrite(stream, size: min(word.utf8.count, wordSize)),
+            (try? w.copy(from: word.utf8.prefix(wordSize))) != nil
+        else { return }
         _ = task.endWrite(w)
     }
 
@@ -287,7 +288,7 @@ extension RemoteDemo {
                 return "the task on \(peer) did not end within 30 s"
             }
             let r = try task.beginRead(checker)
-            let status = r.load(as: Int64.self)
+            let status = try r.load(as: Int64.self)
             _ = task.endRead(r)
             return status == 0 ? nil : "the task on \(peer) ended with status \(status)"
         }
@@ -393,7 +394,7 @@ extension RemoteDemo {
         try check(task.endRead(r), "a weak read after the strong one did not validate")
         // 4. A weak write from here, open at the owner until it commits there.
         let w = try task.beginWrite(blob, size: blobSize)
-        fill(w, pattern: 4)
+        try fill(w, pattern: 4)
         try await tell(task, toOwner, "writing")
         try await hear("go on")
         try check(task.endWrite(w), "a write from here did not commit at the owner")

@@ -109,6 +109,8 @@ struct Diosd: AsyncParsableCommand {
         // a closed stdout pipe) fails with EPIPE instead of killing the node:
         // left at its default, SIGPIPE ended diosd without a word.
         signal(SIGPIPE, SIG_IGN)
+        // A task that crashes the node (a failed check, a bad access) is named in its log.
+        Node.reportCrashes()
         var clusterFile: ClusterFile? = nil
         if let cluster {
             do { clusterFile = try ClusterFile.load(path: cluster) } catch { throw ValidationError("\(cluster): \(error)") }

@@ -40,7 +40,7 @@ import Testing
     /// Every latency object: a known mechanism, a payload, and min ≤ p50 ≤ p99 ≤ p99.9, all positive.
     static func checkLatencies(_ objects: [[String: Any]], _ text: String) -> Set<String> {
         var seen = Set<String>()
-        for o in objects where o["msgs_per_s"] == nil {
+        for o in objects where o["msgs_per_s"] == nil && o["clock"] == nil {
             guard let mechanism = o["mechanism"] as? String, let payload = o["payload"] as? Int else {
                 Issue.record("a line without mechanism or payload: \(o)")
                 continue
@@ -63,7 +63,7 @@ import Testing
         #expect(status == 0, "\(text)")
         #expect(objects.count == text.split(separator: "\n").count, "every line is one JSON object: \(text)")
         let seen = Self.checkLatencies(objects, text)
-        var wanted: Set<String> = ["floor/8"]
+        var wanted: Set<String> = ["floor/8", "floor-c/8"]
         for mechanism in ["ring-raw", "dios", "uds-blocking", "uds-poll"] {
             for payload in [8, 64] { wanted.insert("\(mechanism)/\(payload)") }
         }
@@ -73,6 +73,11 @@ import Testing
         #expect(throughput.first?["mechanism"] as? String == "dios")
         #expect(throughput.first?["payload"] as? Int == 64)
         #expect((throughput.first?["msgs_per_s"] as? Int ?? 0) > 0, "\(text)")
+        // How the clock was read, and what a stamp pair costs on this host.
+        let clock = objects.filter { $0["clock"] != nil }
+        #expect(clock.count == 1, "\(text)")
+        let pair = (clock.first?["stamp_pair_min_ns"] as? Int ?? -1, clock.first?["stamp_pair_p50_ns"] as? Int ?? -1)
+        #expect(pair.0 >= 0 && pair.1 >= pair.0 && (clock.first?["tsc_hz"] as? Int ?? 0) > 0, "\(text)")
     }
 
     /// `--extra-calls N`: a `dios+calls` lane beside `dios` (the echo makes N
@@ -86,13 +91,18 @@ import Testing
         ]
         let (status, objects, text) = try Self.runJSON(common + ["--json"])
         #expect(status == 0, "\(text)")
-        #expect(Self.checkLatencies(objects, text) == ["floor/8", "ring-raw/64", "dios/64", "dios+calls/64"], "\(text)")
+        #expect(
+            Self.checkLatencies(objects, text) == ["floor/8", "floor-c/8", "ring-raw/64", "dios/64", "dios+calls/64"],
+            "\(text)")
         let table = try Self.runJSON(common)
         #expect(table.status == 0, "\(table.text)")
         let lines = table.text.split(separator: "\n")
         #expect(lines.contains { $0.hasPrefix("dios+calls ") }, "\(table.text)")
         // The table names the machine under its title: figures from two hosts differ more than from two builds.
         #expect(lines.dropFirst().first.map(String.init) == HostDescription.current().description, "\(table.text)")
+        // Then how the clock is read, and the check of the floor against the C floor.
+        #expect(lines.dropFirst(2).first?.hasPrefix("clock: TSC at ") == true, "\(table.text)")
+        #expect(lines.contains { $0.hasPrefix("floor-c ") } && lines.contains { $0.hasPrefix("floor check: ") }, "\(table.text)")
         #expect(
             lines.contains { $0.hasPrefix("64 B: DIOS's four stream calls") && $0.contains(" ns a set") && $0.contains("the 3 sets") },
             "\(table.text)")

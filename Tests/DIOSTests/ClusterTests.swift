@@ -28,7 +28,7 @@ import Testing
         try check(task.endRead(r), "first read validates")
         // A (strong) write from here commits at the owner.
         let w = try task.beginWrite(blob, size: 8, flags: .strong)
-        w.store(UInt64(2))
+        try w.store(UInt64(2))
         try check(task.endWrite(w), "remote write commits")
         // A weak read overlapped by a write at the owner fails validation.
         r = try task.beginRead(blob)
@@ -93,8 +93,8 @@ import Testing
             while true {
                 do {
                     let w = try task.beginWrite(stream, size: 16)
-                    w.store(i)
-                    w.store(i &* 0x9E37_79B9_7F4A_7C15, toByteOffset: 8)
+                    try w.store(i)
+                    try w.store(i &* 0x9E37_79B9_7F4A_7C15, toByteOffset: 8)
                     guard task.endWrite(w) else { throw CallError.objectDeleted }
                     break
                 } catch CallError.wouldBlock {
@@ -113,8 +113,8 @@ import Testing
                 _ = try await task.select([stream])
                 continue
             }
-            let i = r.load(as: UInt64.self)
-            let mix = r.load(fromByteOffset: 8, as: UInt64.self)
+            let i = try r.load(as: UInt64.self)
+            let mix = try r.load(fromByteOffset: 8, as: UInt64.self)
             _ = task.endRead(r)
             guard i == next, mix == i &* 0x9E37_79B9_7F4A_7C15 else { throw OutOfOrder(expected: next, got: i) }
             next += 1
@@ -125,7 +125,7 @@ import Testing
     static func status(_ task: TaskContext, _ proxy: Ref) async throws -> Int64 {
         _ = try await task.select([proxy])
         let r = try task.beginRead(proxy)
-        let status = r.load(as: Int64.self)
+        let status = try r.load(as: Int64.self)
         _ = task.endRead(r)
         return status
     }
@@ -244,7 +244,7 @@ import Testing
         let (status, final) = try await nodes[0].withTask { task in
             let (_, blob) = try task.create(.blob(size: 8))
             var w = try task.beginWrite(blob, size: 8)
-            w.store(UInt64(1))
+            try w.store(UInt64(1))
             _ = task.endWrite(w)
             let (_, toOwner) = try task.create(.stream(messageSize: 8, depth: 4))
             let (_, fromOwner) = try task.create(.stream(messageSize: 8, depth: 4))
@@ -260,7 +260,7 @@ import Testing
             }
             try await signal()  // it is reading: write under it
             w = try task.beginWrite(blob, size: 8)
-            w.store(UInt64(3))
+            try w.store(UInt64(3))
             _ = task.endWrite(w)
             _ = try await task.write([9], to: fromOwner)
             try await signal()  // it holds a strong read: a write must wait
@@ -272,11 +272,11 @@ import Testing
             _ = try await task.write([heldOff ? 0 : 1], to: fromOwner)
             try await signal()  // released: writing works again
             w = try task.beginWrite(blob, size: 8)
-            w.store(UInt64(4))
+            try w.store(UInt64(4))
             _ = task.endWrite(w)
             let status = try await Self.status(task, blobber)
             let r = try task.beginRead(blob)
-            let final = r.load(as: UInt64.self)
+            let final = try r.load(as: UInt64.self)
             _ = task.endRead(r)
             return (status, final)
         }
@@ -319,7 +319,8 @@ import Testing
             // Messages flow...
             _ = try await task.select([stream])
             let r = try task.beginRead(stream)
-            #expect(r.load(as: UInt64.self) == 0)
+            let first = try r.load(as: UInt64.self)
+            #expect(first == 0)
             _ = task.endRead(r)
             // ...until the other node stops answering.
             // (Timed from when its threads have stopped: how long they take to

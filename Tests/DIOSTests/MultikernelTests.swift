@@ -29,8 +29,8 @@ import Glibc
                 while true {
                     do {
                         let w = try task.beginWrite(stream, size: size)
-                        w.store(i)
-                        if size >= 16 { w.store(i &* 0x9E37_79B9_7F4A_7C15, toByteOffset: 8) }
+                        try w.store(i)
+                        if size >= 16 { try w.store(i &* 0x9E37_79B9_7F4A_7C15, toByteOffset: 8) }
                         _ = task.endWrite(w)
                         break
                     } catch CallError.wouldBlock {
@@ -60,8 +60,8 @@ import Glibc
                     _ = try await task.select([stream])
                     continue
                 }
-                let i = r.load(as: UInt64.self)
-                let mix = r.load(fromByteOffset: 8, as: UInt64.self)
+                let i = try r.load(as: UInt64.self)
+                let mix = try r.load(fromByteOffset: 8, as: UInt64.self)
                 _ = task.endRead(r)
                 if i != next { break }  // out of order or lost: stop and report below
                 checksum = checksum &+ mix
@@ -85,7 +85,7 @@ import Glibc
                 while true {
                     do {
                         let w = try task.beginWrite(refs[0], size: 8)
-                        w.store(UInt64(UInt(bitPattern: w.baseAddress)))
+                        try w.store(UInt64(UInt(bitPattern: w.baseAddress)))
                         _ = task.endWrite(w)
                         break
                     } catch CallError.wouldBlock {
@@ -102,7 +102,7 @@ import Glibc
             for _ in 0..<100 {
                 _ = try await task.select([stream])
                 let r = try task.beginRead(stream)
-                let written = UInt(r.load(as: UInt64.self))
+                let written = UInt(try r.load(as: UInt64.self))
                 if written == UInt(bitPattern: r.baseAddress) && range.contains(written) { matches += 1 }
                 _ = task.endRead(r)
             }
@@ -173,7 +173,7 @@ import Glibc
             let child = try task.run(try task.lookup(Self.producer)[0], arguments: [stream], on: 1)
             _ = try await task.select([child])
             let status = try task.beginRead(child)
-            let value = status.load(as: Int64.self)
+            let value = try status.load(as: Int64.self)
             _ = task.endRead(status)
             return value
         }
@@ -189,7 +189,7 @@ import Glibc
             while true {
                 do {
                     let w = try task.beginWrite(stream, size: 8)
-                    w.store(i)
+                    try w.store(i)
                     _ = task.endWrite(w)
                     i += 1
                 } catch CallError.wouldBlock {}

@@ -108,7 +108,7 @@ import Testing
         let (name, ref) = try await cluster.nodes[1]!.withTask(on: 1) { task in
             let (name, ref) = try task.create(.blob(size: 8))
             let w = try task.beginWrite(ref, size: 8)
-            w.store(UInt64(0xD105))
+            try w.store(UInt64(0xD105))
             _ = task.endWrite(w)
             return (name, ref)
         }
@@ -124,7 +124,7 @@ import Testing
             let found = try task.lookup(name)
             #expect(try task.describe(found[0]).proximity == .remoteMemory)
             let r = try task.beginRead(found[0])
-            let value = r.load(as: UInt64.self)
+            let value = try r.load(as: UInt64.self)
             return (value, task.endRead(r))
         }
         #expect(read.0 == 0xD105 && read.1)

@@ -57,7 +57,7 @@ import Testing
                 #expect(ready == stream, "timed out")
                 if ready != stream { break }
                 let tx = try task.beginRead(stream)
-                values.append(tx.load(as: UInt32.self))
+                values.append(try tx.load(as: UInt32.self))
                 _ = task.endRead(tx)
             }
             return values
@@ -77,7 +77,7 @@ import Testing
                 #expect(try task.describe(child).kind == .task)
                 _ = try await task.select([child])
                 let tx = try task.beginRead(child)
-                statuses.append(tx.load(as: Int64.self))
+                statuses.append(try tx.load(as: Int64.self))
                 _ = task.endRead(tx)
             }
             return statuses
@@ -100,7 +100,7 @@ import Testing
         let reply = try await node.withTask { task in
             let (_, blob) = try task.create(.blob(size: 16))
             let w = try task.beginWrite(blob, size: 5)
-            w.copy(from: Array("hello".utf8))
+            try w.copy(from: Array("hello".utf8))
             _ = task.endWrite(w)
             let (_, stream) = try task.create(.stream(messageSize: 16, depth: 2))
             let program = try task.lookup(child)[0]

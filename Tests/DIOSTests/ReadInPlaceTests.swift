@@ -127,7 +127,7 @@ import Testing
         while node.instance.framesHeld < count && waited < 5_000 {
             _ = try await task.select([timer])
             let w = try task.beginWrite(timer, size: 8)
-            w.store(UInt64(1_000_000))
+            try w.store(UInt64(1_000_000))
             _ = task.endWrite(w)
             waited += 1
         }
@@ -154,7 +154,7 @@ import Testing
                 let view = r.baseAddress
                 let here = keeping.holds(view)
                 if here { inPlace += 1 }
-                let (number, mix) = (r.load(as: UInt64.self), r.load(fromByteOffset: 8, as: UInt64.self))
+                let (number, mix) = (try r.load(as: UInt64.self), try r.load(fromByteOffset: 8, as: UInt64.self))
                 let consistent = task.endRead(r)
                 #expect(number == expected && mix == expected &* 0x9E37_79B9_7F4A_7C15)
                 #expect(consistent)
@@ -217,7 +217,7 @@ import Testing
             let (stream, _) = try await Self.streamHolding(count, task, node0)
             let r = try task.beginRead(stream)
             let inFrame = keeping.holds(r.baseAddress)
-            let first = r.load(as: UInt64.self)
+            let first = try r.load(as: UInt64.self)
             #expect(throws: CallError.busy) {
                 try task.run(try task.lookup(Self.reader)[0], arguments: [stream], on: InstanceID(node: 0, core: 1))
             }

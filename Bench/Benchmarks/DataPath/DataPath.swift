@@ -35,7 +35,7 @@ final class Fixture {
             (_, stream) = try task.create(.stream(messageSize: 64, depth: 64))
             // Commit one write so the blob has a version and 64 readable bytes.
             let w = try task.beginWrite(blob, size: 64)
-            w.store(UInt64(1))
+            try w.store(UInt64(1))
             let committed = task.endWrite(w)
             precondition(committed)
         } catch {
@@ -187,7 +187,7 @@ let benchmarks: @Sendable () -> Void = {
         for i in benchmark.scaledIterations {
             do {
                 let w = try task.beginWrite(blob, size: 64)
-                w.store(UInt64(truncatingIfNeeded: i))
+                try w.store(UInt64(truncatingIfNeeded: i))
                 blackHole(task.endWrite(w))
             } catch {
                 fatalError("beginWrite: \(error)")
@@ -287,7 +287,7 @@ let benchmarks: @Sendable () -> Void = {
         for i in benchmark.scaledIterations {
             do {
                 let w = try task.beginWrite(stream, size: 64)
-                w.store(UInt64(truncatingIfNeeded: i))
+                try w.store(UInt64(truncatingIfNeeded: i))
                 blackHole(task.endWrite(w))
                 let r = try task.beginRead(stream)
                 blackHole(task.endRead(r))
@@ -309,7 +309,7 @@ let benchmarks: @Sendable () -> Void = {
         for i in benchmark.scaledIterations {
             do {
                 let w = try task.beginWrite(f.ping, size: 64)
-                w.store(UInt64(truncatingIfNeeded: i))
+                try w.store(UInt64(truncatingIfNeeded: i))
                 blackHole(task.endWrite(w))
                 // Typed throws: `.wouldBlock` is a value here, not a boxed `any Error`
                 // (an untyped catch would allocate a box per miss).

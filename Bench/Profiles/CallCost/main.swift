@@ -65,17 +65,17 @@ func local(_ count: Int) async throws {
     let (_, stream) = try task.create(.stream(messageSize: 64, depth: 64))
     for i in 0..<count {
         let w = try task.beginWrite(stream, size: 64)
-        w.store(UInt64(truncatingIfNeeded: i))
+        try w.store(UInt64(truncatingIfNeeded: i))
         let written = task.endWrite(w)
         let r = try task.beginRead(stream)
-        let value = r.load(as: UInt64.self)
+        let value = try r.load(as: UInt64.self)
         let read = task.endRead(r)
         guard written, read, value == UInt64(truncatingIfNeeded: i) else { throw CallCostError("message \(i) lost") }
     }
     let refs = [stream]
     for i in 0..<count {
         let w = try task.beginWrite(stream, size: 64)
-        w.store(UInt64(truncatingIfNeeded: i))
+        try w.store(UInt64(truncatingIfNeeded: i))
         _ = task.endWrite(w)
         let ready = try await task.select(refs)
         let r = try task.beginRead(ready)
@@ -155,7 +155,7 @@ func wire(_ count: Int) async throws {
             while true {
                 do throws(CallError) {
                     let w = try task.beginWrite(ping, size: 64)
-                    w.store(UInt64(i))
+                    try w.store(UInt64(i))
                     _ = task.endWrite(w)
                     break
                 } catch .wouldBlock {
@@ -164,7 +164,7 @@ func wire(_ count: Int) async throws {
             }
             _ = try await task.select(pongs)
             let r = try task.beginRead(pong)
-            let echoed = r.load(as: UInt64.self)
+            let echoed = try r.load(as: UInt64.self)
             _ = task.endRead(r)
             guard echoed == UInt64(i) else { throw CallCostError("round trip \(i) echoed \(echoed)") }
         }

@@ -89,6 +89,68 @@ static inline uint64_t clinux_rdtsc(void) {
 #endif
 }
 
+/// A time-stamp read that neither earlier nor later instructions pass:
+/// `lfence; rdtsc; lfence`. A bare `rdtsc` may execute before the loads it
+/// follows complete (a spin loop's exit is predicted, not waited for), so a
+/// short interval between bare stamps reads short. Use `clinux_stamp_begin`
+/// before and `clinux_stamp_end` after what is timed.
+static inline uint64_t clinux_stamp_begin(void) {
+#if defined(__x86_64__)
+    uint32_t lo, hi;
+    __asm__ __volatile__("lfence\n\trdtsc\n\tlfence" : "=a"(lo), "=d"(hi) : : "memory");
+    return ((uint64_t)hi << 32) | lo;
+#elif defined(__aarch64__)
+    uint64_t v;
+    __asm__ __volatile__("isb\n\tmrs %0, cntvct_el0\n\tisb" : "=r"(v) : : "memory");
+    return v;
+#else
+    return 0;
+#endif
+}
+
+/// The closing stamp: `rdtscp` waits for every earlier instruction to
+/// execute (loads included), and the `lfence` after it keeps later ones
+/// from starting before the read.
+static inline uint64_t clinux_stamp_end(void) {
+#if defined(__x86_64__)
+    uint32_t lo, hi, aux;
+    __asm__ __volatile__("rdtscp\n\tlfence" : "=a"(lo), "=d"(hi), "=c"(aux) : : "memory");
+    (void)aux;
+    return ((uint64_t)hi << 32) | lo;
+#else
+    return clinux_stamp_begin();
+#endif
+}
+
+/// The floor as plain C, timed with the fenced stamps: `count` round trips of
+/// one cache line each way (`ping` and `pong`, each on a line of its own; a
+/// release store, an acquire spin with the CPU's pause hint). The driver
+/// writes each round trip's ticks to `ticks`; the echo, on another thread,
+/// answers. `first` is the sequence number the first round trip carries;
+/// both sides pass the same. Checks the benchmark's Swift floor against
+/// code no Swift compiler touched.
+void clinux_floor_driver(uint64_t *ping, uint64_t *pong, uint64_t first, int count, uint64_t *ticks);
+void clinux_floor_echo(uint64_t *ping, uint64_t *pong, uint64_t first, int count);
+
+/// Reports a fatal signal (SIGILL, SIGTRAP, SIGSEGV, SIGBUS, SIGFPE,
+/// SIGABRT) on standard error before the process dies: which kernel instance's
+/// thread it hit and the task that last called into that instance. The
+/// handler then hands the signal to whatever handler was installed before it
+/// (Swift's backtracer), or to the default action. Call once, early.
+void clinux_install_crash_report(void);
+
+/// Tells the crash report which kernel instance the calling thread runs
+/// (`instance` of node `node`, pinned to `cpu`, -1 when unpinned).
+void clinux_crash_set_thread(int node, int instance, int cpu);
+
+/// The task (index and generation) that last called into the calling
+/// thread's instance; a store to a thread-local word (generation high,
+/// index + 1 low: 0 means no task has called yet).
+extern __thread uint64_t clinux_crash_task;
+static inline void clinux_crash_note_task(uint32_t index, uint32_t generation) {
+    clinux_crash_task = ((uint64_t)generation << 32) + (uint64_t)index + 1;
+}
+
 /// Fills `length` bytes from the kernel CSPRNG. Returns bytes written or -1
 /// (errno set). Wraps `getrandom(2)`.
 long clinux_getrandom(void *buffer, size_t length);
