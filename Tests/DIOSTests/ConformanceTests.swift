@@ -11,12 +11,16 @@ import Glibc
 /// blob read as empty and consistent, a dropped write published half-done,
 /// references to deleted objects copied. Each test failed before its fix.
 @Suite(.serialized) struct ConformanceTests {
-    static func makeNode() throws -> Node {
-        var configuration = NodeConfiguration()
-        configuration.cores = [0, 1]
-        configuration.arenaSize = 32 << 20
-        configuration.idlePolicy = .adaptive
-        return try Node(configuration)
+    /// Two instances, adaptive idle: the multikernel suite's node.
+    static func makeNode() throws -> Node { try MultikernelTests.makeNode() }
+
+    /// A 64-byte blob on instance 0 holding `pattern(1, 64)`; its name.
+    static func blobOnInstance0(_ node: Node) async throws -> Name {
+        try await node.withTask(on: 0) { task in
+            let (name, blob) = try task.create(.blob(size: 64))
+            try await task.write(Self.pattern(1, 64), to: blob)
+            return name
+        }
     }
 
     /// `lookup` from another instance, retried until the name's delta has
@@ -37,11 +41,7 @@ import Glibc
     @Test func aSiblingInstanceReadsAndWritesABlobsRealBytes() async throws {
         let node = try Self.makeNode()
         defer { node.shutdown() }
-        let name = try await node.withTask(on: 0) { task in
-            let (name, blob) = try task.create(.blob(size: 64))
-            try await task.write(Self.pattern(1, 64), to: blob)
-            return name
-        }
+        let name = try await Self.blobOnInstance0(node)
         try await node.withTask(on: 1) { task in
             let blob = try await Self.lookUp(task, name)
             let entry = try task.describe(blob)
@@ -72,11 +72,7 @@ import Glibc
     @Test func aSiblingsWeakReadOverlappedByACommitIsInconsistent() async throws {
         let node = try Self.makeNode()
         defer { node.shutdown() }
-        let name = try await node.withTask(on: 0) { task in
-            let (name, blob) = try task.create(.blob(size: 64))
-            try await task.write(Self.pattern(1, 64), to: blob)
-            return name
-        }
+        let name = try await Self.blobOnInstance0(node)
         let consistent = try await node.withTask(on: 1) { task in
             let blob = try await Self.lookUp(task, name)
             let r = try task.beginRead(blob)
@@ -127,11 +123,7 @@ import Glibc
     @Test func aSiblingsDroppedWritePublishesNothing() async throws {
         let node = try Self.makeNode()
         defer { node.shutdown() }
-        let name = try await node.withTask(on: 0) { task in
-            let (name, blob) = try task.create(.blob(size: 64))
-            try await task.write(Self.pattern(1, 64), to: blob)
-            return name
-        }
+        let name = try await Self.blobOnInstance0(node)
         try await node.withTask(on: 1) { task in
             let blob = try await Self.lookUp(task, name)
             let w = try task.beginWrite(blob, size: 64)
