@@ -220,13 +220,17 @@ public struct TaskContext: Sendable {
     }
 
     /// Reads one message (or a blob's bytes, retried until consistent): waits
-    /// until `ref` is readable, then `beginRead`, copy out, `endRead`.
+    /// until `ref` is readable, then `beginRead`, copy out, `endRead`. An
+    /// inconsistent read yields before it is retried: the write it overlapped
+    /// may be finished only by another task on this instance, or by a message
+    /// this instance has yet to poll (a sibling's commit or dropped write).
     public func read(_ ref: Ref, flags: Flags = []) async throws(CallError) -> [UInt8] {
         while true {
             do {
                 let tx = try beginRead(ref, flags: flags)
                 let bytes = tx.withUnsafeBytes { Array($0) }
                 if endRead(tx) { return bytes }
+                try await yield()
             } catch .wouldBlock {
                 _ = try await select([ref], flags: flags)
             }

@@ -137,6 +137,29 @@ import Glibc
         #expect(bytes == Self.pattern(1, 64))
     }
 
+    /// `read` retries an inconsistent read; the write it overlapped belongs to
+    /// another task on the same instance, which runs only if `read` yields (it
+    /// spun on the instance's thread, and the node hung).
+    @Test(.timeLimit(.minutes(1))) func readWaitsOutAWriteOpenOnItsOwnInstance() async throws {
+        let node = try Self.makeNode()
+        defer { node.shutdown() }
+        let name = try await Self.blobOnInstance0(node)
+        let opened = Atomic<Bool>(false)
+        async let written: Bool = node.withTask(on: 0) { task in
+            let w = try task.beginWrite(try task.lookup(name)[0], size: 64)
+            try w.copy(from: Self.pattern(2, 64))
+            opened.store(true, ordering: .releasing)
+            for _ in 0..<100 { try await task.yield() }  // the reader starts meanwhile
+            return task.endWrite(w)
+        }
+        let bytes = try await node.withTask(on: 0) { task in
+            while !opened.load(ordering: .acquiring) { try await task.yield() }
+            return try await task.read(try task.lookup(name)[0])
+        }
+        #expect(try await written)
+        #expect(bytes == Self.pattern(2, 64))
+    }
+
     /// What the writer and the two readers of `noReaderEverAcceptsAPartialWrite`
     /// share: when the writer is done, and how many reads each reader accepted.
     final class ReadRace: Sendable {
