@@ -2,14 +2,24 @@
 //
 // DIOS — a distributed operating system built as a user-mode multikernel.
 //
-// Layering (dependencies only point down):
+// Layering: each module imports only modules below it (CI builds with
+// `--explicit-target-dependency-import-check error`, so an import a target
+// does not declare fails the build).
 //
-//   diosd, dios            executables: the node kernel and the command line
+//   diosd, dios            executables: the node daemon and the command line
+//   dios-sim, dios-dpdk-probe   the simulations' runner; a DPDK peer for tests
+//   DIOSBench              the benchmarks behind `dios bench`
+//   DIOSExamples           the demo and check programs diosd can run
+//   DIOSHost               running commands (`ip`) and watching processes
 //   DIOS                   the task-facing API: TaskContext, transactions, Node
+//   DIOSConfig             node and cluster files as plain values; one parser per setting
 //   DIOSKernel             a kernel instance: objects, reference tables, the calls
+//   DIOSTransport          frames on kernel UDP sockets and DPDK queues
+//   DIOSSimulation         seeded simulations of the wire's protocols (test support)
+//   DIOSWire               frames, remote messages, sessions, the name service: codecs and protocols
+//   DIOSMemory             hugepage arena, pools, stream rings: the one owner of raw memory
 //   DIOSDevices            start-up probes of DPDK / RDMA / hugepages (C at the edge)
-//   DIOSMemory             hugepage arena and pools: the one owner of raw memory
-//   DIOSCore               pure types: names, references, rights, flags, errors
+//   DIOSCore               pure types: names, references, rights, flags, errors, policies
 //   CSupport/C*            small C shims (DPDK, verbs, Linux bits Swift cannot reach)
 //
 // Package traits `DPDK` and `RDMA` (on by default) compile the shims against the
@@ -54,7 +64,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
-        .package(url: "https://github.com/apple/swift-atomics.git", from: "1.2.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0"),
@@ -108,7 +117,6 @@ let package = Package(
             name: "DIOSMemory",
             dependencies: [
                 "DIOSCore", "CLinux",
-                .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -141,7 +149,6 @@ let package = Package(
             name: "DIOSKernel",
             dependencies: [
                 "DIOSCore", "DIOSMemory", "DIOSWire", "CLinux",
-                .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "HeapModule", package: "swift-collections"),
@@ -149,22 +156,49 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "DIOSConfig",
+            dependencies: [
+                "DIOSCore", "DIOSWire", .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "DIOS",
-            dependencies: ["DIOSCore", "DIOSKernel", "DIOSMemory", "DIOSWire", "CLinux"],
+            dependencies: [
+                "DIOSCore", "DIOSKernel", "DIOSMemory", "DIOSWire", "DIOSConfig", "CLinux",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict + [.enableExperimentalFeature("Lifetimes")]
         ),
 
+        // MARK: Around the node
         .target(
-            name: "DIOSConfig",
-            dependencies: ["DIOS", "DIOSKernel", "DIOSWire", .product(name: "Yams", package: "Yams")],
+            name: "DIOSHost",
+            dependencies: ["DIOSConfig"],
             swiftSettings: strict
+        ),
+        .target(
+            name: "DIOSExamples",
+            dependencies: ["DIOS"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "DIOSBench",
+            dependencies: [
+                "DIOS", "DIOSDevices", "DIOSMemory", "DIOSConfig", "DIOSHost", "DIOSTransport", "DIOSWire",
+                "DIOSKernel", "CLinux",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: strict + [.define("DIOS_DPDK", .when(traits: ["DPDK"]))]
         ),
 
         // MARK: Executables
         .executableTarget(
             name: "diosd",
             dependencies: [
-                "DIOS", "DIOSDevices", "DIOSConfig", "DIOSTransport", "DIOSWire", "DIOSKernel", "CLinux",
+                "DIOS", "DIOSDevices", "DIOSConfig", "DIOSExamples", "DIOSTransport", "DIOSWire", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -174,11 +208,10 @@ let package = Package(
         .executableTarget(
             name: "dios",
             dependencies: [
-                "DIOS", "DIOSDevices", "DIOSMemory", "DIOSConfig", "DIOSTransport", "DIOSWire", "CLinux",
+                "DIOS", "DIOSBench", "DIOSDevices", "DIOSMemory", "DIOSConfig", "DIOSHost",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
-            swiftSettings: strict + [.define("DIOS_DPDK", .when(traits: ["DPDK"]))]
+            swiftSettings: strict
         ),
 
         // Runs seeds of the simulations in a release build (CI runs 1,000 per
@@ -204,15 +237,19 @@ let package = Package(
             name: "DIOSSimulationTests", dependencies: ["DIOSSimulation", "DIOSCore", "DIOSWire"], swiftSettings: strict),
         .testTarget(name: "DIOSWireTests", dependencies: ["DIOSWire", "DIOSCore"], swiftSettings: strict),
         .testTarget(
-            name: "DIOSTransportTests", dependencies: ["DIOSTransport", "DIOSWire", "DIOSCore", "DIOSConfig", "CLinux"],
+            name: "DIOSTransportTests", dependencies: ["DIOSTransport", "DIOSWire", "DIOSCore", "DIOSHost", "CLinux"],
             swiftSettings: strict + [.define("DIOS_DPDK", .when(traits: ["DPDK"]))]),
         .testTarget(name: "DIOSMemoryTests", dependencies: ["DIOSMemory"], swiftSettings: strict),
         .testTarget(
             name: "DIOSTests",
-            dependencies: ["DIOS", "DIOSKernel", "DIOSMemory", "DIOSWire", "DIOSTransport", "DIOSConfig", "DIOSDevices", "CLinux"],
+            dependencies: [
+                "DIOS", "DIOSKernel", "DIOSMemory", "DIOSWire", "DIOSTransport", "DIOSConfig", "DIOSHost", "DIOSDevices",
+                "CLinux",
+            ],
             swiftSettings: strict + [.enableExperimentalFeature("Lifetimes")]
         ),
         .testTarget(name: "DIOSDevicesTests", dependencies: ["DIOSDevices"], swiftSettings: strict),
-        .testTarget(name: "DIOSConfigTests", dependencies: ["DIOSConfig", "DIOSWire"], swiftSettings: strict),
+        .testTarget(
+            name: "DIOSConfigTests", dependencies: ["DIOSConfig", "DIOSHost", "DIOS", "DIOSWire"], swiftSettings: strict),
     ]
 )

@@ -1,5 +1,4 @@
-public import DIOS
-public import DIOSKernel
+public import DIOSCore
 public import Logging
 import Foundation
 import Yams
@@ -44,36 +43,18 @@ public struct NodeFile: Sendable, Equatable {
         }
         var file = NodeFile()
         if let node = raw.node { file.node = node }
-        if let cores = raw.cores {
-            guard !cores.isEmpty, cores.allSatisfy({ $0 >= 0 }), Set(cores).count == cores.count else {
-                throw .invalid("cores must be distinct CPU numbers, got \(cores)")
-            }
-            file.cores = cores
-        }
+        if let cores = raw.cores { file.cores = try Setting.cores(cores) }
         if let pin = raw.pin { file.pin = pin }
         if let arena = raw.arena_mib {
             guard arena > 0 else { throw .invalid("arena_mib must be positive, got \(arena)") }
             file.arenaMiB = arena
         }
         if let idle = raw.idle {
-            switch idle.policy ?? "adaptive" {
-            case "busy":
-                file.idle = .busy
-            case "adaptive":
-                let defaults = IdlePolicy.adaptiveDefaults
-                let s = idle.spins ?? defaults.spins
-                let y = idle.yields ?? defaults.yields
-                let us = idle.max_sleep_us ?? Int(defaults.maxSleep.nanoseconds / 1000)
-                guard s >= 0, y >= 0, us > 0 else { throw .invalid("idle spins/yields must be >= 0 and max_sleep_us > 0") }
-                file.idle = .adaptive(spins: s, yields: y, maxSleep: .microseconds(us))
-            case let other:
-                throw .invalid("idle.policy must be busy or adaptive, got \(other)")
-            }
+            file.idle = try Setting.idle(
+                idle.policy ?? "adaptive", spins: idle.spins, yields: idle.yields,
+                maxSleep: idle.max_sleep_us.map { .microseconds($0) }, key: "idle.policy")
         }
-        if let level = raw.log_level {
-            guard let parsed = Logger.Level(rawValue: level) else { throw .invalid("unknown log_level \(level)") }
-            file.logLevel = parsed
-        }
+        if let level = raw.log_level { file.logLevel = try Setting.logLevel(level) }
         file.controlSocket = raw.control_socket
         return file
     }
@@ -82,18 +63,6 @@ public struct NodeFile: Sendable, Equatable {
     public static func load(path: String) throws(ConfigError) -> NodeFile {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw .unreadable(path) }
         return try parse(text)
-    }
-
-    /// The node configuration this file describes.
-    public func configuration(logger: Logger) -> NodeConfiguration {
-        var c = NodeConfiguration()
-        c.node = node
-        c.cores = cores
-        c.pin = pin
-        c.arenaSize = arenaMiB << 20
-        c.idlePolicy = idle
-        c.logger = logger
-        return c
     }
 
     /// What went wrong in a file's terms: where (`idle.policy`, `nodes[1].cores[0]`)

@@ -141,46 +141,6 @@ extension KernelInstance {
         }
     }
 
-    /// `run`: starts the program on this instance as a new task (trusted tasks
-    /// only). `arguments` are delegated with the rights the caller holds before
-    /// the task first runs. Returns a reference to the task object.
-    ///
-    /// With `instance` naming another instance of the node, the task starts there
-    /// (the core that instance polls); without it, here, next to its parent.
-    package func run(
-        _ task: TaskID, _ programRef: Ref, arguments: [Ref], flags: Flags,
-        label: String? = nil, on instance: Int? = nil, onNode remote: InstanceID? = nil
-    ) throws(CallError) -> Ref {
-        checkThread()
-        counters.calls += 1
-        let t = try taskIndex(task)
-        guard tasks[t].trusted else { throw .untrusted(.run) }
-        let (programEntry, p) = try resolve(task, programRef, .run)
-        guard programEntry.kind == .program else { throw .wrongKind(.run, programEntry.kind) }
-        guard let body = programs[objects.records[p].program] else { throw .objectDeleted }
-        var argumentEntries: [ReferenceEntry] = []
-        for ref in arguments {
-            let (entry, _) = try resolve(task, ref, .copy)
-            argumentEntries.append(entry)
-        }
-        if let remote {
-            return try runOnNode(t, programEntry, arguments: argumentEntries, refs: arguments, flags: flags, label: label ?? "program", on: remote)
-        }
-        if let instance, instance != index {
-            return try runRemote(t, programEntry, arguments: argumentEntries, flags: flags, label: label ?? "program", on: instance)
-        }
-        guard tasks[t].refs.count < tasks[t].refs.capacity else { throw .reference(.tableFull) }
-        let child = try makeTask(trusted: !flags.contains(.untrusted), label: label ?? "program")
-        let c = Int(child.index)
-        for e in argumentEntries {
-            let ref = try! insertRef(c, e)
-            tasks[c].delegated.append(ref)
-        }
-        let ref = try! insertRef(t, entry(for: tasks[c].object, rights: .all))
-        start(child, entry: body)
-        return ref
-    }
-
     /// A new reference for the caller to `ref`'s object with fewer rights: `copy`
     /// to the calling task itself. Widening is refused, changing nothing, and
     /// so is a reference to a deleted object (`.objectDeleted`), as I/O on it is.
@@ -198,73 +158,6 @@ extension KernelInstance {
         return try insertRef(t, entry)
     }
 
-    /// `pause`: stops the task from being scheduled at its next kernel call, or
-    /// with `.resume`, lets it run again.
-    package func pause(_ task: TaskID, _ taskRef: Ref, flags: Flags) throws(CallError) {
-        checkThread()
-        counters.calls += 1
-        let (entry, o) = try resolve(task, taskRef, .run)
-        guard entry.kind == .task else { throw .wrongKind(.pause, entry.kind) }
-        guard !objects.records[o].ready else { throw .taskStopped }
-        let resume = flags.contains(.resume)
-        let remote = objects.records[o].remoteInstance
-        if let node = objects.records[o].remoteNode {  // a proxy: the task runs on another node
-            if let target = objects.records[o].remoteTask {
-                sendRemote(.pause(task: target, resume: resume), to: node)
-            } else {
-                objects.records[o].pendingPause = resume
-            }
-            return
-        }
-        if remote >= 0 {  // a proxy: the task runs on another instance
-            if let target = objects.records[o].remoteTask {
-                send(.pause(task: target, resume: resume), to: remote)
-            } else {
-                objects.records[o].pendingPause = resume
-            }
-            return
-        }
-        let target = objects.records[o].task
-        let i = Int(target.index)
-        guard i < tasks.count, tasks[i].generation == target.generation, tasks[i].live else { throw .taskStopped }
-        setPaused(target, paused: !resume)
-    }
-
-    /// Pauses or resumes one of this instance's tasks.
-    func setPaused(_ target: TaskID, paused: Bool) {
-        let i = Int(target.index)
-        guard i < tasks.count, tasks[i].generation == target.generation, tasks[i].live else { return }
-        tasks[i].paused = paused
-        if !paused {
-            let resumed = tasks[i].pauseWaiters
-            tasks[i].pauseWaiters.removeAll()
-            for w in resumed { w.resume() }
-        }
-    }
-
-    /// Whether a task is paused.
-    package func isPaused(_ task: TaskID) -> Bool {
-        let i = Int(task.index)
-        return i < tasks.count && tasks[i].generation == task.generation && tasks[i].paused
-    }
-
-    /// Suspends the calling task while it is paused. Every blocking call passes here.
-    package func waitWhilePaused(_ task: TaskID) async throws(CallError) {
-        checkThread()
-        while true {
-            let i = try taskIndex(task)
-            guard tasks[i].paused else { return }
-            await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in
-                // Checked again here: the body may run after other jobs (see `select`).
-                if self.tasks[i].generation == task.generation && self.tasks[i].paused && !self.tasks[i].stopping {
-                    self.tasks[i].pauseWaiters.append(c)
-                } else {
-                    c.resume()
-                }
-            }
-        }
-    }
-
     /// `copy`: delegates `refs` into the task behind `taskRef`, with `rights`
     /// (default: the rights each source holds). Rights can only be narrowed: a
     /// request for any right a source lacks refuses the whole call, and so does
@@ -277,7 +170,7 @@ extension KernelInstance {
         counters.calls += 1
         let (targetEntry, o) = try resolve(task, taskRef, [])
         guard targetEntry.kind == .task else { throw .wrongKind(.copy, targetEntry.kind) }
-        guard objects.records[o].remoteInstance < 0, objects.records[o].remoteNode == nil else {
+        guard objects.records[o].siblingInstance == nil, objects.records[o].remoteNode == nil else {
             throw .invalidArgument("copy to a task on another instance: pass the references to run instead")
         }
         let target = objects.records[o].task
@@ -359,48 +252,21 @@ extension KernelInstance {
         }
         if entry.kind == .task {
             let o = Int(entry.object.index)
-            let remote = objects.records[o].remoteInstance
             if let node = objects.records[o].remoteNode {
                 if let target = objects.records[o].remoteTask {
                     sendRemote(.stop(task: target), to: node)
                 } else {
                     objects.records[o].pendingStop = true
                 }
-            } else if remote < 0 {
+            } else if let sibling = objects.records[o].siblingInstance {
+                // Not started yet: `.started` finds the proxy gone and stops it.
+                if let target = objects.records[o].remoteTask { send(.stop(task: target), to: sibling) }
+            } else {
                 stop(objects.records[o].task)
-            } else if let target = objects.records[o].remoteTask {
-                send(.stop(task: target), to: remote)
             }  // not started yet: `.started` finds the proxy gone and stops it
         }
         _ = try? tasks[t].refs.remove(ref)
         destroy(entry.object)
-    }
-
-    /// Tells a task to stop: its blocked and future calls fail with `.taskStopped`.
-    package func stop(_ target: TaskID) {
-        let i = Int(target.index)
-        guard i < tasks.count, tasks[i].generation == target.generation, tasks[i].live else { return }
-        tasks[i].stopping = true
-        tasks[i].handle?.cancel()
-        let paused = tasks[i].pauseWaiters
-        tasks[i].pauseWaiters.removeAll()
-        for w in paused { w.resume() }
-        tasks[i].delegationWaiter?.resume()
-        tasks[i].delegationWaiter = nil
-        var remaining: [Waiter] = []
-        for w in waiters {
-            if w.task == target { w.continuation.resume() } else { remaining.append(w) }
-        }
-        waiters = remaining
-    }
-
-    /// Stops every task (node shutdown).
-    package func stopAll() {
-        checkThread()
-        stopping = true
-        for i in tasks.indices where tasks[i].live {
-            stop(TaskID(index: UInt32(i), generation: tasks[i].generation))
-        }
     }
 
     /// Arms a timer object to fire `after` nanoseconds from now.
@@ -425,4 +291,3 @@ extension ObjectSpec {
         }
     }
 }
-

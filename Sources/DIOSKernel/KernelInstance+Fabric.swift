@@ -148,7 +148,7 @@ extension KernelInstance {
         guard let proxy = makeObject(kind: .task, name: nameSource.fresh(), bufferSize: 64, maxWriteSize: 0, flags: []) else {
             throw .outOfMemory(requested: 64)
         }
-        objects.records[Int(proxy.index)].remoteInstance = target
+        objects.records[Int(proxy.index)].siblingInstance = target
         let handoffs = arguments.map { handoff(for: $0) }
         send(
             .run(proxy: proxy, program: programName, trusted: !flags.contains(.untrusted), arguments: handoffs, label: label),
@@ -178,7 +178,9 @@ extension KernelInstance {
     /// Handles `.run` from a peer: starts the program here with the handed-over streams.
     func startForPeer(proxy: ObjectID, from peer: Int, program: Name, trusted: Bool, arguments: [Handoff], label: String) {
         let programObject = names.first(of: program) { objects.isLive($0) && objects.records[Int($0.index)].kind == .program }
-        guard let programObject, let body = programs[objects.records[Int(programObject.index)].program] else {
+        guard let programObject, let registered = objects.records[Int(programObject.index)].program,
+            let body = programs[registered]
+        else {
             for h in arguments { StreamRing.attach(at: pool.arena.address(at: h.ringOffset)).adjustEnds(by: -1) }
             send(.failedToStart(proxy: proxy, error: .noSuchName(program)), to: peer)
             return

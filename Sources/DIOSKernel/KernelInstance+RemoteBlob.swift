@@ -47,7 +47,7 @@ extension KernelInstance {
     /// How long a call on a sibling instance's blob waits for its answer. A
     /// sibling does not fail alone (it is this process), but a task there may
     /// hold its thread without yielding; past this the call says so.
-    static let siblingCallTimeout: UInt64 = 10_000_000_000
+    static let siblingCallTimeout: Duration = .seconds(10)
 
     /// Sends `make(call)` (with `body` after it) to `peer` and polls the wire
     /// (or, for an instance of this node, the control queues) until the
@@ -63,12 +63,12 @@ extension KernelInstance {
             guard Int(peer.core) < fabric.instanceCount, Int(peer.core) != index else {
                 throw .invalidArgument("no instance \(peer) to call")
             }
-            timeout = Self.siblingCallTimeout
+            timeout = Self.siblingCallTimeout.nanoseconds
         } else {
             guard let wire, let session = wire.session(for: peer), session.isUp else {
                 throw .unreachable(peer, reason: "no session with it")
             }
-            timeout = wire.configuration.failureTimeout
+            timeout = wire.configuration.failureTimeout.nanoseconds
         }
         nextCall &+= 1
         let call = nextCall
@@ -91,7 +91,7 @@ extension KernelInstance {
                 throw .unreachable(
                     peer,
                     reason: sibling
-                        ? "no answer within \(Self.siblingCallTimeout / 1_000_000_000) s: a task there holds its thread"
+                        ? "no answer within \(Self.siblingCallTimeout): a task there holds its thread"
                         : "no answer to a call within the failure timeout")
             }
             clinux_cpu_relax()

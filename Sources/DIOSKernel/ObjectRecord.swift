@@ -4,6 +4,15 @@ import DIOSWire
 
 /// One object instance held by a kernel instance. All kinds share one record
 /// shape, kept in a flat array: the data path indexes it, never allocates.
+///
+/// Why one shape and not a record per kind: an `ObjectID` is a slot index, and
+/// every call resolves a reference to a slot and then reads a few fields in
+/// place through `RecordTable.pointer` (the stream fast path: `ring`, `bridge`,
+/// `readerOpen`, a version). A per-kind record would be an enum payload (read
+/// by copying it out and writing it back, or switched on before every field)
+/// or a table per kind (a second index to keep and check). The fields are
+/// grouped by kind below; a field that means nothing for a kind keeps its
+/// default, and "none" is `nil`, never a sentinel number.
 struct ObjectRecord {
     var generation: UInt32 = 1
     var live = false
@@ -80,8 +89,9 @@ struct ObjectRecord {
     /// A stand-in's owner.
     var ownerElsewhere: InstanceID? = nil
 
-    // Task proxy: a task started on another instance, stood for by this object.
-    var remoteInstance = -1
+    // Task proxy: a task started on a sibling instance (another core of this
+    // node), by its index, stood for by this object.
+    var siblingInstance: Int? = nil
     /// ... or on another node.
     var remoteNode: InstanceID? = nil
     var remoteTask: TaskID? = nil
@@ -92,7 +102,7 @@ struct ObjectRecord {
     var deadline: UInt64 = 0
     var ready = false
     var task = TaskID(index: 0, generation: 0)
-    var program = -1
+    var program: Int? = nil
 
 }
 

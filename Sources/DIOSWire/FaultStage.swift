@@ -6,12 +6,12 @@ public struct FaultConfiguration: Sendable, Equatable {
     public var duplicate: Double
     /// Probability that a frame is held back so later frames overtake it.
     public var reorder: Double
-    /// Each frame is delayed by up to this many nanoseconds (uniformly).
-    public var delay: UInt64
+    /// Each frame is delayed by up to this long (uniformly).
+    public var delay: Duration
     /// The seed: the same seed makes the same decisions for the same frames.
     public var seed: UInt64
 
-    public init(loss: Double = 0, duplicate: Double = 0, reorder: Double = 0, delay: UInt64 = 0, seed: UInt64 = 1) {
+    public init(loss: Double = 0, duplicate: Double = 0, reorder: Double = 0, delay: Duration = .zero, seed: UInt64 = 1) {
         self.loss = loss
         self.duplicate = duplicate
         self.reorder = reorder
@@ -19,7 +19,7 @@ public struct FaultConfiguration: Sendable, Equatable {
         self.seed = seed
     }
 
-    public var isActive: Bool { loss > 0 || duplicate > 0 || reorder > 0 || delay > 0 }
+    public var isActive: Bool { loss > 0 || duplicate > 0 || reorder > 0 || delay > .zero }
 }
 
 /// A seeded impairment stage on the real transport path: it wraps a transport
@@ -92,7 +92,7 @@ public final class FaultyTransport: FrameTransport {
         if copies == 2 { duplicated &+= 1 }
         for _ in 0..<copies {
             var hold: UInt64 = 0
-            if faults.delay > 0 { hold = random.next() % (faults.delay + 1) }
+            if faults.delay > .zero { hold = random.next() % (faults.delay.nanoseconds + 1) }
             if random.unit() < faults.reorder { hold += 20_000 + random.next() % 200_000 }
             if hold > 0, keep(frame, to: peer, until: now + hold) { continue }
             _ = forward()

@@ -1,4 +1,6 @@
+import DIOSHost
 import ArgumentParser
+import DIOSBench
 import DIOSConfig
 import DIOSMemory
 import Foundation
@@ -33,14 +35,14 @@ struct ClusterCommand: ParsableCommand {
 
     /// Runs `ip` with `arguments`; its status and output.
     @discardableResult
-    static func ip(_ arguments: [String]) -> (status: Int32, output: String) { ClusterFile.ip(arguments) }
+    static func ip(_ arguments: [String]) -> (status: Int32, output: String) { Host.ip(arguments) }
 
     /// Creates the cluster's namespaces and veth pairs; on a failure removes
     /// what it made and throws.
     static func makeNetwork(_ cluster: ClusterFile, file: String) throws {
         guard !cluster.namespaces.isEmpty else { return }
         guard geteuid() == 0 else { throw CommandFailure("the cluster runs nodes in network namespaces: run as root") }
-        guard ClusterFile.ipCommand != nil else { throw CommandFailure("no ip command: install iproute2") }
+        guard Host.ipCommand != nil else { throw CommandFailure("no ip command: install iproute2") }
         let existing = Set(ip(["netns", "list"]).output.split(separator: "\n").compactMap { $0.split(separator: " ").first.map(String.init) })
         for ns in cluster.namespaces where existing.contains(ns) {
             throw CommandFailure("network namespace \(ns) exists already; dios cluster down \(file) first")
@@ -95,7 +97,7 @@ struct ClusterCommand: ParsableCommand {
 
     /// The process running node `id` of the cluster, from its pid file, if alive.
     static func running(_ cluster: ClusterFile, _ id: UInt16) -> Int32? {
-        guard let pid = pid(at: "\(stateDirectory(cluster))/node\(id).pid"), ClusterFile.isRunning(pid) else { return nil }
+        guard let pid = pid(at: "\(stateDirectory(cluster))/node\(id).pid"), Host.isRunning(pid) else { return nil }
         return pid
     }
 
@@ -190,7 +192,7 @@ struct ClusterCommand: ParsableCommand {
                 var up = false
                 for _ in 0..<(timeout * 20) {
                     if text().contains("diosd: node \(node.id) up") { up = true; break }
-                    if let pid = ClusterCommand.pid(at: "\(state)/node\(node.id).pid"), !ClusterFile.isRunning(pid) { break }
+                    if let pid = ClusterCommand.pid(at: "\(state)/node\(node.id).pid"), !Host.isRunning(pid) { break }
                     usleep(50_000)
                 }
                 guard up else {
@@ -229,11 +231,11 @@ struct ClusterCommand: ParsableCommand {
         if let pid = running(cluster, node.id) {
             kill(pid, SIGTERM)
             var waited = 0
-            while ClusterFile.isRunning(pid) && waited < 100 {
+            while Host.isRunning(pid) && waited < 100 {
                 usleep(50_000)
                 waited += 1
             }
-            if ClusterFile.isRunning(pid) {
+            if Host.isRunning(pid) {
                 kill(pid, SIGKILL)
                 say("node \(node.id): did not stop within 5 s, killed")
             } else {

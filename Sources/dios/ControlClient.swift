@@ -1,4 +1,5 @@
 import ArgumentParser
+import DIOSBench
 import DIOSConfig
 import Foundation
 

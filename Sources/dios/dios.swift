@@ -1,4 +1,5 @@
 import ArgumentParser
+import DIOSBench
 import DIOS
 import DIOSDevices
 
@@ -81,12 +82,6 @@ struct Lookup: ParsableCommand {
     }
 }
 
-struct Bench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Benchmarks that print percentiles next to baselines measured in the same run.",
-        subcommands: [BenchIPC.self, BenchScale.self, BenchNames.self])
-}
-
 struct NameCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "name", abstract: "Make or check object names.", subcommands: [New.self, Check.self])
@@ -118,12 +113,4 @@ struct Probe: ParsableCommand {
     func run() {
         for probe in DeviceProbe.all() { print(probe) }
     }
-}
-
-/// A command that could not do its work (a node that did not come up, no node
-/// at a control socket, no permission): said without the usage text, which
-/// ArgumentParser adds to a `ValidationError`, for mistakes on the command line.
-struct CommandFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }

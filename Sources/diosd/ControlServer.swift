@@ -1,5 +1,6 @@
 import DIOS
 import DIOSConfig
+import DIOSExamples
 import Dispatch
 import Foundation
 

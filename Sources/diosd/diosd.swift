@@ -1,6 +1,7 @@
 import ArgumentParser
 import DIOS
 import DIOSConfig
+import DIOSExamples
 import DIOSDevices
 import DIOSTransport
 import DIOSWire
@@ -75,27 +76,18 @@ struct Diosd: AsyncParsableCommand {
             do { file = try NodeFile.load(path: config) } catch { throw ValidationError("\(config): \(error)") }
         }
         if let node { file.node = node }
-        if let cores {
-            let list = cores.split(separator: ",").compactMap { Int($0.trimmingPrefix(" ")) }
-            guard !list.isEmpty, list.count == cores.split(separator: ",").count, Set(list).count == list.count else {
-                throw ValidationError("--cores must list distinct CPU numbers, e.g. 0,1")
-            }
-            file.cores = list
+        do throws(ConfigError) {
+            if let cores { file.cores = try Setting.cores(cores) }
+            if let idle { file.idle = try Setting.idle(idle, key: "--idle") }
+            if let logLevel { file.logLevel = try Setting.logLevel(logLevel, key: "--log-level") }
+        } catch .invalid(let why) {
+            throw ValidationError(why)
+        } catch {
+            throw ValidationError("\(error)")
         }
         if let arenaMiB {
             guard arenaMiB > 0 else { throw ValidationError("--arena-mib must be positive") }
             file.arenaMiB = arenaMiB
-        }
-        if let idle {
-            switch idle {
-            case "busy": file.idle = .busy
-            case "adaptive": file.idle = .adaptive
-            default: throw ValidationError("--idle must be busy or adaptive")
-            }
-        }
-        if let logLevel {
-            guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown --log-level \(logLevel)") }
-            file.logLevel = level
         }
         if let controlSocket { file.controlSocket = controlSocket }
         return file
@@ -122,7 +114,7 @@ struct Diosd: AsyncParsableCommand {
             handler.logLevel = file.logLevel
             return handler
         }
-        var configuration = file.configuration(logger: Logger(label: "diosd"))
+        var configuration = NodeConfiguration(file, logger: Logger(label: "diosd"))
 
         clinux_line_buffer_stdout()  // line by line, also into pipes: supervisors wait for "up"
         let say: @Sendable (String) -> Void = { print($0) }
@@ -162,38 +154,9 @@ struct Diosd: AsyncParsableCommand {
         say("diosd: node \(file.node) up, \(node.instances.count) instance(s) on \(cpus), arena \(file.arenaMiB) MiB on \(node.arena.backing), idle \(configuration.idlePolicy)")
 
         if clusterFile != nil {
-            await RemoteDemo.register(on: node)
-            // Exactly one scheduler in the cluster: start one here if none is
-            // found once the sessions had time to come up.
-            try await Scheduler.bootstrap(node, grace: .milliseconds(500))
-            if let watch {
-                guard let peer = Self.instanceID(watch) else { throw ValidationError("--watch takes an instance like 1.0") }
-                Task {
-                    guard try await RemoteDemo.waitForPeers(node, [peer], seconds: 30) else {
-                        say("diosd: watch: \(peer) never became reachable")
-                        return
-                    }
-                    try await RemoteDemo.watch(on: node, peer: peer, say: say)
-                }
-            }
+            try await joinCluster(node, say: say)
             if streamTo != nil || blobOn != nil {
-                let streamPeers = try Self.instanceIDs(streamTo, option: "--stream-to")
-                let blobPeers = try Self.instanceIDs(blobOn, option: "--blob-on")
-                let all = streamPeers + blobPeers.filter { !streamPeers.contains($0) }
-                var ok = try await RemoteDemo.waitForPeers(node, all, seconds: 30)
-                if !ok { say("diosd: not every one of \(all.map(String.init(describing:)).joined(separator: ",")) became reachable") }
-                for peer in streamPeers where ok {
-                    do { ok = try await RemoteDemo.stream(on: node, to: peer, count: messages, say: say) } catch {
-                        say("diosd: stream to \(peer): FAILED: \(error)")
-                        ok = false
-                    }
-                }
-                for peer in blobPeers where ok {
-                    do { ok = try await RemoteDemo.blob(on: node, with: peer, say: say) } catch {
-                        say("diosd: blob on \(peer): FAILED: \(error)")
-                        ok = false
-                    }
-                }
+                let ok = try await runChecks(node, say: say)
                 if once {
                     await node.leave()
                     node.shutdown()
@@ -203,23 +166,10 @@ struct Diosd: AsyncParsableCommand {
                 }
             }
         }
-
         if demo {
-            do {
-                try await Demo.run(on: node, messages: messages, say: say)
-            } catch {
-                node.shutdown()
-                say("diosd: demo failed: \(error)")
-                throw ExitCode.failure
-            }
-            for (i, c) in await node.counters().enumerated() {
-                say("diosd: instance \(i) counters: calls=\(c.calls) messages in=\(c.messagesIn) out=\(c.messagesOut) polls=\(c.polls) tasks started=\(c.tasksStarted) exited=\(c.tasksExited)")
-            }
-            node.shutdown()
-            say("diosd: node stopped cleanly")
+            try await runDemo(node, say: say)
             return
         }
-
         // Serve until SIGINT or SIGTERM: the control socket for `dios status`, and
         // the instances' counters exported through swift-metrics every second.
         var control: ControlServer? = nil
@@ -239,6 +189,66 @@ struct Diosd: AsyncParsableCommand {
         exporter.cancel()
         control?.stop()
         if clusterFile != nil { await node.leave() }
+        node.shutdown()
+        say("diosd: node stopped cleanly")
+    }
+}
+
+extension Diosd {
+    /// A cluster node's start: the check programs other nodes' `--stream-to`
+    /// and `--blob-on` run here, exactly one scheduler in the cluster (one is
+    /// started here if none is found once the sessions had time to come up),
+    /// and `--watch`.
+    func joinCluster(_ node: Node, say: @escaping @Sendable (String) -> Void) async throws {
+        await RemoteDemo.register(on: node)
+        try await Scheduler.bootstrap(node, grace: .milliseconds(500))
+        guard let watch else { return }
+        guard let peer = Self.instanceID(watch) else { throw ValidationError("--watch takes an instance like 1.0") }
+        Task {
+            guard try await RemoteDemo.waitForPeers(node, [peer], seconds: 30) else {
+                say("diosd: watch: \(peer) never became reachable")
+                return
+            }
+            try await RemoteDemo.watch(on: node, peer: peer, say: say)
+        }
+    }
+
+    /// `--stream-to` and `--blob-on`: whether every check passed.
+    func runChecks(_ node: Node, say: @escaping @Sendable (String) -> Void) async throws -> Bool {
+        let streamPeers = try Self.instanceIDs(streamTo, option: "--stream-to")
+        let blobPeers = try Self.instanceIDs(blobOn, option: "--blob-on")
+        let all = streamPeers + blobPeers.filter { !streamPeers.contains($0) }
+        var ok = try await RemoteDemo.waitForPeers(node, all, seconds: 30)
+        if !ok { say("diosd: not every one of \(all.map(String.init(describing:)).joined(separator: ",")) became reachable") }
+        for peer in streamPeers where ok {
+            do { ok = try await RemoteDemo.stream(on: node, to: peer, count: messages, say: say) } catch {
+                say("diosd: stream to \(peer): FAILED: \(error)")
+                ok = false
+            }
+        }
+        for peer in blobPeers where ok {
+            do { ok = try await RemoteDemo.blob(on: node, with: peer, say: say) } catch {
+                say("diosd: blob on \(peer): FAILED: \(error)")
+                ok = false
+            }
+        }
+        return ok
+    }
+
+    /// `--demo`: runs it, prints each instance's counters, and stops the node.
+    func runDemo(_ node: Node, say: @escaping @Sendable (String) -> Void) async throws {
+        do {
+            try await Demo.run(on: node, messages: messages, say: say)
+        } catch {
+            node.shutdown()
+            say("diosd: demo failed: \(error)")
+            throw ExitCode.failure
+        }
+        for (i, c) in await node.counters().enumerated() {
+            say(
+                "diosd: instance \(i) counters: calls=\(c.calls) messages in=\(c.messagesIn) out=\(c.messagesOut) "
+                    + "polls=\(c.polls) tasks started=\(c.tasksStarted) exited=\(c.tasksExited)")
+        }
         node.shutdown()
         say("diosd: node stopped cleanly")
     }

@@ -1,3 +1,4 @@
+import DIOSHost
 import DIOSConfig
 import Foundation
 import DIOSWire
@@ -190,12 +191,12 @@ import Glibc
     /// not yet reaped (a node killed after `dios cluster up` exited); a pid
     /// with no process does not.
     @Test func aKilledProcessDoesNotRunEvenAsAZombie() throws {
-        #expect(ClusterFile.isRunning(getpid()))
+        #expect(Host.isRunning(getpid()))
         var pid: pid_t = 0
         let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sleep"), strdup("30"), nil]
         defer { for a in argv { free(a) } }
         try #require(posix_spawn(&pid, "/bin/sleep", nil, nil, argv, environ) == 0)
-        #expect(ClusterFile.isRunning(pid))
+        #expect(Host.isRunning(pid))
         kill(pid, SIGKILL)
         // Dead and not reaped: a zombie until waitpid below.
         var zombie = false
@@ -206,10 +207,10 @@ import Glibc
         }
         #expect(zombie, "the child never showed as a zombie")
         #expect(kill(pid, 0) == 0, "a zombie still answers kill(pid, 0)")
-        #expect(!ClusterFile.isRunning(pid))
+        #expect(!Host.isRunning(pid))
         var status: Int32 = 0
         #expect(waitpid(pid, &status, 0) == pid)
-        #expect(!ClusterFile.isRunning(pid))
+        #expect(!Host.isRunning(pid))
     }
 
     /// `SocketFile`: a socket a process listens on is live and kept; once

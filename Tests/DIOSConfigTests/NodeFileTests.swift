@@ -25,7 +25,7 @@ import Testing
         #expect(file.idle == .adaptive(spins: 10, yields: 5, maxSleep: .microseconds(1000)))
         #expect(file.logLevel == .debug)
         #expect(file.controlSocket == "/tmp/x.sock")
-        let configuration = file.configuration(logger: .init(label: "t"))
+        let configuration = NodeConfiguration(file, logger: .init(label: "t"))
         #expect(configuration.instanceCount == 2)
         #expect(configuration.arenaSize == 32 << 20)
     }

@@ -51,9 +51,9 @@ import Testing
     /// The failure timeout is generous (a loaded 2-core CI box stalls threads),
     /// except where a test is about failures.
     static func makeCluster(
-        _ count: Int, faults: FaultConfiguration = FaultConfiguration(), messages: Int, failureTimeout: UInt64 = 2_000_000_000
+        _ count: Int, faults: FaultConfiguration = FaultConfiguration(), messages: Int, failureTimeout: Duration = .seconds(2)
     ) async throws -> [Node] {
-        let session = SessionConfiguration(retransmitTimeout: 1_000_000, failureTimeout: failureTimeout)
+        let session = SessionConfiguration(retransmitTimeout: .milliseconds(1), failureTimeout: failureTimeout)
         let transports = try (0..<count).map { _ in try UDPTransport(bind: PeerAddress("127.0.0.1", port: 0)!) }
         var peers: [InstanceID: PeerAddress] = [:]
         for (n, t) in transports.enumerated() { peers[InstanceID(node: UInt16(n), core: 0)] = t.localAddress }
@@ -288,7 +288,7 @@ import Testing
     /// sockets: every message still arrives once, in order.
     @Test func exactlyOnceInOrderThroughTheFaultStage() async throws {
         let count = 20_000
-        let faults = FaultConfiguration(loss: 0.05, duplicate: 0.02, reorder: 0.05, delay: 50_000, seed: 5)
+        let faults = FaultConfiguration(loss: 0.05, duplicate: 0.02, reorder: 0.05, delay: .microseconds(50), seed: 5)
         let nodes = try await Self.makeCluster(2, faults: faults, messages: count)
         defer { for n in nodes { n.shutdown() } }
         try await Self.waitUntilConnected(nodes[0], to: InstanceID(node: 1, core: 0))
@@ -309,7 +309,7 @@ import Testing
     /// orderly shutdown would first let its tasks run for up to 2 s), so the
     /// proxy of its task finishes with `lostTaskStatus`.
     @Test func aFailedNodeIsReportedToTheTasksThatDependOnIt() async throws {
-        let nodes = try await Self.makeCluster(2, messages: 1_000_000_000, failureTimeout: 300_000_000)
+        let nodes = try await Self.makeCluster(2, messages: 1_000_000_000, failureTimeout: .milliseconds(300))
         try await Self.waitUntilConnected(nodes[0], to: InstanceID(node: 1, core: 0))
         let other = nodes[1]
         let (error, status, waited) = try await nodes[0].withTask { task -> (CallError?, Int64, Int64) in

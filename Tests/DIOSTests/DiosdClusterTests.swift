@@ -1,3 +1,4 @@
+import DIOSHost
 import DIOSConfig
 import DIOSTransport
 import DIOS
@@ -419,7 +420,7 @@ import Testing
         #expect(again.output.contains("node 1: up, 1 instance(s) on udp"), "\(again.output)")
         #expect(again.output.contains("1 node(s) started again, 2 already up"), "\(again.output)")
         let second = try #require(ClusterCommandState.pid(of: 1, in: state))
-        #expect(second != first && ClusterFile.isRunning(second))
+        #expect(second != first && Host.isRunning(second))
         for (n, peer) in [(0, "1.0"), (2, "1.0"), (1, "0.0"), (1, "2.0")] {
             #expect(cluster.waitForPeer(n, peer, up: true, seconds: 10), "node \(n): \(cluster.status(n))")
         }
@@ -432,7 +433,7 @@ import Testing
         #expect(ClusterCommandState.pid(of: 1, in: state) == second)
         let down = DPDKClusterHost.run(dios, ["cluster", "down", cluster.path])
         for n in 0..<3 { #expect(down.output.contains("node \(n): stopped"), "\(down.output)") }
-        #expect(!ClusterFile.isRunning(second))
+        #expect(!Host.isRunning(second))
     }
 
     // MARK: Over DPDK
@@ -747,16 +748,16 @@ enum DPDKClusterHost {
     }()
 
     /// Why the veth clusters cannot run here; nil when they can.
-    static let vethMissing: String? = missing ?? (ClusterFile.ipCommand == nil ? "no `ip` command (iproute2)" : nil)
+    static let vethMissing: String? = missing ?? (Host.ipCommand == nil ? "no `ip` command (iproute2)" : nil)
 
     @discardableResult
     static func run(_ executable: String, _ arguments: [String]) -> (status: Int32, output: String) {
-        ClusterFile.run(executable, arguments, environment: ChildProcess.environment)
+        Host.run(executable, arguments, environment: ChildProcess.environment)
     }
 
     @discardableResult
     static func ip(_ arguments: [String]) -> (status: Int32, output: String) {
-        ClusterFile.ip(arguments)
+        Host.ip(arguments)
     }
 
     /// The EAL runtime directories and hugepage files of the cluster's DPDK nodes.

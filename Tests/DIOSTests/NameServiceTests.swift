@@ -13,7 +13,7 @@ import Testing
     final class Cluster: @unchecked Sendable {
         var nodes: [Node?] = []
         var addresses: [InstanceID: PeerAddress] = [:]
-        let session = SessionConfiguration(retransmitTimeout: 1_000_000, failureTimeout: 400_000_000)
+        let session = SessionConfiguration(retransmitTimeout: .milliseconds(1), failureTimeout: .milliseconds(400))
 
         init(nodes count: Int) throws {
             var sockets: [[UDPTransport]] = []

@@ -77,7 +77,7 @@ import Testing
     /// source writes `messages` numbered messages, node 0's reader reads them
     /// (as ClusterTests').
     static func makeNodes(messages: Int, instances: Int = 1) async throws -> (nodes: [Node], keeping: KeepingTransport) {
-        let session = SessionConfiguration(retransmitTimeout: 1_000_000, failureTimeout: 2_000_000_000)
+        let session = SessionConfiguration(retransmitTimeout: .milliseconds(1), failureTimeout: .seconds(2))
         let ids = (0..<instances).map { InstanceID(node: 0, core: UInt16($0)) } + [InstanceID(node: 1, core: 0)]
         let sockets = try ids.map { _ in try UDPTransport(bind: PeerAddress("127.0.0.1", port: 0)!) }
         let keeping = KeepingTransport(sockets[0])

@@ -1,4 +1,4 @@
-import DIOSConfig
+import DIOSHost
 import DIOSTransport
 import Foundation
 import Synchronization
@@ -34,7 +34,7 @@ enum DPDKTestHost {
     /// Why the veth tests cannot run here; nil when they can.
     static let vethMissing: String? = missing ?? (ipCommand == nil ? "no `ip` command (iproute2)" : nil)
 
-    static let ipCommand: String? = ClusterFile.ipCommand
+    static let ipCommand: String? = Host.ipCommand
 
     /// The CPUs this process may run on ("0-1"), for `--lcores=0@(...)`: the
     /// children's polling threads float over them instead of fighting over one.
@@ -48,11 +48,11 @@ enum DPDKTestHost {
     /// Runs a command to completion; returns its status and output.
     @discardableResult
     static func run(_ executable: String, _ arguments: [String]) -> (status: Int32, output: String) {
-        ClusterFile.run(executable, arguments)
+        Host.run(executable, arguments)
     }
 
     @discardableResult
-    static func ip(_ arguments: String...) -> (status: Int32, output: String) { ClusterFile.ip(arguments) }
+    static func ip(_ arguments: String...) -> (status: Int32, output: String) { Host.ip(arguments) }
 
     /// Removes what killed earlier runs left: their namespaces, runtime
     /// directories and hugepage files (named after a process id no longer alive).

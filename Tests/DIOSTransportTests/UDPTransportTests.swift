@@ -75,7 +75,7 @@ import Testing
         let faults = FaultConfiguration(loss: 0.05, duplicate: 0.02, reorder: 0.05, seed: 3)
         let ia = InstanceID(node: 0, core: 0)
         let ib = InstanceID(node: 1, core: 0)
-        let config = SessionConfiguration(retransmitTimeout: 500_000)
+        let config = SessionConfiguration(retransmitTimeout: .microseconds(500))
         let a = WireEndpoint(
             local: ia, transport: FaultyTransport(sa, faults: faults, clock: clock), peers: [ib: sb.localAddress],
             configuration: config, now: clock(), seed: 11)

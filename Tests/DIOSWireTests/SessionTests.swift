@@ -130,7 +130,7 @@ final class Pair {
     /// The bar: 5% loss plus duplication and reordering, and every
     /// message still arrives exactly once, in order.
     @Test func exactlyOnceInOrderUnderLossDuplicationAndReordering() {
-        let pair = Pair(faults: FaultConfiguration(loss: 0.05, duplicate: 0.02, reorder: 0.05, delay: 30_000, seed: 7))
+        let pair = Pair(faults: FaultConfiguration(loss: 0.05, duplicate: 0.02, reorder: 0.05, delay: .microseconds(30), seed: 7))
         let r = run(pair, messages: 100_000, refuseEvery: 97)
         #expect(r.delivered == 100_000)
         #expect(r.outOfOrder == 0)
@@ -169,7 +169,7 @@ final class Pair {
         }
         for _ in 0..<4 { pair.step(deliver: take) }
         #expect(delivered == [1, 2, 3, 4, 5])
-        #expect(pair.net.now - started < pair.configuration.retransmitTimeout)  // the timer never fired
+        #expect(pair.net.now - started < pair.configuration.retransmitTimeout.nanoseconds)  // the timer never fired
         let sender = pair.left.sessions[0].counters
         #expect(sender.fastRetransmits == 1)
         #expect(sender.retransmits == 1)
@@ -185,7 +185,7 @@ final class Pair {
         let leftAddress = PeerAddress(ipv4: 0x7F00_0001, port: 1)
         let rightAddress = PeerAddress(ipv4: 0x7F00_0001, port: 2)
         // A frame of the right side's as a template: its heartbeat after a quiet while.
-        pair.net.now += pair.configuration.heartbeatInterval
+        pair.net.now += pair.configuration.heartbeatInterval.nanoseconds
         _ = pair.right.poll(now: pair.net.now, deliver: { _, _ in true }, changed: { _, _ in })
         let template = try #require(pair.net.queues[leftAddress]?.last)
         pair.net.queues[leftAddress] = []
@@ -219,7 +219,7 @@ final class Pair {
     /// goes back to the transport once acknowledged, none twice.
     @Test func inPlaceFramesArriveExactlyOnceInOrderAndAreReleasedOnce() {
         let pair = Pair(
-            faults: FaultConfiguration(loss: 0.05, duplicate: 0.02, reorder: 0.05, delay: 30_000, seed: 11), lending: true)
+            faults: FaultConfiguration(loss: 0.05, duplicate: 0.02, reorder: 0.05, delay: .microseconds(30), seed: 11), lending: true)
         let r = run(pair, messages: 20_000, refuseEvery: 89, inPlace: true)
         #expect(r.delivered == 20_000)
         #expect(r.outOfOrder == 0)
@@ -367,7 +367,7 @@ final class Pair {
     /// A silent peer is declared failed within the failure timeout, and comes
     /// back (a new session) once it answers again.
     @Test func silenceIsDetectedAndHealed() {
-        let pair = Pair(configuration: SessionConfiguration(failureTimeout: 100_000_000))
+        let pair = Pair(configuration: SessionConfiguration(failureTimeout: .milliseconds(100)))
         for _ in 0..<10 { pair.step() }
         #expect(pair.leftChanges == [.up])
         pair.net.silenced = [PeerAddress(ipv4: 0x7F00_0001, port: 2)]

@@ -123,7 +123,7 @@ func twoNodes() async throws -> [Node] {
         configuration.logger.logLevel = .warning
         let endpoint = WireEndpoint(
             local: ids[k], transport: MemoryPort(network, addresses[k], peer: addresses[1 - k]),
-            peers: [ids[1 - k]: addresses[1 - k]], configuration: SessionConfiguration(retransmitTimeout: 500_000_000),
+            peers: [ids[1 - k]: addresses[1 - k]], configuration: SessionConfiguration(retransmitTimeout: .milliseconds(500)),
             now: monotonicNanoseconds(), seed: UInt64(k + 1))
         nodes.append(try Node(configuration, wires: [endpoint]))
     }

@@ -1,4 +1,5 @@
 import CLinux
+import DIOSHost
 import DIOSTransport
 import DIOSWire
 import Histogram
@@ -30,8 +31,8 @@ extension BenchIPC {
         // af_packet on the veth pair: move the far end into nsA, next to the near one.
         var vethInterfaces: (String, String)? = nil
         if let veth {
-            if system("ip -n \(veth.nsB) link set \(veth.interfaceB) netns \(veth.nsA) 2>/dev/null") == 0,
-                system("ip -n \(veth.nsA) link set \(veth.interfaceB) up 2>/dev/null") == 0
+            if Host.ip(["-n", veth.nsB, "link", "set", veth.interfaceB, "netns", veth.nsA]).status == 0,
+                Host.ip(["-n", veth.nsA, "link", "set", veth.interfaceB, "up"]).status == 0
             {
                 vethInterfaces = (veth.interfaceA, veth.interfaceB)
             } else {
@@ -44,9 +45,9 @@ extension BenchIPC {
         var xdpInterfaces: (String, String)? = nil
         if xdp, let veth, vethInterfaces != nil {
             let (x0, x1) = ("dbxa" + veth.tag, "dbxb" + veth.tag)
-            if system("ip -n \(veth.nsA) link add \(x0) type veth peer name \(x1) 2>/dev/null") == 0,
-                system("ip -n \(veth.nsA) link set \(x0) up 2>/dev/null") == 0,
-                system("ip -n \(veth.nsA) link set \(x1) up 2>/dev/null") == 0
+            if Host.ip(["-n", veth.nsA, "link", "add", x0, "type", "veth", "peer", "name", x1]).status == 0,
+                Host.ip(["-n", veth.nsA, "link", "set", x0, "up"]).status == 0,
+                Host.ip(["-n", veth.nsA, "link", "set", x1, "up"]).status == 0
             {
                 xdpInterfaces = (x0, x1)
             } else {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CLinux
 import DIOS
+import DIOSConfig
 import DIOSDevices
 import DIOSKernel
 import DIOSMemory
@@ -35,6 +36,8 @@ struct BenchIPC: AsyncParsableCommand {
     @Option(help: "The two CPUs, e.g. 0,1.") var cores = "0,1"
     @Option(help: "Payload sizes in bytes.") var payloads = "8,64,512,4096"
     @Option(help: "DIOS idle policy: busy (lowest latency) or adaptive.") var idle = "busy"
+    /// `idle`'s policy (`run` has refused any other word).
+    var idlePolicy: IdlePolicy { (try? Setting.idle(idle)) ?? .adaptive }
     @Option(name: .customLong("throughput-messages"), help: "Messages in the one-way throughput run.")
     var throughputMessages = 5_000_000
     @Flag(help: "One JSON object per line instead of a table.") var json = false
@@ -48,8 +51,16 @@ struct BenchIPC: AsyncParsableCommand {
     var remote = false
 
     func run() async throws {
-        let cpus = cores.split(separator: ",").compactMap { Int($0) }
-        guard cpus.count == 2, cpus[0] != cpus[1] else { throw ValidationError("--cores needs two different CPUs") }
+        let cpus: [Int]
+        do throws(ConfigError) {
+            cpus = try Setting.cores(cores)
+            _ = try Setting.idle(idle, key: "--idle")
+        } catch .invalid(let why) {
+            throw ValidationError(why)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        guard cpus.count == 2 else { throw ValidationError("--cores needs two different CPUs") }
         try requireAllowed(cpus)
         let sizes = payloads.split(separator: ",").compactMap { Int($0) }
         guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 8 && $0 <= 4096 }) else {
@@ -58,7 +69,6 @@ struct BenchIPC: AsyncParsableCommand {
         guard rounds > 0 else { throw ValidationError("--rounds must be positive") }
         guard iterations > 0, warmup >= 0 else { throw ValidationError("--iterations must be positive, --warmup not negative") }
         guard (0...64).contains(extraCalls) else { throw ValidationError("--extra-calls is from 0 to 64") }
-        guard ["busy", "adaptive"].contains(idle) else { throw ValidationError("--idle must be busy or adaptive") }
         let clock = TSC.calibrate()
         if remote {
             try await runRemote(cpus, sizes, clock)
@@ -204,7 +214,7 @@ struct BenchIPC: AsyncParsableCommand {
         var configuration = NodeConfiguration()
         configuration.cores = cpus
         configuration.arenaSize = 64 << 20
-        configuration.idlePolicy = idle == "busy" ? .busy : .adaptive
+        configuration.idlePolicy = idlePolicy
         return try Node(configuration)
     }
 
@@ -351,13 +361,3 @@ func onPinnedThread<T>(cpu: Int, _ body: @escaping @Sendable () -> T) -> T {
 
 /// Carries a thread's result to the thread that joins it (written before the join).
 final class ResultSlot<T>: @unchecked Sendable { var value: T? }
-
-func pad(_ s: String, _ width: Int, right: Bool = false) -> String {
-    let fill = String(repeating: " ", count: max(0, width - s.count))
-    return right ? fill + s : s + fill
-}
-
-func format(_ x: Double) -> String {
-    let scaled = (x * 100).rounded() / 100
-    return "\(scaled)"
-}

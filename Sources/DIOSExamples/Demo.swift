@@ -1,14 +1,14 @@
-import DIOS
+public import DIOS
 
 /// The demo the README's first command runs: a trusted task and an untrusted
 /// worker exchange data through a blob and a stream, and the kernel refuses
 /// what the worker has no right to do. Every line it prints comes from a call's
 /// real result.
-enum Demo {
+public enum Demo {
     static let workerName = Name.wellKnown("dios.demo.worker")
     static let echoName = Name.wellKnown("dios.demo.echo")
 
-    static func run(on node: Node, messages: Int, say: @escaping @Sendable (String) -> Void) async throws {
+    public static func run(on node: Node, messages: Int, say: @escaping @Sendable (String) -> Void) async throws {
         await node.register(workerName, label: "worker", program: worker(say: say))
         await node.register(echoName, label: "echo", program: echo)
         try await node.withTask(label: "init") { task in
@@ -67,7 +67,7 @@ enum Demo {
 
     /// Init on instance 0 and an echo task on instance 1 (another core): two
     /// streams whose rings both instances share; every message goes there and back.
-    static func crossCore(on node: Node, messages: Int, say: @escaping @Sendable (String) -> Void) async throws {
+    public static func crossCore(on node: Node, messages: Int, say: @escaping @Sendable (String) -> Void) async throws {
         try await node.withTask(on: 0, label: "init") { task in
             let (_, there) = try task.create(.stream(messageSize: 64, depth: 16))
             let (_, back) = try task.create(.stream(messageSize: 64, depth: 16))
