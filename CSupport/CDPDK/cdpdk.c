@@ -181,9 +181,9 @@ int cdpdk_port_stats(uint16_t port_id, struct cdpdk_port_counters *stats) {
 // first): `memif_disconnect` marks the link down, closes descriptors, then
 // unmaps the shared regions the rings live in (`memif_free_regions`), with no
 // synchronisation with the data path. A burst that passed its "connected"
-// check a moment earlier then reads or writes unmapped memory: a memif server
-// died so (SIGSEGV in `eth_memif_tx` under `cdpdk_tx_burst`, core dump at
-// stop 21) when its client was killed.
+// check a moment earlier then reads or writes unmapped memory (SIGSEGV in
+// `eth_memif_tx` under `cdpdk_tx_burst`, in a memif server whose client was
+// killed).
 //
 // The fix is a quiescence wait, the Dekker pattern: each burst marks its
 // thread's slot (a seq_cst read-modify-write) before DPDK looks at the link,
