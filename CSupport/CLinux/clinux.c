@@ -205,7 +205,7 @@ void clinux_floor_echo(uint64_t *ping, uint64_t *pong, uint64_t first, int count
 // A signal handler may call only async-signal-safe functions: the line is
 // built by hand in a stack buffer and written with write(2).
 
-__thread uint64_t clinux_crash_task = 0;
+__thread uint64_t clinux_crash_task __attribute__((tls_model("initial-exec"))) = 0;
 static __thread int crash_node = -1, crash_instance = -1, crash_cpu = -1;
 
 static const int crash_signals[] = {SIGILL, SIGTRAP, SIGSEGV, SIGBUS, SIGFPE, SIGABRT};
