@@ -31,7 +31,7 @@ extension KernelInstance {
             }
             if r.pointee.deleted && !ring.hasMessage() {
                 if !r.pointee.keepStreamOpen {
-                    sendRemote(
+                    sendToPeer(
                         .streamClosed(origin: r.pointee.remoteOrigin, senderIsOrigin: r.pointee.originHere),
                         to: r.pointee.remotePeer)
                 }

@@ -112,7 +112,7 @@ extension KernelInstance {
                 lookupElsewhere.removeAll(keepingCapacity: true)
                 for record in candidates {
                     if record.owner.node != id.node {
-                        let reply = try? remoteCall(to: record.owner) { .nameConfirm(name: name, object: record.object, call: $0) }
+                        let reply = try? peerCall(to: record.owner) { .nameConfirm(name: name, object: record.object, call: $0) }
                         guard reply?.ok == true else { continue }
                     }
                     lookupElsewhere.append(record)
@@ -253,14 +253,14 @@ extension KernelInstance {
         if entry.kind == .task {
             let o = Int(entry.object.index)
             if let node = objects.records[o].remoteNode {
-                if let target = objects.records[o].remoteTask {
-                    sendRemote(.stop(task: target), to: node)
+                if let target = objects.records[o].peerTask {
+                    sendToPeer(.stop(task: target), to: node)
                 } else {
                     objects.records[o].pendingStop = true
                 }
             } else if let sibling = objects.records[o].siblingInstance {
                 // Not started yet: `.started` finds the proxy gone and stops it.
-                if let target = objects.records[o].remoteTask { send(.stop(task: target), to: sibling) }
+                if let target = objects.records[o].peerTask { send(.stop(task: target), to: sibling) }
             } else {
                 stop(objects.records[o].task)
             }  // not started yet: `.started` finds the proxy gone and stops it

@@ -103,7 +103,7 @@ extension KernelInstance {
             return
         }
         let p = Int(proxy.index)
-        objects.records[p].remoteTask = task
+        objects.records[p].peerTask = task
         if objects.records[p].pendingStop {
             tell(true, false)
         } else if let resume = objects.records[p].pendingPause {
@@ -128,7 +128,7 @@ extension KernelInstance {
 
     /// `run` onto instance `target`: a proxy task object here stands for the task
     /// there; the arguments (streams) are handed over as rings shared with it.
-    func runRemote(
+    func runOnSibling(
         _ t: Int, _ programEntry: ReferenceEntry, arguments: [ReferenceEntry], flags: Flags, label: String,
         on target: Int
     ) throws(CallError) -> Ref {

@@ -32,7 +32,7 @@ extension KernelInstance {
         switch entry.kind {
         case .blob:
             if _slowPath(r.pointee.bridge == .blob) {
-                return try beginRemoteRead(entry, i, strong: flags.contains(.strong))
+                return try beginPeerRead(entry, i, strong: flags.contains(.strong))
             }
             let base = try bufferAddress(i, .beginRead)
             let strong = flags.contains(.strong)
@@ -83,7 +83,7 @@ extension KernelInstance {
         let i = Int(grant.object.index)
         guard objects.exists(grant.object) else { return false }
         let r = objects.records.pointer(i)  // nothing below creates an object
-        if _slowPath(r.pointee.bridge == .blob) { return endRemoteRead(grant, i) }
+        if _slowPath(r.pointee.bridge == .blob) { return endPeerRead(grant, i) }
         r.pointee.openTransactions -= 1
         let deleted = r.pointee.deleted
         let consistent: Bool
@@ -122,7 +122,7 @@ extension KernelInstance {
         let i = Int(grant.object.index)
         guard objects.exists(grant.object) else { return }
         if objects.records[i].bridge == .blob {  // a proxy: a strong hold is released at the owner
-            if grant.mode == .strong { _ = endRemoteRead(grant, i) } else { objects.records[i].openTransactions -= 1 }
+            if grant.mode == .strong { _ = endPeerRead(grant, i) } else { objects.records[i].openTransactions -= 1 }
             return
         }
         objects.records[i].openTransactions -= 1
@@ -169,7 +169,7 @@ extension KernelInstance {
         switch entry.kind {
         case .blob:
             if _slowPath(r.pointee.bridge == .blob) {
-                return try beginRemoteWrite(entry, i, size: size, strong: flags.contains(.strong))
+                return try beginPeerWrite(entry, i, size: size, strong: flags.contains(.strong))
             }
             guard let shadow = r.pointee.shadow, let committed = r.pointee.buffer else {
                 throw unreachableHere(i, .beginWrite)
@@ -236,7 +236,7 @@ extension KernelInstance {
         guard objects.exists(grant.object) else { return false }
         precondition(length >= 0 && length <= grant.count, "endWrite length outside the view")
         let r = objects.records.pointer(i)  // nothing below creates an object
-        if _slowPath(r.pointee.bridge == .blob) { return endRemoteWrite(grant, i, length: length, commit: true) }
+        if _slowPath(r.pointee.bridge == .blob) { return endPeerWrite(grant, i, length: length, commit: true) }
         r.pointee.openTransactions -= 1
         r.pointee.writerOpen = false
         r.pointee.exclusive = false
@@ -287,7 +287,7 @@ extension KernelInstance {
         let i = Int(grant.object.index)
         guard objects.exists(grant.object) else { return }
         if objects.records[i].bridge == .blob {
-            _ = endRemoteWrite(grant, i, length: 0, commit: false)
+            _ = endPeerWrite(grant, i, length: 0, commit: false)
             return
         }
         objects.records[i].openTransactions -= 1

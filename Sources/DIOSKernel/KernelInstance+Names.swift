@@ -61,7 +61,7 @@ extension KernelInstance {
         let sibling = delta.origin != id
         for session in wire.sessions where session.isUp && nameService.relays(to: session.peer) {
             if bytes == nil { bytes = RemoteMessage.nameDelta(delta).encoded() }
-            sendRemote(encoded: bytes!, to: session.peer, wire: wire, now: now)
+            sendToPeer(encoded: bytes!, to: session.peer, wire: wire, now: now)
             if sibling { counters.namesRelayed &+= 1 }
         }
     }
@@ -87,7 +87,7 @@ extension KernelInstance {
             let object = ObjectID(index: UInt32(i), generation: objects.records[i].generation)
             own.append((objects.records[i].name, instanceRecord(i, object), objects.records[i].nameTag))
         }
-        for message in nameService.syncMessages(own: own, to: peer) { sendRemote(message, to: peer) }
+        for message in nameService.syncMessages(own: own, to: peer) { sendToPeer(message, to: peer) }
     }
 
     func applyNameSync(reset: Bool, inserts: [NameDelta], from peer: InstanceID) {
@@ -103,14 +103,14 @@ extension KernelInstance {
     func standIn(for record: InstanceRecord, name: Name) -> ObjectID? {
         let key = RemoteEnd(peer: record.owner, origin: record.object)
         if let existing = standIns[key], objects.isLive(existing) { return existing }
-        let remoteBlob = record.kind == .blob && record.owner != id
-        let size = remoteBlob ? record.size : 0
+        let peerBlob = record.kind == .blob && record.owner != id
+        let size = peerBlob ? record.size : 0
         guard let object = makeObject(kind: record.kind, name: name, bufferSize: size, maxWriteSize: size, flags: []) else {
             return nil
         }
         names.remove(name, object)  // a stand-in is not an instance of the name here
         let i = Int(object.index)
-        objects.records[i].bridge = remoteBlob ? .blob : .elsewhere
+        objects.records[i].bridge = peerBlob ? .blob : .elsewhere
         objects.records[i].remotePeer = record.owner
         objects.records[i].remoteOrigin = record.object
         objects.records[i].ownerElsewhere = record.owner
@@ -122,7 +122,7 @@ extension KernelInstance {
     func confirmName(_ name: Name, _ object: ObjectID, call: UInt32, from peer: InstanceID) {
         let ok = objects.isLive(object) && objects.records[Int(object.index)].name == name
             && objects.records[Int(object.index)].nameTag != 0
-        sendRemote(.blobReply(call: call, status: ok ? .ok : .deleted, ok: ok), to: peer)
+        sendToPeer(.blobReply(call: call, status: ok ? .ok : .deleted, ok: ok), to: peer)
     }
 
     /// The instances of other nodes this one has a session with now, and this

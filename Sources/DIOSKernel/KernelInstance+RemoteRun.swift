@@ -73,7 +73,7 @@ extension KernelInstance {
                     object: e.object, name: objects.records[i].name, maxWriteSize: objects.records[i].maxWriteSize,
                     depth: Int(ring.depth), writeEnd: writeEnd))
         }
-        sendRemote(
+        sendToPeer(
             .run(proxy: proxy, program: programName, trusted: !flags.contains(.untrusted), label: label, streams: streams),
             to: target)
         var entry = entry(for: proxy, rights: .all)
@@ -90,12 +90,12 @@ extension KernelInstance {
         guard let programObject, let registered = objects.records[Int(programObject.index)].program,
             let body = programs[registered]
         else {
-            sendRemote(.failedToStart(proxy: proxy, reason: "no program \(program) on \(id)"), to: peer)
+            sendToPeer(.failedToStart(proxy: proxy, reason: "no program \(program) on \(id)"), to: peer)
             return
         }
         let child: TaskID
         do { child = try makeTask(trusted: trusted, label: label) } catch {
-            sendRemote(.failedToStart(proxy: proxy, reason: error.description), to: peer)
+            sendToPeer(.failedToStart(proxy: proxy, reason: error.description), to: peer)
             return
         }
         let c = Int(child.index)
@@ -143,6 +143,6 @@ extension KernelInstance {
             if let ref = try? insertRef(c, entry) { tasks[c].delegated.append(ref) }
         }
         start(child, entry: body)
-        sendRemote(.started(proxy: proxy, task: child), to: peer)
+        sendToPeer(.started(proxy: proxy, task: child), to: peer)
     }
 }

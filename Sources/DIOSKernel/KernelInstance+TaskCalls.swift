@@ -30,7 +30,7 @@ extension KernelInstance {
             return try runOnNode(t, programEntry, arguments: argumentEntries, refs: arguments, flags: flags, label: label ?? "program", on: remote)
         }
         if let instance, instance != index {
-            return try runRemote(t, programEntry, arguments: argumentEntries, flags: flags, label: label ?? "program", on: instance)
+            return try runOnSibling(t, programEntry, arguments: argumentEntries, flags: flags, label: label ?? "program", on: instance)
         }
         guard tasks[t].refs.count < tasks[t].refs.capacity else { throw .reference(.tableFull) }
         let child = try makeTask(trusted: !flags.contains(.untrusted), label: label ?? "program")
@@ -54,15 +54,15 @@ extension KernelInstance {
         guard !objects.records[o].ready else { throw .taskStopped }
         let resume = flags.contains(.resume)
         if let node = objects.records[o].remoteNode {  // a proxy: the task runs on another node
-            if let target = objects.records[o].remoteTask {
-                sendRemote(.pause(task: target, resume: resume), to: node)
+            if let target = objects.records[o].peerTask {
+                sendToPeer(.pause(task: target, resume: resume), to: node)
             } else {
                 objects.records[o].pendingPause = resume
             }
             return
         }
         if let sibling = objects.records[o].siblingInstance {  // a proxy: the task runs on a sibling
-            if let target = objects.records[o].remoteTask {
+            if let target = objects.records[o].peerTask {
                 send(.pause(task: target, resume: resume), to: sibling)
             } else {
                 objects.records[o].pendingPause = resume

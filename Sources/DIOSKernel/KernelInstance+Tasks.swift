@@ -119,7 +119,7 @@ extension KernelInstance {
             // What the task wrote to streams read there goes first, as far as the
             // session's window allows, so its exit does not overtake it.
             flushBridges()
-            sendRemote(.exited(proxy: proxy.object, status: status), to: proxy.peer)
+            sendToPeer(.exited(proxy: proxy.object, status: status), to: proxy.peer)
         }
         // What was made for the task alone goes with it: the stream ends and
         // blob stand-ins made for a task started from another instance or node

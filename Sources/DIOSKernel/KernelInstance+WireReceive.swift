@@ -45,7 +45,7 @@ extension KernelInstance {
         case .started(let proxy, let task):
             let live = objects.isLive(proxy) && objects.records[Int(proxy.index)].remoteNode == peer
             proxyStarted(proxy, task, live: live) { stop, resume in
-                self.sendRemote(stop ? .stop(task: task) : .pause(task: task, resume: resume), to: peer)
+                self.sendToPeer(stop ? .stop(task: task) : .pause(task: task, resume: resume), to: peer)
             }
         case .failedToStart(let proxy, let reason):
             logger.warning("task did not start on \(peer): \(reason)")

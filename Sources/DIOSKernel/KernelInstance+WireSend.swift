@@ -13,7 +13,7 @@ extension KernelInstance {
         defer { wire.sendHeld() }
         let bytes = RemoteMessage.leaving.encoded()
         let now = clinux_monotonic_ns()
-        for session in wire.sessions where session.isUp { sendRemote(encoded: bytes, to: session.peer, wire: wire, now: now) }
+        for session in wire.sessions where session.isUp { sendToPeer(encoded: bytes, to: session.peer, wire: wire, now: now) }
     }
 
     /// Ends the sessions of peers that said they are leaving, now that the
@@ -34,7 +34,7 @@ extension KernelInstance {
     /// any that wait for room in its session. A blob call's messages may also
     /// be for an instance of this node (a proxy of a sibling's blob): those go
     /// through the fabric's control queue.
-    func sendRemote(_ message: RemoteMessage, to peer: InstanceID, body: UnsafeRawBufferPointer? = nil) {
+    func sendToPeer(_ message: RemoteMessage, to peer: InstanceID, body: UnsafeRawBufferPointer? = nil) {
         if peer.node == id.node {
             send(.blob(message, body: body.map { Array($0) } ?? []), to: Int(peer.core))
             return
@@ -42,11 +42,11 @@ extension KernelInstance {
         guard let wire else { return }
         var bytes = message.encoded()
         if let body, body.count > 0 { bytes += body }
-        sendRemote(encoded: bytes, to: peer, wire: wire, now: clinux_monotonic_ns())
+        sendToPeer(encoded: bytes, to: peer, wire: wire, now: clinux_monotonic_ns())
     }
 
-    /// `sendRemote` of a message already encoded (one encoding for many peers).
-    func sendRemote(encoded bytes: [UInt8], to peer: InstanceID, wire: WireEndpoint, now: UInt64) {
+    /// `sendToPeer` of a message already encoded (one encoding for many peers).
+    func sendToPeer(encoded bytes: [UInt8], to peer: InstanceID, wire: WireEndpoint, now: UInt64) {
         // In order per peer; a peer whose session is full holds back only its own.
         if !remoteOutbox.contains(where: { $0.peer == peer }), trySend(bytes, to: peer, wire: wire, now: now) { return }
         remoteOutbox.append((peer, bytes))

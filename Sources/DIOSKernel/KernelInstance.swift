@@ -24,6 +24,12 @@ package typealias TaskEntry = @Sendable (KernelInstance, TaskID) async -> Int32
 /// their instance, and only ever use it from the instance's thread. It is also
 /// why its mutable state is `@exclusivity(unchecked)`: one thread cannot overlap
 /// its own accesses here, and the runtime checks were a quarter of the data path.
+///
+/// Words used for other instances throughout the kernel: **remote** means on
+/// another node (reached over the wire: `remoteNode`, bridged streams);
+/// **sibling** means another instance of this node (reached over the fabric:
+/// `siblingInstance`, `runOnSibling`); **peer** means either (`sendToPeer`,
+/// `peerCall`, `peerTask`, a blob held by a peer).
 public final class KernelInstance: @unchecked Sendable {
     public let id: InstanceID
     public let logger: Logger
@@ -56,7 +62,7 @@ public final class KernelInstance: @unchecked Sendable {
     /// Blobs here handed to tasks on other nodes: (peer, blob) → rights given.
     @exclusivity(unchecked) var sharedBlobs: [RemoteEnd: Rights] = [:]
     /// Strong read holds that peers have on blobs here.
-    @exclusivity(unchecked) var remoteReadHolds: [RemoteEnd: Int32] = [:]
+    @exclusivity(unchecked) var peerReadHolds: [RemoteEnd: Int32] = [:]
     /// The name-service protocol and the replica of every other instance's objects.
     @exclusivity(unchecked) var nameService: NameService
     /// Stand-ins for instances held elsewhere, by (owner, object).

@@ -83,7 +83,7 @@ struct ObjectRecord {
     /// The proxy of the task on the other node this stream was handed to.
     var proxyOfBridge: ObjectID? = nil
     /// A blob here with a write open on behalf of this peer.
-    var remoteWriter: InstanceID? = nil
+    var peerWriter: InstanceID? = nil
     /// Published in the name service under this insertion counter (0: not published).
     var nameTag: UInt64 = 0
     /// A stand-in's owner.
@@ -94,7 +94,7 @@ struct ObjectRecord {
     var siblingInstance: Int? = nil
     /// ... or on another node.
     var remoteNode: InstanceID? = nil
-    var remoteTask: TaskID? = nil
+    var peerTask: TaskID? = nil
     var pendingPause: Bool? = nil
     var pendingStop = false
 

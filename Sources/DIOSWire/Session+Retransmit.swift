@@ -13,7 +13,7 @@ extension Session {
         }
         if waitingCount > 0 { sendWaiting(now: now) }
         if now &- lastHeard > times.failure && now > lastHeard {
-            return failOnly(.timeout(milliseconds: times.failure / 1_000_000), now: now)
+            return failOnly(.timeout(after: configuration.failureTimeout), now: now)
         }
         // Only the oldest frame is resent: the receiver holds what came after a
         // hole, so its acknowledgement then jumps to the next hole (if any).

@@ -56,7 +56,7 @@ struct SessionTimes {
 /// Why a peer was declared failed.
 public enum PeerFailure: Error, Equatable, Sendable, CustomStringConvertible {
     /// Nothing heard from it within the failure timeout.
-    case timeout(milliseconds: UInt64)
+    case timeout(after: Duration)
     /// It came back as a new incarnation (restarted, or it declared us failed):
     /// whatever was in flight in the old session is gone.
     case restarted
@@ -67,7 +67,8 @@ public enum PeerFailure: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .timeout(let ms): "no answer within \(ms) ms"
+        case .timeout(let after):
+            "no answer within \(after.nanoseconds / 1_000_000) ms"
         case .restarted: "the peer began a new session (it restarted, or had given this instance up)"
         case .protocolViolation(let s): "protocol violation: \(s)"
         case .left: "the peer stopped"

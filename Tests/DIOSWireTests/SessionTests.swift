@@ -378,7 +378,7 @@ final class Pair {
             pair.step(advance: 1_000_000)
             if pair.leftChanges.count > 1 { detectedAt = pair.net.now }
         }
-        #expect(pair.leftChanges.last == .down(.timeout(milliseconds: 100)))
+        #expect(pair.leftChanges.last == .down(.timeout(after: .milliseconds(100))))
         #expect((detectedAt ?? .max) - silentSince <= 102_000_000)
         pair.net.silenced = []
         for _ in 0..<50 { pair.step(advance: 1_000_000) }

@@ -53,7 +53,7 @@ extension KernelInstance {
     /// (or, for an instance of this node, the control queues) until the
     /// answer to that call arrives, or the peer fails. Requests from others
     /// are served meanwhile, so two instances calling each other both finish.
-    func remoteCall(
+    func peerCall(
         to peer: InstanceID, into target: UnsafeMutableRawBufferPointer? = nil, body: UnsafeRawBufferPointer? = nil,
         _ make: (UInt32) -> RemoteMessage
     ) throws(CallError) -> BlobReply {
@@ -73,7 +73,7 @@ extension KernelInstance {
         nextCall &+= 1
         let call = nextCall
         pendingCall = PendingCall(call: call, peer: peer, target: target)
-        sendRemote(make(call), to: peer, body: body)
+        sendToPeer(make(call), to: peer, body: body)
         if !sibling { wire?.sendKeptNow() }  // in case a caller holds frames: the answer waits on this one
         let deadline = clinux_monotonic_ns() + timeout
         while true {
@@ -114,12 +114,12 @@ extension KernelInstance {
     }
 
     /// `beginRead` on a proxy: the owner's bytes, copied into the proxy's buffer.
-    func beginRemoteRead(_ entry: ReferenceEntry, _ i: Int, strong: Bool) throws(CallError) -> IOGrant {
+    func beginPeerRead(_ entry: ReferenceEntry, _ i: Int, strong: Bool) throws(CallError) -> IOGrant {
         try checkProxy(i)
         let base = try bufferAddress(i, .beginRead)
         let capacity = objects.records[i].maxWriteSize
         let origin = objects.records[i].remoteOrigin
-        let reply = try remoteCall(
+        let reply = try peerCall(
             to: objects.records[i].remotePeer, into: UnsafeMutableRawBufferPointer(start: base, count: capacity)
         ) { .blobRead(blob: origin, call: $0, strong: strong) }
         guard reply.status == .ok else { throw Self.error(for: reply.status) }
@@ -130,7 +130,7 @@ extension KernelInstance {
 
     /// `endRead` on a proxy: weak reads validate their version with the owner;
     /// strong reads release their hold there.
-    func endRemoteRead(_ grant: IOGrant, _ i: Int) -> Bool {
+    func endPeerRead(_ grant: IOGrant, _ i: Int) -> Bool {
         objects.records[i].openTransactions -= 1
         defer { if objects.records[i].deleted && objects.records[i].openTransactions == 0 { reclaim(grant.object) } }
         guard objects.records[i].remoteFailure == nil, !objects.records[i].deleted else { return false }
@@ -138,22 +138,22 @@ extension KernelInstance {
         let origin = objects.records[i].remoteOrigin
         switch grant.mode {
         case .strong:
-            sendRemote(.blobRelease(blob: origin), to: peer)
+            sendToPeer(.blobRelease(blob: origin), to: peer)
             return true
         default:
             guard grant.version & 1 == 0 else { return false }  // a write was open when it was read
-            let reply = try? remoteCall(to: peer) { .blobValidate(blob: origin, call: $0, version: grant.version) }
+            let reply = try? peerCall(to: peer) { .blobValidate(blob: origin, call: $0, version: grant.version) }
             return reply?.ok ?? false
         }
     }
 
     /// `beginWrite` on a proxy: opens the write at the owner; the task fills the
     /// proxy's buffer.
-    func beginRemoteWrite(_ entry: ReferenceEntry, _ i: Int, size: Int, strong: Bool) throws(CallError) -> IOGrant {
+    func beginPeerWrite(_ entry: ReferenceEntry, _ i: Int, size: Int, strong: Bool) throws(CallError) -> IOGrant {
         try checkProxy(i)
         let base = try bufferAddress(i, .beginWrite)
         let origin = objects.records[i].remoteOrigin
-        let reply = try remoteCall(to: objects.records[i].remotePeer) { .blobWrite(blob: origin, call: $0, strong: strong) }
+        let reply = try peerCall(to: objects.records[i].remotePeer) { .blobWrite(blob: origin, call: $0, strong: strong) }
         guard reply.status == .ok else { throw Self.error(for: reply.status) }
         objects.records[i].writerOpen = true
         objects.records[i].openTransactions += 1
@@ -162,7 +162,7 @@ extension KernelInstance {
 
     /// `endWrite` (or, with `commit` false, an abandoned write) on a proxy: the
     /// bytes go to the owner, which commits them. True when committed there.
-    func endRemoteWrite(_ grant: IOGrant, _ i: Int, length: Int, commit: Bool) -> Bool {
+    func endPeerWrite(_ grant: IOGrant, _ i: Int, length: Int, commit: Bool) -> Bool {
         objects.records[i].openTransactions -= 1
         objects.records[i].writerOpen = false
         defer {
@@ -173,10 +173,10 @@ extension KernelInstance {
         let peer = objects.records[i].remotePeer
         let origin = objects.records[i].remoteOrigin
         guard commit else {
-            sendRemote(.blobCommit(blob: origin, call: 0, commit: false), to: peer)
+            sendToPeer(.blobCommit(blob: origin, call: 0, commit: false), to: peer)
             return false
         }
-        let reply = try? remoteCall(to: peer, body: UnsafeRawBufferPointer(start: grant.base, count: length)) {
+        let reply = try? peerCall(to: peer, body: UnsafeRawBufferPointer(start: grant.base, count: length)) {
             .blobCommit(blob: origin, call: $0, commit: true)
         }
         return reply?.ok ?? false
@@ -234,28 +234,28 @@ extension KernelInstance {
         case .blobRead(let blob, let call, let strong):
             let (i, status) = sharedBlob(blob, with: peer, needing: .read)
             guard status == .ok else {
-                sendRemote(.blobData(call: call, status: status, version: 0), to: peer)
+                sendToPeer(.blobData(call: call, status: status, version: 0), to: peer)
                 return
             }
             if strong {
                 guard !objects.records[i].writerOpen else {
-                    sendRemote(.blobData(call: call, status: .busy, version: 0), to: peer)
+                    sendToPeer(.blobData(call: call, status: .busy, version: 0), to: peer)
                     return
                 }
                 objects.records[i].sharedHolds += 1
-                remoteReadHolds[RemoteEnd(peer: peer, origin: blob), default: 0] += 1
+                peerReadHolds[RemoteEnd(peer: peer, origin: blob), default: 0] += 1
             }
             let base = pool.address(of: objects.records[i].buffer!)
-            sendRemote(
+            sendToPeer(
                 .blobData(call: call, status: .ok, version: objects.records[i].version), to: peer,
                 body: UnsafeRawBufferPointer(start: base, count: objects.records[i].length))
         case .blobRelease(let blob):
             let key = RemoteEnd(peer: peer, origin: blob)
-            guard let holds = remoteReadHolds[key], holds > 0 else {
+            guard let holds = peerReadHolds[key], holds > 0 else {
                 counters.remoteRefused &+= 1
                 return
             }
-            remoteReadHolds[key] = holds == 1 ? nil : holds - 1
+            peerReadHolds[key] = holds == 1 ? nil : holds - 1
             if objects.exists(blob) {
                 objects.records[Int(blob.index)].sharedHolds -= 1
                 markDirty(blob)
@@ -263,33 +263,33 @@ extension KernelInstance {
         case .blobValidate(let blob, let call, let version):
             let (i, status) = sharedBlob(blob, with: peer, needing: .read)
             let ok = status == .ok && objects.records[i].version == version && version & 1 == 0
-            sendRemote(.blobReply(call: call, status: status, ok: ok), to: peer)
+            sendToPeer(.blobReply(call: call, status: status, ok: ok), to: peer)
         case .blobWrite(let blob, let call, let strong):
             let (i, status) = sharedBlob(blob, with: peer, needing: .write)
             guard status == .ok else {
-                sendRemote(.blobReply(call: call, status: status, ok: false), to: peer)
+                sendToPeer(.blobReply(call: call, status: status, ok: false), to: peer)
                 return
             }
             guard !objects.records[i].writerOpen, objects.records[i].sharedHolds == 0 else {
-                sendRemote(.blobReply(call: call, status: .busy, ok: false), to: peer)
+                sendToPeer(.blobReply(call: call, status: .busy, ok: false), to: peer)
                 return
             }
             objects.records[i].writerOpen = true
             objects.records[i].exclusive = strong
-            objects.records[i].remoteWriter = peer
+            objects.records[i].peerWriter = peer
             objects.records[i].version &+= 1  // odd: a write is open
             markDirty(blob)
-            sendRemote(.blobReply(call: call, status: .ok, ok: true), to: peer)
+            sendToPeer(.blobReply(call: call, status: .ok, ok: true), to: peer)
         case .blobCommit(let blob, let call, let commit):
             let (i, status) = sharedBlob(blob, with: peer, needing: .write)
-            guard status == .ok, objects.records[i].writerOpen, objects.records[i].remoteWriter == peer else {
-                if commit { sendRemote(.blobReply(call: call, status: status == .ok ? .denied : status, ok: false), to: peer) }
+            guard status == .ok, objects.records[i].writerOpen, objects.records[i].peerWriter == peer else {
+                if commit { sendToPeer(.blobReply(call: call, status: status == .ok ? .denied : status, ok: false), to: peer) }
                 return
             }
             var ok = false
             objects.records[i].writerOpen = false
             objects.records[i].exclusive = false
-            objects.records[i].remoteWriter = nil
+            objects.records[i].peerWriter = nil
             if commit && body.count <= objects.records[i].maxWriteSize, let shadow = objects.records[i].shadow {
                 // Into the shadow, then swapped in: the committed bytes are
                 // never written in place, as for a local write.
@@ -301,7 +301,7 @@ extension KernelInstance {
                 objects.records[i].version &+= 1  // even: abandoned, failing overlapping reads
             }
             markDirty(blob)
-            if commit { sendRemote(.blobReply(call: call, status: ok ? .ok : .denied, ok: ok), to: peer) }
+            if commit { sendToPeer(.blobReply(call: call, status: ok ? .ok : .denied, ok: ok), to: peer) }
         default:
             break
         }
@@ -311,18 +311,18 @@ extension KernelInstance {
     /// waiting on it fails.
     func releaseBlobs(of peer: InstanceID, reason: String) {
         if pendingCall?.peer == peer { pendingCall?.failure = reason }
-        for (key, holds) in remoteReadHolds where key.peer == peer {
+        for (key, holds) in peerReadHolds where key.peer == peer {
             if objects.exists(key.origin) {
                 objects.records[Int(key.origin.index)].sharedHolds -= holds
                 markDirty(key.origin)
             }
         }
-        remoteReadHolds = remoteReadHolds.filter { $0.key.peer != peer }
+        peerReadHolds = peerReadHolds.filter { $0.key.peer != peer }
         sharedBlobs = sharedBlobs.filter { $0.key.peer != peer }
-        for i in objects.records.indices where objects.records[i].live && objects.records[i].remoteWriter == peer {
+        for i in objects.records.indices where objects.records[i].live && objects.records[i].peerWriter == peer {
             objects.records[i].writerOpen = false
             objects.records[i].exclusive = false
-            objects.records[i].remoteWriter = nil
+            objects.records[i].peerWriter = nil
             objects.records[i].version &+= 1
             markDirty(ObjectID(index: UInt32(i), generation: objects.records[i].generation))
         }
