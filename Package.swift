@@ -234,7 +234,8 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "DIOSCoreTests", dependencies: ["DIOSCore"], swiftSettings: strict),
         .testTarget(
-            name: "DIOSSimulationTests", dependencies: ["DIOSSimulation", "DIOSCore", "DIOSWire"], swiftSettings: strict),
+            name: "DIOSSimulationTests", dependencies: ["DIOSSimulation", "DIOSCore", "DIOSWire"], swiftSettings: strict
+        ),
         .testTarget(name: "DIOSWireTests", dependencies: ["DIOSWire", "DIOSCore"], swiftSettings: strict),
         .testTarget(
             name: "DIOSTransportTests", dependencies: ["DIOSTransport", "DIOSWire", "DIOSCore", "DIOSHost", "CLinux"],
@@ -243,13 +244,15 @@ let package = Package(
         .testTarget(
             name: "DIOSTests",
             dependencies: [
-                "DIOS", "DIOSKernel", "DIOSMemory", "DIOSWire", "DIOSTransport", "DIOSConfig", "DIOSHost", "DIOSDevices",
+                "DIOS", "DIOSKernel", "DIOSMemory", "DIOSWire", "DIOSTransport", "DIOSConfig", "DIOSHost",
+                "DIOSDevices",
                 "CLinux",
             ],
             swiftSettings: strict + [.enableExperimentalFeature("Lifetimes")]
         ),
         .testTarget(name: "DIOSDevicesTests", dependencies: ["DIOSDevices"], swiftSettings: strict),
         .testTarget(
-            name: "DIOSConfigTests", dependencies: ["DIOSConfig", "DIOSHost", "DIOS", "DIOSWire"], swiftSettings: strict),
+            name: "DIOSConfigTests", dependencies: ["DIOSConfig", "DIOSHost", "DIOS", "DIOSWire"], swiftSettings: strict
+        ),
     ]
 )

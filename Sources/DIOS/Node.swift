@@ -1,8 +1,8 @@
+import CLinux
 public import DIOSCore
 public import DIOSKernel
 public import DIOSMemory
 public import DIOSWire
-import CLinux
 import Logging
 
 /// A program a task runs: registered with a node under a name, started by `run`.
@@ -41,7 +41,8 @@ public final class Node: Sendable {
     /// - Parameter wires: for a node in a cluster, one wire endpoint per
     ///   instance (in instance order), each over its own transport: the
     ///   instances reach the other nodes' instances through them.
-    public init(_ configuration: NodeConfiguration = NodeConfiguration(), wires: [WireEndpoint] = []) throws(ArenaError) {
+    public init(_ configuration: NodeConfiguration = NodeConfiguration(), wires: [WireEndpoint] = []) throws(ArenaError)
+    {
         precondition(wires.isEmpty || wires.count == configuration.instanceCount, "one wire endpoint per instance")
         self.configuration = configuration
         let count = configuration.instanceCount
@@ -79,7 +80,8 @@ public final class Node: Sendable {
             if let hook = configuration.instanceThreadStarted { started = { hook(i) } }
             if let hook = configuration.instanceThreadEnding { ending = { hook(i) } }
             return PollLoop(
-                instance: instance, policy: configuration.idlePolicy, cpu: cpu, threadStarted: started, threadEnding: ending)
+                instance: instance, policy: configuration.idlePolicy, cpu: cpu, threadStarted: started,
+                threadEnding: ending)
         }
         for loop in loops { loop.start() }
     }

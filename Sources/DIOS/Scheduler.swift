@@ -78,7 +78,8 @@ public enum Scheduler {
                 }
             }
             let start = SchedulerElection.shouldStart(
-                me: task.instance, owners: try owners(task), reachable: task.reachableInstances(), running: started != nil)
+                me: task.instance, owners: try owners(task), reachable: task.reachableInstances(),
+                running: started != nil)
             if start { started = try task.run(try task.lookup(program)[0]) }
         }
     }

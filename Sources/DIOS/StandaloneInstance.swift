@@ -33,12 +33,15 @@ public final class StandaloneInstance {
         let share = arena.size / count / HugepageArena.hugepageSize * HugepageArena.hugepageSize
         let all = (0..<count).map { i in
             KernelInstance(
-                id: InstanceID(node: 0, core: UInt16(i)), pool: BufferPool(arena: arena, offset: i * share, length: share),
+                id: InstanceID(node: 0, core: UInt16(i)),
+                pool: BufferPool(arena: arena, offset: i * share, length: share),
                 fabric: fabric, index: i)
         }
         for kernel in all {
             if case .busy = idle { kernel.selectSpin = 1_000_000 }
-            for (name, program) in programs { _ = kernel.registerProgram(name, entry: Node.entry(for: program, label: "\(name)")) }
+            for (name, program) in programs {
+                _ = kernel.registerProgram(name, entry: Node.entry(for: program, label: "\(name)"))
+            }
         }
         instance = all[0]
         self.peers = Array(all.dropFirst())

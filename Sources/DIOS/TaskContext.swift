@@ -56,7 +56,8 @@ public struct TaskContext: Sendable {
     /// (validated by `endRead`); `.strong` holds the object shared.
     @inlinable
     public func beginRead(_ ref: Ref, flags: Flags = []) throws(CallError) -> ReadTransaction {
-        ReadTransaction(kernel: Unmanaged.passUnretained(kernel), grant: try kernel.beginRead(task, ref, flags: flags), ref: ref)
+        ReadTransaction(
+            kernel: Unmanaged.passUnretained(kernel), grant: try kernel.beginRead(task, ref, flags: flags), ref: ref)
     }
 
     /// `endRead`: whether what was read is consistent (false: a write was
@@ -72,7 +73,9 @@ public struct TaskContext: Sendable {
     /// object exclusively.
     @inlinable
     public func beginWrite(_ ref: Ref, size: Int, flags: Flags = []) throws(CallError) -> WriteTransaction {
-        WriteTransaction(kernel: Unmanaged.passUnretained(kernel), grant: try kernel.beginWrite(task, ref, size: size, flags: flags), ref: ref)
+        WriteTransaction(
+            kernel: Unmanaged.passUnretained(kernel), grant: try kernel.beginWrite(task, ref, size: size, flags: flags),
+            ref: ref)
     }
 
     /// `endWrite`: publishes the write; true when committed.
@@ -90,7 +93,9 @@ public struct TaskContext: Sendable {
     /// reference is to a proxy that becomes readable when the task exits, and
     /// only streams can be passed as arguments (they become rings shared by the
     /// two instances).
-    public func run(_ program: Ref, arguments: [Ref] = [], flags: Flags = [], on instance: Int? = nil) throws(CallError) -> Ref {
+    public func run(_ program: Ref, arguments: [Ref] = [], flags: Flags = [], on instance: Int? = nil) throws(CallError)
+        -> Ref
+    {
         try kernel.run(task, program, arguments: arguments, flags: flags, on: instance)
     }
 
@@ -121,7 +126,9 @@ public struct TaskContext: Sendable {
     /// has `.writable`, its write end, and this side reads. Their messages
     /// cross the wire in order, or their loss is reported: when the other node
     /// fails, the stream's calls fail with `.unreachable`.
-    public func run(_ program: Ref, arguments: [Ref] = [], flags: Flags = [], on instance: InstanceID) throws(CallError) -> Ref {
+    public func run(_ program: Ref, arguments: [Ref] = [], flags: Flags = [], on instance: InstanceID) throws(CallError)
+        -> Ref
+    {
         if instance.node == kernel.id.node {
             return try kernel.run(task, program, arguments: arguments, flags: flags, on: Int(instance.core))
         }

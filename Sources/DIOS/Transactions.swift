@@ -124,7 +124,9 @@ public struct WriteTransaction: ~Copyable {
 
     /// Calls `body` with the view as a mutable buffer pointer; the pointer must not escape.
     @inlinable
-    public func withUnsafeMutableBytes<R, E: Error>(_ body: (UnsafeMutableRawBufferPointer) throws(E) -> R) throws(E) -> R {
+    public func withUnsafeMutableBytes<R, E: Error>(_ body: (UnsafeMutableRawBufferPointer) throws(E) -> R) throws(E)
+        -> R
+    {
         try body(UnsafeMutableRawBufferPointer(start: grant.base, count: grant.count))
     }
 

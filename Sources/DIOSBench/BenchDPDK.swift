@@ -96,13 +96,23 @@ extension BenchIPC {
                 for size in sizes {
                     // The raw ping-pong has no fragmentation: one message, one frame.
                     guard size <= EthernetUDP.maxPayload else {
-                        note("dpdk-raw rows: \(size) B is more than one frame carries (\(EthernetUDP.maxPayload) B), so no raw row; DIOS fragments it")
+                        note(
+                            "dpdk-raw rows: \(size) B is more than one frame carries (\(EthernetUDP.maxPayload) B), "
+                                + "so no raw row; DIOS fragments it"
+                        )
                         continue
                     }
                     let (histogram, retries, failure) = dpdkRawPingPong(
                         cpus, size, link, setup.environment, iterations: count, warmup: roundWarmup, clock)
-                    if let failure { notes.append("dpdk-raw-\(link.name) \(size) B, round \(round + 1): stopped early: \(failure)") }
-                    if retries > 0 { notes.append("dpdk-raw-\(link.name) \(size) B, round \(round + 1): \(retries) round trip(s) resent after 100 ms, not recorded") }
+                    if let failure {
+                        notes.append("dpdk-raw-\(link.name) \(size) B, round \(round + 1): stopped early: \(failure)")
+                    }
+                    if retries > 0 {
+                        notes.append(
+                            "dpdk-raw-\(link.name) \(size) B, round \(round + 1): \(retries) round trip(s) resent "
+                                + "after 100 ms, not recorded"
+                        )
+                    }
                     add(Result(mechanism: "dpdk-raw-\(link.name)", payload: size, histogram: histogram))
                 }
                 // DIOS as it runs (messages written in the mbuf that carries them,
@@ -114,9 +124,11 @@ extension BenchIPC {
                     do {
                         let environment = setup.environment
                         let ta = try DPDKTransport(
-                            port: link.a, queue: 0, localAddress: link.diosA, neighbours: [link.diosB.ipv4: link.b.mac.bytes])
+                            port: link.a, queue: 0, localAddress: link.diosA,
+                            neighbours: [link.diosB.ipv4: link.b.mac.bytes])
                         let tb = try DPDKTransport(
-                            port: link.b, queue: 0, localAddress: link.diosB, neighbours: [link.diosA.ipv4: link.a.mac.bytes])
+                            port: link.b, queue: 0, localAddress: link.diosB,
+                            neighbours: [link.diosA.ipv4: link.a.mac.bytes])
                         for result in try await diosEcho(
                             cpus, sizes, mechanism: mechanism, ta, tb, inPlace: inPlace,
                             threadStarted: { _ in try? environment.registerCurrentThread() },
@@ -126,11 +138,18 @@ extension BenchIPC {
                             add(result)
                         }
                         let (ca, cb) = (ta.counters, tb.counters)
-                        if ca.sendQueueFull + cb.sendQueueFull + ca.noMbuf + cb.noMbuf + ca.unknownNeighbour + cb.unknownNeighbour > 0 {
+                        if ca.sendQueueFull + cb.sendQueueFull + ca.noMbuf + cb.noMbuf + ca.unknownNeighbour
+                            + cb.unknownNeighbour > 0
+                        {
                             notes.append(
-                                "\(mechanism), round \(round + 1): tx queue full \(ca.sendQueueFull)+\(cb.sendQueueFull), no mbuf \(ca.noMbuf)+\(cb.noMbuf), no neighbour \(ca.unknownNeighbour)+\(cb.unknownNeighbour)")
+                                "\(mechanism), round \(round + 1): tx queue full "
+                                    + "\(ca.sendQueueFull)+\(cb.sendQueueFull), no mbuf \(ca.noMbuf)+\(cb.noMbuf), no "
+                                    + "neighbour \(ca.unknownNeighbour)+\(cb.unknownNeighbour)"
+                            )
                         }
-                        if inPlace && ca.sentInPlace + cb.sentInPlace == 0 { note("\(mechanism): no message was sent in place") }
+                        if inPlace && ca.sentInPlace + cb.sentInPlace == 0 {
+                            note("\(mechanism): no message was sent in place")
+                        }
                         if inPlace && ca.kept + cb.kept == 0 { note("\(mechanism): no message was read in place") }
                     } catch {
                         note("\(mechanism) failed: \(error)")
@@ -199,12 +218,16 @@ extension BenchIPC {
                 while true {
                     // A send refused for 100 ms (no mbuf, tx queue full) is a link gone too.
                     while !t.send(frame, to: rawB) {
-                        if clinux_rdtsc() &- t0 >= retry { return (histogram, retries, "a send was refused for 100 ms (\(t.counters))") }
+                        if clinux_rdtsc() &- t0 >= retry {
+                            return (histogram, retries, "a send was refused for 100 ms (\(t.counters))")
+                        }
                     }
                     var matched = false
                     while !matched && clinux_rdtsc() &- t0 < retry {
                         _ = t.receive { echoed, _ in
-                            if echoed.count == size, echoed.loadUnaligned(as: UInt64.self) == UInt64(i) { matched = true }
+                            if echoed.count == size, echoed.loadUnaligned(as: UInt64.self) == UInt64(i) {
+                                matched = true
+                            }
                         }
                     }
                     if matched { break }
@@ -266,13 +289,17 @@ final class DPDKBenchSetup: @unchecked Sendable {
         // DIOS_DPDK_LOG_LEVEL=debug (say) to see why a port does not start.
         let level = getenv("DIOS_DPDK_LOG_LEVEL").map { String(cString: $0) } ?? "warning"
         var arguments = [
-            "dios", "--file-prefix", "dios-bench-\(pid)", "--no-pci", "--iova-mode=va", "--huge-unlink", "--no-telemetry",
+            "dios", "--file-prefix", "dios-bench-\(pid)", "--no-pci", "--iova-mode=va", "--huge-unlink",
+            "--no-telemetry",
             "-l", "\(cpus[0])", "--log-level", "lib.eal:\(level)", "--log-level", "pmd.net.*:\(level)",
             "--vdev", "net_memif0,role=server,id=0,socket=\(socket),mac=02:00:00:78:00:01",
             "--vdev", "net_memif1,role=client,id=0,socket=\(socket),mac=02:00:00:78:00:02",
         ]
         if let veth {
-            arguments += ["--vdev", "net_af_packet0,iface=\(veth.0),qpairs=1", "--vdev", "net_af_packet1,iface=\(veth.1),qpairs=1"]
+            arguments += [
+                "--vdev", "net_af_packet0,iface=\(veth.0),qpairs=1", "--vdev",
+                "net_af_packet1,iface=\(veth.1),qpairs=1",
+            ]
         }
         if let xdp {
             arguments += ["--vdev", "net_af_xdp0,iface=\(xdp.0)", "--vdev", "net_af_xdp1,iface=\(xdp.1)"]
@@ -306,12 +333,14 @@ final class DPDKBenchSetup: @unchecked Sendable {
                     }
                 }
                 guard let client else { throw .configuration("memif client did not start") }
-                guard server.waitForLink(timeoutMilliseconds: 5000), client.waitForLink(timeoutMilliseconds: 5000) else {
+                guard server.waitForLink(timeoutMilliseconds: 5000), client.waitForLink(timeoutMilliseconds: 5000)
+                else {
                     throw .configuration("the memif link did not come up in 5 s")
                 }
                 links.append(
                     Link(
-                        name: "memif", a: server, b: client, rawA: address("10.78.0.1", 9000), rawB: address("10.78.0.2", 9000),
+                        name: "memif", a: server, b: client, rawA: address("10.78.0.1", 9000),
+                        rawB: address("10.78.0.2", 9000),
                         diosA: address("10.78.0.1", 9100), diosB: address("10.78.0.2", 9100)))
             } catch {
                 notes.append("dpdk-raw-memif/dios-memif skipped: \(error)")

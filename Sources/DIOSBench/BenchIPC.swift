@@ -24,9 +24,13 @@ struct BenchIPC: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ipc", abstract: "IPC round-trip latency between two cores: floor, DIOS, Unix sockets.")
 
-    @Option(name: .customLong("iterations"), help: "Round trips measured per mechanism and payload (default: 100,000; 10,000 with --remote).")
+    @Option(
+        name: .customLong("iterations"),
+        help: "Round trips measured per mechanism and payload (default: 100,000; 10,000 with --remote).")
     var iterationsOption: Int?
-    @Option(name: .customLong("warmup"), help: "Round trips run first and not measured (default: 10,000; 1,000 with --remote).")
+    @Option(
+        name: .customLong("warmup"),
+        help: "Round trips run first and not measured (default: 10,000; 1,000 with --remote).")
     var warmupOption: Int?
     /// Across nodes a round trip takes microseconds, not nanoseconds, and there
     /// are five links' rows: fewer samples keep the run to a minute or two.
@@ -42,12 +46,19 @@ struct BenchIPC: AsyncParsableCommand {
     var throughputMessages = 5_000_000
     @Flag(help: "One JSON object per line instead of a table.") var json = false
     @Option(help: "Which to run besides the floor: dios, uds (comma-separated).") var only = "dios,uds"
-    @Option(help: "With --remote, the links: lo, veth, memif, xdp (comma-separated; xdp needs veth).") var links = "lo,veth,memif,xdp"
+    @Option(help: "With --remote, the links: lo, veth, memif, xdp (comma-separated; xdp needs veth).") var links =
+        "lo,veth,memif,xdp"
     @Option(
         name: .customLong("extra-calls"),
-        help: "Also time DIOS with the echo making this many sets of the four stream calls first (dios+calls): the calls' cost on the round trip's path.")
+        help:
+            ArgumentHelp(
+                "Also time DIOS with the echo making this many sets of the four stream calls first (dios+calls): the "
+                    + "calls' cost on the round trip's path.")
+    )
     var extraCalls = 0
-    @Flag(help: "Across nodes instead: DIOS over UDP next to Linux UDP, on loopback and on a veth pair between namespaces.")
+    @Flag(
+        help:
+            "Across nodes instead: DIOS over UDP next to Linux UDP, on loopback and on a veth pair between namespaces.")
     var remote = false
 
     func run() async throws {
@@ -67,7 +78,9 @@ struct BenchIPC: AsyncParsableCommand {
             throw ValidationError("--payloads are sizes from 8 to 4096")
         }
         guard rounds > 0 else { throw ValidationError("--rounds must be positive") }
-        guard iterations > 0, warmup >= 0 else { throw ValidationError("--iterations must be positive, --warmup not negative") }
+        guard iterations > 0, warmup >= 0 else {
+            throw ValidationError("--iterations must be positive, --warmup not negative")
+        }
         guard (0...64).contains(extraCalls) else { throw ValidationError("--extra-calls is from 0 to 64") }
         let clock = TSC.calibrate()
         if remote {
@@ -75,14 +88,19 @@ struct BenchIPC: AsyncParsableCommand {
             return
         }
         let selected = Set(only.split(separator: ",").map(String.init))
-        var lanes = [Lane(mechanism: .floor, payload: 8, sizeIndex: 0), Lane(mechanism: .floorC, payload: 8, sizeIndex: 0)]
+        var lanes = [
+            Lane(mechanism: .floor, payload: 8, sizeIndex: 0), Lane(mechanism: .floorC, payload: 8, sizeIndex: 0),
+        ]
         var mechanisms: [Mechanism] = [.ringRaw]
         if selected.contains("dios") { mechanisms.append(.dios) }
         if selected.contains("dios") && extraCalls > 0 { mechanisms.append(.diosExtra) }
         if selected.contains("uds") { mechanisms += [.udsBlocking, .udsPoll] }
         for mechanism in mechanisms {
             for (k, size) in sizes.enumerated() {
-                lanes.append(Lane(mechanism: mechanism, payload: size, sizeIndex: k, extraSets: mechanism == .diosExtra ? extraCalls : 0))
+                lanes.append(
+                    Lane(
+                        mechanism: mechanism, payload: size, sizeIndex: k,
+                        extraSets: mechanism == .diosExtra ? extraCalls : 0))
             }
         }
         let stamps = onPinnedThread(cpu: cpus[0]) { clock.stampPairCost() }
@@ -93,67 +111,100 @@ struct BenchIPC: AsyncParsableCommand {
         if json {
             for r in results {
                 print(
-                    #"{"mechanism":"\#(r.mechanism)","payload":\#(r.payload),"samples":\#(r.histogram.totalCount),"min_ns":\#(r.histogram.min),"p50_ns":\#(r.histogram.valueAtPercentile(50)),"p99_ns":\#(r.histogram.valueAtPercentile(99)),"p999_ns":\#(r.histogram.valueAtPercentile(99.9)),"vs_floor_p50":\#(format(Double(r.histogram.valueAtPercentile(50)) / floorP50))}"#
+                    #"{"mechanism":"\#(r.mechanism)","payload":\#(r.payload),"samples":\#(r.histogram.totalCount),"#
+                        + #""min_ns":\#(r.histogram.min),"p50_ns":\#(r.histogram.valueAtPercentile(50)),"#
+                        + #""p99_ns":\#(r.histogram.valueAtPercentile(99)),"#
+                        + #""p999_ns":\#(r.histogram.valueAtPercentile(99.9)),"#
+                        + #""vs_floor_p50":\#(format(Double(r.histogram.valueAtPercentile(50)) / floorP50))}"#
                 )
             }
-            print(#"{"mechanism":"dios","payload":64,"direction":"one-way","messages":\#(throughputMessages),"msgs_per_s":\#(Int(throughput))}"#)
-            print(#"{"clock":"lfence;rdtsc;lfence .. rdtscp;lfence","tsc_hz":\#(Int(clock.hertz)),"stamp_pair_min_ns":\#(stamps.min),"stamp_pair_p50_ns":\#(stamps.p50)}"#)
+            print(
+                #"{"mechanism":"dios","payload":64,"direction":"one-way","messages":\#(throughputMessages),"#
+                    + #""msgs_per_s":\#(Int(throughput))}"#
+            )
+            print(
+                #"{"clock":"lfence;rdtsc;lfence .. rdtscp;lfence","tsc_hz":\#(Int(clock.hertz)),"#
+                    + #""stamp_pair_min_ns":\#(stamps.min),"stamp_pair_p50_ns":\#(stamps.p50)}"#
+            )
             return
         }
         print(
-            "IPC round trip between CPU \(cpus[0]) and CPU \(cpus[1]), \(iterations) samples each, interleaved in \(rounds) rounds (ns; DIOS idle \(idle))")
+            "IPC round trip between CPU \(cpus[0]) and CPU \(cpus[1]), \(iterations) samples each, interleaved in "
+                + "\(rounds) rounds (ns; DIOS idle \(idle))"
+        )
         print(HostDescription.current())
         print(
-            "clock: TSC at \(format(clock.hertz / 1e9)) GHz, stamped lfence;rdtsc;lfence before and rdtscp;lfence after; "
+            "clock: TSC at \(format(clock.hertz / 1e9)) GHz, stamped lfence;rdtsc;lfence before and rdtscp;lfence "
+                + "after; "
                 + "a stamp pair alone costs min \(stamps.min) / p50 \(stamps.p50) ns (inside every figure)")
-        print(pad("mechanism", 14) + pad("payload", 9, right: true) + pad("min", 9, right: true) + pad("p50", 9, right: true)
-            + pad("p99", 9, right: true) + pad("p99.9", 9, right: true) + pad("p50/floor", 11, right: true))
+        print(
+            pad("mechanism", 14) + pad("payload", 9, right: true) + pad("min", 9, right: true)
+                + pad("p50", 9, right: true)
+                + pad("p99", 9, right: true) + pad("p99.9", 9, right: true) + pad("p50/floor", 11, right: true))
         for r in results {
             let h = r.histogram
-            print(pad(r.mechanism, 14) + pad("\(r.payload)", 9, right: true) + pad("\(h.min)", 9, right: true)
-                + pad("\(h.valueAtPercentile(50))", 9, right: true) + pad("\(h.valueAtPercentile(99))", 9, right: true)
-                + pad("\(h.valueAtPercentile(99.9))", 9, right: true)
-                + pad(format(Double(h.valueAtPercentile(50)) / floorP50) + "x", 11, right: true))
+            print(
+                pad(r.mechanism, 14) + pad("\(r.payload)", 9, right: true) + pad("\(h.min)", 9, right: true)
+                    + pad("\(h.valueAtPercentile(50))", 9, right: true)
+                    + pad("\(h.valueAtPercentile(99))", 9, right: true)
+                    + pad("\(h.valueAtPercentile(99.9))", 9, right: true)
+                    + pad(format(Double(h.valueAtPercentile(50)) / floorP50) + "x", 11, right: true))
         }
         func p50(_ mechanism: String, _ size: Int) -> Double? {
-            results.first { $0.mechanism == mechanism && $0.payload == size }.map { Double($0.histogram.valueAtPercentile(50)) }
+            results.first { $0.mechanism == mechanism && $0.payload == size }.map {
+                Double($0.histogram.valueAtPercentile(50))
+            }
         }
         func roundP50s(_ mechanism: String, _ size: Int) -> [UInt64] {
             results.first { $0.mechanism == mechanism && $0.payload == size }?.roundP50s ?? []
         }
         if let c = p50("floor-c", 8) {
             print(
-                "floor check: the Swift floor's p50 is \(format(floorP50 / c))x the C floor's (floor-c, the same ping-pong compiled as C)"
+                "floor check: the Swift floor's p50 is \(format(floorP50 / c))x the C floor's (floor-c, the same "
+                    + "ping-pong compiled as C)"
                     + Self.roundByRound(results[0].roundP50s, over: roundP50s("floor-c", 8)))
         }
         for size in sizes where size == 64 || sizes.count == 1 {
             guard let d = p50("dios", size) else { continue }
-            var line = "\(size) B: DIOS/floor \(format(d / floorP50))x"
+            var line =
+                "\(size) B: DIOS/floor \(format(d / floorP50))x"
                 + Self.roundByRound(roundP50s("dios", size), over: results[0].roundP50s)
             if let r = p50("ring-raw", size) {
-                line += ", DIOS/raw ring \(format(d / r))x, DIOS over the raw ring \(Self.signed(d - r)) ns"
+                line +=
+                    ", DIOS/raw ring \(format(d / r))x, DIOS over the raw ring \(Self.signed(d - r)) ns"
                     + Self.roundByRound(roundP50s("dios", size), minus: roundP50s("ring-raw", size))
             }
             if let p = p50("uds-poll", size) {
-                line += ", uds-poll/DIOS \(format(p / d))x" + Self.roundByRound(roundP50s("uds-poll", size), over: roundP50s("dios", size))
+                line +=
+                    ", uds-poll/DIOS \(format(p / d))x"
+                    + Self.roundByRound(roundP50s("uds-poll", size), over: roundP50s("dios", size))
             }
             if let b = p50("uds-blocking", size) { line += ", uds-blocking/DIOS \(format(b / d))x" }
             print(line)
             if let e = p50("dios+calls", size),
-                let sets = results.first(where: { $0.mechanism == "dios+calls" && $0.payload == size })?.extraSetsPerTrip,
+                let sets = results.first(where: { $0.mechanism == "dios+calls" && $0.payload == size })?
+                    .extraSetsPerTrip,
                 sets > 0
             {
                 let perSet = (e - d) / sets
                 let rounds = zip(roundP50s("dios+calls", size), roundP50s("dios", size)).map {
                     (Double($0) - Double($1)) / sets
                 }
-                var costs = "\(size) B: DIOS's four stream calls (beginWrite, endWrite, beginRead, endRead) on the round trip's path: \(Self.signed(perSet)) ns a set"
+                var costs =
+                    "\(size) B: DIOS's four stream calls (beginWrite, endWrite, beginRead, endRead) on the round "
+                    + "trip's path: \(Self.signed(perSet)) ns a set"
                 if rounds.count > 1 {
                     let r = Self.medianAndRange(rounds)
-                    costs += " [round by round: median \(Self.signed(r.median)), \(Self.signed(r.low)) to \(Self.signed(r.high)) over \(rounds.count) rounds]"
+                    costs +=
+                        " [round by round: median \(Self.signed(r.median)), \(Self.signed(r.low)) to "
+                        + "\(Self.signed(r.high)) over \(rounds.count) rounds]"
                 }
                 let counted = sets == sets.rounded() ? "\(Int(sets))" : format(sets)
-                print(costs + " (dios+calls less dios, over the \(counted) sets the echo made first in each round trip, by its own count)")
+                print(
+                    costs
+                        + " (dios+calls less dios, over the \(counted) sets the echo made first in each round trip, "
+                        + "by its own count)"
+                )
             }
         }
         print("DIOS one-way throughput, 64 B messages: \(format(throughput / 1e6)) million msgs/s")
@@ -179,7 +230,9 @@ struct BenchIPC: AsyncParsableCommand {
     static func roundByRound(_ numerator: [UInt64], over denominator: [UInt64]) -> String {
         guard numerator.count > 1 && numerator.count == denominator.count else { return "" }
         let r = medianAndRange(zip(numerator, denominator).map { Double($0) / Double(max($1, 1)) })
-        return " [round by round: median \(format(r.median))x, \(format(r.low))-\(format(r.high))x over \(numerator.count) rounds]"
+        return
+            " [round by round: median \(format(r.median))x, \(format(r.low))-\(format(r.high))x over "
+            + "\(numerator.count) rounds]"
     }
 
     /// ` [round by round: median +M ns, A to B ns over N rounds]`: `minuend`'s
@@ -187,7 +240,9 @@ struct BenchIPC: AsyncParsableCommand {
     static func roundByRound(_ minuend: [UInt64], minus subtrahend: [UInt64]) -> String {
         guard minuend.count > 1 && minuend.count == subtrahend.count else { return "" }
         let r = medianAndRange(zip(minuend, subtrahend).map { Double($0) - Double($1) })
-        return " [round by round: median \(signed(r.median)), \(signed(r.low)) to \(signed(r.high)) over \(minuend.count) rounds]"
+        return
+            " [round by round: median \(signed(r.median)), \(signed(r.low)) to \(signed(r.high)) over "
+            + "\(minuend.count) rounds]"
     }
 
     /// The median (of the middle two for an even count), least and greatest of `values` (not empty).
@@ -203,7 +258,8 @@ struct BenchIPC: AsyncParsableCommand {
     }
 
     static func newHistogram() -> Histogram<UInt64> {
-        Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 10_000_000_000, numberOfSignificantValueDigits: .three)
+        Histogram<UInt64>(
+            lowestDiscernibleValue: 1, highestTrackableValue: 10_000_000_000, numberOfSignificantValueDigits: .three)
     }
 
     // MARK: DIOS

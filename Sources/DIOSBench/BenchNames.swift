@@ -34,7 +34,8 @@ import Glibc
 /// two).
 struct BenchNames: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "names", abstract: "Name-service latencies on a local three-node cluster, next to a UDP round trip.")
+        commandName: "names",
+        abstract: "Name-service latencies on a local three-node cluster, next to a UDP round trip.")
 
     @Option(help: "Lookups measured.") var iterations = 2_000
     @Option(help: "create → visible trials.") var trials = 200
@@ -64,7 +65,11 @@ struct BenchNames: AsyncParsableCommand {
             var sa = sockaddr_in()
             sa.sin_family = sa_family_t(AF_INET)
             sa.sin_addr.s_addr = loopback.ipv4.bigEndian
-            _ = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            _ = withUnsafePointer(to: &sa) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
             ports.append(UInt16(bigEndian: BenchIPC.boundAddress(fd, loopback.ipv4).sin_port))
             sockets.append(fd)
         }
@@ -77,15 +82,16 @@ struct BenchNames: AsyncParsableCommand {
         let cpus = max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1)
         var threads: [pthread_t] = []
         for (r, fd) in sockets.enumerated() {
-            threads.append(spawn(cpu: (r + 1) % cpus) {
-                let cell = UnsafeMutablePointer<UInt64>(bitPattern: cells)!
-                var trial: UInt64 = 0
-                for _ in 0..<trials {
-                    var n = recv(fd, &trial, 8, busy ? Int32(MSG_DONTWAIT) : 0)
-                    while n < 0 { n = recv(fd, &trial, 8, busy ? Int32(MSG_DONTWAIT) : 0) }
-                    clinux_store_release_u64(cell + Int(trial) * receivers + r, clinux_monotonic_ns())
-                }
-            })
+            threads.append(
+                spawn(cpu: (r + 1) % cpus) {
+                    let cell = UnsafeMutablePointer<UInt64>(bitPattern: cells)!
+                    var trial: UInt64 = 0
+                    for _ in 0..<trials {
+                        var n = recv(fd, &trial, 8, busy ? Int32(MSG_DONTWAIT) : 0)
+                        while n < 0 { n = recv(fd, &trial, 8, busy ? Int32(MSG_DONTWAIT) : 0) }
+                        clinux_store_release_u64(cell + Int(trial) * receivers + r, clinux_monotonic_ns())
+                    }
+                })
         }
         var histogram = BenchIPC.newHistogram()
         for trial in 0..<trials {
@@ -126,7 +132,8 @@ struct BenchNames: AsyncParsableCommand {
         ipc.json = json
         let loopback = PeerAddress("127.0.0.1", port: 0)!
         var results: [(String, Histogram<UInt64>)] = []
-        results.append(("udp-poll-lo", try ipc.udpPingPong([0, 1], 64, poll: true, loopback, loopback, nil, nil, clock)))
+        results.append(
+            ("udp-poll-lo", try ipc.udpPingPong([0, 1], 64, poll: true, loopback, loopback, nil, nil, clock)))
         results.append(("udp-fanout-lo", try Self.udpFanout(receivers: 4, trials: trials, busy: busy)))
 
         // The cluster.
@@ -164,7 +171,8 @@ struct BenchNames: AsyncParsableCommand {
             let wires = sockets[n].enumerated().map { k, socket in
                 WireEndpoint(
                     local: InstanceID(node: UInt16(n), core: UInt16(k)), transport: socket, peers: peers,
-                    configuration: SessionConfiguration(), now: clinux_monotonic_ns(), seed: clinux_monotonic_ns() &+ UInt64(k))
+                    configuration: SessionConfiguration(), now: clinux_monotonic_ns(),
+                    seed: clinux_monotonic_ns() &+ UInt64(k))
             }
             nodes.append(try Node(configuration, wires: wires))
         }
@@ -184,7 +192,8 @@ struct BenchNames: AsyncParsableCommand {
         }
         let iterations = iterations
         for (label, name, flags) in [
-            ("lookup-weak-local", own, Flags()), ("lookup-weak-remote", target, Flags()), ("lookup-strong-remote", target, Flags.strong),
+            ("lookup-weak-local", own, Flags()), ("lookup-weak-remote", target, Flags()),
+            ("lookup-strong-remote", target, Flags.strong),
         ] {
             let h = try await node0.withTask { task in
                 var h = BenchIPC.newHistogram()
@@ -232,21 +241,33 @@ struct BenchNames: AsyncParsableCommand {
         let rtt = Double(results[0].1.valueAtPercentile(50))
         if json {
             for (m, h) in results {
-                print(#"{"mechanism":"\#(m)","samples":\#(h.totalCount),"min_ns":\#(h.min),"p50_ns":\#(h.valueAtPercentile(50)),"p99_ns":\#(h.valueAtPercentile(99)),"p999_ns":\#(h.valueAtPercentile(99.9)),"vs_udp_rtt_p50":\#(format(Double(h.valueAtPercentile(50)) / rtt))}"#)
+                print(
+                    #"{"mechanism":"\#(m)","samples":\#(h.totalCount),"min_ns":\#(h.min),"#
+                        + #""p50_ns":\#(h.valueAtPercentile(50)),"p99_ns":\#(h.valueAtPercentile(99)),"#
+                        + #""p999_ns":\#(h.valueAtPercentile(99.9)),"#
+                        + #""vs_udp_rtt_p50":\#(format(Double(h.valueAtPercentile(50)) / rtt))}"#
+                )
             }
             return
         }
         print("Name service on three nodes of two instances (UDP on loopback, \(busy ? "busy" : "adaptive") idle), ns")
         print(HostDescription.current())
-        print(pad("measure", 22) + pad("samples", 9, right: true) + pad("min", 10, right: true) + pad("p50", 10, right: true)
-            + pad("p99", 10, right: true) + pad("p50/udp RTT", 13, right: true))
+        print(
+            pad("measure", 22) + pad("samples", 9, right: true) + pad("min", 10, right: true)
+                + pad("p50", 10, right: true)
+                + pad("p99", 10, right: true) + pad("p50/udp RTT", 13, right: true))
         for (m, h) in results {
-            print(pad(m, 22) + pad("\(h.totalCount)", 9, right: true) + pad("\(h.min)", 10, right: true)
-                + pad("\(h.valueAtPercentile(50))", 10, right: true) + pad("\(h.valueAtPercentile(99))", 10, right: true)
-                + pad(format(Double(h.valueAtPercentile(50)) / rtt) + "x", 13, right: true))
+            print(
+                pad(m, 22) + pad("\(h.totalCount)", 9, right: true) + pad("\(h.min)", 10, right: true)
+                    + pad("\(h.valueAtPercentile(50))", 10, right: true)
+                    + pad("\(h.valueAtPercentile(99))", 10, right: true)
+                    + pad(format(Double(h.valueAtPercentile(50)) / rtt) + "x", 13, right: true))
         }
         let fanout = Double(results[1].1.valueAtPercentile(50))
         let spread = Double(results[results.count - 1].1.valueAtPercentile(50))
-        print("create-to-visible: \(format(spread / rtt))x a UDP round trip (goal <= 3), \(format(spread / fanout))x udp-fanout-lo")
+        print(
+            "create-to-visible: \(format(spread / rtt))x a UDP round trip (goal <= 3), \(format(spread / fanout))x "
+                + "udp-fanout-lo"
+        )
     }
 }

@@ -3,9 +3,9 @@ import CLinux
 import DIOS
 import DIOSDevices
 import DIOSHost
-import Dispatch
 import DIOSTransport
 import DIOSWire
+import Dispatch
 import Histogram
 import Synchronization
 
@@ -68,10 +68,12 @@ extension BenchIPC {
         for link in links {
             for size in sizes {
                 results.append(
-                    Result(mechanism: "udp-blocking-\(link.name)", payload: size,
+                    Result(
+                        mechanism: "udp-blocking-\(link.name)", payload: size,
                         histogram: try udpPingPong(cpus, size, poll: false, link.a, link.b, link.nsA, link.nsB, clock)))
                 results.append(
-                    Result(mechanism: "udp-poll-\(link.name)", payload: size,
+                    Result(
+                        mechanism: "udp-poll-\(link.name)", payload: size,
                         histogram: try udpPingPong(cpus, size, poll: true, link.a, link.b, link.nsA, link.nsB, clock)))
             }
             results += try await diosRemote(cpus, sizes, link.name, link.a, link.b, link.nsA, link.nsB, clock)
@@ -79,7 +81,8 @@ extension BenchIPC {
         // DPDK last: its veth rows take over the veth pair (both ends into nsA).
         var dpdk: (results: [Result], notes: [String]) = ([], [])
         if wanted.contains("memif") || veth != nil {
-            dpdk = await dpdkRemote(cpus, sizes, veth, clock, memif: wanted.contains("memif"), xdp: wanted.contains("xdp"))
+            dpdk = await dpdkRemote(
+                cpus, sizes, veth, clock, memif: wanted.contains("memif"), xdp: wanted.contains("xdp"))
         }
         results += dpdk.results
         notes += dpdk.notes
@@ -87,22 +90,29 @@ extension BenchIPC {
             for r in results {
                 let h = r.histogram
                 print(
-                    #"{"mechanism":"\#(r.mechanism)","payload":\#(r.payload),"samples":\#(h.totalCount),"min_ns":\#(h.min),"p50_ns":\#(h.valueAtPercentile(50)),"p99_ns":\#(h.valueAtPercentile(99)),"p999_ns":\#(h.valueAtPercentile(99.9))}"#
+                    #"{"mechanism":"\#(r.mechanism)","payload":\#(r.payload),"samples":\#(h.totalCount),"#
+                        + #""min_ns":\#(h.min),"p50_ns":\#(h.valueAtPercentile(50)),"#
+                        + #""p99_ns":\#(h.valueAtPercentile(99)),"p999_ns":\#(h.valueAtPercentile(99.9))}"#
                 )
             }
             return
         }
         print(
-            "Cross-node round trip, node 0 on CPU \(cpus[0]) and node 1 on CPU \(cpus[1]), \(iterations) samples each (ns; the DPDK rows take turns in \(dpdkRounds) rounds)"
+            "Cross-node round trip, node 0 on CPU \(cpus[0]) and node 1 on CPU \(cpus[1]), \(iterations) samples each "
+                + "(ns; the DPDK rows take turns in \(dpdkRounds) rounds)"
         )
         print(HostDescription.current())
-        print(pad("mechanism", 18) + pad("payload", 9, right: true) + pad("min", 9, right: true) + pad("p50", 9, right: true)
-            + pad("p99", 9, right: true) + pad("p99.9", 9, right: true))
+        print(
+            pad("mechanism", 18) + pad("payload", 9, right: true) + pad("min", 9, right: true)
+                + pad("p50", 9, right: true)
+                + pad("p99", 9, right: true) + pad("p99.9", 9, right: true))
         for r in results {
             let h = r.histogram
-            print(pad(r.mechanism, 18) + pad("\(r.payload)", 9, right: true) + pad("\(h.min)", 9, right: true)
-                + pad("\(h.valueAtPercentile(50))", 9, right: true) + pad("\(h.valueAtPercentile(99))", 9, right: true)
-                + pad("\(h.valueAtPercentile(99.9))", 9, right: true))
+            print(
+                pad(r.mechanism, 18) + pad("\(r.payload)", 9, right: true) + pad("\(h.min)", 9, right: true)
+                    + pad("\(h.valueAtPercentile(50))", 9, right: true)
+                    + pad("\(h.valueAtPercentile(99))", 9, right: true)
+                    + pad("\(h.valueAtPercentile(99.9))", 9, right: true))
         }
         func p50(_ m: String, _ size: Int) -> Double? {
             results.first { $0.mechanism == m && $0.payload == size }.map { Double($0.histogram.valueAtPercentile(50)) }
@@ -124,12 +134,15 @@ extension BenchIPC {
                 var line = "DPDK \(link), \(size) B: DIOS/raw \(format(d / r))x"
                 if link == "memif" { line += " (goal <= 1.3x)" }
                 line += Self.roundByRound(roundP50s("dios-\(link)", size), over: roundP50s("dpdk-raw-\(link)", size))
-                line += ", DIOS over raw \(Self.signed(d - r)) ns"
+                line +=
+                    ", DIOS over raw \(Self.signed(d - r)) ns"
                     + Self.roundByRound(roundP50s("dios-\(link)", size), minus: roundP50s("dpdk-raw-\(link)", size))
                 if let c = p50("dios-\(link)-copy", size) { line += ", copying/in place \(format(c / d))x" }
                 let udp = link == "memif" ? "lo" : "veth"
                 if let u = p50("dios-udp-\(udp)", size) { line += ", dios-udp-\(udp)/dios-\(link) \(format(u / d))x" }
-                if link != "memif", let b = p50("udp-blocking-veth", size) { line += ", udp-blocking-veth/dios-\(link) \(format(b / d))x" }
+                if link != "memif", let b = p50("udp-blocking-veth", size) {
+                    line += ", udp-blocking-veth/dios-\(link) \(format(b / d))x"
+                }
                 print(line)
             }
         }
@@ -148,7 +161,9 @@ extension BenchIPC {
             sa.sin_port = address.port.bigEndian
             sa.sin_addr.s_addr = address.ipv4.bigEndian
             let r = withUnsafePointer(to: &sa) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
             }
             if r != 0 {
                 close(fd)
@@ -156,14 +171,18 @@ extension BenchIPC {
             }
             return fd
         }
-        guard fd >= 0 else { throw CommandFailure("cannot make a UDP socket at \(address) in \(ns ?? "this namespace")") }
+        guard fd >= 0 else {
+            throw CommandFailure("cannot make a UDP socket at \(address) in \(ns ?? "this namespace")")
+        }
         return fd
     }
 
     static func boundAddress(_ fd: Int32, _ ip: UInt32) -> sockaddr_in {
         var sa = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        _ = withUnsafeMutablePointer(to: &sa) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
         sa.sin_addr.s_addr = ip.bigEndian
         return sa
     }
@@ -195,7 +214,9 @@ extension BenchIPC {
                 var n = recv(fb, buffer, 4096, flags)
                 while n < 0 { n = recv(fb, buffer, 4096, flags) }
                 _ = withUnsafePointer(to: &to) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fb, buffer, n, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        sendto(fb, buffer, n, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                    }
                 }
             }
         }
@@ -209,7 +230,9 @@ extension BenchIPC {
             for i in 0..<total {
                 let t0 = clinux_stamp_begin()
                 _ = withUnsafePointer(to: &to) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fa, buffer, size, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        sendto(fa, buffer, size, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                    }
                 }
                 var n = recv(fa, buffer, 4096, flags)
                 while n < 0 { n = recv(fa, buffer, 4096, flags) }
@@ -248,7 +271,8 @@ extension BenchIPC {
     /// node 1 on the second, busy polling), their wires over UDP sockets at `a`
     /// and `b`; a task on node 0 and an echo task on node 1.
     func diosRemote(
-        _ cpus: [Int], _ sizes: [Int], _ link: String, _ a: PeerAddress, _ b: PeerAddress, _ nsA: String?, _ nsB: String?,
+        _ cpus: [Int], _ sizes: [Int], _ link: String, _ a: PeerAddress, _ b: PeerAddress, _ nsA: String?,
+        _ nsB: String?,
         _ clock: TSC
     ) async throws -> [Result] {
         let ta = try onPinnedThread(cpu: cpus[0]) { () -> Swift.Result<UDPTransport, TransportError> in
@@ -259,7 +283,8 @@ extension BenchIPC {
             if let nsB, clinux_enter_netns(nsB) != 0 { return .failure(.configuration("cannot enter \(nsB)")) }
             do throws(TransportError) { return .success(try UDPTransport(bind: b)) } catch { return .failure(error) }
         }.get()
-        return try await diosEcho(cpus, sizes, mechanism: "dios-udp-\(link)", ta, tb, threadStarted: nil, threadEnding: nil, clock)
+        return try await diosEcho(
+            cpus, sizes, mechanism: "dios-udp-\(link)", ta, tb, threadStarted: nil, threadEnding: nil, clock)
     }
 
     /// The DIOS round trip over any pair of transports: node 0 (on the first

@@ -29,9 +29,16 @@ import Glibc
 struct BenchScale: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "scale",
-        abstract: "Many pairs of instances at once: one-way throughput and round trips, next to one pair in the same run.")
+        abstract:
+            "Many pairs of instances at once: one-way throughput and round trips, next to one pair in the same run.")
 
-    @Option(help: "Pair counts to run, e.g. 1,2,4 (default: 1, 2, 4, … up to half the CPUs given; one pair, the baseline, always runs first).")
+    @Option(
+        help:
+            ArgumentHelp(
+                "Pair counts to run, e.g. 1,2,4 (default: 1, 2, 4, … up to half the CPUs given; one pair, the "
+                    + "baseline, "
+                    + "always runs first).")
+    )
     var pairs = ""
     @Option(help: "The CPUs, in pair order (default: the CPUs this process may use).") var cores = ""
     @Option(help: "64-byte messages each pair streams one way.") var messages = 2_000_000
@@ -39,7 +46,8 @@ struct BenchScale: AsyncParsableCommand {
     @Option(help: "Round trips measured per pair.") var iterations = 50_000
     @Option(help: "Round trips each pair runs first and does not measure.") var warmup = 5_000
     @Option(help: "DIOS idle policy: busy (lowest latency) or adaptive.") var idle = "busy"
-    @Flag(inversion: .prefixedNo, help: "Pin each instance to its CPU (--no-pin takes --cores as a count of instances).")
+    @Flag(
+        inversion: .prefixedNo, help: "Pin each instance to its CPU (--no-pin takes --cores as a count of instances).")
     var pin = true
     @Flag(help: "One JSON object per line instead of a table.") var json = false
 
@@ -66,8 +74,10 @@ struct BenchScale: AsyncParsableCommand {
                     + "\(messages) messages one way and \(iterations) round trips per pair")
             print(HostDescription.current())
             print(
-                pad("pairs", 6) + pad("cpus", 12) + pad("msgs/s total", 14, right: true) + pad("per pair min", 14, right: true)
-                    + pad("vs N x 1", 10, right: true) + pad("ring-raw", 12, right: true) + pad("raw vs N x 1", 14, right: true)
+                pad("pairs", 6) + pad("cpus", 12) + pad("msgs/s total", 14, right: true)
+                    + pad("per pair min", 14, right: true)
+                    + pad("vs N x 1", 10, right: true) + pad("ring-raw", 12, right: true)
+                    + pad("raw vs N x 1", 14, right: true)
                     + pad("dios/raw", 10, right: true) + pad("rt p50", 9, right: true) + pad("rt p99", 9, right: true)
                     + pad("rt p99.9", 10, right: true) + pad("p50 vs 1", 10, right: true))
         }
@@ -83,23 +93,34 @@ struct BenchScale: AsyncParsableCommand {
             let h = step.roundTrip
             if json {
                 print(
-                    #"{"mechanism":"dios-scale","pairs":\#(n),"payload":64,"direction":"one-way","messages":\#(n * messages),"msgs_per_s":\#(Int(step.total)),"per_pair_min_msgs_per_s":\#(Int(step.perPair.min() ?? 0)),"vs_one_pair":\#(format(efficiency)),"vs_ring_raw":\#(format(step.total / step.rawTotal))}"#
+                    #"{"mechanism":"dios-scale","pairs":\#(n),"payload":64,"direction":"one-way","#
+                        + #""messages":\#(n * messages),"msgs_per_s":\#(Int(step.total)),"#
+                        + #""per_pair_min_msgs_per_s":\#(Int(step.perPair.min() ?? 0)),"#
+                        + #""vs_one_pair":\#(format(efficiency)),"#
+                        + #""vs_ring_raw":\#(format(step.total / step.rawTotal))}"#
                 )
                 print(
-                    #"{"mechanism":"ring-raw-scale","pairs":\#(n),"payload":64,"direction":"one-way","messages":\#(n * messages),"msgs_per_s":\#(Int(step.rawTotal)),"vs_one_pair":\#(format(rawEfficiency))}"#
+                    #"{"mechanism":"ring-raw-scale","pairs":\#(n),"payload":64,"direction":"one-way","#
+                        + #""messages":\#(n * messages),"msgs_per_s":\#(Int(step.rawTotal)),"#
+                        + #""vs_one_pair":\#(format(rawEfficiency))}"#
                 )
                 print(
-                    #"{"mechanism":"dios-scale","pairs":\#(n),"payload":64,"samples":\#(h.totalCount),"min_ns":\#(h.min),"p50_ns":\#(p50),"p99_ns":\#(h.valueAtPercentile(99)),"p999_ns":\#(h.valueAtPercentile(99.9)),"vs_one_pair_p50":\#(format(p50Ratio))}"#
+                    #"{"mechanism":"dios-scale","pairs":\#(n),"payload":64,"samples":\#(h.totalCount),"#
+                        + #""min_ns":\#(h.min),"p50_ns":\#(p50),"p99_ns":\#(h.valueAtPercentile(99)),"#
+                        + #""p999_ns":\#(h.valueAtPercentile(99.9)),"vs_one_pair_p50":\#(format(p50Ratio))}"#
                 )
             } else {
                 let cpuText = pin ? OSThread.describe(step.cpus) : "\(2 * n) unpinned"
                 print(
                     pad("\(n)", 6) + pad(cpuText, 12) + pad(format(step.total / 1e6) + " M", 14, right: true)
                         + pad(format((step.perPair.min() ?? 0) / 1e6) + " M", 14, right: true)
-                        + pad(format(efficiency), 10, right: true) + pad(format(step.rawTotal / 1e6) + " M", 12, right: true)
-                        + pad(format(rawEfficiency), 14, right: true) + pad(format(step.total / step.rawTotal), 10, right: true)
+                        + pad(format(efficiency), 10, right: true)
+                        + pad(format(step.rawTotal / 1e6) + " M", 12, right: true)
+                        + pad(format(rawEfficiency), 14, right: true)
+                        + pad(format(step.total / step.rawTotal), 10, right: true)
                         + pad("\(p50)", 9, right: true)
-                        + pad("\(h.valueAtPercentile(99))", 9, right: true) + pad("\(h.valueAtPercentile(99.9))", 10, right: true)
+                        + pad("\(h.valueAtPercentile(99))", 9, right: true)
+                        + pad("\(h.valueAtPercentile(99.9))", 10, right: true)
                         + pad(format(p50Ratio) + "x", 10, right: true))
             }
         }
@@ -113,7 +134,8 @@ struct BenchScale: AsyncParsableCommand {
             return allowed
         }
         let list = cores.split(separator: ",").map { Int($0) }
-        guard list.allSatisfy({ $0 != nil && $0! >= 0 }), list.count >= 2, Set(list.map { $0! }).count == list.count else {
+        guard list.allSatisfy({ $0 != nil && $0! >= 0 }), list.count >= 2, Set(list.map { $0! }).count == list.count
+        else {
             throw ValidationError("--cores is a list of at least two different CPU numbers, e.g. 0,1,2,3")
         }
         let cpus = list.map { $0! }
@@ -191,7 +213,9 @@ struct BenchScale: AsyncParsableCommand {
     /// One way: each even instance's task reads its partner's stream, all
     /// pairs at once; the pairs' messages over the time from the first pair's
     /// first message to the last pair's last, and each pair's own rate.
-    func diosThroughput(_ node: Node, source: Name, pairs n: Int, _ clock: TSC) async throws -> (total: Double, perPair: [Double]) {
+    func diosThroughput(_ node: Node, source: Name, pairs n: Int, _ clock: TSC) async throws -> (
+        total: Double, perPair: [Double]
+    ) {
         let count = messages
         let spans = try await withThrowingTaskGroup(of: (start: UInt64, end: UInt64).self) { group in
             for k in 0..<n {
@@ -286,7 +310,8 @@ struct BenchScale: AsyncParsableCommand {
                         ring.release()
                         // Said at the end: the writer must still get its `count` through.
                         if value != expected && failure == nil {
-                            failure = BenchError("ring-raw pair \(k): message \(value) arrived where \(expected) was due")
+                            failure = BenchError(
+                                "ring-raw pair \(k): message \(value) arrived where \(expected) was due")
                         }
                         expected += 1
                     }

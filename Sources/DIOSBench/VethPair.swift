@@ -3,11 +3,12 @@ import CLinux
 import DIOS
 import DIOSDevices
 import DIOSHost
-import Dispatch
 import DIOSTransport
 import DIOSWire
+import Dispatch
 import Histogram
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -98,7 +99,9 @@ struct VethPair {
         guard let dir = opendir("/run/netns") else { return }
         var stale: [String] = []
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
             for prefix in [prefixA, prefixB] where name.hasPrefix(prefix) {
                 if let pid = Int32(name.dropFirst(prefix.count)), pid > 0, kill(pid, 0) != 0, errno == ESRCH {
                     stale.append(name)

@@ -1,7 +1,7 @@
 import DIOSCore
 import DIOSWire
-import Logging
 import Foundation
+import Logging
 import Yams
 
 // A cluster file's nodes and veth pairs, checked one by one and against each
@@ -28,22 +28,30 @@ extension ClusterFile {
         entry.controlSocket = n.control_socket
         if let text = n.mac {
             guard let mac = parseMAC(text), mac[0] & 1 == 0, mac != [0, 0, 0, 0, 0, 0] else {
-                throw .invalid("node \(n.id): mac must be a unicast Ethernet address like 02:00:00:00:00:01, got \(text)")
+                throw .invalid(
+                    "node \(n.id): mac must be a unicast Ethernet address like 02:00:00:00:00:01, got \(text)")
             }
             entry.mac = mac
         }
         if let netns = n.netns {
-            guard !netns.isEmpty, netns.count <= 64, netns.allSatisfy(isNameCharacter), netns != ".", netns != ".." else {
+            guard !netns.isEmpty, netns.count <= 64, netns.allSatisfy(isNameCharacter), netns != ".", netns != ".."
+            else {
                 throw .invalid("node \(n.id): netns must be 1 to 64 letters, digits, '-', '_' or '.', got \(netns)")
             }
             entry.netns = netns
         }
         if let iface = n.iface {
             guard !iface.isEmpty, iface.count <= 15, iface.allSatisfy(isNameCharacter), iface != "lo" else {
-                throw .invalid("node \(n.id): iface must be an interface name of 1 to 15 letters, digits, '-', '_' or '.', got \(iface)")
+                throw .invalid(
+                    "node \(n.id): iface must be an interface name of 1 to 15 letters, digits, '-', '_' or '.', got "
+                        + "\(iface)"
+                )
             }
             guard entry.netns != nil else {
-                throw .invalid("node \(n.id): iface \(iface) needs a netns (dios cluster up creates the interface in the node's namespace)")
+                throw .invalid(
+                    "node \(n.id): iface \(iface) needs a netns (dios cluster up creates the interface in the node's "
+                        + "namespace)"
+                )
             }
             entry.iface = iface
         }
@@ -54,15 +62,22 @@ extension ClusterFile {
             } else if let iface = entry.iface {
                 vdev = "net_af_packet0,iface=\(iface)"
             } else {
-                throw .invalid("node \(n.id): transport dpdk needs dpdk.vdev (e.g. net_memif0,role=server,socket=/tmp/x.sock), or an iface for af_packet")
+                throw .invalid(
+                    "node \(n.id): transport dpdk needs dpdk.vdev (e.g. net_memif0,role=server,socket=/tmp/x.sock), "
+                        + "or an iface for af_packet"
+                )
             }
             let settings = DPDKSettings(vdev: vdev, ealArguments: n.dpdk?.eal_args ?? [])
             let fields = vdev.split(separator: ",", omittingEmptySubsequences: false)
             guard settings.device.hasPrefix("net_"), settings.device.count > 4,
                 settings.device.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }),
-                !vdev.contains(where: \.isWhitespace), fields.dropFirst().allSatisfy({ $0.contains("=") && !$0.hasPrefix("=") })
+                !vdev.contains(where: \.isWhitespace),
+                fields.dropFirst().allSatisfy({ $0.contains("=") && !$0.hasPrefix("=") })
             else {
-                throw .invalid("node \(n.id): dpdk.vdev must be a device like net_memif0 or net_af_packet0 and key=value options, got \(vdev)")
+                throw .invalid(
+                    "node \(n.id): dpdk.vdev must be a device like net_memif0 or net_af_packet0 and key=value "
+                        + "options, got \(vdev)"
+                )
             }
             if settings.driver == "af_packet" || settings.driver == "af_xdp" {
                 guard let iface = settings.options["iface"] else {
@@ -72,18 +87,27 @@ extension ClusterFile {
                     throw .invalid("node \(n.id): dpdk.vdev uses iface \(iface) but the node's iface is \(own)")
                 }
                 if settings.options["mac"] != nil {
-                    throw .invalid("node \(n.id): \(settings.driver) takes its interface's MAC; set the node's mac, not mac= in dpdk.vdev")
+                    throw .invalid(
+                        "node \(n.id): \(settings.driver) takes its interface's MAC; set the node's mac, not mac= in "
+                            + "dpdk.vdev"
+                    )
                 }
             }
             if settings.driver == "af_xdp" && entry.cores.count > 1 {
                 throw .invalid(
-                    "node \(n.id): an af_xdp node runs one instance so far (one AF_XDP socket, on queue 0), not \(entry.cores.count): DPDK 22.11's af_xdp takes its queues from the interface's combined channels, of which a veth has none; use af_packet for more")
+                    "node \(n.id): an af_xdp node runs one instance so far (one AF_XDP socket, on queue 0), not "
+                        + "\(entry.cores.count): DPDK 22.11's af_xdp takes its queues from the interface's combined "
+                        + "channels, of which a veth has none; use af_packet for more"
+                )
             }
             if settings.driver == "af_packet" {
                 // A queue pair (socket) per instance.
                 if let qpairs = settings.options["qpairs"] {
                     guard qpairs == "\(entry.cores.count)" else {
-                        throw .invalid("node \(n.id): dpdk.vdev says qpairs=\(qpairs), the node runs \(entry.cores.count) instance(s)")
+                        throw .invalid(
+                            "node \(n.id): dpdk.vdev says qpairs=\(qpairs), the node runs \(entry.cores.count) "
+                                + "instance(s)"
+                        )
                     }
                 } else if entry.cores.count > 1 {
                     vdev += ",qpairs=\(entry.cores.count)"
@@ -91,13 +115,19 @@ extension ClusterFile {
             }
             if let given = settings.options["mac"] {
                 guard let bytes = parseMAC(given), bytes == entry.mac else {
-                    throw .invalid("node \(n.id): dpdk.vdev says mac=\(given), the node's mac is \(entry.macText ?? "not set")")
+                    throw .invalid(
+                        "node \(n.id): dpdk.vdev says mac=\(given), the node's mac is \(entry.macText ?? "not set")")
                 }
             }
-            let reserved = ["--file-prefix", "--vdev", "-l", "--lcores", "-c", "--main-lcore", "--proc-type", "--in-memory", "--no-shconf"]
+            let reserved = [
+                "--file-prefix", "--vdev", "-l", "--lcores", "-c", "--main-lcore", "--proc-type", "--in-memory",
+                "--no-shconf",
+            ]
             for argument in settings.ealArguments {
                 if let name = reserved.first(where: { argument == $0 || argument.hasPrefix($0 + "=") }) {
-                    throw .invalid("node \(n.id): dpdk.eal_args must not set \(name): diosd sets it (see ClusterFile.ealArguments)")
+                    throw .invalid(
+                        "node \(n.id): dpdk.eal_args must not set \(name): diosd sets it (see ClusterFile.ealArguments)"
+                    )
                 }
             }
             entry.dpdk = DPDKSettings(vdev: vdev, ealArguments: settings.ealArguments)
@@ -146,14 +176,18 @@ extension ClusterFile {
         guard let dpdk = nodes.first(where: { $0.transport == "dpdk" }) else { return }
         for n in nodes where n.mac == nil {
             throw .invalid(
-                "node \(n.id): needs a mac: node \(dpdk.id) uses DPDK, whose neighbour table maps every peer's address to its MAC")
+                "node \(n.id): needs a mac: node \(dpdk.id) uses DPDK, whose neighbour table maps every peer's "
+                    + "address to its MAC"
+            )
         }
         var owners: [UInt32: UInt16] = [:]
         var macs: [[UInt8]: UInt16] = [:]
         for n in nodes {
             if let other = owners.updateValue(n.id, forKey: n.address.ipv4) {
                 throw .invalid(
-                    "node \(n.id): address \(n.address.ipv4Text) is node \(other)'s too; with DPDK nodes every node needs an address of its own (neighbour tables map addresses to MACs)")
+                    "node \(n.id): address \(n.address.ipv4Text) is node \(other)'s too; with DPDK nodes every node "
+                        + "needs an address of its own (neighbour tables map addresses to MACs)"
+                )
             }
             if let mac = n.mac, let other = macs.updateValue(n.id, forKey: mac) {
                 throw .invalid("node \(n.id): mac \(n.macText!) is node \(other)'s too")
@@ -166,7 +200,10 @@ extension ClusterFile {
             let socket = d.options["socket"] ?? "/run/memif.sock"
             if let other = memif.updateValue(n, forKey: socket), other.netns != n.netns {
                 throw .invalid(
-                    "node \(n.id): its memif socket \(socket) is abstract, so only nodes in one namespace share it (node \(other.id) is in \(other.netns ?? "the host's")); add socket-abstract=no or move them together")
+                    "node \(n.id): its memif socket \(socket) is abstract, so only nodes in one namespace share it "
+                        + "(node \(other.id) is in \(other.netns ?? "the host's")); add socket-abstract=no or move "
+                        + "them together"
+                )
             }
         }
     }

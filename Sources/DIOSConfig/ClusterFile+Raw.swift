@@ -15,10 +15,12 @@ struct RawClusterFile: Decodable {
         var heartbeat_ms: Int?
         var failure_timeout_ms: Int?
         init(from decoder: any Decoder) throws {
-            try rejectUnknownKeys(decoder, known: ["window", "retransmit_timeout_us", "heartbeat_ms", "failure_timeout_ms"])
+            try rejectUnknownKeys(
+                decoder, known: ["window", "retransmit_timeout_us", "heartbeat_ms", "failure_timeout_ms"])
             let c = try decoder.container(keyedBy: AnyKey.self)
             window = try c.decodeIfPresent(Int.self, forKey: AnyKey(stringValue: "window"))
-            retransmit_timeout_us = try c.decodeIfPresent(Int.self, forKey: AnyKey(stringValue: "retransmit_timeout_us"))
+            retransmit_timeout_us = try c.decodeIfPresent(
+                Int.self, forKey: AnyKey(stringValue: "retransmit_timeout_us"))
             heartbeat_ms = try c.decodeIfPresent(Int.self, forKey: AnyKey(stringValue: "heartbeat_ms"))
             failure_timeout_ms = try c.decodeIfPresent(Int.self, forKey: AnyKey(stringValue: "failure_timeout_ms"))
         }

@@ -1,7 +1,7 @@
 public import DIOSCore
 public import DIOSWire
-public import Logging
 import Foundation
+public import Logging
 import Yams
 
 /// A cluster file (YAML): the nodes, where each listens, and how their

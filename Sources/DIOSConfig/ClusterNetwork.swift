@@ -33,7 +33,8 @@ extension ClusterFile {
         var vdev = d.vdev
         if d.driver == "memif", d.options["mac"] == nil, let mac = n.macText { vdev += ",mac=\(mac)" }
         return [
-            "diosd", "--file-prefix", dpdkFilePrefix(id), "--no-pci", "--iova-mode=va", "--huge-unlink", "--lcores", "0@(\(cpus))",
+            "diosd", "--file-prefix", dpdkFilePrefix(id), "--no-pci", "--iova-mode=va", "--huge-unlink", "--lcores",
+            "0@(\(cpus))",
             "--vdev", vdev,
         ] + d.ealArguments
     }

@@ -1,6 +1,6 @@
 public import DIOSCore
-public import Logging
 import Foundation
+public import Logging
 import Yams
 
 /// A node's configuration file (YAML), as `diosd --config FILE` reads it:
@@ -81,7 +81,8 @@ public struct NodeFile: Sendable, Equatable {
             }
             return c.codingPath.isEmpty ? why : "\(path(c.codingPath)): \(why)"
         case .keyNotFound(let key, let c):
-            return c.codingPath.isEmpty ? "missing key \(key.stringValue)" : "\(path(c.codingPath)): missing key \(key.stringValue)"
+            return c.codingPath.isEmpty
+                ? "missing key \(key.stringValue)" : "\(path(c.codingPath)): missing key \(key.stringValue)"
         @unknown default:
             return "\(error)"
         }

@@ -48,7 +48,9 @@ public struct Name: Hashable, Sendable, Comparable {
         var out = [UInt8]()
         out.reserveCapacity(32)
         for word in [words.0, words.1, words.2, words.3] {
-            for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: word >> UInt64(shift))) }
+            for shift in stride(from: 56, through: 0, by: -8) {
+                out.append(UInt8(truncatingIfNeeded: word >> UInt64(shift)))
+            }
         }
         return out
     }
@@ -120,7 +122,8 @@ public enum NameError: Error, Equatable, Sendable, CustomStringConvertible {
 }
 
 extension Name: CustomStringConvertible, LosslessStringConvertible {
-    private static let alphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+    private static let alphabet: [UInt8] = Array(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
     /// The 44-character base64 text of the name.
     public var description: String {

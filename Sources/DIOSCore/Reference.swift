@@ -58,7 +58,8 @@ public enum ReferenceError: Error, Equatable, Sendable, CustomStringConvertible 
         case .invalid(let r): "\(r) was never issued to this task"
         case .stale(let r): "\(r) is stale: its object was deleted or the reference dropped"
         case .missingRight(let r, let needed, let held): "\(r) holds rights \(held), the call needs \(needed)"
-        case .widening(let r, let requested, let held): "\(r) holds rights \(held); copy may only restrict, asked for \(requested)"
+        case .widening(let r, let requested, let held):
+            "\(r) holds rights \(held); copy may only restrict, asked for \(requested)"
         case .tableFull: "the reference table is full"
         }
     }
@@ -76,27 +77,27 @@ public struct ReferenceTable: Sendable {
     }
 
     @usableFromInline var slots: [Slot] = []
-    @usableFromInline var free: [UInt32] = []
+    @usableFromInline var allocator: SlotAllocator
     public let capacity: Int
     public private(set) var count = 0
 
     public init(capacity: Int = 1 << 16, reserve: Int = 64) {
         self.capacity = capacity
         slots.reserveCapacity(reserve)
-        free.reserveCapacity(reserve)
+        allocator = SlotAllocator(reserve: reserve)
     }
 
     /// Adds an entry and returns the reference naming it.
     public mutating func insert(_ entry: ReferenceEntry) throws(ReferenceError) -> Ref {
-        if let slot = free.popLast() {
+        if let slot = allocator.reusable() {
             slots[Int(slot)].entry = entry
             count += 1
             return Ref(slot: slot, generation: slots[Int(slot)].generation)
         }
         guard slots.count < capacity else { throw .tableFull }
-        slots.append(Slot(generation: 1, entry: entry))
+        slots.append(Slot(generation: SlotAllocator.firstGeneration, entry: entry))
         count += 1
-        return Ref(slot: UInt32(slots.count - 1), generation: 1)
+        return Ref(slot: UInt32(slots.count - 1), generation: SlotAllocator.firstGeneration)
     }
 
     /// The entry behind a reference, or why there is none.
@@ -134,9 +135,7 @@ public struct ReferenceTable: Sendable {
         let e = try entry(ref)
         let i = Int(ref.slot)
         slots[i].entry = nil
-        slots[i].generation &+= 1
-        if slots[i].generation == 0 { slots[i].generation = 1 }
-        free.append(ref.slot)
+        slots[i].generation = allocator.release(ref.slot, generation: slots[i].generation)
         count -= 1
         return e
     }

@@ -1,7 +1,8 @@
+import CLinux
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import CLinux
 #if DIOS_DPDK
 import CDPDK
 #endif
@@ -34,7 +35,8 @@ public enum RDMAError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .deviceListFailed(let e) where e == ENOSYS:
             "ibv_get_device_list: \(String(cString: strerror(e))) — this kernel has no InfiniBand/RDMA support "
-                + "(no ib_uverbs); load it, or use a machine with an RDMA NIC or soft-RoCE (rdma link add rxe0 type rxe netdev IF)"
+                + "(no ib_uverbs); load it, or use a machine with an RDMA NIC or soft-RoCE (rdma link add rxe0 type "
+                + "rxe netdev IF)"
         case .deviceListFailed(let e):
             "ibv_get_device_list: \(String(cString: strerror(e)))"
         case .noDevices:
@@ -107,7 +109,8 @@ public enum DeviceProbe {
                 facility: "hugepages", state: .unavailable,
                 detail: "\(total) reserved, hugetlbfs \(mount ?? "not mounted") — run ./hugepages.sh")
         }
-        return ProbeResult(facility: "hugepages", state: .available, detail: "\(free)/\(total) free, hugetlbfs at \(mount)")
+        return ProbeResult(
+            facility: "hugepages", state: .available, detail: "\(free)/\(total) free, hugetlbfs at \(mount)")
     }
 
     /// Every probe, in start-up order.

@@ -49,7 +49,8 @@ public struct HostDescription: Sendable, Equatable, CustomStringConvertible {
 
     /// This machine.
     public static func current() -> HostDescription {
-        parse(cpuinfo: DeviceProbe.readFile("/proc/cpuinfo") ?? "", onlineCPUs: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        parse(
+            cpuinfo: DeviceProbe.readFile("/proc/cpuinfo") ?? "", onlineCPUs: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     }
 
     /// "host: Intel(R) Xeon(R) Processor, 2 CPUs online, a virtual machine".

@@ -25,7 +25,10 @@ public enum Demo {
             let worker = try task.run(program, flags: .untrusted)
             let given = try task.copy([blob], to: worker, rights: [.read])
             try task.copy([results], to: worker, rights: [.write])
-            say("init: started untrusted worker, delegated blob \(given[0]) with rights \(try task.describe(blob).rights) → r----, stream → -w---")
+            say(
+                "init: started untrusted worker, delegated blob \(given[0]) with rights "
+                    + "\(try task.describe(blob).rights) → r----, stream → -w---"
+            )
 
             // Collect the results: select over the stream and a timeout.
             let (_, timeout) = try task.create(.timer(after: .seconds(10)))
@@ -36,7 +39,9 @@ public enum Demo {
                     throw CallError.wouldBlock
                 }
                 let r = try task.beginRead(results)
-                let (i, square) = (try r.load(fromByteOffset: 0, as: UInt64.self), try r.load(fromByteOffset: 8, as: UInt64.self))
+                let (i, square) = (
+                    try r.load(fromByteOffset: 0, as: UInt64.self), try r.load(fromByteOffset: 8, as: UInt64.self)
+                )
                 _ = task.endRead(r)
                 guard i == expected, square == i * i else {
                     say("init: expected #\(expected), got #\(i) = \(square)")
@@ -72,7 +77,10 @@ public enum Demo {
             let (_, there) = try task.create(.stream(messageSize: 64, depth: 16))
             let (_, back) = try task.create(.stream(messageSize: 64, depth: 16))
             let echo = try task.run(try task.lookup(echoName)[0], arguments: [there, back], on: 1)
-            say("init: started echo on instance 1 (\(try task.describe(echo).proximity)), streams shared between the cores")
+            say(
+                "init: started echo on instance 1 (\(try task.describe(echo).proximity)), streams shared between the "
+                    + "cores"
+            )
             var sum: UInt64 = 0
             for i in 0..<UInt64(messages) {
                 try await task.write(withUnsafeBytes(of: i) { Array($0) }, to: there)
@@ -103,7 +111,8 @@ public enum Demo {
             let refs = try await task.awaitDelegated(count: 2)
             let (parameters, results) = (refs[0], refs[1])
             say("worker: untrusted task started, holds \(refs.count) references")
-            let count = UInt64(littleEndian: try await task.read(parameters).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+            let count = UInt64(
+                littleEndian: try await task.read(parameters).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
             say("worker: read count=\(count) from the blob")
             for i in 0..<count {
                 while true {

@@ -23,7 +23,8 @@ extension RemoteDemo {
     /// Whether the view holds exactly contents number `k`.
     static func holds(_ r: borrowing ReadTransaction, pattern k: UInt64) -> Bool {
         guard r.count == blobSize else { return false }
-        for j in 0..<8 where r.uncheckedLoad(fromByteOffset: j * 8, as: UInt64.self) != k &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(j) {
+        for j in 0..<8
+        where r.uncheckedLoad(fromByteOffset: j * 8, as: UInt64.self) != k &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(j) {
             return false
         }
         return true
@@ -39,7 +40,8 @@ extension RemoteDemo {
     }
 
     /// Commits contents number `k` to `blob` (a weak write unless `flags` says `.strong`).
-    static func commit(_ task: TaskContext, _ blob: Ref, pattern k: UInt64, flags: Flags = []) throws(CallError) -> Bool {
+    static func commit(_ task: TaskContext, _ blob: Ref, pattern k: UInt64, flags: Flags = []) throws(CallError) -> Bool
+    {
         let w = try task.beginWrite(blob, size: blobSize, flags: flags)
         try fill(w, pattern: k)
         return task.endWrite(w)
@@ -96,7 +98,8 @@ extension RemoteDemo {
     ///
     /// Each side checks what it sees; a failure there comes back as a message, so
     /// the reason is reported here. Returns whether every rule held.
-    public static func blob(on node: Node, with peer: InstanceID, say: @Sendable (String) -> Void) async throws -> Bool {
+    public static func blob(on node: Node, with peer: InstanceID, say: @Sendable (String) -> Void) async throws -> Bool
+    {
         let broken: String? = try await node.withTask(label: "blob demo") { task in
             let (_, blob) = try task.create(.blob(size: blobSize))
             guard try commit(task, blob, pattern: 1) else { return "the first write here did not commit" }
@@ -107,7 +110,9 @@ extension RemoteDemo {
             let checker = try task.run(
                 try task.lookup(blobChecker)[0], arguments: [blob, toOwnerWriteEnd, fromOwner], on: peer)
             do {
-                try await checkAsOwner(task, peer, blob: blob, toOwner: toOwner, fromOwner: fromOwner, checker: checker, deadline: deadline)
+                try await checkAsOwner(
+                    task, peer, blob: blob, toOwner: toOwner, fromOwner: fromOwner, checker: checker, deadline: deadline
+                )
             } catch {
                 tellNow(task, fromOwner, "abort: \(error)")
                 return "\(error)"
@@ -123,7 +128,11 @@ extension RemoteDemo {
         if let broken {
             say("diosd: blob on \(peer): FAILED, \(broken)")
         } else {
-            say("diosd: blob on \(peer): consistency rules held (its weak read validated here, a commit here failed its overlapped read, its strong read held writers here off, its weak and strong writes committed here)")
+            say(
+                "diosd: blob on \(peer): consistency rules held (its weak read validated here, a commit here failed "
+                    + "its overlapped read, its strong read held writers here off, its weak and strong writes "
+                    + "committed here)"
+            )
         }
         return broken == nil
     }
@@ -138,26 +147,34 @@ extension RemoteDemo {
             try check(ready != deadline, "no word from the task on \(peer) within 30 s (\"\(expected)\" was due)")
             try check(ready != checker, "the task on \(peer) ended where \"\(expected)\" was due")
             let word = String(decoding: try await task.read(toOwner), as: UTF8.self)
-            if word.hasPrefix("failed: ") { throw RuleBroken("the task on \(peer) found: \(word.dropFirst("failed: ".count))") }
+            if word.hasPrefix("failed: ") {
+                throw RuleBroken("the task on \(peer) found: \(word.dropFirst("failed: ".count))")
+            }
             try check(word == expected, "the task on \(peer) said \"\(word)\" where \"\(expected)\" was due")
         }
         // 2. It reads; this commit overlaps its read.
         try await hear("reading")
-        try check(try attempt("a write here") { () throws(CallError) in try commit(task, blob, pattern: 2) }, "a write here did not commit")
+        try check(
+            try attempt("a write here") { () throws(CallError) in try commit(task, blob, pattern: 2) },
+            "a write here did not commit")
         try await tell(task, fromOwner, "written")
         // 3. It holds a strong read: a writer here waits, a weak reader does not.
         try await hear("holding")
         let refused = writeRefusal(task, blob)
         try check(
             refused == .wouldBlock,
-            "a write here \(refused.map { "was refused with \($0)" } ?? "went through") while the task on \(peer) held a strong read (.wouldBlock was due)")
+            "a write here \(refused.map { "was refused with \($0)" } ?? "went through") while the task on \(peer) "
+                + "held a strong read (.wouldBlock was due)"
+        )
         var r = try task.beginRead(blob)
         try check(holds(r, pattern: 2), "a weak read here under its strong read did not see the committed bytes")
         try check(task.endRead(r), "a weak read here under its strong read did not validate")
         try await tell(task, fromOwner, "held off")
         try await hear("released")
         try check(
-            try attempt("a write here after its strong read ended") { () throws(CallError) in try commit(task, blob, pattern: 3) },
+            try attempt("a write here after its strong read ended") { () throws(CallError) in
+                try commit(task, blob, pattern: 3)
+            },
             "a write here after its strong read ended did not commit")
         // 4. A weak read here, open across its write: that write's commit must move the version on.
         let before = try task.beginRead(blob)
@@ -166,14 +183,20 @@ extension RemoteDemo {
         let second = writeRefusal(task, blob)
         try check(
             second == .busy,
-            "a write here \(second.map { "was refused with \($0)" } ?? "went through") while the task on \(peer) had a write open (.busy was due)")
+            "a write here \(second.map { "was refused with \($0)" } ?? "went through") while the task on \(peer) had "
+                + "a write open (.busy was due)"
+        )
         let strong = strongReadRefusal(task, blob)
         try check(
             strong == .wouldBlock,
-            "a strong read here \(strong.map { "was refused with \($0)" } ?? "was granted") while the task on \(peer) had a write open (.wouldBlock was due)")
+            "a strong read here \(strong.map { "was refused with \($0)" } ?? "was granted") while the task on \(peer) "
+                + "had a write open (.wouldBlock was due)"
+        )
         try await tell(task, fromOwner, "go on")
         try await hear("wrote")
-        try check(!task.endRead(before), "a weak read here validated across the commit of a write from \(peer): the version did not move on")
+        try check(
+            !task.endRead(before),
+            "a weak read here validated across the commit of a write from \(peer): the version did not move on")
         r = try task.beginRead(blob)
         try check(holds(r, pattern: 4), "after its write committed, a read here did not see its bytes")
         try check(task.endRead(r), "after its write committed, a read here did not validate")
@@ -233,7 +256,9 @@ extension RemoteDemo {
         // 5. A strong write from here, once the owner has checked the last one.
         try await hear("seen")
         try check(
-            try attempt("a strong write from here") { () throws(CallError) in try commit(task, blob, pattern: 5, flags: .strong) },
+            try attempt("a strong write from here") { () throws(CallError) in
+                try commit(task, blob, pattern: 5, flags: .strong)
+            },
             "a strong write from here did not commit at the owner")
         r = try task.beginRead(blob)
         try check(holds(r, pattern: 5), "a read after this side's strong write did not see it")

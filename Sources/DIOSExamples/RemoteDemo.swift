@@ -33,7 +33,9 @@ public enum RemoteDemo {
         }
         await node.register(blobChecker, label: "blob checker") { task in
             let refs = try task.delegated()
-            guard refs.count == 3 else { throw RuleBroken("handed \(refs.count) references, not a blob and two streams") }
+            guard refs.count == 3 else {
+                throw RuleBroken("handed \(refs.count) references, not a blob and two streams")
+            }
             do {
                 try await checkFromAfar(task, blob: refs[0], toOwner: refs[1], fromOwner: refs[2])
             } catch {
@@ -102,9 +104,14 @@ public enum RemoteDemo {
     /// Waits until every one of `peers` is reachable (or `seconds` pass).
     public static func waitForPeers(_ node: Node, _ peers: [InstanceID], seconds: Int) async throws -> Bool {
         for _ in 0..<(seconds * 50) {
-            if try await node.withTask(label: "peer wait", { _ in
-                peers.allSatisfy { p in node.instance.wireEndpoint?.isReachable(p) ?? false }
-            }) { return true }
+            if try await node.withTask(
+                label: "peer wait",
+                { _ in
+                    peers.allSatisfy { p in node.instance.wireEndpoint?.isReachable(p) ?? false }
+                })
+            {
+                return true
+            }
             try await Task.sleep(for: .milliseconds(20))
         }
         return false
@@ -112,7 +119,9 @@ public enum RemoteDemo {
 
     /// Streams `count` numbered messages to a sink on `peer`; returns when the
     /// sink has checked them all.
-    public static func stream(on node: Node, to peer: InstanceID, count: Int, say: @Sendable (String) -> Void) async throws -> Bool {
+    public static func stream(on node: Node, to peer: InstanceID, count: Int, say: @Sendable (String) -> Void)
+        async throws -> Bool
+    {
         let started = ContinuousClock.now
         let (status, retransmits, fast, inPlace) = try await node.withTask(label: "stream demo") { task in
             let (_, stream) = try task.create(.stream(messageSize: 16, depth: 1024))
@@ -130,7 +139,11 @@ public enum RemoteDemo {
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
         let rate = Int(Double(count) / max(seconds, 1e-9))
         if status == 0 {
-            say("diosd: stream to \(peer): \(count) messages arrived in order, \(Int(seconds * 1000)) ms, \(rate) msgs/s, \(retransmits) frames resent (\(fast) on duplicate acknowledgements), \(inPlace) sent from the frame the task wrote them in")
+            say(
+                "diosd: stream to \(peer): \(count) messages arrived in order, \(Int(seconds * 1000)) ms, \(rate) "
+                    + "msgs/s, \(retransmits) frames resent (\(fast) on duplicate acknowledgements), \(inPlace) sent "
+                    + "from the frame the task wrote them in"
+            )
         } else {
             say("diosd: stream to \(peer): FAILED, the sink exited with status \(status)")
         }

@@ -61,7 +61,9 @@ extension ClusterFile {
         guard let n = node(id) else { throw .invalid("no node \(id) in cluster \(name)") }
         let arguments = ["--cluster", path, "--node", "\(id)"] + extra
         guard let ns = n.netns else { return (diosd, arguments) }
-        guard let ip else { throw .invalid("node \(id) runs in netns \(ns), but there is no ip command (install iproute2)") }
+        guard let ip else {
+            throw .invalid("node \(id) runs in netns \(ns), but there is no ip command (install iproute2)")
+        }
         return (ip, ["netns", "exec", ns, diosd] + arguments)
     }
 }

@@ -11,14 +11,18 @@ extension KernelInstance {
     /// With `named`, a trusted task creates it under a well-known name instead
     /// (a service others find by `lookup`, such as the scheduler); refused
     /// (`.busy`) while this instance already holds an instance of that name.
-    package func create(_ task: TaskID, _ spec: ObjectSpec, flags: Flags, named: Name? = nil) throws(CallError) -> (Name, Ref) {
+    package func create(_ task: TaskID, _ spec: ObjectSpec, flags: Flags, named: Name? = nil) throws(CallError) -> (
+        Name, Ref
+    ) {
         checkThread()
         counters.calls += 1
         let t = try taskIndex(task)
         guard tasks[t].refs.count < tasks[t].refs.capacity else { throw .reference(.tableFull) }
         if let named {
             guard tasks[t].trusted else { throw .untrusted(.create) }
-            guard named.isWellKnown else { throw .invalidArgument("only well-known names can be chosen; others are made fresh") }
+            guard named.isWellKnown else {
+                throw .invalidArgument("only well-known names can be chosen; others are made fresh")
+            }
             guard names.first(of: named, where: { objects.isLive($0) }) == nil else { throw .busy }
         }
         let name = named ?? nameSource.fresh()
@@ -98,7 +102,9 @@ extension KernelInstance {
         // replica need not be asked.
         if replicating && (lookupHere.isEmpty || name.isWellKnown) {
             nameService.forEachInstance(of: name) { record in
-                if record.owner.node == id.node || (wireRef?._withUnsafeGuaranteedRef { $0.isReachable(record.owner) } ?? false) {
+                if record.owner.node == id.node
+                    || (wireRef?._withUnsafeGuaranteedRef { $0.isReachable(record.owner) } ?? false)
+                {
                     lookupElsewhere.append(record)
                 }
             }
@@ -112,7 +118,9 @@ extension KernelInstance {
                 lookupElsewhere.removeAll(keepingCapacity: true)
                 for record in candidates {
                     if record.owner.node != id.node {
-                        let reply = try? peerCall(to: record.owner) { .nameConfirm(name: name, object: record.object, call: $0) }
+                        let reply = try? peerCall(to: record.owner) {
+                            .nameConfirm(name: name, object: record.object, call: $0)
+                        }
                         guard reply?.ok == true else { continue }
                     }
                     lookupElsewhere.append(record)
@@ -122,7 +130,8 @@ extension KernelInstance {
         let found = lookupHere.count + lookupElsewhere.count
         guard found > 0 else { throw .noSuchName(name) }
         guard tasks[t].refs.count + found <= tasks[t].refs.capacity else { throw .reference(.tableFull) }
-        return try withUnsafeTemporaryAllocation(of: ObjectID.self, capacity: lookupElsewhere.count) { standIns throws(CallError) in
+        return try withUnsafeTemporaryAllocation(of: ObjectID.self, capacity: lookupElsewhere.count) {
+            standIns throws(CallError) in
             for k in 0..<lookupElsewhere.count {
                 let record = lookupElsewhere[k]
                 guard let standIn = standIn(for: record, name: name) else { throw .outOfMemory(requested: record.size) }
@@ -130,7 +139,8 @@ extension KernelInstance {
             }
             for k in 0..<lookupHere.count {
                 let object = lookupHere[k]
-                refs.append(try! insertRef(t, entry(for: object, rights: objects.records[Int(object.index)].lookupRights)))
+                refs.append(
+                    try! insertRef(t, entry(for: object, rights: objects.records[Int(object.index)].lookupRights)))
             }
             for k in 0..<lookupElsewhere.count {
                 var e = entry(for: standIns[k], rights: [.read, .write, .copy, .delete])

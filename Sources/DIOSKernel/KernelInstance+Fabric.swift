@@ -64,7 +64,8 @@ extension KernelInstance {
     func handle(_ message: KernelMessage, from peer: Int) {
         switch message {
         case .run(let proxy, let program, let trusted, let arguments, let label):
-            startForPeer(proxy: proxy, from: peer, program: program, trusted: trusted, arguments: arguments, label: label)
+            startForPeer(
+                proxy: proxy, from: peer, program: program, trusted: trusted, arguments: arguments, label: label)
         case .started(let proxy, let task):
             // A proxy deleted meanwhile stops the task.
             let live = objects.isLive(proxy)
@@ -83,7 +84,9 @@ extension KernelInstance {
         case .name(let delta):
             if applyName(delta, from: InstanceID(node: id.node, core: UInt16(peer))) { relayName(delta) }
         case .blob(let message, let body):
-            body.withUnsafeBytes { handleBlobMessage(message, body: $0, from: InstanceID(node: id.node, core: UInt16(peer))) }
+            body.withUnsafeBytes {
+                handleBlobMessage(message, body: $0, from: InstanceID(node: id.node, core: UInt16(peer)))
+            }
         case .ringReleased(let object):
             let i = Int(object.index)
             guard objects.exists(object), objects.records[i].awaitingEnds else { return }
@@ -140,18 +143,22 @@ extension KernelInstance {
         }
         // A stream holding messages in received frames takes them in first
         // (see `handoff`), which cannot be done under an open read of one.
-        for e in arguments where objects.records[Int(e.object.index)].heldFrames > 0 && objects.records[Int(e.object.index)].readerOpen {
+        for e in arguments
+        where objects.records[Int(e.object.index)].heldFrames > 0 && objects.records[Int(e.object.index)].readerOpen {
             throw .busy
         }
         guard tasks[t].refs.count < tasks[t].refs.capacity else { throw .reference(.tableFull) }
         let programName = objects.records[Int(programEntry.object.index)].name
-        guard let proxy = makeObject(kind: .task, name: nameSource.fresh(), bufferSize: 64, maxWriteSize: 0, flags: []) else {
+        guard let proxy = makeObject(kind: .task, name: nameSource.fresh(), bufferSize: 64, maxWriteSize: 0, flags: [])
+        else {
             throw .outOfMemory(requested: 64)
         }
         objects.records[Int(proxy.index)].siblingInstance = target
         let handoffs = arguments.map { handoff(for: $0) }
         send(
-            .run(proxy: proxy, program: programName, trusted: !flags.contains(.untrusted), arguments: handoffs, label: label),
+            .run(
+                proxy: proxy, program: programName, trusted: !flags.contains(.untrusted), arguments: handoffs,
+                label: label),
             to: target)
         var entry = entry(for: proxy, rights: .all)
         entry.proximity = .localNode
@@ -176,8 +183,12 @@ extension KernelInstance {
     }
 
     /// Handles `.run` from a peer: starts the program here with the handed-over streams.
-    func startForPeer(proxy: ObjectID, from peer: Int, program: Name, trusted: Bool, arguments: [Handoff], label: String) {
-        let programObject = names.first(of: program) { objects.isLive($0) && objects.records[Int($0.index)].kind == .program }
+    func startForPeer(
+        proxy: ObjectID, from peer: Int, program: Name, trusted: Bool, arguments: [Handoff], label: String
+    ) {
+        let programObject = names.first(of: program) {
+            objects.isLive($0) && objects.records[Int($0.index)].kind == .program
+        }
         guard let programObject, let registered = objects.records[Int(programObject.index)].program,
             let body = programs[registered]
         else {

@@ -52,7 +52,9 @@ extension KernelInstance {
             grant = IOGrant(
                 object: entry.object, base: payload, count: count, version: r.pointee.version, mode: .stream)
         case .timer, .task:
-            guard r.pointee.ready else { throw r.pointee.bridge == .elsewhere ? unreachableHere(i, .beginRead) : .wouldBlock }
+            guard r.pointee.ready else {
+                throw r.pointee.bridge == .elsewhere ? unreachableHere(i, .beginRead) : .wouldBlock
+            }
             let base = try bufferAddress(i, .beginRead)
             grant = IOGrant(
                 object: entry.object, base: base, count: r.pointee.length,

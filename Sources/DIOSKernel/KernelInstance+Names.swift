@@ -83,7 +83,8 @@ extension KernelInstance {
     func sendNameState(to peer: InstanceID) {
         guard nameService.relays(to: peer) else { return }
         var own: [(Name, InstanceRecord, UInt64)] = []
-        for i in objects.records.indices where objects.records[i].live && !objects.records[i].deleted && objects.records[i].nameTag != 0 {
+        for i in objects.records.indices
+        where objects.records[i].live && !objects.records[i].deleted && objects.records[i].nameTag != 0 {
             let object = ObjectID(index: UInt32(i), generation: objects.records[i].generation)
             own.append((objects.records[i].name, instanceRecord(i, object), objects.records[i].nameTag))
         }
@@ -105,7 +106,8 @@ extension KernelInstance {
         if let existing = standIns[key], objects.isLive(existing) { return existing }
         let peerBlob = record.kind == .blob && record.owner != id
         let size = peerBlob ? record.size : 0
-        guard let object = makeObject(kind: record.kind, name: name, bufferSize: size, maxWriteSize: size, flags: []) else {
+        guard let object = makeObject(kind: record.kind, name: name, bufferSize: size, maxWriteSize: size, flags: [])
+        else {
             return nil
         }
         names.remove(name, object)  // a stand-in is not an instance of the name here
@@ -120,7 +122,8 @@ extension KernelInstance {
 
     /// Handles `nameConfirm` from a peer: whether `object` still holds `name` here.
     func confirmName(_ name: Name, _ object: ObjectID, call: UInt32, from peer: InstanceID) {
-        let ok = objects.isLive(object) && objects.records[Int(object.index)].name == name
+        let ok =
+            objects.isLive(object) && objects.records[Int(object.index)].name == name
             && objects.records[Int(object.index)].nameTag != 0
         sendToPeer(.blobReply(call: call, status: ok ? .ok : .deleted, ok: ok), to: peer)
     }
@@ -138,7 +141,8 @@ extension KernelInstance {
     package func nameListing() -> [(name: Name, owners: [InstanceID])] {
         checkThread()
         var all: [Name: [InstanceID]] = [:]
-        for i in objects.records.indices where objects.records[i].live && !objects.records[i].deleted
+        for i in objects.records.indices
+        where objects.records[i].live && !objects.records[i].deleted
             && objects.records[i].nameTag != 0
         {
             all[objects.records[i].name, default: []].append(id)

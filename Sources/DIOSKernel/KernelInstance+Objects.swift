@@ -1,12 +1,13 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CLinux
 package import DIOSCore
 import DIOSMemory
 import DIOSWire
 import HeapModule
 import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 // The instance's objects: their records, buffers and reclaiming; and the
 // helpers that resolve a task's reference to one.
@@ -55,7 +56,9 @@ extension KernelInstance {
                 lastRemoteEnd = nil
             }
         }
-        if let owner = objects.records[i].ownerElsewhere { standIns[RemoteEnd(peer: owner, origin: objects.records[i].remoteOrigin)] = nil }
+        if let owner = objects.records[i].ownerElsewhere {
+            standIns[RemoteEnd(peer: owner, origin: objects.records[i].remoteOrigin)] = nil
+        }
         if objects.records[i].kind == .program, let registered = objects.records[i].program {
             programs[registered] = nil
         }
@@ -111,7 +114,8 @@ extension KernelInstance {
 
     /// Resolves a reference of `task`, checking rights, and the object it names.
     @inline(__always)
-    func resolve(_ task: TaskID, _ ref: Ref, _ rights: Rights) throws(CallError) -> (entry: ReferenceEntry, index: Int) {
+    func resolve(_ task: TaskID, _ ref: Ref, _ rights: Rights) throws(CallError) -> (entry: ReferenceEntry, index: Int)
+    {
         let t = try taskIndex(task)
         let entry: ReferenceEntry
         entry = try referenceEntry(t, ref, requiring: rights)
@@ -124,14 +128,18 @@ extension KernelInstance {
         // references (ring, failure text) on every call that makes a reference.
         let i = Int(object.index)
         return ReferenceEntry(
-            object: object, owner: objects.records[i].ownerElsewhere ?? id, kind: objects.records[i].kind, rights: rights,
-            proximity: .localCore, maxWriteSize: objects.records[i].maxWriteSize, persistent: objects.records[i].persistent)
+            object: object, owner: objects.records[i].ownerElsewhere ?? id, kind: objects.records[i].kind,
+            rights: rights,
+            proximity: .localCore, maxWriteSize: objects.records[i].maxWriteSize,
+            persistent: objects.records[i].persistent)
     }
 
     /// One of a task's references, checked to hold `rights`.
     @inline(__always)
     func referenceEntry(_ t: Int, _ ref: Ref, requiring rights: Rights = []) throws(CallError) -> ReferenceEntry {
-        do throws(ReferenceError) { return try tasks[t].refs.entry(ref, requiring: rights) } catch { throw .reference(error) }
+        do throws(ReferenceError) { return try tasks[t].refs.entry(ref, requiring: rights) } catch {
+            throw .reference(error)
+        }
     }
 
     func insertRef(_ task: Int, _ entry: ReferenceEntry) throws(CallError) -> Ref {

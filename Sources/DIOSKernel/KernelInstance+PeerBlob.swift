@@ -125,7 +125,8 @@ extension KernelInstance {
         guard reply.status == .ok else { throw Self.error(for: reply.status) }
         objects.records[i].openTransactions += 1
         return IOGrant(
-            object: entry.object, base: base, count: reply.length, version: reply.version, mode: strong ? .strong : .weak)
+            object: entry.object, base: base, count: reply.length, version: reply.version,
+            mode: strong ? .strong : .weak)
     }
 
     /// `endRead` on a proxy: weak reads validate their version with the owner;
@@ -153,7 +154,9 @@ extension KernelInstance {
         try checkProxy(i)
         let base = try bufferAddress(i, .beginWrite)
         let origin = objects.records[i].remoteOrigin
-        let reply = try peerCall(to: objects.records[i].remotePeer) { .blobWrite(blob: origin, call: $0, strong: strong) }
+        let reply = try peerCall(to: objects.records[i].remotePeer) {
+            .blobWrite(blob: origin, call: $0, strong: strong)
+        }
         guard reply.status == .ok else { throw Self.error(for: reply.status) }
         objects.records[i].writerOpen = true
         objects.records[i].openTransactions += 1
@@ -188,7 +191,9 @@ extension KernelInstance {
         case .blobRead, .blobRelease, .blobValidate, .blobWrite, .blobCommit:
             serveBlob(message, body: body, from: peer)
         case .blobData(let call, let status, let version):
-            takeReply(call, BlobReply(status: status, ok: status == .ok, version: version, length: 0), bytes: body, from: peer)
+            takeReply(
+                call, BlobReply(status: status, ok: status == .ok, version: version, length: 0), bytes: body, from: peer
+            )
         case .blobReply(let call, let status, let ok):
             takeReply(
                 call, BlobReply(status: status, ok: ok, version: 0, length: 0),
@@ -283,7 +288,9 @@ extension KernelInstance {
         case .blobCommit(let blob, let call, let commit):
             let (i, status) = sharedBlob(blob, with: peer, needing: .write)
             guard status == .ok, objects.records[i].writerOpen, objects.records[i].peerWriter == peer else {
-                if commit { sendToPeer(.blobReply(call: call, status: status == .ok ? .denied : status, ok: false), to: peer) }
+                if commit {
+                    sendToPeer(.blobReply(call: call, status: status == .ok ? .denied : status, ok: false), to: peer)
+                }
                 return
             }
             var ok = false

@@ -58,7 +58,9 @@ extension KernelInstance {
     /// The error for a stream whose ring is closed: the peer's failure, or deletion.
     @inline(never)
     func closedStreamError(_ i: Int) -> CallError {
-        if let reason = objects.records[i].remoteFailure { return .unreachable(objects.records[i].remotePeer, reason: reason) }
+        if let reason = objects.records[i].remoteFailure {
+            return .unreachable(objects.records[i].remotePeer, reason: reason)
+        }
         return .objectDeleted
     }
 }

@@ -61,7 +61,8 @@ extension KernelInstance {
     ///
     /// `spun`: the caller has just spun (`selectNow`), so the first round
     /// suspends without spinning again.
-    package func select(_ task: TaskID, _ refs: [Ref], flags: Flags, spun: Bool = false) async throws(CallError) -> Int {
+    package func select(_ task: TaskID, _ refs: [Ref], flags: Flags, spun: Bool = false) async throws(CallError) -> Int
+    {
         checkThread()
         counters.calls &+= 1
         guard !refs.isEmpty else { throw .invalidArgument("select needs at least one reference") }
@@ -92,7 +93,8 @@ extension KernelInstance {
             // checked again there, where nothing else can interleave.
             await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in
                 let ready: Bool
-                do { ready = try firstReady(task, refs, flags: flags) != nil } catch { ready = true }  // errors surface on the retry
+                // An error counts as ready: it surfaces on the retry.
+                do { ready = try firstReady(task, refs, flags: flags) != nil } catch { ready = true }
                 if ready {
                     c.resume()
                 } else {
@@ -182,7 +184,8 @@ extension KernelInstance {
         while let top = timers.min, top.deadline <= now {
             _ = timers.popMin()
             let i = Int(top.object.index)
-            guard objects.isLive(top.object), objects.records[i].deadline == top.deadline, !objects.records[i].ready else {
+            guard objects.isLive(top.object), objects.records[i].deadline == top.deadline, !objects.records[i].ready
+            else {
                 continue  // deleted or re-armed since
             }
             objects.records[i].ready = true

@@ -43,7 +43,8 @@ extension KernelInstance {
         }
         guard tasks[t].refs.count < tasks[t].refs.capacity else { throw .reference(.tableFull) }
         let programName = objects.records[Int(programEntry.object.index)].name
-        guard let proxy = makeObject(kind: .task, name: nameSource.fresh(), bufferSize: 64, maxWriteSize: 0, flags: []) else {
+        guard let proxy = makeObject(kind: .task, name: nameSource.fresh(), bufferSize: 64, maxWriteSize: 0, flags: [])
+        else {
             throw .outOfMemory(requested: 64)
         }
         objects.records[Int(proxy.index)].remoteNode = target
@@ -74,7 +75,9 @@ extension KernelInstance {
                     depth: Int(ring.depth), writeEnd: writeEnd))
         }
         sendToPeer(
-            .run(proxy: proxy, program: programName, trusted: !flags.contains(.untrusted), label: label, streams: streams),
+            .run(
+                proxy: proxy, program: programName, trusted: !flags.contains(.untrusted), label: label, streams: streams
+            ),
             to: target)
         var entry = entry(for: proxy, rights: .all)
         entry.proximity = .remoteMemory
@@ -86,7 +89,9 @@ extension KernelInstance {
     func startForRemote(
         peer: InstanceID, proxy: ObjectID, program: Name, trusted: Bool, label: String, streams: [RemoteArgument]
     ) {
-        let programObject = names.first(of: program) { objects.isLive($0) && objects.records[Int($0.index)].kind == .program }
+        let programObject = names.first(of: program) {
+            objects.isLive($0) && objects.records[Int($0.index)].kind == .program
+        }
         guard let programObject, let registered = objects.records[Int(programObject.index)].program,
             let body = programs[registered]
         else {
@@ -103,7 +108,9 @@ extension KernelInstance {
         tasks[c].unheld = true
         for s in streams {
             if s.kind == .blob {
-                guard let proxy = makeObject(kind: .blob, name: s.name, bufferSize: s.maxWriteSize, maxWriteSize: s.maxWriteSize, flags: [])
+                guard
+                    let proxy = makeObject(
+                        kind: .blob, name: s.name, bufferSize: s.maxWriteSize, maxWriteSize: s.maxWriteSize, flags: [])
                 else {
                     logger.warning("no memory for a blob proxy from \(peer); the task starts without it")
                     continue
@@ -121,7 +128,8 @@ extension KernelInstance {
             let slots = 1 << (Int.bitWidth - (s.depth - 1).leadingZeroBitCount)
             let bytes = StreamRing.byteSize(messageSize: max(s.maxWriteSize, 1), depth: slots)
             guard bytes <= BufferPool.maximumSize,
-                let end = makeObject(kind: .stream, name: s.name, bufferSize: bytes, maxWriteSize: s.maxWriteSize, flags: [])
+                let end = makeObject(
+                    kind: .stream, name: s.name, bufferSize: bytes, maxWriteSize: s.maxWriteSize, flags: [])
             else {
                 logger.warning("no memory for a stream from \(peer); the task starts without it")
                 continue

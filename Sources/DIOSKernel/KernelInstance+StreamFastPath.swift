@@ -172,7 +172,10 @@ extension KernelInstance {
     @inline(never)
     func unreachableHere(_ i: Int, _ call: Call) -> CallError {
         if let owner = objects.records[i].ownerElsewhere {
-            return .invalidArgument("\(call.rawValue): this \(objects.records[i].kind) is held by instance \(owner); only blobs held elsewhere are reachable from here so far")
+            return .invalidArgument(
+                "\(call.rawValue): this \(objects.records[i].kind) is held by instance \(owner); only blobs held "
+                    + "elsewhere are reachable from here so far"
+            )
         }
         return .wrongKind(call, objects.records[i].kind)
     }

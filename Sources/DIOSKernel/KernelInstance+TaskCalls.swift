@@ -27,10 +27,13 @@ extension KernelInstance {
             argumentEntries.append(entry)
         }
         if let remote {
-            return try runOnNode(t, programEntry, arguments: argumentEntries, refs: arguments, flags: flags, label: label ?? "program", on: remote)
+            return try runOnNode(
+                t, programEntry, arguments: argumentEntries, refs: arguments, flags: flags, label: label ?? "program",
+                on: remote)
         }
         if let instance, instance != index {
-            return try runOnSibling(t, programEntry, arguments: argumentEntries, flags: flags, label: label ?? "program", on: instance)
+            return try runOnSibling(
+                t, programEntry, arguments: argumentEntries, flags: flags, label: label ?? "program", on: instance)
         }
         guard tasks[t].refs.count < tasks[t].refs.capacity else { throw .reference(.tableFull) }
         let child = try makeTask(trusted: !flags.contains(.untrusted), label: label ?? "program")

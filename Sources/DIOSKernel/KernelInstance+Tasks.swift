@@ -1,12 +1,13 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CLinux
 package import DIOSCore
 import DIOSMemory
 import DIOSWire
 import HeapModule
 import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 // The instance's tasks: their records, starting and ending them, and their
 // references.
@@ -53,14 +54,14 @@ extension KernelInstance {
     func insertTask(_ record: TaskRecord) -> TaskID {
         var record = record
         record.live = true
-        if let slot = freeTasks.popLast() {
+        if let slot = taskSlots.reusable() {
             record.generation = tasks[Int(slot)].generation
             tasks[Int(slot)] = record
             return TaskID(index: slot, generation: record.generation)
         }
-        record.generation = 1
+        record.generation = SlotAllocator.firstGeneration
         tasks.append(record)
-        return TaskID(index: UInt32(tasks.count - 1), generation: 1)
+        return TaskID(index: UInt32(tasks.count - 1), generation: record.generation)
     }
 
     @inline(__always)
@@ -127,13 +128,12 @@ extension KernelInstance {
         // nothing here holds (the starter's proxy keeps the status).
         for end in tasks[i].madeEnds { retire(end) }
         if tasks[i].unheld { destroy(tasks[i].object) }
-        tasks[i] = TaskRecord(generation: tasks[i].generation &+ 1)
-        freeTasks.append(task.index)
+        tasks[i] = TaskRecord(generation: taskSlots.release(task.index, generation: tasks[i].generation))
         counters.tasksExited += 1
     }
 
     /// Tasks alive on this instance.
-    public var taskCount: Int { tasks.count - freeTasks.count }
+    public var taskCount: Int { tasks.count - taskSlots.freeCount }
     /// Objects alive on this instance.
     public var objectCount: Int { objects.liveCount }
 }

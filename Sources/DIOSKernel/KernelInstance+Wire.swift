@@ -11,7 +11,8 @@ struct RemoteEnd: Hashable {
     /// The four fields packed into one word for the hasher (`lookup` of a name
     /// held elsewhere finds its stand-in by this key).
     var packed: UInt64 {
-        UInt64(peer.node) << 48 | UInt64(peer.core) << 32 | UInt64(origin.index) ^ UInt64(origin.generation) &* 0x9E37_79B9_7F4A_7C15
+        UInt64(peer.node) << 48 | UInt64(peer.core) << 32 | UInt64(origin.index) ^ UInt64(origin.generation)
+            &* 0x9E37_79B9_7F4A_7C15
     }
 
     func hash(into hasher: inout Hasher) { hasher.combine(packed) }

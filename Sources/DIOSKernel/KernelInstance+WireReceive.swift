@@ -3,7 +3,8 @@ package import DIOSCore
 import DIOSMemory
 import DIOSWire
 
-// Receiving from instances on other nodes: frames polled from the wire endpoint, handed to streams, blobs and the name service.
+// Receiving from instances on other nodes: frames polled from the wire
+// endpoint, handed to streams, blobs and the name service.
 extension KernelInstance {
     /// Handles one message from an instance on another node. False when it is
     /// stream data whose ring is full: the session offers it again later.
@@ -33,7 +34,8 @@ extension KernelInstance {
         switch message {
         case .streamData(let origin, let senderIsOrigin):  // `peekStreamData` takes these first
             return deliverStreamDataOutOfLine(
-                UnsafeRawBufferPointer(rebasing: bytes[payloadOffset...]), origin: origin, senderIsOrigin: senderIsOrigin,
+                UnsafeRawBufferPointer(rebasing: bytes[payloadOffset...]), origin: origin,
+                senderIsOrigin: senderIsOrigin,
                 from: peer)
         case .streamClosed(let origin, let senderIsOrigin):
             if let object = bridgedStream(origin, senderIsOrigin: senderIsOrigin, from: peer) {

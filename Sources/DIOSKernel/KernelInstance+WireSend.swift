@@ -13,7 +13,9 @@ extension KernelInstance {
         defer { wire.sendHeld() }
         let bytes = RemoteMessage.leaving.encoded()
         let now = clinux_monotonic_ns()
-        for session in wire.sessions where session.isUp { sendToPeer(encoded: bytes, to: session.peer, wire: wire, now: now) }
+        for session in wire.sessions where session.isUp {
+            sendToPeer(encoded: bytes, to: session.peer, wire: wire, now: now)
+        }
     }
 
     /// Ends the sessions of peers that said they are leaving, now that the
@@ -55,7 +57,8 @@ extension KernelInstance {
     private func trySend(_ bytes: [UInt8], to peer: InstanceID, wire: WireEndpoint, now: UInt64) -> Bool {
         bytes.withUnsafeBytes { body in
             do throws(SessionError) {
-                return try wire.send(to: peer, prefix: UnsafeRawBufferPointer(start: nil, count: 0), body: body, now: now)
+                return try wire.send(
+                    to: peer, prefix: UnsafeRawBufferPointer(start: nil, count: 0), body: body, now: now)
             } catch {
                 logger.error("dropping a control message for \(peer): \(error)")
                 return true
@@ -97,7 +100,8 @@ extension KernelInstance {
             let accepted = withUnsafeMutableBytes(of: &prefix) { p in
                 RemoteMessage.encodeStreamData(origin: origin, senderIsOrigin: senderIsOrigin, into: p.baseAddress!)
                 let body = UnsafeRawBufferPointer(start: payload, count: count)
-                let head = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(p)[0..<RemoteMessage.streamDataPrefix])
+                let head = UnsafeRawBufferPointer(
+                    rebasing: UnsafeRawBufferPointer(p)[0..<RemoteMessage.streamDataPrefix])
                 return (try? wire.send(to: peer, prefix: head, body: body, now: now)) ?? false
             }
             guard accepted else { break }

@@ -1,12 +1,13 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CLinux
 public import DIOSCore
 public import DIOSMemory
 import DIOSWire
 import HeapModule
 public import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The body of a task: given its kernel and task id, runs to completion and
 /// returns an exit status. The `DIOS` module wraps programs written against
@@ -36,7 +37,7 @@ public final class KernelInstance: @unchecked Sendable {
     @exclusivity(unchecked) package var pool: BufferPool
     @exclusivity(unchecked) var objects: ObjectStore
     @exclusivity(unchecked) var tasks: [TaskRecord] = []
-    @exclusivity(unchecked) var freeTasks: [UInt32] = []
+    @exclusivity(unchecked) var taskSlots = SlotAllocator()
     /// name → instances of it held here. Becomes the name-service replica.
     @exclusivity(unchecked) var names = NameTable(reserve: 1024)
     @exclusivity(unchecked) var nameSource = NameSource()

@@ -1,8 +1,9 @@
+import CLinux
+import DIOSCore
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import CLinux
-import DIOSCore
 
 /// This instance's table of names: name → the instances of that object held
 /// here. (The replicated name service of DESIGN §7 grows from this.)

@@ -1,7 +1,8 @@
+import CLinux
+
 #if canImport(Glibc)
 public import Glibc
 #endif
-import CLinux
 
 /// Threads of the operating system's own, for what must not run on Swift's
 /// cooperative pool: an instance's polling loop (it never yields the thread),
@@ -44,7 +45,9 @@ public enum OSThread {
     /// thread: join it (`pthread_join`), or detach it (`pthread_detach`) when
     /// nobody will, or its stack outlives it.
     @discardableResult
-    public static func start(pinnedTo cpu: Int? = nil, _ body: @escaping @Sendable () -> Void) throws(StartError) -> pthread_t {
+    public static func start(pinnedTo cpu: Int? = nil, _ body: @escaping @Sendable () -> Void) throws(StartError)
+        -> pthread_t
+    {
         final class Box: Sendable {
             let body: @Sendable () -> Void
             let cpu: Int?

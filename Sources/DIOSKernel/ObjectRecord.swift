@@ -126,24 +126,24 @@ enum Bridge: UInt8 {
 /// `ObjectID` from a deleted object never reaches the next one in its slot.
 struct ObjectStore: ~Copyable {
     var records: RecordTable
-    var free: [UInt32] = []
+    var slots: SlotAllocator
 
     init(reserve: Int) {
         records = RecordTable(reserve: reserve)
-        free.reserveCapacity(reserve)
+        slots = SlotAllocator(reserve: reserve)
     }
 
     mutating func insert(_ record: ObjectRecord) -> ObjectID {
         var record = record
         record.live = true
-        if let slot = free.popLast() {
+        if let slot = slots.reusable() {
             record.generation = records[Int(slot)].generation
             records[Int(slot)] = record
             return ObjectID(index: slot, generation: record.generation)
         }
-        record.generation = 1
+        record.generation = SlotAllocator.firstGeneration
         records.append(record)
-        return ObjectID(index: UInt32(records.count - 1), generation: 1)
+        return ObjectID(index: UInt32(records.count - 1), generation: record.generation)
     }
 
     /// Whether `id` still names a live (not deleted) object.
@@ -165,12 +165,10 @@ struct ObjectStore: ~Copyable {
         let i = Int(id.index)
         records[i].live = false
         records[i].deleted = false
-        records[i].generation &+= 1
-        if records[i].generation == 0 { records[i].generation = 1 }
-        free.append(id.index)
+        records[i].generation = slots.release(id.index, generation: records[i].generation)
     }
 
-    var liveCount: Int { records.count - free.count }
+    var liveCount: Int { records.count - slots.freeCount }
 }
 
 /// The object records of one instance, in memory the table owns, reached by

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CLinux
 public import DIOSCore
 import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A thread that owns one kernel instance and polls it until stopped.
 ///
@@ -53,7 +54,9 @@ public final class PollLoop: Sendable {
         if !drain { abandon.store(true, ordering: .sequentiallyConsistent) }
         stopRequested.store(true, ordering: .sequentiallyConsistent)
         _ = clinux_eventfd_signal(instance.doorbell.fd)
-        if let tid = thread.withLock({ t -> pthread_t? in defer { t = nil }; return t }) {
+        if let tid = thread.withLock({ t -> pthread_t? in
+            defer { t = nil }; return t
+        }) {
             pthread_join(tid, nil)
         }
     }
@@ -102,7 +105,8 @@ public final class PollLoop: Sendable {
                 let cap = instance.wireReadinessFD == nil ? maxSleep.nanoseconds : min(maxSleep.nanoseconds, 1_000_000)
                 let timeout = min(instance.nanosecondsToNextTimer() ?? cap, cap)
                 instance.doorbell.sleep(
-                    timeoutNanoseconds: Int64(min(timeout, UInt64(Int64.max))), alsoWakingOn: instance.wireReadinessFD ?? -1
+                    timeoutNanoseconds: Int64(min(timeout, UInt64(Int64.max))),
+                    alsoWakingOn: instance.wireReadinessFD ?? -1
                 ) {
                     self.instance.isIdle() && !self.stopRequested.load(ordering: .relaxed)
                 }

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CLinux
 public import Logging
 import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 private let arenaSequence = Atomic<Int>(0)
 
@@ -147,7 +148,9 @@ public final class HugepageArena: @unchecked Sendable {
         defer { closedir(dir) }
         var removed: [String] = []
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
             let parts = name.split(separator: "-", maxSplits: 2)
             guard parts.count >= 2, parts[0] == "dios", let pid = Int32(parts[1]) else { continue }
             if kill(pid, 0) != 0 && errno == ESRCH {

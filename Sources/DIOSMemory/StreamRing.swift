@@ -66,7 +66,8 @@ public struct StreamRing: @unchecked Sendable {
     /// Lays a new ring out over zeroed memory at `base`.
     public static func initialize(at base: UnsafeMutableRawPointer, messageSize: Int, depth: Int) -> StreamRing {
         precondition(depth > 0 && depth & (depth - 1) == 0, "ring depth must be a power of two")
-        let ring = StreamRing(base: base, depth: UInt64(depth), stride: stride(messageSize: messageSize), maxMessage: messageSize)
+        let ring = StreamRing(
+            base: base, depth: UInt64(depth), stride: stride(messageSize: messageSize), maxMessage: messageSize)
         ring.u32(at: 144).pointee = UInt32(depth)
         ring.u32(at: 148).pointee = UInt32(ring.stride)
         ring.u32(at: 152).pointee = UInt32(messageSize)
@@ -126,7 +127,9 @@ public struct StreamRing: @unchecked Sendable {
 
     /// Counts ends (objects on instances) attached to the ring; returns the count after.
     @discardableResult
-    public func adjustEnds(by delta: Int32) -> UInt32 { clinux_fetch_add_u32(u32(at: 140), delta) &+ UInt32(bitPattern: delta) }
+    public func adjustEnds(by delta: Int32) -> UInt32 {
+        clinux_fetch_add_u32(u32(at: 140), delta) &+ UInt32(bitPattern: delta)
+    }
 
     // MARK: Producer
 
@@ -232,7 +235,8 @@ public struct StreamRing: @unchecked Sendable {
                 let header = s.load(as: UInt64.self)
                 let length = Int(UInt32(truncatingIfNeeded: header) & ~Self.heldElsewhere)
                 let data = UnsafeRawPointer(bitPattern: s.load(fromByteOffset: Self.slotHeaderBytes, as: UInt.self))!
-                precondition(length <= stride - Self.slotHeaderBytes, "a message held elsewhere is larger than its slot")
+                precondition(
+                    length <= stride - Self.slotHeaderBytes, "a message held elsewhere is larger than its slot")
                 // The address and handle are read: the message may cover them.
                 if length > 0 { (s + Self.slotHeaderBytes).copyMemory(from: data, byteCount: length) }
                 release(h)

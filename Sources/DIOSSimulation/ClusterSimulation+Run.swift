@@ -26,7 +26,8 @@ extension ClusterSimulation {
                 local: ids[k], transport: Port(network, addresses[k]), peers: peers, configuration: Self.session,
                 now: network.now, seed: epochSeed)
             return Member(
-                endpoint: endpoint, names: NameService(local: ids[k], siblings: c.perNode), incarnation: incarnations[k],
+                endpoint: endpoint, names: NameService(local: ids[k], siblings: c.perNode),
+                incarnation: incarnations[k],
                 now: network.now)
         }
         var members = (0..<count).map { makeMember($0) }
@@ -40,13 +41,15 @@ extension ClusterSimulation {
         }
         func relay(_ k: Int, _ delta: NameDelta) {
             let bytes = RemoteMessage.nameDelta(delta).encoded()
-            for session in members[k].endpoint.sessions where session.isUp && members[k].names.relays(to: session.peer) {
+            for session in members[k].endpoint.sessions where session.isUp && members[k].names.relays(to: session.peer)
+            {
                 send(k, bytes, to: session.peer)
             }
         }
         func send(_ k: Int, _ bytes: [UInt8], to peer: InstanceID) {
             _ = bytes.withUnsafeBytes { body in
-                try? members[k].endpoint.send(to: peer, prefix: UnsafeRawBufferPointer(start: nil, count: 0), body: body, now: network.now)
+                try? members[k].endpoint.send(
+                    to: peer, prefix: UnsafeRawBufferPointer(start: nil, count: 0), body: body, now: network.now)
             }
         }
         func pollAll() {
@@ -77,12 +80,17 @@ extension ClusterSimulation {
                         switch change {
                         case .up:
                             let own = m.own.sorted { $0.key.index < $1.key.index }.map { (object, v) in
-                                (v.0, InstanceRecord(owner: ids[k], object: object, kind: .blob, size: 8, persistent: false), v.1)
+                                (
+                                    v.0,
+                                    InstanceRecord(
+                                        owner: ids[k], object: object, kind: .blob, size: 8, persistent: false), v.1
+                                )
                             }
                             for message in m.names.syncMessages(own: own, to: peer) {
                                 _ = message.encoded().withUnsafeBytes { body in
                                     try? m.endpoint.send(
-                                        to: peer, prefix: UnsafeRawBufferPointer(start: nil, count: 0), body: body, now: network.now)
+                                        to: peer, prefix: UnsafeRawBufferPointer(start: nil, count: 0), body: body,
+                                        now: network.now)
                                 }
                             }
                         case .down:
@@ -107,7 +115,8 @@ extension ClusterSimulation {
                 }
                 if let (name, owner) = stale {
                     throw Failure(
-                        seed: seed, step: step, message: "\(ids[k]) holds \(name) of \(owner), whose node's session is down")
+                        seed: seed, step: step,
+                        message: "\(ids[k]) holds \(name) of \(owner), whose node's session is down")
                 }
             }
         }
@@ -138,7 +147,8 @@ extension ClusterSimulation {
                         unpublish(k, object)
                     }
                 } else {
-                    let reachable = ids.filter { $0.node == ids[k].node } + m.endpoint.sessions.filter(\.isUp).map(\.peer)
+                    let reachable =
+                        ids.filter { $0.node == ids[k].node } + m.endpoint.sessions.filter(\.isUp).map(\.peer)
                     if SchedulerElection.shouldStart(me: ids[k], owners: owners, reachable: reachable, running: false) {
                         m.scheduler = publish(k, SchedulerElection.name)
                     }
@@ -205,21 +215,25 @@ extension ClusterSimulation {
         }
         let schedulers = members.indices.filter { members[$0].scheduler != nil }.map { ids[$0] }
         guard schedulers.count == 1 else {
-            throw Failure(seed: seed, step: c.steps, message: "\(schedulers.count) schedulers after healing: \(schedulers)")
+            throw Failure(
+                seed: seed, step: c.steps, message: "\(schedulers.count) schedulers after healing: \(schedulers)")
         }
         for k in members.indices where members[k].schedulerOwners(ids[k]) != schedulers {
             throw Failure(
                 seed: seed, step: c.steps,
-                message: "\(ids[k])'s lookup finds schedulers on \(members[k].schedulerOwners(ids[k])), not \(schedulers[0])")
+                message:
+                    "\(ids[k])'s lookup finds schedulers on \(members[k].schedulerOwners(ids[k])), not \(schedulers[0])"
+            )
         }
         for k in members.indices {
             for j in members.indices where j != k {
                 guard members[k].reachable(ids[j]) else {
                     throw Failure(seed: seed, step: c.steps, message: "\(ids[k]) never reached \(ids[j]) after healing")
                 }
-                let seen = Set(members[k].names.others.all.flatMap { name, records in
-                    records.filter { $0.owner == ids[j] }.map { RemoteEndKey(owner: $0.owner, object: $0.object) }
-                })
+                let seen = Set(
+                    members[k].names.others.all.flatMap { name, records in
+                        records.filter { $0.owner == ids[j] }.map { RemoteEndKey(owner: $0.owner, object: $0.object) }
+                    })
                 let actual = Set(members[j].own.keys.map { RemoteEndKey(owner: ids[j], object: $0) })
                 if seen != actual {
                     throw Failure(
@@ -227,7 +241,8 @@ extension ClusterSimulation {
                         message: "\(ids[k]) sees \(seen.count) of \(ids[j])'s objects, it holds \(actual.count)")
                 }
                 if let back = seen.first(where: { deleted.contains($0) }) {
-                    throw Failure(seed: seed, step: c.steps, message: "\(ids[k]) sees deleted \(back.object) of \(back.owner)")
+                    throw Failure(
+                        seed: seed, step: c.steps, message: "\(ids[k]) sees deleted \(back.object) of \(back.owner)")
                 }
             }
         }

@@ -57,7 +57,8 @@ public struct ClusterSimulation {
         }
 
         public var description: String {
-            "\(nodes) nodes of \(perNode) instance(s), \(steps) steps, loss \(loss), duplicate \(duplicate), delay ≤ \(maxDelay / 1000) µs, partition \(partition), crash \(crash)"
+            "\(nodes) nodes of \(perNode) instance(s), \(steps) steps, loss \(loss), duplicate \(duplicate), delay ≤ "
+                + "\(maxDelay / 1000) µs, partition \(partition), crash \(crash)"
         }
     }
 

@@ -160,7 +160,8 @@ public struct NameServiceSimulation<Replica: NameReplica> {
                 owner: Self.id(actor), object: ObjectID(index: UInt32(rng.below(1000)), generation: 1), kind: .blob,
                 size: rng.below(4096), persistent: false)
             names.append(name)
-            try broadcast(.insert(name, record, InsertTag(origin: Self.id(actor), counter: counters[actor])), from: actor)
+            try broadcast(
+                .insert(name, record, InsertTag(origin: Self.id(actor), counter: counters[actor])), from: actor)
         } else {
             let name = names[rng.below(names.count)]
             let seen = replicas[actor].observed(name)
@@ -246,7 +247,8 @@ public struct NameServiceSimulation<Replica: NameReplica> {
                 throw SimulationFailure(seed: seed, step: step, message: "replica \(i) did not converge with replica 0")
             }
             for name in names where replica.lookup(name) != reference.lookup(name) {
-                throw SimulationFailure(seed: seed, step: step, message: "replica \(i) answers lookup(\(name)) differently")
+                throw SimulationFailure(
+                    seed: seed, step: step, message: "replica \(i) answers lookup(\(name)) differently")
             }
         }
         // Removals that outlived their replica (a crash can take one that never

@@ -57,8 +57,9 @@ public final class DPDKEnvironment: Sendable {
             switch state {
             case .running(let existing):
                 guard existing.arguments == arguments else {
-                    return .failure(.configuration(
-                        "the DPDK EAL is already running with \(existing.arguments); one EAL per process"))
+                    return .failure(
+                        .configuration(
+                            "the DPDK EAL is already running with \(existing.arguments); one EAL per process"))
                 }
                 return .success(existing)
             case .failed(let error):
@@ -77,7 +78,8 @@ public final class DPDKEnvironment: Sendable {
                 let parsed = cdpdk_eal_init(Int32(arguments.count), argv, &error)
                 guard parsed >= 0 else {
                     let failure = TransportError.dpdk(
-                        call: "rte_eal_init", message: "\(Self.message(error)) (rte_errno \(error)); arguments: \(arguments)")
+                        call: "rte_eal_init",
+                        message: "\(Self.message(error)) (rte_errno \(error)); arguments: \(arguments)")
                     state = .failed(failure)
                     return .failure(failure)
                 }

@@ -86,10 +86,14 @@ public final class DPDKPort: @unchecked Sendable {
         var error: Int32 = 0
         // 2048 bytes of data behind DPDK's 128 bytes of headroom: a 1514-byte
         // frame fits one segment (RTE_MBUF_DEFAULT_BUF_SIZE).
-        guard let pool = "dios_mbufs_\(id)".withCString({
-            cdpdk_pktmbuf_pool_create($0, UInt32(count - 1), 256, 2048 + 128, cdpdk_port_socket_id(id), &error)
-        }) else {
-            throw .dpdk(call: "rte_pktmbuf_pool_create", message: "\(DPDKEnvironment.message(error)) for \(count - 1) mbufs on \(name)")
+        guard
+            let pool = "dios_mbufs_\(id)".withCString({
+                cdpdk_pktmbuf_pool_create($0, UInt32(count - 1), 256, 2048 + 128, cdpdk_port_socket_id(id), &error)
+            })
+        else {
+            throw .dpdk(
+                call: "rte_pktmbuf_pool_create",
+                message: "\(DPDKEnvironment.message(error)) for \(count - 1) mbufs on \(name)")
         }
         var step: UnsafePointer<CChar>? = nil
         let r = cdpdk_port_setup(id, UInt16(queues), UInt16(rxDescriptors), UInt16(txDescriptors), pool, &step)
@@ -140,7 +144,9 @@ public final class DPDKPort: @unchecked Sendable {
     public func peerLeaving() {
         // From "in use" only: a link already left alone stays so (a restart
         // under way ends with it left alone until the link is up).
-        if isPointToPoint { _ = use.compareExchange(expected: .inUse, desired: .peerLeaving, ordering: .acquiringAndReleasing) }
+        if isPointToPoint {
+            _ = use.compareExchange(expected: .inUse, desired: .peerLeaving, ordering: .acquiringAndReleasing)
+        }
     }
 
     /// Whether `queue` may be polled and sent on now. While the peer is away
@@ -190,7 +196,9 @@ public final class DPDKPort: @unchecked Sendable {
     /// a client that connects in between is refused ("ID not found" in the
     /// memif log), and DPDK 22.11's client never connects again by itself. A
     /// restart connects it anew.
-    public func waitForLink(timeoutMilliseconds: Int, restartingEvery restartMilliseconds: Int) throws(TransportError) -> Int? {
+    public func waitForLink(timeoutMilliseconds: Int, restartingEvery restartMilliseconds: Int) throws(TransportError)
+        -> Int?
+    {
         precondition(restartMilliseconds > 0, "restart interval")
         var restarts = 0
         var waited = 0
@@ -226,7 +234,8 @@ public final class DPDKPort: @unchecked Sendable {
         let previous = use.load(ordering: .acquiring)
         guard previous != .parked else { return false }
         let generation = parkGeneration.add(1, ordering: .acquiringAndReleasing).newValue
-        guard use.compareExchange(expected: previous, desired: .parked, ordering: .acquiringAndReleasing).exchanged else {
+        guard use.compareExchange(expected: previous, desired: .parked, ordering: .acquiringAndReleasing).exchanged
+        else {
             return false  // a transport moved it (the link came back, or went): decide again later
         }
         // Only this call leaves `.parked`, and always for `.down`: used again
@@ -250,9 +259,13 @@ public final class DPDKPort: @unchecked Sendable {
         try stopped.withLock { stopped throws(TransportError) in
             guard !stopped, environment.isRunning else { throw .configuration("\(name) is closed") }
             let r = cdpdk_port_stop(id)
-            guard r == 0 else { throw .dpdk(call: "rte_eth_dev_stop", message: "\(DPDKEnvironment.message(r)) on \(name)") }
+            guard r == 0 else {
+                throw .dpdk(call: "rte_eth_dev_stop", message: "\(DPDKEnvironment.message(r)) on \(name)")
+            }
             let s = cdpdk_port_start(id)
-            guard s == 0 else { throw .dpdk(call: "rte_eth_dev_start", message: "\(DPDKEnvironment.message(s)) on \(name)") }
+            guard s == 0 else {
+                throw .dpdk(call: "rte_eth_dev_start", message: "\(DPDKEnvironment.message(s)) on \(name)")
+            }
         }
     }
 

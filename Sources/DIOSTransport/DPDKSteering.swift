@@ -44,14 +44,16 @@ public final class DPDKSteering: @unchecked Sendable {  // each ring: one produc
     /// Sets how to wake each instance (while they may already poll: they read
     /// the wakers only once `armed` says they are all in place). Once only.
     public func arm(wakers: [@Sendable () -> Void]) {
-        precondition(wakers.count == instances && !armed.load(ordering: .acquiring), "arm once, with a waker per instance")
+        precondition(
+            wakers.count == instances && !armed.load(ordering: .acquiring), "arm once, with a waker per instance")
         self.wakers = wakers
         armed.store(true, ordering: .releasing)
     }
 
     /// Hands `mbuf` from instance `from` to instance `to`; false when that ring is full.
     func hand(_ mbuf: OpaquePointer, from: Int, to: Int) -> Bool {
-        guard rings[from * instances + to].push(UInt64(UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(mbuf))))) else {
+        guard rings[from * instances + to].push(UInt64(UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(mbuf)))))
+        else {
             return false
         }
         if armed.load(ordering: .acquiring) { wakers[to]() }

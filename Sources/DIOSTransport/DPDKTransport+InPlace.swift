@@ -147,7 +147,9 @@ extension DPDKTransport {
             }
             // The mbuf's data: `data_len` bytes at `data`, owned by us until freed below.
             let packet = UnsafeMutableRawBufferPointer(start: data, count: Int(cdpdk_mbuf_data_len(mbuf)))
-            switch EthernetUDP.classify(UnsafeRawBufferPointer(packet), mac: port.mac, local: localAddress, siblings: steering?.ports) {
+            switch EthernetUDP.classify(
+                UnsafeRawBufferPointer(packet), mac: port.mac, local: localAddress, siblings: steering?.ports)
+            {
             case .frame(let payload, let source):
                 counters.received &+= 1
                 delivered += 1

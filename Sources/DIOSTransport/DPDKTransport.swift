@@ -115,9 +115,13 @@ public final class DPDKTransport: FrameTransport {
         steering: DPDKSteering? = nil, instance: Int = 0, txBatch: Int = 1, rxBurst: Int = 32
     ) throws(TransportError) {
         if let steering {
-            guard (0..<steering.instances).contains(instance), Int(localAddress.port) == Int(steering.basePort) + instance else {
+            guard (0..<steering.instances).contains(instance),
+                Int(localAddress.port) == Int(steering.basePort) + instance
+            else {
                 throw .configuration(
-                    "instance \(instance) at port \(localAddress.port) is not one of the steering's \(steering.instances) from port \(steering.basePort)")
+                    "instance \(instance) at port \(localAddress.port) is not one of the steering's "
+                        + "\(steering.instances) from port \(steering.basePort)"
+                )
             }
         }
         guard (0..<port.queueCount).contains(queue) else {
@@ -205,7 +209,8 @@ public final class DPDKTransport: FrameTransport {
 
     /// The Ethernet, IPv4 and UDP headers in front of a `payloadLength`-byte frame for `peer`.
     @inline(__always)
-    func writeHeaders(at data: UnsafeMutableRawPointer, to peer: PeerAddress, mac: EthernetAddress, payloadLength: Int) {
+    func writeHeaders(at data: UnsafeMutableRawPointer, to peer: PeerAddress, mac: EthernetAddress, payloadLength: Int)
+    {
         EthernetUDP.writeHeaders(
             to: data, sourceMAC: port.mac, destinationMAC: mac, source: localAddress, destination: peer,
             payloadLength: payloadLength, identification: identification)

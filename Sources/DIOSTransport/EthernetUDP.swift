@@ -38,7 +38,9 @@ public struct EthernetAddress: Hashable, Sendable, CustomStringConvertible {
 
     /// Writes the six bytes at `p`. `p` must have 6 writable bytes.
     func write(to p: UnsafeMutableRawPointer) {
-        for i in 0..<6 { p.storeBytes(of: UInt8(truncatingIfNeeded: value >> (40 - 8 * UInt64(i))), toByteOffset: i, as: UInt8.self) }
+        for i in 0..<6 {
+            p.storeBytes(of: UInt8(truncatingIfNeeded: value >> (40 - 8 * UInt64(i))), toByteOffset: i, as: UInt8.self)
+        }
     }
 
     /// Reads six bytes at `offset`; the caller has checked `offset + 6 <= packet.count`.
@@ -202,7 +204,9 @@ public enum EthernetUDP {
     /// in place: "`ipv4` is at `mac`", addressed to the asker. Returns false, and
     /// changes nothing, when `packet` is shorter than an ARP packet.
     @discardableResult
-    public static func rewriteARPRequestAsReply(_ packet: UnsafeMutableRawBufferPointer, mac: EthernetAddress, ipv4: UInt32) -> Bool {
+    public static func rewriteARPRequestAsReply(
+        _ packet: UnsafeMutableRawBufferPointer, mac: EthernetAddress, ipv4: UInt32
+    ) -> Bool {
         guard packet.count >= arpPacketSize, let p = packet.baseAddress else { return false }
         let readable = UnsafeRawBufferPointer(packet)
         let arp = ethernetHeaderSize
@@ -220,7 +224,9 @@ public enum EthernetUDP {
 
     /// Writes an ARP request "who has `target`? tell `senderIP` at `senderMAC`",
     /// broadcast, at `p` (`arpPacketSize` writable bytes). For tests and tools.
-    public static func writeARPRequest(to p: UnsafeMutableRawPointer, senderMAC: EthernetAddress, senderIP: UInt32, target: UInt32) {
+    public static func writeARPRequest(
+        to p: UnsafeMutableRawPointer, senderMAC: EthernetAddress, senderIP: UInt32, target: UInt32
+    ) {
         EthernetAddress.broadcast.write(to: p)
         senderMAC.write(to: p + 6)
         store16(etherTypeARP, p, 12)

@@ -1,8 +1,9 @@
+import CLinux
+public import DIOSWire
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import CLinux
-public import DIOSWire
 
 /// Why a transport could not start.
 public enum TransportError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -51,14 +52,17 @@ public final class UDPTransport: FrameTransport {
     /// Binds a socket to `address` (port 0 picks a free port; `localAddress`
     /// then holds the one bound).
     public init(bind address: PeerAddress) throws(TransportError) {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(
+            AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw .system(call: "socket", errno: errno) }
         var size: Int32 = 4 << 20
         _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         var sa = Self.socketAddress(address)
         let bound = withUnsafePointer(to: &sa) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0 else {
             let e = errno

@@ -11,7 +11,8 @@ public struct FaultConfiguration: Sendable, Equatable {
     /// The seed: the same seed makes the same decisions for the same frames.
     public var seed: UInt64
 
-    public init(loss: Double = 0, duplicate: Double = 0, reorder: Double = 0, delay: Duration = .zero, seed: UInt64 = 1) {
+    public init(loss: Double = 0, duplicate: Double = 0, reorder: Double = 0, delay: Duration = .zero, seed: UInt64 = 1)
+    {
         self.loss = loss
         self.duplicate = duplicate
         self.reorder = reorder

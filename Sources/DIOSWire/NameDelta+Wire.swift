@@ -53,7 +53,9 @@ extension NameDelta {
             guard flag <= 1 else { throw .invalidFlag(flag) }
             let size = try r.u64()
             guard size <= UInt64(Int.max) else { throw .valueOutOfRange("size") }
-            return .insert(name, InstanceRecord(owner: owner, object: object, kind: kind, size: Int(size), persistent: flag == 1), tag)
+            return .insert(
+                name, InstanceRecord(owner: owner, object: object, kind: kind, size: Int(size), persistent: flag == 1),
+                tag)
         case 2:
             return .remove(try r.name(), try r.tag())
         default:

@@ -110,7 +110,9 @@ public struct NameService: Sendable {
     /// (`relays(to:)`; none otherwise): the live objects of this instance,
     /// `(name, record, tag)`, and those of its siblings as its replica holds
     /// them, in chunks.
-    public func syncMessages(own: [(Name, InstanceRecord, UInt64)], to peer: InstanceID, chunk: Int = 800) -> [RemoteMessage] {
+    public func syncMessages(own: [(Name, InstanceRecord, UInt64)], to peer: InstanceID, chunk: Int = 800)
+        -> [RemoteMessage]
+    {
         guard relays(to: peer) else { return [] }
         var inserts = own.map { NameDelta.insert($0.0, $0.1, InsertTag(origin: local, counter: $0.2)) }
         if siblings > 1 {

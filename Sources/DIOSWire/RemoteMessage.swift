@@ -163,12 +163,14 @@ public enum RemoteMessage: Equatable, Sendable {
         case .pause(let task, let resume): out.append(7); put(task); out.append(resume ? 1 : 0)
         case .stop(let task): out.append(8); put(task)
         case .blobRead(let b, let call, let strong): out.append(11); put(b); put(call); out.append(strong ? 1 : 0)
-        case .blobData(let call, let status, let version): out.append(12); put(call); out.append(status.rawValue); put(version)
+        case .blobData(let call, let status, let version):
+            out.append(12); put(call); out.append(status.rawValue); put(version)
         case .blobRelease(let b): out.append(13); put(b)
         case .blobValidate(let b, let call, let version): out.append(14); put(b); put(call); put(version)
         case .blobWrite(let b, let call, let strong): out.append(15); put(b); put(call); out.append(strong ? 1 : 0)
         case .blobCommit(let b, let call, let commit): out.append(16); put(b); put(call); out.append(commit ? 1 : 0)
-        case .blobReply(let call, let status, let ok): out.append(17); put(call); out.append(status.rawValue); out.append(ok ? 1 : 0)
+        case .blobReply(let call, let status, let ok):
+            out.append(17); put(call); out.append(status.rawValue); out.append(ok ? 1 : 0)
         case .nameDelta(let delta): out.append(18); delta.encode(into: &out)
         case .nameSync(let reset, let inserts):
             out.append(19)
@@ -184,7 +186,8 @@ public enum RemoteMessage: Equatable, Sendable {
     /// Decodes one message. For stream data, the payload is what follows the
     /// prefix in `bytes` (`decode` returns its offset). Checks every bound; bad
     /// input is refused whole with a typed error.
-    public static func decode(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> (RemoteMessage, payloadOffset: Int) {
+    public static func decode(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> (RemoteMessage, payloadOffset: Int)
+    {
         var r = RawReader(bytes)
         let kind = try r.u8()
         let message: RemoteMessage
@@ -214,7 +217,8 @@ public enum RemoteMessage: Equatable, Sendable {
                 guard rightsByte & ~Rights.all.rawValue == 0 else { throw .invalidFlag(rightsByte) }
                 streams.append(
                     RemoteArgument(
-                        object: object, kind: kind, name: name, maxWriteSize: maxWrite, depth: depth, writeEnd: writeEnd,
+                        object: object, kind: kind, name: name, maxWriteSize: maxWrite, depth: depth,
+                        writeEnd: writeEnd,
                         rights: Rights(rawValue: rightsByte)))
             }
             message = .run(proxy: proxy, program: program, trusted: trusted, label: label, streams: streams)
@@ -243,7 +247,8 @@ public enum RemoteMessage: Equatable, Sendable {
             var inserts: [NameDelta] = []
             for _ in 0..<count {
                 try r.need(NameDelta.insertSize)
-                let delta = try NameDelta.decode(UnsafeRawBufferPointer(rebasing: bytes[r.offset..<(r.offset + NameDelta.insertSize)]))
+                let delta = try NameDelta.decode(
+                    UnsafeRawBufferPointer(rebasing: bytes[r.offset..<(r.offset + NameDelta.insertSize)]))
                 r.offset += NameDelta.insertSize
                 guard case .insert = delta else { throw .unknownType(2) }
                 inserts.append(delta)

@@ -18,7 +18,8 @@ public enum SchedulerElection {
     /// instances holding one, as `lookup` sees them; `reachable`: the membership
     /// view (this node's instances and those of other nodes with a session up);
     /// `running`: whether one it started still runs.
-    public static func shouldStart(me: InstanceID, owners: [InstanceID], reachable: [InstanceID], running: Bool) -> Bool {
+    public static func shouldStart(me: InstanceID, owners: [InstanceID], reachable: [InstanceID], running: Bool) -> Bool
+    {
         guard !running, owners.isEmpty else { return false }
         let lowest = reachable.map(\.node).min() ?? me.node
         return me.node <= lowest

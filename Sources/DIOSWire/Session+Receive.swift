@@ -97,7 +97,9 @@ extension Session {
                 delivered &+= 1
                 received &+= 1
                 advanceReceived()
-                if delivered != received || messageReady, let failure = deliverHeld(deliver) { return fail(failure, now: now) }
+                if delivered != received || messageReady, let failure = deliverHeld(deliver) {
+                    return fail(failure, now: now)
+                }
                 return outcome
             case .refused:
                 break  // hold it below
@@ -111,7 +113,8 @@ extension Session {
             return outcome
         }
         if s != received { oweAck(urgent: true) }  // a hole: tell the sender at once
-        (receiveFrames + slot * configuration.maxFragment).copyMemory(from: payload.baseAddress!, byteCount: payload.count)
+        (receiveFrames + slot * configuration.maxFragment).copyMemory(
+            from: payload.baseAddress!, byteCount: payload.count)
         receiveLengths[slot] = payload.count
         receiveFlags[slot] = h.flags
         advanceReceived()
@@ -134,7 +137,9 @@ extension Session {
     /// Passes one in-order fragment on: a whole message straight to `deliver`,
     /// a part into the assembly buffer.
     @inline(__always)
-    private func take(_ payload: UnsafeRawBufferPointer, flags: UInt8, deliver: (UnsafeRawBufferPointer) -> Bool) -> Take {
+    private func take(_ payload: UnsafeRawBufferPointer, flags: UInt8, deliver: (UnsafeRawBufferPointer) -> Bool)
+        -> Take
+    {
         let first = flags & FrameHeader.firstFragment != 0
         let last = flags & FrameHeader.lastFragment != 0
         if first && last && !assembling {

@@ -6,7 +6,9 @@ extension Session {
     /// Offers held messages again, resends frames whose acknowledgement is
     /// overdue, sends an acknowledgement or heartbeat when one is due, and
     /// declares the peer failed after `failureTimeout` of silence.
-    public func poll(now: UInt64, via transport: any FrameTransport, deliver: (UnsafeRawBufferPointer) -> Bool) -> PeerFailure? {
+    public func poll(now: UInt64, via transport: any FrameTransport, deliver: (UnsafeRawBufferPointer) -> Bool)
+        -> PeerFailure?
+    {
         clock = now
         if delivered != received || messageReady {
             if let failure = deliverHeld(deliver) { return failOnly(failure, now: now) }

@@ -117,7 +117,9 @@ public final class Session {
         peerCredit = UInt32(w)
         lastHeard = now
         lastSent = 0
-        epochSource = SplitMix64(seed: seed ^ (UInt64(local.node) << 48 | UInt64(local.core) << 32) ^ UInt64(peer.node) << 16 ^ UInt64(peer.core))
+        epochSource = SplitMix64(
+            seed: seed ^ (UInt64(local.node) << 48 | UInt64(local.core) << 32) ^ UInt64(peer.node) << 16
+                ^ UInt64(peer.core))
         localEpoch = 0
         localEpoch = freshEpoch()
     }
@@ -210,7 +212,8 @@ public final class Session {
     /// is then still the caller's, to copy out and `giveBack`.
     public func sendLent(_ frame: TransportFrame, length: Int, now: UInt64, via transport: any FrameTransport) -> Bool {
         precondition(
-            length <= configuration.maxFragment && length <= frame.capacity - FrameHeader.size, "message too long for one frame")
+            length <= configuration.maxFragment && length <= frame.capacity - FrameHeader.size,
+            "message too long for one frame")
         guard isUp else { return false }
         lent -= 1
         if waitingCount == 0 && hasRoomForOne {
@@ -230,7 +233,9 @@ public final class Session {
     /// never been sent, so no device can still be reading it (`transmit`'s
     /// `isIdle` check is for resends). False for anything else, changing
     /// nothing: the caller then calls `sendLent`, which decides.
-    public func sendLentNow(_ frame: TransportFrame, length: Int, now: UInt64, via transport: any FrameTransport) -> Bool {
+    public func sendLentNow(_ frame: TransportFrame, length: Int, now: UInt64, via transport: any FrameTransport)
+        -> Bool
+    {
         guard isUp, waitingCount == 0, hasRoomForOne, length <= configuration.maxFragment,
             length <= frame.capacity - FrameHeader.size
         else { return false }
@@ -316,7 +321,9 @@ public final class Session {
     }
 
     @discardableResult
-    private func transmit(slot: Int, sequence: UInt32, flags: UInt8, now: UInt64, via transport: any FrameTransport) -> Bool {
+    private func transmit(slot: Int, sequence: UInt32, flags: UInt8, now: UInt64, via transport: any FrameTransport)
+        -> Bool
+    {
         let n = sendLengths[slot]
         if let frame = inPlace[slot] {
             // A device may still be reading an earlier send of it: resend later.
@@ -345,7 +352,9 @@ public final class Session {
 
     func resend(slot: Int, now: UInt64, via transport: any FrameTransport) {
         let flags = frameBytes(slot).load(fromByteOffset: 4, as: UInt8.self)
-        if transmit(slot: slot, sequence: sendBase, flags: flags, now: now, via: transport) { counters.retransmits &+= 1 }
+        if transmit(slot: slot, sequence: sendBase, flags: flags, now: now, via: transport) {
+            counters.retransmits &+= 1
+        }
     }
 
     private func header(_ type: FrameType, flags: UInt8 = 0, length: Int = 0, sequence: UInt32 = 0) -> FrameHeader {

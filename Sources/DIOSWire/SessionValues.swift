@@ -19,7 +19,8 @@ public struct SessionConfiguration: Sendable, Equatable {
     public var ackDelay: Duration
 
     public init(
-        window: Int = 128, retransmitTimeout: Duration = .milliseconds(2), heartbeatInterval: Duration = .milliseconds(20),
+        window: Int = 128, retransmitTimeout: Duration = .milliseconds(2),
+        heartbeatInterval: Duration = .milliseconds(20),
         failureTimeout: Duration = .seconds(1), maxFrameSize: Int = 1472, maxMessageSize: Int = 65_536,
         ackDelay: Duration = .microseconds(50)
     ) {

@@ -189,7 +189,9 @@ public final class WireEndpoint {
             unretained[i]._withUnsafeGuaranteedRef { session in
                 let wasUp = session.isUp
                 let payload = UnsafeRawBufferPointer(rebasing: frame[FrameHeader.size...])
-                switch session.receive(h, payload: payload, now: now, via: transport, deliver: { deliver(h.source, $0) }) {
+                switch session.receive(
+                    h, payload: payload, now: now, via: transport, deliver: { deliver(h.source, $0) })
+                {
                 case .accepted:
                     if !wasUp && session.isUp { changed(h.source, .up) }
                 case .stale:

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import DIOSTransport
 import DIOSWire
 import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The frames of the exchange: sequence (8 bytes, little-endian), kind (1 byte:
 /// 0 data, 1 done), then a pattern derived from the sequence. Sizes vary over

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import DIOSTransport
 import DIOSWire
 import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct Options: Sendable {
     enum Role: String { case server, client }
@@ -37,9 +38,11 @@ struct Options: Sendable {
     static let usage = """
         usage: dios-dpdk-probe --role server|client --ip A.B.C.D [--port P] [--peer A.B.C.D:P]
                [--neighbour A.B.C.D=MAC]... [--device NAME] [--frames N | --pingpong N [--warmup N] [--size BYTES]]
-               [--retry-ms MS] [--timeout-s S] [--link-timeout-s S] [--idle spin|yield|sleep] [--tx-batch N] [--kernel-socket] [--worker-thread]
+               [--retry-ms MS] [--timeout-s S] [--link-timeout-s S] [--idle spin|yield|sleep] [--tx-batch N]
+               [--kernel-socket] [--worker-thread]
                -- EAL arguments (e.g. --file-prefix p --no-pci --huge-unlink -l 0 --vdev net_memif0,...)
-               dios-dpdk-probe --memif-refusal -- EAL arguments with net_memif0 (server) and net_memif1 (client) on one socket
+               dios-dpdk-probe --memif-refusal -- EAL arguments with net_memif0 (server) and net_memif1 (client)
+               on one socket
         """
 
     /// Parses the command line; nil (after printing why) when it is not usable.
@@ -115,7 +118,9 @@ struct Options: Sendable {
                 guard let n = number(argument, 1...512) else { return fail("--tx-batch needs 1...512") }
                 o.txBatch = n
             case "--idle":
-                guard let v = value(), let idle = Idle(rawValue: v) else { return fail("--idle is spin, yield or sleep") }
+                guard let v = value(), let idle = Idle(rawValue: v) else {
+                    return fail("--idle is spin, yield or sleep")
+                }
                 o.idle = idle
             case "--kernel-socket": o.kernelSocket = true
             case "--worker-thread": o.workerThread = true
@@ -134,7 +139,9 @@ struct Options: Sendable {
             return o
         }
         guard o.role != nil else { return fail("--role is required") }
-        guard let ip = o.localIP, let local = PeerAddress(ip, port: o.localPort) else { return fail("--ip is required") }
+        guard let ip = o.localIP, let local = PeerAddress(ip, port: o.localPort) else {
+            return fail("--ip is required")
+        }
         o.local = local
         if o.role == .client && o.peer == nil { return fail("a client needs --peer") }
         if !o.kernelSocket && o.eal.isEmpty { return fail("DPDK needs EAL arguments after --") }

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import DIOSTransport
 import DIOSWire
 import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Writes a line to standard output at once (fd 1, unbuffered), so a parent
 /// reading it from a file or pipe sees progress lines as they happen.

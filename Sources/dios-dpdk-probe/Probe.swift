@@ -16,18 +16,21 @@
 //
 // Example over memif (two shells):
 //   dios-dpdk-probe --role server --ip 10.0.0.1 --port 9000 --neighbour 10.0.0.2=02:00:00:00:00:02 \
-//     -- --file-prefix a --no-pci --huge-unlink -l 0 --vdev net_memif0,role=server,socket=/tmp/m.sock,mac=02:00:00:00:00:01
-//   dios-dpdk-probe --role client --ip 10.0.0.2 --port 9000 --peer 10.0.0.1:9000 --neighbour 10.0.0.1=02:00:00:00:00:01 \
-//     --pingpong 100000 -- --file-prefix b --no-pci --huge-unlink -l 1 --vdev net_memif0,role=client,socket=/tmp/m.sock,mac=02:00:00:00:00:02
+//     -- --file-prefix a --no-pci --huge-unlink -l 0 \
+//     --vdev net_memif0,role=server,socket=/tmp/m.sock,mac=02:00:00:00:00:01
+//   dios-dpdk-probe --role client --ip 10.0.0.2 --port 9000 --peer 10.0.0.1:9000 \
+//     --neighbour 10.0.0.1=02:00:00:00:00:01 --pingpong 100000 -- --file-prefix b --no-pci --huge-unlink -l 1 \
+//     --vdev net_memif0,role=client,socket=/tmp/m.sock,mac=02:00:00:00:00:02
 //
 // Exit status: 0 success, 1 the exchange failed, 2 bad arguments, 3 the transport did not start.
+
+import DIOSTransport
+import DIOSWire
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
 #endif
-import DIOSTransport
-import DIOSWire
-import Synchronization
 
 /// Set by SIGINT/SIGTERM; the loops stop and the EAL is cleaned up.
 let stopRequested = Atomic<Bool>(false)
@@ -64,8 +67,8 @@ enum DPDKProbe {
             options.memifRefusal
             ? memifRefusal(environment)
             : options.workerThread
-            ? onWorkerThread { runDPDK(environment, options, local) }
-            : runDPDK(environment, options, local)
+                ? onWorkerThread { runDPDK(environment, options, local) }
+                : runDPDK(environment, options, local)
         environment.cleanup()
         exit(status)
         #else
@@ -84,12 +87,14 @@ enum DPDKProbe {
         }
         let job = Job(body)
         var thread = pthread_t()
-        let started = pthread_create(&thread, nil, { context in
-            guard let context else { return nil }
-            let job = Unmanaged<Job>.fromOpaque(context).takeUnretainedValue()
-            job.status = job.body()
-            return nil
-        }, Unmanaged.passUnretained(job).toOpaque())
+        let started = pthread_create(
+            &thread, nil,
+            { context in
+                guard let context else { return nil }
+                let job = Unmanaged<Job>.fromOpaque(context).takeUnretainedValue()
+                job.status = job.body()
+                return nil
+            }, Unmanaged.passUnretained(job).toOpaque())
         guard started == 0 else {
             warn("pthread_create: \(String(cString: strerror(started)))")
             return 3
@@ -132,7 +137,10 @@ enum DPDKProbe {
             let stayedDown = !client.isLinkUp
             let restarts = try client.waitForLink(timeoutMilliseconds: 10_000, restartingEvery: 500)
             let up = restarts != nil && server.waitForLink(timeoutMilliseconds: 2_000)
-            say("memif-refusal: refused=\(refused) stayed_down=\(stayedDown) restarts=\(restarts.map(String.init) ?? "none") link_up=\(up)")
+            say(
+                "memif-refusal: refused=\(refused) stayed_down=\(stayedDown) "
+                    + "restarts=\(restarts.map(String.init) ?? "none") link_up=\(up)"
+            )
             return refused && stayedDown && (restarts ?? 0) >= 1 && up ? 0 : 1
         } catch {
             warn("\(error)")
@@ -173,9 +181,13 @@ enum DPDKProbe {
                 let c = transport.counters
                 let drops = c.dropped.sorted { $0.key.rawValue < $1.key.rawValue }
                     .map { "drop_\($0.key.rawValue)=\($0.value)" }.joined(separator: " ")
-                let stats = port.statistics.map { "port_rx=\($0.rxPackets) port_tx=\($0.txPackets) port_rx_missed=\($0.rxMissed)" } ?? ""
+                let stats =
+                    port.statistics.map {
+                        "port_rx=\($0.rxPackets) port_tx=\($0.txPackets) port_rx_missed=\($0.rxMissed)"
+                    } ?? ""
                 return "transport=dpdk device=\(name) sent=\(c.sent) received=\(c.received) "
-                    + "send_queue_full=\(c.sendQueueFull) unknown_neighbour=\(c.unknownNeighbour) oversize=\(c.oversize) "
+                    + "send_queue_full=\(c.sendQueueFull) unknown_neighbour=\(c.unknownNeighbour) "
+                    + "oversize=\(c.oversize) "
                     + "no_mbuf=\(c.noMbuf) arp_replies=\(c.arpReplies) \(drops) \(stats)"
             }
         } catch {

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import DIOSTransport
 import DIOSWire
 import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Runs one role over `transport`; returns the exit status.
 func run<T: FrameTransport>(_ transport: T, _ o: Options, describe: () -> String) -> Int32 {
@@ -144,8 +145,10 @@ func run<T: FrameTransport>(_ transport: T, _ o: Options, describe: () -> String
             rtts.sort()
             func percentile(_ p: Double) -> UInt64 { rtts[min(rtts.count - 1, Int(Double(rtts.count) * p))] }
             let mean = rtts.reduce(0, +) / UInt64(rtts.count)
-            line += "\npingpong size=\(o.size) n=\(rtts.count) min_ns=\(rtts[0]) p50_ns=\(percentile(0.50)) "
-                + "p99_ns=\(percentile(0.99)) p999_ns=\(percentile(0.999)) max_ns=\(rtts[rtts.count - 1]) mean_ns=\(mean)"
+            line +=
+                "\npingpong size=\(o.size) n=\(rtts.count) min_ns=\(rtts[0]) p50_ns=\(percentile(0.50)) "
+                + "p99_ns=\(percentile(0.99)) p999_ns=\(percentile(0.999)) max_ns=\(rtts[rtts.count - 1]) "
+                + "mean_ns=\(mean)"
         }
         say(line)
         return ok ? 0 : 1

@@ -1,7 +1,7 @@
-import DIOSHost
 import ArgumentParser
 import DIOSBench
 import DIOSConfig
+import DIOSHost
 import DIOSMemory
 import Foundation
 
@@ -43,7 +43,10 @@ struct ClusterCommand: ParsableCommand {
         guard !cluster.namespaces.isEmpty else { return }
         guard geteuid() == 0 else { throw CommandFailure("the cluster runs nodes in network namespaces: run as root") }
         guard Host.ipCommand != nil else { throw CommandFailure("no ip command: install iproute2") }
-        let existing = Set(ip(["netns", "list"]).output.split(separator: "\n").compactMap { $0.split(separator: " ").first.map(String.init) })
+        let existing = Set(
+            ip(["netns", "list"]).output.split(separator: "\n").compactMap {
+                $0.split(separator: " ").first.map(String.init)
+            })
         for ns in cluster.namespaces where existing.contains(ns) {
             throw CommandFailure("network namespace \(ns) exists already; dios cluster down \(file) first")
         }
@@ -92,7 +95,9 @@ struct ClusterCommand: ParsableCommand {
     }
 
     static func pid(at path: String) -> Int32? {
-        (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        (try? String(contentsOfFile: path, encoding: .utf8)).flatMap {
+            Int32($0.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
     }
 
     /// The process running node `id` of the cluster, from its pid file, if alive.
@@ -123,7 +128,9 @@ struct ClusterCommand: ParsableCommand {
             }
             // diosd reads the file again, from wherever ip netns exec starts it.
             let path = URL(fileURLWithPath: file).standardizedFileURL.path
-            let running = cluster.nodes.compactMap { node in ClusterCommand.running(cluster, node.id).map { (node.id, $0) } }
+            let running = cluster.nodes.compactMap { node in
+                ClusterCommand.running(cluster, node.id).map { (node.id, $0) }
+            }
             let missing = cluster.nodes.filter { node in !running.contains { $0.0 == node.id } }
             guard !running.isEmpty else {
                 try ClusterCommand.makeNetwork(cluster, file: file)
@@ -134,7 +141,8 @@ struct ClusterCommand: ParsableCommand {
                     ClusterCommand.down(cluster, say: { _ in })
                     throw error
                 }
-                print("cluster \(cluster.name): \(cluster.nodes.count) node(s) up; stop with: dios cluster down \(file)")
+                print(
+                    "cluster \(cluster.name): \(cluster.nodes.count) node(s) up; stop with: dios cluster down \(file)")
                 return
             }
             for (id, pid) in running { print("node \(id): already up (pid \(pid))") }
@@ -155,7 +163,10 @@ struct ClusterCommand: ParsableCommand {
                 for node in missing { ClusterCommand.stop(node, of: cluster, say: { _ in }) }
                 throw error
             }
-            print("cluster \(cluster.name): \(missing.count) node(s) started again, \(running.count) already up; stop with: dios cluster down \(file)")
+            print(
+                "cluster \(cluster.name): \(missing.count) node(s) started again, \(running.count) already up; stop "
+                    + "with: dios cluster down \(file)"
+            )
         }
 
         private func start(
@@ -167,7 +178,9 @@ struct ClusterCommand: ParsableCommand {
             for node in nodes {
                 let pidFile = "\(state)/node\(node.id).pid"
                 let log = "\(state)/node\(node.id).log"
-                if !FileManager.default.fileExists(atPath: log) { _ = FileManager.default.createFile(atPath: log, contents: nil) }
+                if !FileManager.default.fileExists(atPath: log) {
+                    _ = FileManager.default.createFile(atPath: log, contents: nil)
+                }
                 let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
                 starts[node.id] = Int(try handle.seekToEnd())
                 let command: (executable: String, arguments: [String])
@@ -201,7 +214,10 @@ struct ClusterCommand: ParsableCommand {
                 let listen = node.cores.indices.map { "\(node.address(ofInstance: $0))" }.joined(separator: ", ")
                 let device = node.dpdk.map { " (\($0.device))" } ?? ""
                 let ns = node.netns.map { " in netns \($0)" } ?? ""
-                print("node \(node.id): up\(ns), \(node.cores.count) instance(s) on \(node.transport)\(device) \(listen), log \(log)")
+                print(
+                    "node \(node.id): up\(ns), \(node.cores.count) instance(s) on \(node.transport)\(device) "
+                        + "\(listen), log \(log)"
+                )
             }
         }
     }
@@ -267,7 +283,8 @@ struct ClusterCommand: ParsableCommand {
     }
 
     struct ClusterStatus: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "status", abstract: "Each node's status, through its control socket.")
+        static let configuration = CommandConfiguration(
+            commandName: "status", abstract: "Each node's status, through its control socket.")
         @Argument(help: "The cluster file.") var file: String
 
         func run() throws {
@@ -281,7 +298,10 @@ struct ClusterCommand: ParsableCommand {
                     let reply = try ControlClient.request("status", socket: socket)
                     for line in reply.split(separator: "\n") {
                         let f = ControlClient.fields(of: String(line))
-                        print("node \(node.id) instance \(f["instance"] ?? "?"): tasks \(f["tasks"] ?? "?"), msgs in \(f["messages_in"] ?? "?") out \(f["messages_out"] ?? "?"), peers \(peers(f))")
+                        print(
+                            "node \(node.id) instance \(f["instance"] ?? "?"): tasks \(f["tasks"] ?? "?"), msgs in "
+                                + "\(f["messages_in"] ?? "?") out \(f["messages_out"] ?? "?"), peers \(peers(f))"
+                        )
                     }
                 } catch {
                     print("node \(node.id): not answering (\(error))")

@@ -17,7 +17,8 @@ enum ControlClient {
         defer { close(fd) }
         let connected = SocketFile.attach(fd, to: path) { connect($0, $1, $2) }
         guard connected == 0 else {
-            throw CommandFailure("no node at \(path): \(String(cString: strerror(errno))) (is diosd running with this control socket?)")
+            throw CommandFailure(
+                "no node at \(path): \(String(cString: strerror(errno))) (is diosd running with this control socket?)")
         }
         _ = (request + "\n").utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
         var reply = [UInt8]()
@@ -38,7 +39,8 @@ enum ControlClient {
         for pair in body.split(separator: ",") {
             let kv = pair.split(separator: ":", maxSplits: 1)
             guard kv.count == 2 else { continue }
-            out[String(kv[0]).trimmingCharacters(in: CharacterSet(charactersIn: "\" "))] = String(kv[1]).trimmingCharacters(in: CharacterSet(charactersIn: "\" "))
+            out[String(kv[0]).trimmingCharacters(in: CharacterSet(charactersIn: "\" "))] = String(kv[1])
+                .trimmingCharacters(in: CharacterSet(charactersIn: "\" "))
         }
         return out
     }

@@ -1,6 +1,6 @@
 import ArgumentParser
-import DIOSBench
 import DIOS
+import DIOSBench
 import DIOSDevices
 
 /// dios: the DIOS command line.
@@ -9,7 +9,9 @@ struct Dios: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dios",
         abstract: "The DIOS command line.",
-        subcommands: [Status.self, Names.self, Lookup.self, NameCommand.self, Probe.self, Bench.self, ClusterCommand.self])
+        subcommands: [
+            Status.self, Names.self, Lookup.self, NameCommand.self, Probe.self, Bench.self, ClusterCommand.self,
+        ])
 }
 
 struct Status: ParsableCommand {
@@ -24,16 +26,19 @@ struct Status: ParsableCommand {
             print(reply, terminator: "")
             return
         }
-        print(pad("instance", 10) + pad("cpu", 5, right: true) + pad("tasks", 7, right: true) + pad("msgs in", 12, right: true)
-            + pad("msgs out", 12, right: true) + pad("polls", 14, right: true) + pad("idle", 8, right: true)
-            + "  peers")
+        print(
+            pad("instance", 10) + pad("cpu", 5, right: true) + pad("tasks", 7, right: true)
+                + pad("msgs in", 12, right: true)
+                + pad("msgs out", 12, right: true) + pad("polls", 14, right: true) + pad("idle", 8, right: true)
+                + "  peers")
         for line in reply.split(separator: "\n") {
             let fields = ControlClient.fields(of: String(line))
             let idle = (Double(fields["idle_share"] ?? "0") ?? 0) * 100
-            print(pad(fields["instance"] ?? "?", 10) + pad(fields["cpu"] ?? "?", 5, right: true)
-                + pad(fields["tasks"] ?? "?", 7, right: true) + pad(fields["messages_in"] ?? "?", 12, right: true)
-                + pad(fields["messages_out"] ?? "?", 12, right: true) + pad(fields["polls"] ?? "?", 14, right: true)
-                + pad(format(idle) + "%", 8, right: true) + "  " + peers(fields))
+            print(
+                pad(fields["instance"] ?? "?", 10) + pad(fields["cpu"] ?? "?", 5, right: true)
+                    + pad(fields["tasks"] ?? "?", 7, right: true) + pad(fields["messages_in"] ?? "?", 12, right: true)
+                    + pad(fields["messages_out"] ?? "?", 12, right: true) + pad(fields["polls"] ?? "?", 14, right: true)
+                    + pad(format(idle) + "%", 8, right: true) + "  " + peers(fields))
         }
     }
 }
@@ -61,7 +66,9 @@ struct Names: ParsableCommand {
         }
         var count = 0
         for line in reply.split(separator: "\n") {
-            guard let nameStart = line.range(of: #""name":""#), let listStart = line.range(of: #""instances":["#) else { continue }
+            guard let nameStart = line.range(of: #""name":""#), let listStart = line.range(of: #""instances":["#) else {
+                continue
+            }
             let name = line[nameStart.upperBound...].prefix { $0 != "\"" }
             let owners = line[listStart.upperBound...].prefix { $0 != "]" }.replacingOccurrences(of: "\"", with: "")
             print("\(name)  \(owners.replacingOccurrences(of: ",", with: " "))")
@@ -109,7 +116,8 @@ struct NameCommand: ParsableCommand {
 }
 
 struct Probe: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show what this machine offers DIOS: hugepages, DPDK, RDMA.")
+    static let configuration = CommandConfiguration(
+        abstract: "Show what this machine offers DIOS: hugepages, DPDK, RDMA.")
     func run() {
         for probe in DeviceProbe.all() { print(probe) }
     }

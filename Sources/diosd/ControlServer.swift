@@ -61,7 +61,9 @@ final class ControlServer: @unchecked Sendable {
             }
             var buffer = [UInt8](repeating: 0, count: 256)
             let n = read(client, &buffer, buffer.count)
-            let request = n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : ""
+            let request =
+                n > 0
+                ? String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : ""
             let reply: String
             if request == "status" {
                 reply = statusLines()
@@ -74,10 +76,14 @@ final class ControlServer: @unchecked Sendable {
             } else if request.hasPrefix("blob ") {
                 reply = blob(request)
             } else {
-                reply = #"{"error":"unknown request; try status, names, lookup NAME, stream INSTANCE COUNT, or blob INSTANCE"}"# + "\n"
+                reply =
+                    #"{"error":"unknown request; try status, names, lookup NAME, stream INSTANCE COUNT, or "#
+                    + #"blob INSTANCE"}"# + "\n"
             }
             // MSG_NOSIGNAL: a client gone before its reply gets none; the node stays.
-            _ = reply.utf8CString.withUnsafeBufferPointer { send(client, $0.baseAddress, $0.count - 1, Int32(MSG_NOSIGNAL)) }
+            _ = reply.utf8CString.withUnsafeBufferPointer {
+                send(client, $0.baseAddress, $0.count - 1, Int32(MSG_NOSIGNAL))
+            }
             close(client)
         }
     }
@@ -163,16 +169,18 @@ final class ControlServer: @unchecked Sendable {
         let lines = LinesBox()
         Task {
             for i in node.instances.indices {
-                let found: [String] = (try? await node.withTask(on: i, label: "control lookup") { task in
-                    var out: [String] = []
-                    do throws(CallError) {
-                        for ref in try task.lookup(name) {
-                            let e = try task.describe(ref)
-                            out.append(#"{"owner":"\#(e.owner)","kind":"\#(e.kind)","proximity":"\#(e.proximity)"}"#)
-                        }
-                    } catch {}
-                    return out
-                }) ?? []
+                let found: [String] =
+                    (try? await node.withTask(on: i, label: "control lookup") { task in
+                        var out: [String] = []
+                        do throws(CallError) {
+                            for ref in try task.lookup(name) {
+                                let e = try task.describe(ref)
+                                out.append(
+                                    #"{"owner":"\#(e.owner)","kind":"\#(e.kind)","proximity":"\#(e.proximity)"}"#)
+                            }
+                        } catch {}
+                        return out
+                    }) ?? []
                 lines.append(#"{"instance":"\#(node.instances[i].id)","found":[\#(found.joined(separator: ","))]}"#)
             }
             done.signal()
@@ -207,9 +215,11 @@ final class ControlServer: @unchecked Sendable {
             let up = peers.filter(\.reachable).map { "\($0.peer)" }.joined(separator: " ")
             let down = peers.filter { !$0.reachable }.map { "\($0.peer)" }.joined(separator: " ")
             let resent = peers.reduce(0) { $0 + $1.retransmits }
-            out += #"{"instance":"\#(node.instances[i].id)","cpu":\#(cpu),"tasks":\#(c.tasksStarted - c.tasksExited),"#
+            out +=
+                #"{"instance":"\#(node.instances[i].id)","cpu":\#(cpu),"tasks":\#(c.tasksStarted - c.tasksExited),"#
                 + #""peers_up":"\#(up)","peers_down":"\#(down)","frames_resent":\#(resent),"#
-                + #""tasks_started":\#(c.tasksStarted),"messages_in":\#(c.messagesIn),"messages_out":\#(c.messagesOut),"#
+                + #""tasks_started":\#(c.tasksStarted),"messages_in":\#(c.messagesIn),"#
+                + #""messages_out":\#(c.messagesOut),"#
                 + #""read_in_place":\#(c.readInPlace),"names_relayed":\#(c.namesRelayed),"#
                 + #""calls":\#(c.calls),"polls":\#(c.polls),"idle_share":\#((idle * 1000).rounded() / 1000)}"# + "\n"
         }
@@ -231,7 +241,8 @@ enum ControlError: Error, CustomStringConvertible {
     var description: String {
         switch self {
         case .pathTooLong(let p): "control socket path too long: \(p)"
-        case .inUse(let p): "control socket \(p) is in use: another node listens there (give this one its own control_socket)"
+        case .inUse(let p):
+            "control socket \(p) is in use: another node listens there (give this one its own control_socket)"
         case .system(let what, let e): "\(what): \(String(cString: strerror(e)))"
         }
     }

@@ -56,14 +56,21 @@ final class DPDKNode: @unchecked Sendable {  // set up before the instances poll
         }
         // A memif server's socket file (socket-abstract=no) left by a run that
         // was killed would fail its bind ("Address already in use").
-        if settings.driver == "memif", settings.options["role", default: "server"] == "server", settings.options["socket-abstract"] == "no" {
+        if settings.driver == "memif", settings.options["role", default: "server"] == "server",
+            settings.options["socket-abstract"] == "no"
+        {
             let socket = settings.options["socket"] ?? "/run/memif.sock"
-            if SocketFile.removeIfStale(socket) { say("diosd: removed \(socket), a memif socket nobody listened on (left by a run that was killed)") }
+            if SocketFile.removeIfStale(socket) {
+                say("diosd: removed \(socket), a memif socket nobody listened on (left by a run that was killed)")
+            }
         }
         say("diosd: starting the DPDK EAL: \(arguments.dropFirst().joined(separator: " "))")
         environment = try DPDKEnvironment.start(arguments: arguments)
         if settings.driver == "memif", !DPDKSupport.munmapWaitsForBursts {
-            say("diosd: warning: unmapping does not wait for DPDK bursts in this build (sanitizer): a memif peer that dies mid-burst can crash this node")
+            say(
+                "diosd: warning: unmapping does not wait for DPDK bursts in this build (sanitizer): a memif peer that "
+                    + "dies mid-burst can crash this node"
+            )
         }
         let instances = entry.cores.count
         do {
@@ -79,7 +86,8 @@ final class DPDKNode: @unchecked Sendable {  // set up before the instances poll
             environment.cleanup()
             throw .configuration(
                 "node \(id): port \(settings.device) has MAC \(found), the cluster file says \(entry.macText ?? "")"
-                    + (["af_packet", "af_xdp"].contains(settings.driver) ? " (\(settings.driver) takes its interface's: create it with that address)" : ""))
+                    + (["af_packet", "af_xdp"].contains(settings.driver)
+                        ? " (\(settings.driver) takes its interface's: create it with that address)" : ""))
         }
         #else
         throw .configuration("node \(id): this diosd was built without the DPDK trait; use transport: udp")
@@ -112,7 +120,8 @@ final class DPDKNode: @unchecked Sendable {  // set up before the instances poll
                 port = try DPDKPort(environment: environment, name: settings.device, queues: queues)
                 break
             } catch {
-                guard client, case .dpdk(let call, _) = error, call == "rte_eth_dev_start", tries < waitSeconds * 10 else {
+                guard client, case .dpdk(let call, _) = error, call == "rte_eth_dev_start", tries < waitSeconds * 10
+                else {
                     throw error
                 }
                 if tries == 0 {
@@ -127,10 +136,16 @@ final class DPDKNode: @unchecked Sendable {  // set up before the instances poll
         do throws(TransportError) {
             guard let restarts = try port.waitForLink(timeoutMilliseconds: left, restartingEvery: 2_000) else {
                 throw .configuration(
-                    "\(settings.device): the memif server at \(socket) took the connection, but no link came up in \(left / 1_000) s (the memif log says why: add `--log-level, \"pmd.net.memif:debug\"` to the node's eal_args)")
+                    "\(settings.device): the memif server at \(socket) took the connection, but no link came up in "
+                        + "\(left / 1_000) s (the memif log says why: add `--log-level, \"pmd.net.memif:debug\"` to "
+                        + "the node's eal_args)"
+                )
             }
             if restarts > 0 {
-                say("diosd: \(settings.device): the memif server refused the first connection (it had not started its port); linked after \(restarts) restart(s)")
+                say(
+                    "diosd: \(settings.device): the memif server refused the first connection (it had not started its "
+                        + "port); linked after \(restarts) restart(s)"
+                )
             }
         } catch {
             port.close()
@@ -164,13 +179,19 @@ final class DPDKNode: @unchecked Sendable {  // set up before the instances poll
                     usleep(UInt32(step * 1_000))
                     if port.isLinkUp {
                         if downFor > 0 {
-                            say("diosd: \(device): linked again after \(downFor / 1_000) s down (\(restarts) restart(s) of the port)")
+                            say(
+                                "diosd: \(device): linked again after \(downFor / 1_000) s down (\(restarts) "
+                                    + "restart(s) of the port)"
+                            )
                         }
                         (downFor, restarts, lastError) = (0, 0, "")
                         continue
                     }
                     if downFor == 0 {
-                        say("diosd: \(device): the memif link is down; starting the port again every \(retryMilliseconds / 1_000) s until the server takes it")
+                        say(
+                            "diosd: \(device): the memif link is down; starting the port again every "
+                                + "\(retryMilliseconds / 1_000) s until the server takes it"
+                        )
                     }
                     downFor += step
                     guard downFor % retryMilliseconds < step else { continue }
@@ -184,7 +205,10 @@ final class DPDKNode: @unchecked Sendable {  // set up before the instances poll
                 }
             }
         } catch {
-            say("diosd: \(device): cannot keep the memif link (\(error)); a server that goes and returns will not be linked again")
+            say(
+                "diosd: \(device): cannot keep the memif link (\(error)); a server that goes and returns will not be "
+                    + "linked again"
+            )
         }
         #endif
     }
@@ -244,7 +268,10 @@ final class DPDKNode: @unchecked Sendable {  // set up before the instances poll
             let c = t.counters
             let drops = c.dropped.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }
             say(
-                "diosd: instance \(k) on \(device): frames sent \(c.sent), received \(c.received), \(c.kept) kept to be read in place, handed to a sibling \(c.handedOver), tx queue full \(c.sendQueueFull), no neighbour \(c.unknownNeighbour), no mbuf \(c.noMbuf), arp replies \(c.arpReplies), dropped \(c.droppedTotal)\(drops.isEmpty ? "" : " (\(drops.joined(separator: ", ")))")"
+                "diosd: instance \(k) on \(device): frames sent \(c.sent), received \(c.received), \(c.kept) kept to "
+                    + "be read in place, handed to a sibling \(c.handedOver), tx queue full \(c.sendQueueFull), no "
+                    + "neighbour \(c.unknownNeighbour), no mbuf \(c.noMbuf), arp replies \(c.arpReplies), dropped "
+                    + "\(c.droppedTotal)\(drops.isEmpty ? "" : " (\(drops.joined(separator: ", ")))")"
             )
         }
         transports = []

@@ -1,11 +1,11 @@
 import ArgumentParser
+import CLinux
 import DIOS
 import DIOSConfig
-import DIOSExamples
 import DIOSDevices
+import DIOSExamples
 import DIOSTransport
 import DIOSWire
-import CLinux
 import Logging
 import Metrics
 
@@ -44,13 +44,28 @@ struct Diosd: AsyncParsableCommand {
     @Option(name: .long, help: "Cluster file (YAML); with --node, boots that node of it. See config/cluster.yaml.")
     var cluster: String?
 
-    @Option(name: .customLong("stream-to"), help: "Cluster: stream --messages numbered messages to a task on each of these instances (e.g. 1.0,2.0), checked there.")
+    @Option(
+        name: .customLong("stream-to"),
+        help:
+            ArgumentHelp(
+                "Cluster: stream --messages numbered messages to a task on each of these instances (e.g. 1.0,2.0), "
+                    + "checked there.")
+    )
     var streamTo: String?
 
-    @Option(name: .long, help: "Cluster: read a stream from a task on this instance (e.g. 1.0) until that node is lost, and report it.")
+    @Option(
+        name: .long,
+        help: "Cluster: read a stream from a task on this instance (e.g. 1.0) until that node is lost, and report it.")
     var watch: String?
 
-    @Option(name: .customLong("blob-on"), help: "Cluster: have a task on each of these instances (e.g. 1.0,2.0) read and write a blob held here, checking the consistency rules on both sides (after --stream-to).")
+    @Option(
+        name: .customLong("blob-on"),
+        help:
+            ArgumentHelp(
+                "Cluster: have a task on each of these instances (e.g. 1.0,2.0) read and write a blob held here, "
+                    + "checking "
+                    + "the consistency rules on both sides (after --stream-to).")
+    )
     var blobOn: String?
 
     @Flag(name: .long, help: "Exit after --stream-to and --blob-on instead of serving.")
@@ -105,7 +120,9 @@ struct Diosd: AsyncParsableCommand {
         Node.reportCrashes()
         var clusterFile: ClusterFile? = nil
         if let cluster {
-            do { clusterFile = try ClusterFile.load(path: cluster) } catch { throw ValidationError("\(cluster): \(error)") }
+            do { clusterFile = try ClusterFile.load(path: cluster) } catch {
+                throw ValidationError("\(cluster): \(error)")
+            }
         }
         let file = try nodeFile(cluster: clusterFile)
         try Self.checkCores(file)
@@ -122,7 +139,8 @@ struct Diosd: AsyncParsableCommand {
         var wires: [WireEndpoint] = []
         var dpdk: DPDKNode? = nil
         if let clusterFile {
-            (wires, dpdk) = try Self.wires(clusterFile, node: file.node, instances: configuration.instanceCount, say: say)
+            (wires, dpdk) = try Self.wires(
+                clusterFile, node: file.node, instances: configuration.instanceCount, say: say)
         }
         if let dpdk {
             configuration.instanceThreadStarted = { dpdk.instanceThreadStarted($0, say: say) }
@@ -151,7 +169,10 @@ struct Diosd: AsyncParsableCommand {
         // A memif client links again to a server that went and came back.
         dpdk?.keepLinked(say: say)
         let cpus = file.cores.isEmpty ? "unpinned" : "cores \(file.cores.map(String.init).joined(separator: ","))"
-        say("diosd: node \(file.node) up, \(node.instances.count) instance(s) on \(cpus), arena \(file.arenaMiB) MiB on \(node.arena.backing), idle \(configuration.idlePolicy)")
+        say(
+            "diosd: node \(file.node) up, \(node.instances.count) instance(s) on \(cpus), arena \(file.arenaMiB) MiB "
+                + "on \(node.arena.backing), idle \(configuration.idlePolicy)"
+        )
 
         if clusterFile != nil {
             try await joinCluster(node, say: say)
@@ -219,7 +240,9 @@ extension Diosd {
         let blobPeers = try Self.instanceIDs(blobOn, option: "--blob-on")
         let all = streamPeers + blobPeers.filter { !streamPeers.contains($0) }
         var ok = try await RemoteDemo.waitForPeers(node, all, seconds: 30)
-        if !ok { say("diosd: not every one of \(all.map(String.init(describing:)).joined(separator: ",")) became reachable") }
+        if !ok {
+            say("diosd: not every one of \(all.map(String.init(describing:)).joined(separator: ",")) became reachable")
+        }
         for peer in streamPeers where ok {
             do { ok = try await RemoteDemo.stream(on: node, to: peer, count: messages, say: say) } catch {
                 say("diosd: stream to \(peer): FAILED: \(error)")
@@ -326,7 +349,10 @@ extension Diosd {
                 var faults = cluster.faults
                 faults.seed &+= UInt64(id) << 16 | UInt64(k)
                 transport = FaultyTransport(raw, faults: faults, clock: { clinux_monotonic_ns() })
-                say("diosd: fault stage on \(address): loss \(faults.loss), duplicate \(faults.duplicate), reorder \(faults.reorder), delay \(faults.delay / 1000) us, seed \(faults.seed)")
+                say(
+                    "diosd: fault stage on \(address): loss \(faults.loss), duplicate \(faults.duplicate), reorder "
+                        + "\(faults.reorder), delay \(faults.delay / 1000) us, seed \(faults.seed)"
+                )
             }
             wires.append(
                 WireEndpoint(

@@ -1,7 +1,7 @@
-import DIOSHost
 import DIOSConfig
-import Foundation
+import DIOSHost
 import DIOSWire
+import Foundation
 import Testing
 
 #if canImport(Glibc)
@@ -20,7 +20,8 @@ import Glibc
         #expect(file.namespaces.isEmpty && file.veth.isEmpty)
         #expect(file.networkSetup.isEmpty && file.networkTeardown.isEmpty)
         #expect(file.ealArguments(for: 0, cpus: "0-1") == nil)
-        #expect(try file.launch(node: 1, diosd: "/d", path: "/c.yaml").arguments == ["--cluster", "/c.yaml", "--node", "1"])
+        #expect(
+            try file.launch(node: 1, diosd: "/d", path: "/c.yaml").arguments == ["--cluster", "/c.yaml", "--node", "1"])
     }
 
     /// Two memif nodes: the EAL gets a prefix of its own per node, no PCI,
@@ -35,10 +36,12 @@ import Glibc
         #expect(n0.dpdk?.device == "net_memif0")
         #expect(n0.dpdk?.driver == "memif")
         #expect(n0.dpdk?.options["role"] == "server")
-        #expect(file.ealArguments(for: 0, cpus: "0-1") == [
-            "diosd", "--file-prefix", "dios-dpdk-memif-0", "--no-pci", "--iova-mode=va", "--huge-unlink", "--lcores", "0@(0-1)",
-            "--vdev", "net_memif0,role=server,socket=/tmp/dios-memif.sock,mac=02:00:00:77:00:01",
-        ])
+        #expect(
+            file.ealArguments(for: 0, cpus: "0-1") == [
+                "diosd", "--file-prefix", "dios-dpdk-memif-0", "--no-pci", "--iova-mode=va", "--huge-unlink",
+                "--lcores", "0@(0-1)",
+                "--vdev", "net_memif0,role=server,socket=/tmp/dios-memif.sock,mac=02:00:00:77:00:01",
+            ])
         #expect(file.neighbours(of: 0) == [PeerAddress("10.77.0.2", port: 0)!.ipv4: [2, 0, 0, 0x77, 0, 2]])
         #expect(file.neighbours(of: 1) == [PeerAddress("10.77.0.1", port: 0)!.ipv4: [2, 0, 0, 0x77, 0, 1]])
         #expect(file.networkSetup.isEmpty)  // memif needs no namespaces
@@ -73,27 +76,36 @@ import Glibc
         #expect(file.namespaces == ["ns-a", "ns-b"])
         // af_packet on the node's interface unless dpdk.vdev says otherwise.
         #expect(file.node(0)?.dpdk?.vdev == "net_af_packet0,iface=va")
-        #expect(file.ealArguments(for: 0, cpus: "1") == [
-            "diosd", "--file-prefix", "dios-dpdk-v-0", "--no-pci", "--iova-mode=va", "--huge-unlink", "--lcores", "0@(1)",
-            "--vdev", "net_af_packet0,iface=va", "--log-level", "lib.eal:warning",
-        ])
-        #expect(file.networkSetup == [
-            ["netns", "add", "ns-a"], ["-n", "ns-a", "link", "set", "lo", "up"],
-            ["netns", "add", "ns-b"], ["-n", "ns-b", "link", "set", "lo", "up"],
-            [
-                "link", "add", "va", "address", "02:00:00:00:0a:01", "netns", "ns-a", "type", "veth",
-                "peer", "name", "vb", "address", "02:00:00:00:0a:02", "netns", "ns-b",
-            ],
-            ["-n", "ns-a", "link", "set", "va", "up"],
-            ["-n", "ns-b", "link", "set", "vb", "up"],
-            ["-n", "ns-b", "addr", "add", "10.9.0.2/32", "dev", "vb"],
-            ["-n", "ns-b", "route", "add", "10.9.0.1/32", "dev", "vb"],
-            ["-n", "ns-b", "neigh", "replace", "10.9.0.1", "lladdr", "02:00:00:00:0a:01", "dev", "vb", "nud", "permanent"],
-        ])
+        #expect(
+            file.ealArguments(for: 0, cpus: "1") == [
+                "diosd", "--file-prefix", "dios-dpdk-v-0", "--no-pci", "--iova-mode=va", "--huge-unlink", "--lcores",
+                "0@(1)",
+                "--vdev", "net_af_packet0,iface=va", "--log-level", "lib.eal:warning",
+            ])
+        #expect(
+            file.networkSetup == [
+                ["netns", "add", "ns-a"], ["-n", "ns-a", "link", "set", "lo", "up"],
+                ["netns", "add", "ns-b"], ["-n", "ns-b", "link", "set", "lo", "up"],
+                [
+                    "link", "add", "va", "address", "02:00:00:00:0a:01", "netns", "ns-a", "type", "veth",
+                    "peer", "name", "vb", "address", "02:00:00:00:0a:02", "netns", "ns-b",
+                ],
+                ["-n", "ns-a", "link", "set", "va", "up"],
+                ["-n", "ns-b", "link", "set", "vb", "up"],
+                ["-n", "ns-b", "addr", "add", "10.9.0.2/32", "dev", "vb"],
+                ["-n", "ns-b", "route", "add", "10.9.0.1/32", "dev", "vb"],
+                [
+                    "-n", "ns-b", "neigh", "replace", "10.9.0.1", "lladdr", "02:00:00:00:0a:01", "dev", "vb", "nud",
+                    "permanent",
+                ],
+            ])
         #expect(file.networkTeardown == [["netns", "del", "ns-a"], ["netns", "del", "ns-b"]])
         let launch = try file.launch(node: 1, diosd: "/bin/diosd", path: "/c.yaml", extra: ["--once"], ip: "/sbin/ip")
         #expect(launch.executable == "/sbin/ip")
-        #expect(launch.arguments == ["netns", "exec", "ns-b", "/bin/diosd", "--cluster", "/c.yaml", "--node", "1", "--once"])
+        #expect(
+            launch.arguments == [
+                "netns", "exec", "ns-b", "/bin/diosd", "--cluster", "/c.yaml", "--node", "1", "--once",
+            ])
         #expect(throws: ConfigError.self) { try file.launch(node: 1, diosd: "/d", path: "/c", ip: nil) }
     }
 
@@ -107,7 +119,8 @@ import Glibc
 
     /// An AF_XDP socket on the node's interface instead: its vdev as given.
     @Test func aDPDKNodeOnAfXdp() throws {
-        let file = try ClusterFile.parse(Self.replacing("      eal_args:", with: "      vdev: net_af_xdp0,iface=va\n      eal_args:"))
+        let file = try ClusterFile.parse(
+            Self.replacing("      eal_args:", with: "      vdev: net_af_xdp0,iface=va\n      eal_args:"))
         #expect(file.node(0)?.dpdk?.vdev == "net_af_xdp0,iface=va")
         #expect(file.node(0)?.dpdk?.driver == "af_xdp")
     }
@@ -124,10 +137,16 @@ import Glibc
         """
 
     @Test(arguments: [
-        (replacing("mac: 02:00:00:00:0a:01", with: "mac: 02:00:00:00:0a"), "node 0: mac must be a unicast Ethernet address"),
+        (
+            replacing("mac: 02:00:00:00:0a:01", with: "mac: 02:00:00:00:0a"),
+            "node 0: mac must be a unicast Ethernet address"
+        ),
         (replacing("mac: 02:00:00:00:0a:01", with: "mac: 03:00:00:00:0a:01"), "mac must be a unicast"),
         (replacing("mac: 02:00:00:00:0a:01", with: "mac: 00:00:00:00:00:00"), "mac must be a unicast"),
-        (replacing("mac: 02:00:00:00:0a:02", with: "mac: 02:00:00:00:0a:01"), "node 1: mac 02:00:00:00:0a:01 is node 0's too"),
+        (
+            replacing("mac: 02:00:00:00:0a:02", with: "mac: 02:00:00:00:0a:01"),
+            "node 1: mac 02:00:00:00:0a:01 is node 0's too"
+        ),
         (replacing("    mac: 02:00:00:00:0a:02\n", with: ""), "veth [0, 1]: node 1 needs netns, iface and mac"),
         (replacing("veth: [[0, 1]]\n", with: ""), "node 0: iface va is on no veth pair"),
         (replacing("veth: [[0, 1]]", with: "veth: [[0, 0]]"), "veth: each pair names two different nodes"),
@@ -135,36 +154,97 @@ import Glibc
         (replacing("veth: [[0, 1]]", with: "veth: [[0, 1], [1, 0]]"), "node 1 is on another veth pair already"),
         (replacing("netns: ns-b", with: "netns: ns-a"), "both ends are in namespace ns-a"),
         (replacing("netns: ns-b", with: "netns: bad/ns"), "node 1: netns must be 1 to 64 letters"),
-        (replacing("iface: vb", with: "iface: a-very-long-interface"), "node 1: iface must be an interface name of 1 to 15"),
+        (
+            replacing("iface: vb", with: "iface: a-very-long-interface"),
+            "node 1: iface must be an interface name of 1 to 15"
+        ),
         (replacing("    netns: ns-b\n", with: ""), "node 1: iface vb needs a netns"),
-        (replacing("address: 10.9.0.2\n    port: 7400", with: "address: 10.9.0.1\n    port: 7401"), "node 1: address 10.9.0.1 is node 0's too"),
+        (
+            replacing("address: 10.9.0.2\n    port: 7400", with: "address: 10.9.0.1\n    port: 7401"),
+            "node 1: address 10.9.0.1 is node 0's too"
+        ),
         (replacing("name: v", with: "name: a/b"), "name must be 1 to 40 letters"),
         (replacing("transport: dpdk", with: "transport: rdma"), "node 0: transport must be udp or dpdk, got rdma"),
-        (replacing("    iface: vb", with: "    iface: vb\n    dpdk: {vdev: net_memif0}"), "node 1: a dpdk mapping on a udp node"),
-        (replacing("    iface: va\n", with: "    iface: va\n    cores: [0, 1]\n",
-            in: replacing("      eal_args:", with: "      vdev: net_af_packet0,iface=va,qpairs=3\n      eal_args:")),
-            "node 0: dpdk.vdev says qpairs=3, the node runs 2 instance(s)"),
-        (replacing("      eal_args:", with: "      vdev: net_af_packet0,iface=vb\n      eal_args:"), "dpdk.vdev uses iface vb but the node's iface is va"),
-        (replacing("      eal_args:", with: "      vdev: net_af_packet0\n      eal_args:"), "dpdk.vdev net_af_packet0 needs iface="),
-        (replacing("      eal_args:", with: "      vdev: net_af_packet0,iface=va,mac=02:00:00:00:0a:01\n      eal_args:"), "af_packet takes its interface's MAC"),
-        (replacing("      eal_args:", with: "      vdev: net_af_xdp0,iface=vb\n      eal_args:"), "dpdk.vdev uses iface vb but the node's iface is va"),
-        (replacing("      eal_args:", with: "      vdev: net_af_xdp0,iface=va,mac=02:00:00:00:0a:01\n      eal_args:"), "af_xdp takes its interface's MAC"),
-        (replacing("    iface: va\n", with: "    iface: va\n    cores: [0, 1]\n",
-            in: replacing("      eal_args:", with: "      vdev: net_af_xdp0,iface=va\n      eal_args:")),
-            "node 0: an af_xdp node runs one instance so far"),
-        (replacing("      eal_args:", with: "      vdev: memif0\n      eal_args:"), "dpdk.vdev must be a device like net_memif0"),
-        (replacing("      eal_args:", with: "      vdev: net_memif0,role\n      eal_args:"), "dpdk.vdev must be a device like net_memif0"),
-        (replacing("      eal_args:", with: "      vdev: \"net_memif0, role=server\"\n      eal_args:"), "dpdk.vdev must be a device"),
+        (
+            replacing("    iface: vb", with: "    iface: vb\n    dpdk: {vdev: net_memif0}"),
+            "node 1: a dpdk mapping on a udp node"
+        ),
+        (
+            replacing(
+                "    iface: va\n", with: "    iface: va\n    cores: [0, 1]\n",
+                in: replacing(
+                    "      eal_args:",
+                    with: "      vdev: net_af_packet0,iface=va,qpairs=3\n      "
+                        + "eal_args:")),
+            "node 0: dpdk.vdev says qpairs=3, the node runs 2 instance(s)"
+        ),
+        (
+            replacing("      eal_args:", with: "      vdev: net_af_packet0,iface=vb\n      eal_args:"),
+            "dpdk.vdev uses iface vb but the node's iface is va"
+        ),
+        (
+            replacing("      eal_args:", with: "      vdev: net_af_packet0\n      eal_args:"),
+            "dpdk.vdev net_af_packet0 needs iface="
+        ),
+        (
+            replacing(
+                "      eal_args:", with: "      vdev: net_af_packet0,iface=va,mac=02:00:00:00:0a:01\n      eal_args:"),
+            "af_packet takes its interface's MAC"
+        ),
+        (
+            replacing("      eal_args:", with: "      vdev: net_af_xdp0,iface=vb\n      eal_args:"),
+            "dpdk.vdev uses iface vb but the node's iface is va"
+        ),
+        (
+            replacing(
+                "      eal_args:", with: "      vdev: net_af_xdp0,iface=va,mac=02:00:00:00:0a:01\n      eal_args:"),
+            "af_xdp takes its interface's MAC"
+        ),
+        (
+            replacing(
+                "    iface: va\n", with: "    iface: va\n    cores: [0, 1]\n",
+                in: replacing("      eal_args:", with: "      vdev: net_af_xdp0,iface=va\n      eal_args:")),
+            "node 0: an af_xdp node runs one instance so far"
+        ),
+        (
+            replacing("      eal_args:", with: "      vdev: memif0\n      eal_args:"),
+            "dpdk.vdev must be a device like net_memif0"
+        ),
+        (
+            replacing("      eal_args:", with: "      vdev: net_memif0,role\n      eal_args:"),
+            "dpdk.vdev must be a device like net_memif0"
+        ),
+        (
+            replacing("      eal_args:", with: "      vdev: \"net_memif0, role=server\"\n      eal_args:"),
+            "dpdk.vdev must be a device"
+        ),
         (replacing("--log-level", with: "--file-prefix=x"), "dpdk.eal_args must not set --file-prefix"),
         (replacing("--log-level", with: "-l"), "dpdk.eal_args must not set -l"),
         (replacing("      eal_args:", with: "      vdevs: x\n      eal_args:"), "unknown key vdevs"),
         (replacing("    iface: vb", with: "    iface: vb\n    macs: x"), "unknown key macs"),
         (replacing("veth:", with: "veths:"), "unknown key veths"),
-        (replacing("{id: 1, transport: dpdk, address: 10.0.0.2, port: 7400, mac: \"02:00:00:00:00:02\", dpdk: {vdev: \"net_memif0,role=client\"}}", with: "{id: 1, address: 10.0.0.2, port: 7400}", in: memifPair), "node 1: needs a mac: node 0 uses DPDK"),
-        (replacing("\"02:00:00:00:00:02\"", with: "\"02:00:00:00:00:02\", netns: other", in: memifPair), "its memif socket /run/memif.sock is abstract"),
-        (replacing("role=server", with: "role=server,mac=02:00:00:00:00:09", in: memifPair), "node 0: dpdk.vdev says mac=02:00:00:00:00:09, the node's mac is 02:00:00:00:00:01"),
-        (replacing("dpdk: {vdev: \"net_memif0,role=client\"}", with: "dpdk: {eal_args: []}", in: memifPair), "node 1: transport dpdk needs dpdk.vdev"),
-        (replacing("address: 10.0.0.2, port: 7400", with: "address: 10.0.0.2, port: seventy", in: memifPair), "nodes[1].port: expected an integer from 0 to 65535"),
+        (
+            replacing(
+                "{id: 1, transport: dpdk, address: 10.0.0.2, port: 7400, mac: \"02:00:00:00:00:02\", dpdk: {vdev: "
+                    + "\"net_memif0,role=client\"}}",
+                with: "{id: 1, address: 10.0.0.2, port: 7400}", in: memifPair), "node 1: needs a mac: node 0 uses DPDK"
+        ),
+        (
+            replacing("\"02:00:00:00:00:02\"", with: "\"02:00:00:00:00:02\", netns: other", in: memifPair),
+            "its memif socket /run/memif.sock is abstract"
+        ),
+        (
+            replacing("role=server", with: "role=server,mac=02:00:00:00:00:09", in: memifPair),
+            "node 0: dpdk.vdev says mac=02:00:00:00:00:09, the node's mac is 02:00:00:00:00:01"
+        ),
+        (
+            replacing("dpdk: {vdev: \"net_memif0,role=client\"}", with: "dpdk: {eal_args: []}", in: memifPair),
+            "node 1: transport dpdk needs dpdk.vdev"
+        ),
+        (
+            replacing("address: 10.0.0.2, port: 7400", with: "address: 10.0.0.2, port: seventy", in: memifPair),
+            "nodes[1].port: expected an integer from 0 to 65535"
+        ),
     ])
     func refusesBadClusterFiles(text: String, mentions: String) {
         do {
@@ -178,11 +258,13 @@ import Glibc
     @Test func memifNodesInOtherNamespacesNeedAFileSocket() throws {
         let text = Self.replacing(
             "\"02:00:00:00:00:02\"", with: "\"02:00:00:00:00:02\", netns: other", in: Self.memifPair)
-        let file = try ClusterFile.parse(text.replacingOccurrences(of: "role=server", with: "role=server,socket=/tmp/m.sock,socket-abstract=no")
-            .replacingOccurrences(of: "role=client", with: "role=client,socket=/tmp/m.sock,socket-abstract=no"))
+        let file = try ClusterFile.parse(
+            text.replacingOccurrences(of: "role=server", with: "role=server,socket=/tmp/m.sock,socket-abstract=no")
+                .replacingOccurrences(of: "role=client", with: "role=client,socket=/tmp/m.sock,socket-abstract=no"))
         #expect(file.leftovers(of: 0) == ["/var/run/dpdk/dios-dpdk-dios-0", "/tmp/m.sock"])
         // A memif vdev with the node's own mac= is kept as is.
-        let same = try ClusterFile.parse(Self.memifPair.replacingOccurrences(of: "role=server", with: "role=server,mac=02:00:00:00:00:01"))
+        let same = try ClusterFile.parse(
+            Self.memifPair.replacingOccurrences(of: "role=server", with: "role=server,mac=02:00:00:00:00:01"))
         #expect(same.ealArguments(for: 0, cpus: "0")?.contains("net_memif0,role=server,mac=02:00:00:00:00:01") == true)
     }
 

@@ -36,7 +36,9 @@ import Testing
     }
 
     @Test func theShippedFileParses() throws {
-        let file = try NodeFile.load(path: #filePath.replacingOccurrences(of: "Tests/DIOSConfigTests/NodeFileTests.swift", with: "config/node.yaml"))
+        let file = try NodeFile.load(
+            path: #filePath.replacingOccurrences(
+                of: "Tests/DIOSConfigTests/NodeFileTests.swift", with: "config/node.yaml"))
         #expect(file.cores == [0, 1])
     }
 
@@ -70,6 +72,8 @@ import Testing
     }
 
     @Test func unreadableFile() {
-        #expect(throws: ConfigError.unreadable("/nonexistent/node.yaml")) { try NodeFile.load(path: "/nonexistent/node.yaml") }
+        #expect(throws: ConfigError.unreadable("/nonexistent/node.yaml")) {
+            try NodeFile.load(path: "/nonexistent/node.yaml")
+        }
     }
 }

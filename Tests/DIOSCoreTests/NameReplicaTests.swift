@@ -5,7 +5,8 @@ import Testing
     let a = InstanceID(node: 0, core: 0)
     let b = InstanceID(node: 1, core: 0)
     func record(_ i: UInt32, owner: InstanceID) -> InstanceRecord {
-        InstanceRecord(owner: owner, object: ObjectID(index: i, generation: 1), kind: .blob, size: 64, persistent: false)
+        InstanceRecord(
+            owner: owner, object: ObjectID(index: i, generation: 1), kind: .blob, size: 64, persistent: false)
     }
 
     @Test func insertThenLookupEverywhere() {

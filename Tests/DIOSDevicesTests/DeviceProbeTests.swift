@@ -36,7 +36,10 @@ import Glibc
     @Test func hugepageProbeMatchesProcMeminfo() {
         let probe = DeviceProbe.hugepages()
         #expect(probe.facility == "hugepages")
-        if probe.state == .available { #expect(probe.detail.contains("hugetlbfs at /")) }
-        else { #expect(probe.detail.contains("hugepages.sh")) }
+        if probe.state == .available {
+            #expect(probe.detail.contains("hugetlbfs at /"))
+        } else {
+            #expect(probe.detail.contains("hugepages.sh"))
+        }
     }
 }

@@ -41,7 +41,8 @@ import Glibc
             return
         }
         // No process has a pid above pid_max.
-        let pidMax = (try? String(contentsOfFile: "/proc/sys/kernel/pid_max", encoding: .utf8))
+        let pidMax =
+            (try? String(contentsOfFile: "/proc/sys/kernel/pid_max", encoding: .utf8))
             .flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 4_194_304
         let dead = "\(mount)/dios-\(pidMax + 1)-1-deadtest"
         let live = "\(mount)/dios-\(getpid())-999999-livetest"

@@ -15,7 +15,9 @@ struct StreamRingHeldTests {
     }
 
     static func inRing(_ ring: StreamRing, _ p: UnsafeRawPointer) -> Bool {
-        p >= UnsafeRawPointer(ring.base) && p < UnsafeRawPointer(ring.base) + StreamRing.byteSize(messageSize: ring.maxMessage, depth: Int(ring.depth))
+        p >= UnsafeRawPointer(ring.base)
+            && p < UnsafeRawPointer(ring.base)
+                + StreamRing.byteSize(messageSize: ring.maxMessage, depth: Int(ring.depth))
     }
 
     @Test func aHeldMessageIsViewedWhereItLiesAndNamesItsBuffer() {
@@ -67,7 +69,9 @@ struct StreamRingHeldTests {
     @Test func copyingHeldMessagesInGivesEveryBufferBackAndKeepsTheBytes() {
         let outside = UnsafeMutableRawPointer.allocate(byteCount: 2 * 56, alignment: 8)
         defer { outside.deallocate() }
-        for k in 0..<(2 * 56) { outside.storeBytes(of: UInt8(truncatingIfNeeded: k * 7), toByteOffset: k, as: UInt8.self) }
+        for k in 0..<(2 * 56) {
+            outside.storeBytes(of: UInt8(truncatingIfNeeded: k * 7), toByteOffset: k, as: UInt8.self)
+        }
         let handles = [OpaquePointer(bitPattern: 0x1000)!, OpaquePointer(bitPattern: 0x2000)!]
         // 56 bytes: the whole payload of a 64-byte slot, covering where the
         // slot kept the message's address and handle.

@@ -41,7 +41,9 @@ import Glibc
             var sim = ClusterSimulation(seed: seed, configuration: .random(seed: seed))
             sim.forgetPurge = true
             do throws(ClusterSimulation.Failure) { try sim.run() } catch {
-                if error.message.contains("session is down") || error.message.contains("objects, it holds") { caught += 1 }
+                if error.message.contains("session is down") || error.message.contains("objects, it holds") {
+                    caught += 1
+                }
             }
             if caught > 0 { break }  // one catch shows it; the rest would only hold a test thread
         }

@@ -33,7 +33,9 @@ import Testing
             do throws(CallError) {
                 switch op {
                 case 0: let (n, r) = try trusted.create(.blob(size: size)); names.append(n); refs.append(r)
-                case 1: let (n, r) = try trusted.create(.stream(messageSize: size, depth: Int(rng.next() % 6))); names.append(n); refs.append(r)
+                case 1:
+                    let (n, r) = try trusted.create(.stream(messageSize: size, depth: Int(rng.next() % 6)));
+                    names.append(n); refs.append(r)
                 case 2: refs += try trusted.lookup(names[Int(rng.next() % UInt64(names.count))])
                 case 3: _ = try untrusted.lookup(names[0])
                 case 4:

@@ -14,7 +14,9 @@ import Testing
     }
 
     /// Runs `dios` with `arguments` (killed after `seconds`); its status and the JSON objects it printed, one per line.
-    static func runJSON(_ arguments: [String], seconds: Int = 60) throws -> (status: Int32, objects: [[String: Any]], text: String) {
+    static func runJSON(_ arguments: [String], seconds: Int = 60) throws -> (
+        status: Int32, objects: [[String: Any]], text: String
+    ) {
         let process = Process()
         process.environment = ChildProcess.environment
         process.executableURL = dios
@@ -102,9 +104,13 @@ import Testing
         #expect(lines.dropFirst().first.map(String.init) == HostDescription.current().description, "\(table.text)")
         // Then how the clock is read, and the check of the floor against the C floor.
         #expect(lines.dropFirst(2).first?.hasPrefix("clock: TSC at ") == true, "\(table.text)")
-        #expect(lines.contains { $0.hasPrefix("floor-c ") } && lines.contains { $0.hasPrefix("floor check: ") }, "\(table.text)")
         #expect(
-            lines.contains { $0.hasPrefix("64 B: DIOS's four stream calls") && $0.contains(" ns a set") && $0.contains("the 3 sets") },
+            lines.contains { $0.hasPrefix("floor-c ") } && lines.contains { $0.hasPrefix("floor check: ") },
+            "\(table.text)")
+        #expect(
+            lines.contains {
+                $0.hasPrefix("64 B: DIOS's four stream calls") && $0.contains(" ns a set") && $0.contains("the 3 sets")
+            },
             "\(table.text)")
         let (refused, _, _) = try Self.runJSON(["bench", "ipc", "--extra-calls", "65"])
         #expect(refused != 0)
@@ -167,12 +173,16 @@ import Testing
         let throughput = objects.filter { $0["msgs_per_s"] != nil }
         // Each step: DIOS, then the bare rings on the same CPUs.
         #expect(
-            throughput.compactMap { $0["mechanism"] as? String } == ["dios-scale", "ring-raw-scale", "dios-scale", "ring-raw-scale"],
+            throughput.compactMap { $0["mechanism"] as? String } == [
+                "dios-scale", "ring-raw-scale", "dios-scale", "ring-raw-scale",
+            ],
             "\(text)")
         #expect(throughput.compactMap { $0["pairs"] as? Int } == [1, 1, 2, 2], "\(text)")
         #expect(throughput.compactMap { $0["messages"] as? Int } == [20000, 20000, 40000, 40000], "\(text)")
         #expect(throughput.allSatisfy { ($0["msgs_per_s"] as? Int ?? 0) > 0 && $0["vs_one_pair"] != nil }, "\(text)")
-        #expect(throughput.filter { $0["mechanism"] as? String == "dios-scale" }.allSatisfy { $0["vs_ring_raw"] != nil }, "\(text)")
+        #expect(
+            throughput.filter { $0["mechanism"] as? String == "dios-scale" }.allSatisfy { $0["vs_ring_raw"] != nil },
+            "\(text)")
         let latencies = objects.filter { $0["msgs_per_s"] == nil }
         #expect(latencies.allSatisfy { $0["mechanism"] as? String == "dios-scale" }, "\(text)")
         #expect(latencies.compactMap { $0["samples"] as? Int } == [300, 600], "\(text)")
@@ -184,7 +194,8 @@ import Testing
 
     /// Root and a hugetlbfs mount: what the DPDK rows need (CI has both).
     static var canRunDPDK: Bool {
-        geteuid() == 0 && ((try? String(contentsOfFile: "/proc/mounts", encoding: .utf8))?.contains(" hugetlbfs ") ?? false)
+        geteuid() == 0
+            && ((try? String(contentsOfFile: "/proc/mounts", encoding: .utf8))?.contains(" hugetlbfs ") ?? false)
     }
 
     /// `--remote` over memif with a payload larger than one frame: DIOS
@@ -199,7 +210,10 @@ import Testing
         #expect(status == 0, "\(text)")
         #expect(
             Self.checkLatencies(objects, text)
-                == ["dpdk-raw-memif/64", "dios-memif/64", "dios-memif/4096", "dios-memif-copy/64", "dios-memif-copy/4096"],
+                == [
+                    "dpdk-raw-memif/64", "dios-memif/64", "dios-memif/4096", "dios-memif-copy/64",
+                    "dios-memif-copy/4096",
+                ],
             "\(text)")
     }
 
@@ -224,7 +238,9 @@ import Testing
         let process = Process()
         process.environment = ChildProcess.environment
         process.executableURL = Self.dios
-        process.arguments = ["bench", "ipc", "--remote", "--links", "veth", "--idle", "adaptive", "--iterations", "10000000"]
+        process.arguments = [
+            "bench", "ipc", "--remote", "--links", "veth", "--idle", "adaptive", "--iterations", "10000000",
+        ]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()

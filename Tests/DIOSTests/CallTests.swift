@@ -29,7 +29,9 @@ import Testing
         let before = kernel.instance.objectCount
         #expect(throws: CallError.invalidArgument("blob size -1")) { try task.create(.blob(size: -1)) }
         #expect(throws: CallError.outOfMemory(requested: 3 << 20)) { try task.create(.blob(size: 3 << 20)) }
-        #expect(throws: CallError.invalidArgument("stream depth 0")) { try task.create(.stream(messageSize: 8, depth: 0)) }
+        #expect(throws: CallError.invalidArgument("stream depth 0")) {
+            try task.create(.stream(messageSize: 8, depth: 0))
+        }
         // Sizes whose ring size would overflow: refused, not a trap in the kernel.
         #expect(throws: CallError.outOfMemory(requested: Int.max)) { try task.create(.stream(messageSize: Int.max)) }
         #expect(throws: CallError.outOfMemory(requested: 1 << 61)) {
@@ -355,7 +357,9 @@ import Testing
         let before = try last.delegated()
         let tableBefore = try kernel.instance.references(of: last.task).count
         // Asking for write (not held) refuses the whole call, including the valid part.
-        #expect(throws: CallError.reference(.widening(held[1], requested: [.read, .write, .copy], held: [.read, .copy]))) {
+        #expect(
+            throws: CallError.reference(.widening(held[1], requested: [.read, .write, .copy], held: [.read, .copy]))
+        ) {
             try middle.copy(held, to: lastInMiddle, rights: [.read, .write, .copy])
         }
         #expect(try last.delegated() == before)

@@ -1,3 +1,4 @@
+import CLinux
 import DIOS
 import DIOSKernel
 import DIOSTransport
@@ -51,7 +52,8 @@ import Testing
     /// The failure timeout is generous (a loaded 2-core CI box stalls threads),
     /// except where a test is about failures.
     static func makeCluster(
-        _ count: Int, faults: FaultConfiguration = FaultConfiguration(), messages: Int, failureTimeout: Duration = .seconds(2)
+        _ count: Int, faults: FaultConfiguration = FaultConfiguration(), messages: Int,
+        failureTimeout: Duration = .seconds(2)
     ) async throws -> [Node] {
         let session = SessionConfiguration(retransmitTimeout: .milliseconds(1), failureTimeout: failureTimeout)
         let transports = try (0..<count).map { _ in try UDPTransport(bind: PeerAddress("127.0.0.1", port: 0)!) }
@@ -65,13 +67,18 @@ import Testing
             configuration.idlePolicy = .adaptive
             var f = faults
             f.seed &+= UInt64(n)
-            let transport: any FrameTransport = faults.isActive ? FaultyTransport(t, faults: f, clock: { monotonicNanoseconds() }) : t
+            let transport: any FrameTransport =
+                faults.isActive ? FaultyTransport(t, faults: f, clock: { monotonicNanoseconds() }) : t
             let endpoint = WireEndpoint(
                 local: InstanceID(node: UInt16(n), core: 0), transport: transport, peers: peers, configuration: session,
                 now: monotonicNanoseconds(), seed: UInt64(n) &* 7919 &+ monotonicNanoseconds())
             let node = try Node(configuration, wires: [endpoint])
-            await node.register(sink, label: "sink") { task in try await readNumbered(task, task.delegated()[0], count: messages) }
-            await node.register(source, label: "source") { task in try await writeNumbered(task, task.delegated()[0], count: messages) }
+            await node.register(sink, label: "sink") { task in
+                try await readNumbered(task, task.delegated()[0], count: messages)
+            }
+            await node.register(source, label: "source") { task in
+                try await writeNumbered(task, task.delegated()[0], count: messages)
+            }
             await node.register(blobber, label: "blobber", program: blobber)
             await node.register(echo, label: "echo") { task in
                 let refs = try task.delegated()
@@ -146,10 +153,13 @@ import Testing
         try await Self.waitUntilConnected(nodes[0], to: InstanceID(node: 1, core: 0))
         let status = try await nodes[0].withTask { task in
             let (_, stream) = try task.create(.stream(messageSize: 16, depth: 256))
-            let sink = try task.run(try task.lookup(Self.sink)[0], arguments: [stream], on: InstanceID(node: 1, core: 0))
+            let sink = try task.run(
+                try task.lookup(Self.sink)[0], arguments: [stream], on: InstanceID(node: 1, core: 0))
             #expect(try task.describe(sink).proximity == .remoteMemory)
             // This side writes; the other node reads, and may not read here.
-            #expect(throws: CallError.busy) { let r = try task.beginRead(stream); _ = task.endRead(r) }
+            #expect(throws: CallError.busy) {
+                let r = try task.beginRead(stream); _ = task.endRead(r)
+            }
             try await Self.writeNumbered(task, stream, count: count)
             return try await Self.status(task, sink)
         }
@@ -165,8 +175,11 @@ import Testing
         let status = try await nodes[0].withTask { task in
             let (_, stream) = try task.create(.stream(messageSize: 16, depth: 64))
             let source = try task.run(
-                try task.lookup(Self.source)[0], arguments: [stream], flags: .writable, on: InstanceID(node: 1, core: 0))
-            #expect(throws: CallError.busy) { let w = try task.beginWrite(stream, size: 16); _ = task.endWrite(w) }
+                try task.lookup(Self.source)[0], arguments: [stream], flags: .writable, on: InstanceID(node: 1, core: 0)
+            )
+            #expect(throws: CallError.busy) {
+                let w = try task.beginWrite(stream, size: 16); _ = task.endWrite(w)
+            }
             try await Self.readNumbered(task, stream, count: count)
             return try await Self.status(task, source)
         }
@@ -185,7 +198,8 @@ import Testing
             let (_, replies) = try task.create(.stream(messageSize: 64, depth: 16))
             let writeOnly = try task.restrict(replies, to: [.write, .copy])
             #expect(throws: CallError.self) { try task.restrict(writeOnly, to: [.read, .write]) }  // never widens
-            let echo = try task.run(try task.lookup(Self.echo)[0], arguments: [requests, writeOnly], on: InstanceID(node: 1, core: 0))
+            let echo = try task.run(
+                try task.lookup(Self.echo)[0], arguments: [requests, writeOnly], on: InstanceID(node: 1, core: 0))
             var echoed = 0
             for i in 0..<count {
                 let message = (0..<(8 + i % 56)).map { UInt8(truncatingIfNeeded: $0 &+ i) }
@@ -215,7 +229,8 @@ import Testing
                 let (_, blob) = try task.create(.blob(size: 64))
                 let writeOnly = try task.restrict(replies, to: [.write, .copy])
                 let echo = try task.run(
-                    try task.lookup(Self.echo)[0], arguments: [requests, writeOnly, blob], on: InstanceID(node: 1, core: 0))
+                    try task.lookup(Self.echo)[0], arguments: [requests, writeOnly, blob],
+                    on: InstanceID(node: 1, core: 0))
                 for i in 0..<3 {
                     _ = try await task.write([UInt8(i)], to: requests)
                     _ = try await task.read(replies)
@@ -250,11 +265,13 @@ import Testing
             let (_, fromOwner) = try task.create(.stream(messageSize: 8, depth: 4))
             let toOwnerWriteEnd = try task.restrict(toOwner, to: [.write, .copy])
             let blobber = try task.run(
-                try task.lookup(Self.blobber)[0], arguments: [blob, toOwnerWriteEnd, fromOwner], on: InstanceID(node: 1, core: 0))
+                try task.lookup(Self.blobber)[0], arguments: [blob, toOwnerWriteEnd, fromOwner],
+                on: InstanceID(node: 1, core: 0))
             // The next signal from the task there; if it ends first, its check failed.
             func signal() async throws {
                 if try await task.select([toOwner, blobber]) == blobber {
-                    throw Failed(description: "the task on node 1 ended early, status \(try await Self.status(task, blobber))")
+                    throw Failed(
+                        description: "the task on node 1 ended early, status \(try await Self.status(task, blobber))")
                 }
                 _ = try await task.read(toOwner)
             }
@@ -294,7 +311,8 @@ import Testing
         try await Self.waitUntilConnected(nodes[0], to: InstanceID(node: 1, core: 0))
         let (status, retransmits) = try await nodes[0].withTask { task in
             let (_, stream) = try task.create(.stream(messageSize: 16, depth: 256))
-            let sink = try task.run(try task.lookup(Self.sink)[0], arguments: [stream], on: InstanceID(node: 1, core: 0))
+            let sink = try task.run(
+                try task.lookup(Self.sink)[0], arguments: [stream], on: InstanceID(node: 1, core: 0))
             try await Self.writeNumbered(task, stream, count: count)
             let status = try await Self.status(task, sink)
             return (status, nodes[0].instance.wireEndpoint!.sessions[0].counters.retransmits)
@@ -315,7 +333,8 @@ import Testing
         let (error, status, waited) = try await nodes[0].withTask { task -> (CallError?, Int64, Int64) in
             let (_, stream) = try task.create(.stream(messageSize: 16, depth: 64))
             let source = try task.run(
-                try task.lookup(Self.source)[0], arguments: [stream], flags: .writable, on: InstanceID(node: 1, core: 0))
+                try task.lookup(Self.source)[0], arguments: [stream], flags: .writable, on: InstanceID(node: 1, core: 0)
+            )
             // Messages flow...
             _ = try await task.select([stream])
             let r = try task.beginRead(stream)
@@ -359,5 +378,4 @@ import Testing
     }
 }
 
-import CLinux
 func monotonicNanoseconds() -> UInt64 { clinux_monotonic_ns() }

@@ -34,7 +34,9 @@ import Glibc
         throw CallError.noSuchName(name)
     }
 
-    static func pattern(_ seed: UInt8, _ count: Int) -> [UInt8] { (0..<count).map { UInt8(truncatingIfNeeded: $0) &+ seed } }
+    static func pattern(_ seed: UInt8, _ count: Int) -> [UInt8] {
+        (0..<count).map { UInt8(truncatingIfNeeded: $0) &+ seed }
+    }
 
     // MARK: 1. A sibling instance's blob
 
@@ -170,7 +172,11 @@ import Glibc
             reader == 0 ? acceptedOn0.load(ordering: .acquiring) : acceptedOn1.load(ordering: .acquiring)
         }
         func accept(_ reader: Int) {
-            if reader == 0 { acceptedOn0.add(1, ordering: .releasing) } else { acceptedOn1.add(1, ordering: .releasing) }
+            if reader == 0 {
+                acceptedOn0.add(1, ordering: .releasing)
+            } else {
+                acceptedOn1.add(1, ordering: .releasing)
+            }
         }
     }
 
@@ -274,9 +280,15 @@ import Glibc
             let (_, blob) = try task.create(.blob(size: 8))
             try await task.write([UInt8](repeating: 7, count: 8), to: blob)
             var w = try task.beginWrite(blob, size: 8)
-            #expect(throws: CallError.outsideView(offset: 8, count: 8, viewSize: 8)) { try w.store(UInt64(1), toByteOffset: 8) }
-            #expect(throws: CallError.outsideView(offset: 1, count: 8, viewSize: 8)) { try w.store(UInt64(1), toByteOffset: 1) }
-            #expect(throws: CallError.outsideView(offset: -1, count: 1, viewSize: 8)) { try w.store(UInt8(1), toByteOffset: -1) }
+            #expect(throws: CallError.outsideView(offset: 8, count: 8, viewSize: 8)) {
+                try w.store(UInt64(1), toByteOffset: 8)
+            }
+            #expect(throws: CallError.outsideView(offset: 1, count: 8, viewSize: 8)) {
+                try w.store(UInt64(1), toByteOffset: 1)
+            }
+            #expect(throws: CallError.outsideView(offset: -1, count: 1, viewSize: 8)) {
+                try w.store(UInt8(1), toByteOffset: -1)
+            }
             #expect(throws: CallError.outsideView(offset: Int.max, count: 4, viewSize: 8)) {
                 try w.store(UInt32(1), toByteOffset: Int.max)
             }
@@ -289,7 +301,9 @@ import Glibc
             let committed = task.endWrite(w)
             #expect(committed)
             let r = try task.beginRead(blob)
-            #expect(throws: CallError.outsideView(offset: 1, count: 8, viewSize: 8)) { _ = try r.load(fromByteOffset: 1, as: UInt64.self) }
+            #expect(throws: CallError.outsideView(offset: 1, count: 8, viewSize: 8)) {
+                _ = try r.load(fromByteOffset: 1, as: UInt64.self)
+            }
             let last = try r.load(fromByteOffset: 7, as: UInt8.self)
             let first = try r.load(as: UInt8.self)
             let consistent = task.endRead(r)

@@ -1,7 +1,7 @@
-import DIOSHost
-import DIOSConfig
-import DIOSTransport
 import DIOS
+import DIOSConfig
+import DIOSHost
+import DIOSTransport
 import Foundation
 import Testing
 
@@ -43,7 +43,8 @@ import Testing
 
         /// `memifSocketFile`: the memif socket is a file (`socket-abstract=no`), not abstract.
         init(
-            nodes: Int, faults: String = "", failureTimeoutMs: Int = 1000, layout: Layout = .udp, twoInstances: Bool = false,
+            nodes: Int, faults: String = "", failureTimeoutMs: Int = 1000, layout: Layout = .udp,
+            twoInstances: Bool = false,
             memifSocketFile: Bool = false
         ) throws {
             self.nodes = nodes
@@ -292,7 +293,9 @@ import Testing
         #expect(out.contains("blob on 1.0: consistency rules held"), "\(out)\n--- node 1:\n\(cluster.text(1))")
         #expect(out.contains("blob on 2.0: consistency rules held"), "\(out)\n--- node 2:\n\(cluster.text(2))")
         let blob = cluster.request(1, "blob 2.0")
-        #expect(blob.contains("blob on 2.0: consistency rules held"), "\(blob)\n\(cluster.text(1))\n--- node 2:\n\(cluster.text(2))")
+        #expect(
+            blob.contains("blob on 2.0: consistency rules held"),
+            "\(blob)\n\(cluster.text(1))\n--- node 2:\n\(cluster.text(2))")
         #expect(cluster.stop(1) == 0)
         #expect(cluster.stop(2) == 0)
     }
@@ -309,7 +312,9 @@ import Testing
     /// messages to node 1, which must get every one once, in order, through
     /// retransmissions. Returns node 0's output.
     /// Returns the two nodes' output.
-    private func streamsThroughALossyLink(_ layout: Layout, finished: String, address: String) throws -> (String, String) {
+    private func streamsThroughALossyLink(_ layout: Layout, finished: String, address: String) throws -> (
+        String, String
+    ) {
         let cluster = try Cluster(nodes: 2, faults: Self.lossyFaults, layout: layout)
         try cluster.start(1)
         try #require(cluster.waitFor(1, "control socket"), "\(cluster.text(1))")
@@ -318,7 +323,8 @@ import Testing
         let out = cluster.text(0)
         #expect(cluster.stop(0) == 0, "\(out)\n--- node 1:\n\(cluster.text(1))")
         #expect(out.contains("fault stage on \(address)"), "\(out)")
-        #expect(out.contains("stream to 1.0: 100000 messages arrived in order"), "\(out)\n--- node 1:\n\(cluster.text(1))")
+        #expect(
+            out.contains("stream to 1.0: 100000 messages arrived in order"), "\(out)\n--- node 1:\n\(cluster.text(1))")
         #expect((Self.count(before: " frames resent", in: out) ?? 0) > 0, "the fault stage dropped nothing? \(out)")
         #expect(cluster.stop(1) == 0, "\(cluster.text(1))")
         return (out, cluster.text(1))
@@ -331,7 +337,8 @@ import Testing
         let cluster = try Cluster(nodes: 2, failureTimeoutMs: 20_000)
         try cluster.start(0)
         try cluster.start(1)
-        try #require(cluster.waitFor(0, "control socket") && cluster.waitFor(1, "control socket"),
+        try #require(
+            cluster.waitFor(0, "control socket") && cluster.waitFor(1, "control socket"),
             "\(cluster.text(0))\n--- node 1:\n\(cluster.text(1))")
         #expect(cluster.waitForPeer(0, "1.0", up: true, seconds: 10), "\(cluster.status(0))")
         #expect(cluster.stop(1) == 0, "\(cluster.text(1))")
@@ -351,19 +358,33 @@ import Testing
         for n in 0..<3 { try cluster.start(n) }
         for n in 0..<3 { #expect(cluster.waitFor(n, "control socket"), "\(cluster.text(n))") }
         let scheduler = Scheduler.name.description
-        for n in 0..<3 { #expect(cluster.waitForOwners(scheduler, ["0.0"], on: n, seconds: 15), "node \(n): \(cluster.lookup(scheduler, on: n))") }
+        for n in 0..<3 {
+            #expect(
+                cluster.waitForOwners(scheduler, ["0.0"], on: n, seconds: 15),
+                "node \(n): \(cluster.lookup(scheduler, on: n))")
+        }
         cluster.kill9(0)
-        for n in 1..<3 { #expect(cluster.waitForOwners(scheduler, ["1.0"], on: n, seconds: 15), "node \(n): \(cluster.lookup(scheduler, on: n))") }
+        for n in 1..<3 {
+            #expect(
+                cluster.waitForOwners(scheduler, ["1.0"], on: n, seconds: 15),
+                "node \(n): \(cluster.lookup(scheduler, on: n))")
+        }
         // 1.0 published the new scheduler; its sibling 1.1 relayed it to 2.1
         // (its share of node 2), as `dios status` shows.
         let status = cluster.status(1)
         let relayed = status.split(separator: "\n").first { $0.contains(#""instance":"1.1""#) }
-            .flatMap { line in line.range(of: #""names_relayed":"#).map { line[$0.upperBound...].prefix(while: \.isNumber) } }
+            .flatMap { line in
+                line.range(of: #""names_relayed":"#).map { line[$0.upperBound...].prefix(while: \.isNumber) }
+            }
             .flatMap { Int($0) }
         #expect((relayed ?? 0) > 0, "\(status)")
         try cluster.start(0)
         #expect(cluster.waitFor(0, "control socket"))
-        for n in 0..<3 { #expect(cluster.waitForOwners(scheduler, ["1.0"], on: n, seconds: 15), "node \(n): \(cluster.lookup(scheduler, on: n))") }
+        for n in 0..<3 {
+            #expect(
+                cluster.waitForOwners(scheduler, ["1.0"], on: n, seconds: 15),
+                "node \(n): \(cluster.lookup(scheduler, on: n))")
+        }
         for n in 0..<3 { #expect(cluster.stop(n) == 0) }
     }
 
@@ -460,7 +481,8 @@ import Testing
         let cluster = try Cluster(nodes: 2, failureTimeoutMs: 500, layout: .memif, twoInstances: true)
         try cluster.start(1)
         try cluster.start(0)
-        try #require(cluster.waitFor(0, "control socket") && cluster.waitFor(1, "control socket"),
+        try #require(
+            cluster.waitFor(0, "control socket") && cluster.waitFor(1, "control socket"),
             "\(cluster.text(0))\n--- node 1:\n\(cluster.text(1))")
         #expect(cluster.waitForPeer(0, "1.0", up: true, seconds: 10), "\(cluster.status(0))")
         // Both nodes' unmappings wait for their bursts (a peer's death tears
@@ -476,9 +498,12 @@ import Testing
             } else {
                 cluster.kill9(gone)
             }
-            #expect(cluster.waitForPeer(other, "\(gone).0", up: false, seconds: 5), "\(going): \(cluster.status(other))")
+            #expect(
+                cluster.waitForPeer(other, "\(gone).0", up: false, seconds: 5), "\(going): \(cluster.status(other))")
             try cluster.start(gone)
-            let both = cluster.waitForPeer(0, "1.1", up: true, seconds: 20) && cluster.waitForPeer(1, "0.1", up: true, seconds: 5)
+            let both =
+                cluster.waitForPeer(0, "1.1", up: true, seconds: 20)
+                && cluster.waitForPeer(1, "0.1", up: true, seconds: 5)
             #expect(both, "\(going): \(cluster.status(0))\n\(cluster.text(0))\n--- node 1:\n\(cluster.text(1))")
             if going != .clientKilled {
                 // The client's log (one run of it so far): relinked by restarts, once a round.
@@ -486,12 +511,14 @@ import Testing
                 func relinks() -> Int { cluster.text(0).components(separatedBy: "linked again after").count - 1 }
                 for _ in 0..<50 where relinks() < round + 1 { usleep(20_000) }
                 #expect(relinks() == round + 1, "\(going): \(cluster.text(0))")
-                #expect(Self.count(before: " restart(s) of the port)", in: cluster.text(0)).map { $0 >= 1 } == true,
+                #expect(
+                    Self.count(before: " restart(s) of the port)", in: cluster.text(0)).map { $0 >= 1 } == true,
                     "\(going): \(cluster.text(0))")
             }
             for (from, to) in [(0, "1.1"), (1, "0.0")] {
                 let reply = cluster.request(from, "stream \(to) 10000")
-                #expect(reply.contains("stream to \(to): 10000 messages arrived in order"),
+                #expect(
+                    reply.contains("stream to \(to): 10000 messages arrived in order"),
                     "\(going): \(reply)\n\(cluster.text(0))\n--- node 1:\n\(cluster.text(1))")
             }
         }
@@ -511,15 +538,18 @@ import Testing
         defer { unlink(file) }
         try cluster.start(1)
         try cluster.start(0)
-        try #require(cluster.waitFor(0, "control socket") && cluster.waitFor(1, "control socket"),
+        try #require(
+            cluster.waitFor(0, "control socket") && cluster.waitFor(1, "control socket"),
             "\(cluster.text(0))\n--- node 1:\n\(cluster.text(1))")
         #expect(cluster.waitForPeer(0, "1.0", up: true, seconds: 10), "\(cluster.status(0))")
         cluster.kill9(1)
         #expect(SocketFile.isSocket(file) && !SocketFile.isListening(file), "the killed server's socket file")
         try cluster.start(1)
         #expect(cluster.waitFor(1, "control socket"), "\(cluster.text(1))")
-        #expect(cluster.text(1).contains("diosd: removed \(file), a memif socket nobody listened on"), "\(cluster.text(1))")
-        #expect(cluster.waitForPeer(0, "1.0", up: true, seconds: 15) && cluster.waitForPeer(1, "0.0", up: true, seconds: 5),
+        #expect(
+            cluster.text(1).contains("diosd: removed \(file), a memif socket nobody listened on"), "\(cluster.text(1))")
+        #expect(
+            cluster.waitForPeer(0, "1.0", up: true, seconds: 15) && cluster.waitForPeer(1, "0.0", up: true, seconds: 5),
             "\(cluster.status(0))\n\(cluster.text(0))\n--- node 1:\n\(cluster.text(1))")
         #expect(cluster.stop(0) == 0, "\(cluster.text(0))")
         #expect(cluster.stop(1) == 0, "\(cluster.text(1))")
@@ -560,7 +590,10 @@ import Testing
         // mbuf it arrived in.
         let readInPlace = Self.count(before: " kept to be read in place", in: sink) ?? 0
         #expect(readInPlace > 0, "\(sink)")
-        print("lossy memif: \(Self.count(before: " frames resent", in: out) ?? 0) frames resent, \(inPlace) messages sent from the mbuf they were written in, \(readInPlace) read in the mbuf they arrived in")
+        print(
+            "lossy memif: \(Self.count(before: " frames resent", in: out) ?? 0) frames resent, \(inPlace) messages "
+                + "sent from the mbuf they were written in, \(readInPlace) read in the mbuf they arrived in"
+        )
     }
 
     /// node 1 is started first (memif's server, the sink), then node 0 streams to
@@ -573,7 +606,8 @@ import Testing
         let out = cluster.text(0)
         #expect(cluster.stop(0) == 0, "\(out)\n--- node 1:\n\(cluster.text(1))")
         #expect(out.contains("instance 0.0 on dpdk \(device) (mac 02:00:00:79:00:01) 10.79.0.1:"), "\(out)")
-        #expect(out.contains("stream to 1.0: 100000 messages arrived in order"), "\(out)\n--- node 1:\n\(cluster.text(1))")
+        #expect(
+            out.contains("stream to 1.0: 100000 messages arrived in order"), "\(out)\n--- node 1:\n\(cluster.text(1))")
         // Zero-copy sends: every message (100,000 and the count before them) was
         // written by the task in the mbuf that carried it; allow a few copies.
         let inPlace = Self.count(before: " sent from the frame the task wrote them in", in: out) ?? 0
@@ -587,7 +621,10 @@ import Testing
         // read in place in runs here).
         let readInPlace = Self.count(before: " kept to be read in place", in: cluster.text(1)) ?? 0
         #expect(readInPlace > 90_000, "\(cluster.text(1))")
-        print("\(device): \(readInPlace) messages (of 100001 streamed, and the blob check's) read in the mbuf they arrived in")
+        print(
+            "\(device): \(readInPlace) messages (of 100001 streamed, and the blob check's) read in the mbuf they "
+                + "arrived in"
+        )
         for n in 0..<2 {
             #expect(cluster.text(n).contains("DPDK port \(device) closed, EAL cleaned up"), "\(cluster.text(n))")
             let runtime = "/var/run/dpdk/\(cluster.file.dpdkFilePrefix(UInt16(n)))"
@@ -613,7 +650,8 @@ import Testing
         try cluster.makeNetwork()
         try cluster.start(0)
         try cluster.start(1)
-        try #require(cluster.waitFor(0, "control socket") && cluster.waitFor(1, "control socket"),
+        try #require(
+            cluster.waitFor(0, "control socket") && cluster.waitFor(1, "control socket"),
             "\(cluster.text(0))\n--- node 1:\n\(cluster.text(1))")
         #expect(cluster.text(0).contains("instance 0.0 on dpdk net_af_packet0 (mac 02:00:00:79:00:01) 10.79.0.1:"))
         #expect(cluster.text(1).contains("instance 1.0 on udp 10.79.0.2:"))
@@ -622,13 +660,18 @@ import Testing
         let toDPDK = cluster.request(1, "stream 0.0 100000")
         #expect(toDPDK.contains("stream to 0.0: 100000 messages arrived in order"), "\(toDPDK)\n\(cluster.text(1))")
         let blobOnUDP = cluster.request(0, "blob 1.0")
-        #expect(blobOnUDP.contains("blob on 1.0: consistency rules held"), "\(blobOnUDP)\n\(cluster.text(0))\n--- node 1:\n\(cluster.text(1))")
+        #expect(
+            blobOnUDP.contains("blob on 1.0: consistency rules held"),
+            "\(blobOnUDP)\n\(cluster.text(0))\n--- node 1:\n\(cluster.text(1))")
         let blobOnDPDK = cluster.request(1, "blob 0.0")
-        #expect(blobOnDPDK.contains("blob on 0.0: consistency rules held"), "\(blobOnDPDK)\n\(cluster.text(1))\n--- node 0:\n\(cluster.text(0))")
+        #expect(
+            blobOnDPDK.contains("blob on 0.0: consistency rules held"),
+            "\(blobOnDPDK)\n\(cluster.text(1))\n--- node 0:\n\(cluster.text(0))")
         #expect(cluster.stop(0) == 0, "\(cluster.text(0))")
         #expect(cluster.stop(1) == 0, "\(cluster.text(1))")
         #expect(cluster.text(0).contains("DPDK port net_af_packet0 closed, EAL cleaned up"), "\(cluster.text(0))")
-        print("DPDK node to UDP node: \(toUDP)UDP node to DPDK node: \(toDPDK)\(blobOnUDP)\(blobOnDPDK)", terminator: "")
+        print(
+            "DPDK node to UDP node: \(toUDP)UDP node to DPDK node: \(toDPDK)\(blobOnUDP)\(blobOnDPDK)", terminator: "")
     }
 
     /// Two DPDK nodes of two instances each (a queue pair per instance): the
@@ -658,12 +701,14 @@ import Testing
         if layout == .afPacket { try cluster.makeNetwork() }
         try cluster.start(1)
         try cluster.start(0)
-        try #require(cluster.waitFor(0, "control socket") && cluster.waitFor(1, "control socket"),
+        try #require(
+            cluster.waitFor(0, "control socket") && cluster.waitFor(1, "control socket"),
             "\(cluster.text(0))\n--- node 1:\n\(cluster.text(1))")
         #expect(cluster.text(1).contains("instance 1.1 on dpdk"), "\(cluster.text(1))")
         for (from, to) in [(0, "1.0"), (0, "1.1"), (1, "0.1")] {
             let reply = cluster.request(from, "stream \(to) 100000")
-            #expect(reply.contains("stream to \(to): 100000 messages arrived in order"),
+            #expect(
+                reply.contains("stream to \(to): 100000 messages arrived in order"),
                 "\(reply)\n\(cluster.text(0))\n--- node 1:\n\(cluster.text(1))")
         }
         let pids = (0..<2).map { cluster.processes[$0]!.processIdentifier }
@@ -694,7 +739,8 @@ import Testing
     /// `dios cluster down` stops them and leaves nothing behind.
     @Test(.enabled(if: DPDKClusterHost.missing == nil, Comment(rawValue: DPDKClusterHost.missing ?? "")))
     func theMemifExampleComesUpStreamsAndGoesDown() throws {
-        let shipped = #filePath.replacingOccurrences(of: "Tests/DIOSTests/DiosdClusterTests.swift", with: "config/cluster-memif.yaml")
+        let shipped = #filePath.replacingOccurrences(
+            of: "Tests/DIOSTests/DiosdClusterTests.swift", with: "config/cluster-memif.yaml")
         let name = "test\(getpid())m\(UInt32.random(in: 0..<1_000_000))"
         let text = try String(contentsOfFile: shipped, encoding: .utf8)
             .replacingOccurrences(of: "name: memif", with: "name: \(name)")
@@ -711,9 +757,13 @@ import Testing
         try #require(up.status == 0, "\(up.output)")
         #expect(up.output.contains("node 1: up, 1 instance(s) on dpdk (net_memif0) 10.77.0.2:7400"), "\(up.output)")
         let demo = DPDKClusterHost.run(DiosdProcessTests.dios.path, ["cluster", "demo", path])
-        #expect(demo.status == 0 && demo.output.contains("stream to 1.0: 100000 messages arrived in order"), "\(demo.output)")
+        #expect(
+            demo.status == 0 && demo.output.contains("stream to 1.0: 100000 messages arrived in order"),
+            "\(demo.output)")
         let down = DPDKClusterHost.run(DiosdProcessTests.dios.path, ["cluster", "down", path])
-        #expect(down.status == 0 && down.output.contains("node 0: stopped") && down.output.contains("node 1: stopped"), "\(down.output)")
+        #expect(
+            down.status == 0 && down.output.contains("node 0: stopped") && down.output.contains("node 1: stopped"),
+            "\(down.output)")
         for n: UInt16 in [0, 1] {
             #expect(!FileManager.default.fileExists(atPath: "/var/run/dpdk/\(file.dpdkFilePrefix(n))"))
         }
@@ -739,7 +789,8 @@ enum DPDKClusterHost {
         guard DPDKSupport.isBuilt else { return "built without the DPDK trait" }
         guard getuid() == 0 else { return "DPDK clusters need root (hugepages, vdevs, network namespaces)" }
         let meminfo = (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)) ?? ""
-        let free = meminfo.split(separator: "\n").first { $0.hasPrefix("HugePages_Free:") }
+        let free =
+            meminfo.split(separator: "\n").first { $0.hasPrefix("HugePages_Free:") }
             .flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
         guard free >= 96 else { return "DPDK clusters need 96 free hugepages, \(free) free: run ./hugepages.sh 512" }
         let mounts = (try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? ""

@@ -13,7 +13,8 @@ import Testing
         let task = kernel.attach(trusted: true)
         var objects: [ObjectID] = []
         for i in 0..<6 {
-            let (_, ref) = i % 2 == 0 ? try task.create(.stream(messageSize: 16, depth: 4)) : try task.create(.blob(size: 32))
+            let (_, ref) =
+                i % 2 == 0 ? try task.create(.stream(messageSize: 16, depth: 4)) : try task.create(.blob(size: 32))
             objects.append(try task.describe(ref).object)
         }
         objects.append(ObjectID(index: 999_999, generation: 1))  // never issued
@@ -30,7 +31,9 @@ import Testing
             case 0: bytes = (0..<Int(random.next() % 80)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
             case 1:
                 bytes = [UInt8](repeating: 0, count: RemoteMessage.streamDataPrefix)
-                bytes.withUnsafeMutableBytes { RemoteMessage.encodeStreamData(origin: object, senderIsOrigin: flag, into: $0.baseAddress!) }
+                bytes.withUnsafeMutableBytes {
+                    RemoteMessage.encodeStreamData(origin: object, senderIsOrigin: flag, into: $0.baseAddress!)
+                }
                 bytes += [UInt8](repeating: 7, count: Int(random.next() % 40))
             case 2: bytes = RemoteMessage.streamClosed(origin: object, senderIsOrigin: flag).encoded()
             case 3: bytes = RemoteMessage.started(proxy: object, task: t).encoded()
@@ -39,7 +42,8 @@ import Testing
             case 6: bytes = RemoteMessage.pause(task: t, resume: flag).encoded()
             case 7: bytes = RemoteMessage.stop(task: t).encoded()
             default:
-                bytes = RemoteMessage.run(proxy: object, program: .random(), trusted: true, label: "x", streams: []).encoded()
+                bytes = RemoteMessage.run(proxy: object, program: .random(), trusted: true, label: "x", streams: [])
+                    .encoded()
             }
             let accepted = bytes.withUnsafeBytes { kernel.instance.deliverRemote($0, from: stranger) }
             #expect(accepted)  // consumed (refused), never held back for a retry

@@ -31,9 +31,11 @@ import Testing
 
         /// Boots node `n` on `sockets` (or on fresh sockets at its old addresses).
         func boot(_ n: Int, _ sockets: [UDPTransport]? = nil) throws -> Node {
-            let sockets = try sockets ?? (0..<2).map { k in
-                try UDPTransport(bind: addresses[InstanceID(node: UInt16(n), core: UInt16(k))]!)
-            }
+            let sockets =
+                try sockets
+                ?? (0..<2).map { k in
+                    try UDPTransport(bind: addresses[InstanceID(node: UInt16(n), core: UInt16(k))]!)
+                }
             let peers = addresses.filter { $0.key.node != UInt16(n) }
             var configuration = NodeConfiguration()
             configuration.node = UInt16(n)
@@ -63,7 +65,9 @@ import Testing
             try await nodes[n]!.withTask(on: k) { task in
                 var owners: [InstanceID] = []
                 do throws(CallError) {
-                    for ref in try task.lookup(name, flags: strong ? .strong : []) { owners.append(try task.describe(ref).owner) }
+                    for ref in try task.lookup(name, flags: strong ? .strong : []) {
+                        owners.append(try task.describe(ref).owner)
+                    }
                 } catch {
                     return []
                 }
@@ -101,7 +105,9 @@ import Testing
         // Once node 1's sessions are up, create a blob on instance 1.1.
         for k in 0..<2 {
             for _ in 0..<500 {
-                if try await cluster.nodes[1]!.withTask(on: k, { task in task.reachableInstances().count == 6 }) { break }
+                if try await cluster.nodes[1]!.withTask(on: k, { task in task.reachableInstances().count == 6 }) {
+                    break
+                }
                 try await Task.sleep(for: .milliseconds(10))
             }
         }

@@ -110,7 +110,10 @@ import Testing
             return String(decoding: try await task.read(stream), as: UTF8.self)
         }
         #expect(reply == "olleh")
-        #expect(outcome.withLock { $0 } == ["lookup: lookup is for trusted tasks only", "run: run is for trusted tasks only"])
+        #expect(
+            outcome.withLock { $0 } == [
+                "lookup: lookup is for trusted tasks only", "run: run is for trusted tasks only",
+            ])
     }
 
     @Test func pauseStopsSchedulingUntilResumed() async throws {

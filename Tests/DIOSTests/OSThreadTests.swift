@@ -1,6 +1,7 @@
 import CLinux
-@testable import DIOSKernel
 import Testing
+
+@testable import DIOSKernel
 
 #if canImport(Glibc)
 import Glibc

@@ -21,7 +21,9 @@ import Testing
         var localAddress: PeerAddress { inner.localAddress }
         var maxFrameSize: Int { inner.maxFrameSize }
         var readinessFD: Int32? { inner.readinessFD }
-        private var free: [UnsafeMutableRawPointer] = (0..<512).map { _ in .allocate(byteCount: bufferSize, alignment: 64) }
+        private var free: [UnsafeMutableRawPointer] = (0..<512).map { _ in
+            .allocate(byteCount: bufferSize, alignment: 64)
+        }
         private(set) var kept: Set<UnsafeMutableRawPointer> = []
         private(set) var everKept = 0
         private(set) var mostKept = 0
@@ -47,7 +49,8 @@ import Testing
         }
 
         func keepReceived(_ bytes: UnsafeRawPointer) -> OpaquePointer? {
-            guard let frame = handing, let start = frame.baseAddress, bytes >= start && bytes < start + frame.count else {
+            guard let frame = handing, let start = frame.baseAddress, bytes >= start && bytes < start + frame.count
+            else {
                 return nil
             }
             let buffer = UnsafeMutableRawPointer(mutating: start)
@@ -76,7 +79,8 @@ import Testing
     /// through a `KeepingTransport`, the others through plain sockets. Node 1's
     /// source writes `messages` numbered messages, node 0's reader reads them
     /// (as ClusterTests').
-    static func makeNodes(messages: Int, instances: Int = 1) async throws -> (nodes: [Node], keeping: KeepingTransport) {
+    static func makeNodes(messages: Int, instances: Int = 1) async throws -> (nodes: [Node], keeping: KeepingTransport)
+    {
         let session = SessionConfiguration(retransmitTimeout: .milliseconds(1), failureTimeout: .seconds(2))
         let ids = (0..<instances).map { InstanceID(node: 0, core: UInt16($0)) } + [InstanceID(node: 1, core: 0)]
         let sockets = try ids.map { _ in try UDPTransport(bind: PeerAddress("127.0.0.1", port: 0)!) }
@@ -94,7 +98,8 @@ import Testing
             let wires = zip(ids, transports).filter { $0.0.node == n }.map { id, t in
                 WireEndpoint(
                     local: id, transport: t, peers: addresses.filter { $0.key.node != n }, configuration: session,
-                    now: monotonicNanoseconds(), seed: UInt64(id.node) << 16 &+ UInt64(id.core) &* 7919 &+ monotonicNanoseconds())
+                    now: monotonicNanoseconds(),
+                    seed: UInt64(id.node) << 16 &+ UInt64(id.core) &* 7919 &+ monotonicNanoseconds())
             }
             let node = try Node(configuration, wires: wires)
             await node.register(source, label: "source") { task in
@@ -112,7 +117,9 @@ import Testing
     /// A stream node 1's source writes `count` messages into, read here, once
     /// this instance holds them all, unread, in the frames they came in (or
     /// 5 s have passed); and the source's task object.
-    static func streamHolding(_ count: Int, _ task: TaskContext, _ node: Node) async throws -> (stream: Ref, source: Ref) {
+    static func streamHolding(_ count: Int, _ task: TaskContext, _ node: Node) async throws -> (
+        stream: Ref, source: Ref
+    ) {
         let (_, stream) = try task.create(.stream(messageSize: 16, depth: 64))
         let source = try task.run(
             try task.lookup(Self.source)[0], arguments: [stream], flags: .writable, on: InstanceID(node: 1, core: 0))
@@ -143,7 +150,8 @@ import Testing
             let before = node0.instance.counters.readInPlace
             let (_, stream) = try task.create(.stream(messageSize: 16, depth: 64))
             let source = try task.run(
-                try task.lookup(Self.source)[0], arguments: [stream], flags: .writable, on: InstanceID(node: 1, core: 0))
+                try task.lookup(Self.source)[0], arguments: [stream], flags: .writable, on: InstanceID(node: 1, core: 0)
+            )
             var inPlace = 0
             for expected in 0..<UInt64(count) {
                 let r: ReadTransaction
@@ -161,7 +169,10 @@ import Testing
                 if here { #expect(!keeping.holds(view), "the frame goes back when the read ends") }
             }
             let status = try await ClusterTests.status(task, source)
-            return (inPlace, Int(node0.instance.counters.readInPlace - before), keeping.kept.count, node0.instance.framesHeld, status)
+            return (
+                inPlace, Int(node0.instance.counters.readInPlace - before), keeping.kept.count,
+                node0.instance.framesHeld, status
+            )
         }
         #expect(status == 0)
         // Over loopback frames arrive in order, and most find room in the ring
@@ -197,7 +208,8 @@ import Testing
         let (mostHeld, stillKept, held, status) = try await node0.withTask { task in
             let (stream, source) = try await Self.streamHolding(count, task, node0)
             let mostHeld = node0.instance.framesHeld
-            let reader = try task.run(try task.lookup(Self.reader)[0], arguments: [stream], on: InstanceID(node: 0, core: 1))
+            let reader = try task.run(
+                try task.lookup(Self.reader)[0], arguments: [stream], on: InstanceID(node: 0, core: 1))
             let (stillKept, held) = (keeping.kept.count, node0.instance.framesHeld)
             let status = (try await ClusterTests.status(task, reader), try await ClusterTests.status(task, source))
             return (mostHeld, stillKept, held, status)

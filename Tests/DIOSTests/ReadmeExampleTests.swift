@@ -86,7 +86,9 @@ func echo(_ task: TaskContext, _ count: Int, from input: Ref, to output: Ref) as
                     continue
                 }
                 let bytes = try await task.read(output)
-                guard bytes.count == 8, bytes.withUnsafeBytes({ $0.loadUnaligned(as: UInt64.self) }) == next else { break }
+                guard bytes.count == 8, bytes.withUnsafeBytes({ $0.loadUnaligned(as: UInt64.self) }) == next else {
+                    break
+                }
                 next += 1
             }
             _ = try await task.select([child])

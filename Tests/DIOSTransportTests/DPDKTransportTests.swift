@@ -22,7 +22,8 @@ enum DPDKTestHost {
         guard DPDKSupport.isBuilt else { return "built without the DPDK trait" }
         guard getuid() == 0 else { return "DPDK tests need root (hugepages, vdevs, network namespaces)" }
         let meminfo = (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)) ?? ""
-        let free = meminfo.split(separator: "\n").first { $0.hasPrefix("HugePages_Free:") }
+        let free =
+            meminfo.split(separator: "\n").first { $0.hasPrefix("HugePages_Free:") }
             .flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
         guard free >= 64 else { return "DPDK tests need 64 free hugepages, \(free) free: run ./hugepages.sh 512" }
         let mounts = (try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? ""
@@ -171,13 +172,15 @@ final class DPDKProbeRun {
         } else if !vdevs.isEmpty {
             let prefix = "dios-dpdk-test-\(getpid())-\(tag)-\(role)"
             prefixes.append(prefix)
-            arguments += [
-                "--", "--file-prefix", prefix, "--no-pci", "--huge-unlink", "--lcores=0@(\(DPDKTestHost.cpus))",
-            ] + vdevs.flatMap { ["--vdev", $0] }
+            arguments +=
+                [
+                    "--", "--file-prefix", prefix, "--no-pci", "--huge-unlink", "--lcores=0@(\(DPDKTestHost.cpus))",
+                ] + vdevs.flatMap { ["--vdev", $0] }
         }
         let child: DPDKTestChild
         if let namespace, let ip = DPDKTestHost.ipCommand {
-            child = try DPDKTestChild("\(tag)-\(role)", ip, ["netns", "exec", namespace, DPDKTestHost.probe] + arguments)
+            child = try DPDKTestChild(
+                "\(tag)-\(role)", ip, ["netns", "exec", namespace, DPDKTestHost.probe] + arguments)
         } else {
             child = try DPDKTestChild("\(tag)-\(role)", DPDKTestHost.probe, arguments)
         }
@@ -301,7 +304,9 @@ struct DPDKTransportTests {
     /// (Alone it takes about a second; with the whole suite's pollers on two
     /// cores, each side sleeping when idle, one CI run needed more than 25 s.
     /// The budget is 55 s, and the test asserts delivery, not time.)
-    @Test(.timeLimit(.minutes(2)), .enabled(if: DPDKTestHost.vethMissing == nil, Comment(rawValue: DPDKTestHost.vethMissing ?? "")))
+    @Test(
+        .timeLimit(.minutes(2)),
+        .enabled(if: DPDKTestHost.vethMissing == nil, Comment(rawValue: DPDKTestHost.vethMissing ?? "")))
     func afPacketOverVethCarriesTenThousandFramesInOrder() throws {
         let run = DPDKProbeRun("veth")
         defer { run.cleanUp() }
@@ -336,7 +341,9 @@ struct DPDKTransportTests {
     /// An ordinary host (the kernel's stack, a UDP socket) reaches a DPDK node:
     /// it resolves the node's address by ARP, which the transport answers, and
     /// accepts the replies' IPv4 checksums and UDP checksum 0.
-    @Test(.timeLimit(.minutes(1)), .enabled(if: DPDKTestHost.vethMissing == nil, Comment(rawValue: DPDKTestHost.vethMissing ?? "")))
+    @Test(
+        .timeLimit(.minutes(1)),
+        .enabled(if: DPDKTestHost.vethMissing == nil, Comment(rawValue: DPDKTestHost.vethMissing ?? "")))
     func kernelSocketReachesTheDPDKNodeThroughARP() throws {
         let run = DPDKProbeRun("arp")
         defer { run.cleanUp() }

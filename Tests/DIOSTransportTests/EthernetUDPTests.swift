@@ -202,7 +202,8 @@ import Testing
     @Test func arpRequestsForUsAreAnsweredInPlace() {
         var request = [UInt8](repeating: 0, count: EthernetUDP.arpPacketSize)
         request.withUnsafeMutableBytes {
-            EthernetUDP.writeARPRequest(to: $0.baseAddress!, senderMAC: Self.theirMAC, senderIP: Self.them.ipv4, target: Self.us.ipv4)
+            EthernetUDP.writeARPRequest(
+                to: $0.baseAddress!, senderMAC: Self.theirMAC, senderIP: Self.them.ipv4, target: Self.us.ipv4)
         }
         #expect(Self.classify(request) == .arpRequest)
         #expect(Self.classify(request + [0, 0, 0, 0]) == .arpRequest)  // padded
@@ -229,7 +230,9 @@ import Testing
         #expect(Self.classify(Array(request[0..<41])) == .drop(.arpIgnored))
 
         var short = [UInt8](repeating: 0, count: 41)
-        #expect(short.withUnsafeMutableBytes { EthernetUDP.rewriteARPRequestAsReply($0, mac: Self.ourMAC, ipv4: 1) } == false)
+        #expect(
+            short.withUnsafeMutableBytes { EthernetUDP.rewriteARPRequestAsReply($0, mac: Self.ourMAC, ipv4: 1) }
+                == false)
     }
 
     @Test func ethernetAddressesParseAndPrint() {
@@ -237,7 +240,9 @@ import Testing
         #expect(mac?.bytes == [2, 0, 10, 255, 0, 1])
         #expect(mac?.description == "02:00:0a:ff:00:01")
         #expect(EthernetAddress(parsing: "02-00-0a-ff-00-01") == mac)
-        for bad in ["", "02:00:0a:ff:00", "02:00:0a:ff:00:01:02", "02:00:0a:ff:00:1g", "002:00:0a:ff:00:01", "02::0a:ff:00:01"] {
+        for bad in [
+            "", "02:00:0a:ff:00", "02:00:0a:ff:00:01:02", "02:00:0a:ff:00:1g", "002:00:0a:ff:00:01", "02::0a:ff:00:01",
+        ] {
             #expect(EthernetAddress(parsing: bad) == nil, "\(bad)")
         }
         #expect(EthernetAddress(bytes: [1, 2, 3]) == nil)
@@ -254,7 +259,9 @@ import Testing
         let node = PeerAddress(ipv4: 0x0A00_0001, port: 7000)
         func verdict(_ name: String) throws -> EthernetUDP.Verdict {
             let bytes = try [UInt8](Data(contentsOf: corpus.appendingPathComponent(name)))
-            return bytes.withUnsafeBytes { EthernetUDP.classify($0, mac: Self.ourMAC, local: node, siblings: 7001...7002) }
+            return bytes.withUnsafeBytes {
+                EthernetUDP.classify($0, mac: Self.ourMAC, local: node, siblings: 7001...7002)
+            }
         }
         let them = PeerAddress(ipv4: 0x0A00_0002, port: 7000)
         for name in ["eth-udp-data", "eth-udp-ack-ip-options"] {

@@ -1,3 +1,4 @@
+import CLinux
 import DIOSCore
 import DIOSTransport
 import DIOSWire
@@ -24,7 +25,8 @@ import Testing
             }
         }
         #expect(got.count == 10)
-        #expect(got.enumerated().allSatisfy { $0.element == [UInt8](repeating: UInt8($0.offset), count: 100 + $0.offset) })
+        #expect(
+            got.enumerated().allSatisfy { $0.element == [UInt8](repeating: UInt8($0.offset), count: 100 + $0.offset) })
         #expect(from == [a.localAddress])
     }
 
@@ -42,7 +44,10 @@ import Testing
         }
         a.hold()
         for i in 0..<20 {
-            #expect([UInt8](repeating: UInt8(i), count: 64 + i).withUnsafeBytes { a.send($0, to: i % 2 == 0 ? b.localAddress : c.localAddress) })
+            #expect(
+                [UInt8](repeating: UInt8(i), count: 64 + i).withUnsafeBytes {
+                    a.send($0, to: i % 2 == 0 ? b.localAddress : c.localAddress)
+                })
         }
         #expect(b.receive { _, _ in } == 0 && c.receive { _, _ in } == 0)  // held
         a.flush()
@@ -54,7 +59,8 @@ import Testing
         a.hold()
         for i in 0..<70 { #expect(withUnsafeBytes(of: UInt64(i)) { a.send($0, to: b.localAddress) }) }
         a.flush()
-        #expect(drain(b, expecting: 70).map { $0.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } } == Array(0..<70))
+        #expect(
+            drain(b, expecting: 70).map { $0.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } } == Array(0..<70))
         #expect(a.sendFailures == 0)
         // After the flush, sends go at once again.
         #expect(withUnsafeBytes(of: UInt64(99)) { a.send($0, to: c.localAddress) })
@@ -90,7 +96,9 @@ import Testing
         while next < total && clock() < deadline {
             while sent < total {
                 let ok = withUnsafeBytes(of: UInt64(sent)) { body in
-                    (try? a.send(to: ib, prefix: UnsafeRawBufferPointer(start: nil, count: 0), body: body, now: clock())) ?? false
+                    let none = UnsafeRawBufferPointer(start: nil, count: 0)
+                    return (try? a.send(to: ib, prefix: none, body: body, now: clock()))
+                        ?? false
                 }
                 guard ok else { break }
                 sent += 1
@@ -110,5 +118,4 @@ import Testing
     }
 }
 
-import CLinux
 func clinuxNow() -> UInt64 { clinux_monotonic_ns() }

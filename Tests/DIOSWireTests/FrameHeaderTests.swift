@@ -52,7 +52,10 @@ import Testing
         ack.type = .ack
         ack.flags = 0
         ack.payloadLength = 1
-        if case .failure(.valueOutOfRange) = decode(frame(ack, payload: [0])) {} else { Issue.record("ack with payload accepted") }
+        if case .failure(.valueOutOfRange) = decode(frame(ack, payload: [0])) {
+        } else {
+            Issue.record("ack with payload accepted")
+        }
     }
 
     /// Random bytes, and random corruptions of good frames, never trap: each

@@ -18,14 +18,23 @@ import Testing
             let delta = randomDelta(&rng)
             var bytes: [UInt8] = []
             delta.encode(into: &bytes)
-            if case .insert = delta { #expect(bytes.count == NameDelta.insertSize) } else { #expect(bytes.count == NameDelta.removeSize) }
+            if case .insert = delta {
+                #expect(bytes.count == NameDelta.insertSize)
+            } else {
+                #expect(bytes.count == NameDelta.removeSize)
+            }
             #expect(try NameDelta.decode(bytes) == delta)
         }
     }
 
     @Test func everyTruncationIsRefused() throws {
         var bytes: [UInt8] = []
-        NameDelta.insert(.random(), InstanceRecord(owner: .init(node: 0, core: 0), object: .init(index: 1, generation: 1), kind: .stream, size: 9, persistent: true), InsertTag(origin: .init(node: 0, core: 0), counter: 1)).encode(into: &bytes)
+        NameDelta.insert(
+            .random(),
+            InstanceRecord(
+                owner: .init(node: 0, core: 0), object: .init(index: 1, generation: 1), kind: .stream, size: 9,
+                persistent: true), InsertTag(origin: .init(node: 0, core: 0), counter: 1)
+        ).encode(into: &bytes)
         for n in 0..<bytes.count {
             #expect(throws: WireError.self) { try NameDelta.decode(bytes[0..<n]) }
         }
@@ -39,7 +48,12 @@ import Testing
         bad[0] = 9
         #expect(throws: WireError.unknownType(9)) { try NameDelta.decode(bad) }
         var insert: [UInt8] = []
-        NameDelta.insert(.random(), InstanceRecord(owner: .init(node: 0, core: 0), object: .init(index: 1, generation: 1), kind: .blob, size: 1, persistent: false), InsertTag(origin: .init(node: 0, core: 0), counter: 1)).encode(into: &insert)
+        NameDelta.insert(
+            .random(),
+            InstanceRecord(
+                owner: .init(node: 0, core: 0), object: .init(index: 1, generation: 1), kind: .blob, size: 1,
+                persistent: false), InsertTag(origin: .init(node: 0, core: 0), counter: 1)
+        ).encode(into: &insert)
         var badKind = insert
         badKind[45 + 12] = 200
         #expect(throws: WireError.unknownKind(200)) { try NameDelta.decode(badKind) }

@@ -55,7 +55,8 @@ import Testing
             #expect(!taken)  // nobody speaks for this instance
         }
         // An insertion whose record names another owner than its tag.
-        let forged = NameDelta.insert(Name.random(), Self.record(Self.id(1, 0), 2), InsertTag(origin: Self.id(1, 1), counter: 7))
+        let forged = NameDelta.insert(
+            Name.random(), Self.record(Self.id(1, 0), 2), InsertTag(origin: Self.id(1, 1), counter: 7))
         do {
             let taken = s.receive(forged, from: Self.id(1, 1))
             #expect(!taken)
@@ -124,7 +125,9 @@ import Testing
         #expect(a0.relays(to: peer))
         let messages = a0.syncMessages(own: own, to: peer)
         var receiver = NameService(local: peer, siblings: 2)
-        for case .nameSync(let reset, let inserts) in messages { receiver.receiveSync(reset: reset, inserts: inserts, from: a0.local) }
+        for case .nameSync(let reset, let inserts) in messages {
+            receiver.receiveSync(reset: reset, inserts: inserts, from: a0.local)
+        }
         #expect(Self.held(receiver) == ["\(mine.name) \(Self.id(0, 0))", "\(sibling.name) \(Self.id(0, 1))"])
         #expect(a0.syncMessages(own: own, to: Self.id(1, 1)).isEmpty)  // 0.1 relays to 1.1
     }

@@ -10,8 +10,11 @@ import Testing
         .run(
             proxy: ObjectID(index: 1, generation: 2), program: name, trusted: true, label: "consumer ✓",
             streams: [
-                RemoteArgument(object: ObjectID(index: 5, generation: 1), name: name, maxWriteSize: 4096, depth: 256, writeEnd: false),
-                RemoteArgument(object: ObjectID(index: 6, generation: 1), name: name, maxWriteSize: 64, depth: 8, writeEnd: true),
+                RemoteArgument(
+                    object: ObjectID(index: 5, generation: 1), name: name, maxWriteSize: 4096, depth: 256,
+                    writeEnd: false),
+                RemoteArgument(
+                    object: ObjectID(index: 6, generation: 1), name: name, maxWriteSize: 64, depth: 8, writeEnd: true),
                 RemoteArgument(
                     object: ObjectID(index: 7, generation: 2), kind: .blob, name: name, maxWriteSize: 100, depth: 1,
                     writeEnd: false, rights: [.read, .write]),
@@ -31,7 +34,10 @@ import Testing
             reset: true,
             inserts: [
                 .insert(
-                    name, InstanceRecord(owner: InstanceID(node: 1, core: 1), object: ObjectID(index: 3, generation: 1), kind: .blob, size: 64, persistent: false),
+                    name,
+                    InstanceRecord(
+                        owner: InstanceID(node: 1, core: 1), object: ObjectID(index: 3, generation: 1), kind: .blob,
+                        size: 64, persistent: false),
                     InsertTag(origin: InstanceID(node: 1, core: 1), counter: 10))
             ]),
         .nameConfirm(name: name, object: ObjectID(index: 3, generation: 1), call: 45),
@@ -50,7 +56,10 @@ import Testing
 
     @Test func streamDataPayloadFollowsThePrefix() {
         var bytes = [UInt8](repeating: 0, count: RemoteMessage.streamDataPrefix)
-        bytes.withUnsafeMutableBytes { RemoteMessage.encodeStreamData(origin: ObjectID(index: 4, generation: 5), senderIsOrigin: false, into: $0.baseAddress!) }
+        bytes.withUnsafeMutableBytes {
+            RemoteMessage.encodeStreamData(
+                origin: ObjectID(index: 4, generation: 5), senderIsOrigin: false, into: $0.baseAddress!)
+        }
         bytes += [9, 8, 7]
         bytes.withUnsafeBytes { raw in
             let decoded = try? RemoteMessage.decode(raw)

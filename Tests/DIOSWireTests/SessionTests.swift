@@ -51,7 +51,8 @@ final class Pair {
 
     func send(_ bytes: [UInt8]) -> Bool {
         bytes.withUnsafeBytes { body in
-            (try? left.send(to: b, prefix: UnsafeRawBufferPointer(start: nil, count: 0), body: body, now: net.now)) ?? false
+            (try? left.send(to: b, prefix: UnsafeRawBufferPointer(start: nil, count: 0), body: body, now: net.now))
+                ?? false
         }
     }
 
@@ -61,7 +62,9 @@ final class Pair {
     func sendInPlace(_ bytes: [UInt8]) -> Bool? {
         switch left.lendFrame(for: b) {
         case .lent(let frame):
-            bytes.withUnsafeBytes { (frame.bytes + FrameHeader.size).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            bytes.withUnsafeBytes {
+                (frame.bytes + FrameHeader.size).copyMemory(from: $0.baseAddress!, byteCount: $0.count)
+            }
             let session = left.sessions[0]
             if session.sendLentNow(frame, length: bytes.count, now: net.now, via: left.transport) { return true }
             let sent = left.sendLent(frame, length: bytes.count, to: b, now: net.now)
@@ -93,7 +96,9 @@ final class Pair {
     /// Sends `messages` numbered messages and checks they arrive in order. With
     /// `inPlace`, every message that fits one frame is written in a lent frame
     /// when the session lends one, and copied otherwise.
-    func run(_ pair: Pair, messages: Int, refuseEvery: Int = 0, inPlace: Bool = false) -> (delivered: Int, outOfOrder: Int) {
+    func run(_ pair: Pair, messages: Int, refuseEvery: Int = 0, inPlace: Bool = false) -> (
+        delivered: Int, outOfOrder: Int
+    ) {
         var next = 0
         var sent = 0
         var outOfOrder = 0
@@ -130,7 +135,8 @@ final class Pair {
     /// The bar: 5% loss plus duplication and reordering, and every
     /// message still arrives exactly once, in order.
     @Test func exactlyOnceInOrderUnderLossDuplicationAndReordering() {
-        let pair = Pair(faults: FaultConfiguration(loss: 0.05, duplicate: 0.02, reorder: 0.05, delay: .microseconds(30), seed: 7))
+        let pair = Pair(
+            faults: FaultConfiguration(loss: 0.05, duplicate: 0.02, reorder: 0.05, delay: .microseconds(30), seed: 7))
         let r = run(pair, messages: 100_000, refuseEvery: 97)
         #expect(r.delivered == 100_000)
         #expect(r.outOfOrder == 0)
@@ -209,7 +215,11 @@ final class Pair {
         // Message 2 arrives after all, once.
         pair.net.queues[rightAddress] = held
         var delivered: [Int] = []
-        for _ in 0..<5 { pair.step { m in delivered.append(Int(m.loadUnaligned(as: UInt64.self))); return true } }
+        for _ in 0..<5 {
+            pair.step { m in
+                delivered.append(Int(m.loadUnaligned(as: UInt64.self))); return true
+            }
+        }
         #expect(delivered == [2])
     }
 
@@ -219,7 +229,8 @@ final class Pair {
     /// goes back to the transport once acknowledged, none twice.
     @Test func inPlaceFramesArriveExactlyOnceInOrderAndAreReleasedOnce() {
         let pair = Pair(
-            faults: FaultConfiguration(loss: 0.05, duplicate: 0.02, reorder: 0.05, delay: .microseconds(30), seed: 11), lending: true)
+            faults: FaultConfiguration(loss: 0.05, duplicate: 0.02, reorder: 0.05, delay: .microseconds(30), seed: 11),
+            lending: true)
         let r = run(pair, messages: 20_000, refuseEvery: 89, inPlace: true)
         #expect(r.delivered == 20_000)
         #expect(r.outOfOrder == 0)
@@ -241,7 +252,9 @@ final class Pair {
         #expect(pair.sendInPlace([0]) == nil)  // the peer has not answered yet: no loan
         #expect(pair.send(Self.message(0)))
         var delivered: [Int] = []
-        let take: (UnsafeRawBufferPointer) -> Bool = { m in delivered.append(Int(m.loadUnaligned(as: UInt64.self))); return true }
+        let take: (UnsafeRawBufferPointer) -> Bool = { m in
+            delivered.append(Int(m.loadUnaligned(as: UInt64.self))); return true
+        }
         for _ in 0..<3 { pair.step(deliver: take) }
         #expect(delivered == [0])
         // Without polls nothing is acknowledged: a window's worth goes out, a
@@ -278,7 +291,9 @@ final class Pair {
         #expect(session.sendLentNow(lend(), length: 8, now: pair.net.now, via: pair.left.transport))
         #expect(session.counters.sentInPlace == before.sentInPlace + 1 && session.lent == 0)
         // Fill the window (nothing is acknowledged without polls).
-        while session.inFlight < w { #expect(session.sendLentNow(lend(), length: 8, now: pair.net.now, via: pair.left.transport)) }
+        while session.inFlight < w {
+            #expect(session.sendLentNow(lend(), length: 8, now: pair.net.now, via: pair.left.transport))
+        }
         func onTheWire() -> Int { pair.net.queues.values.reduce(0) { $0 + $1.count } }
         let sentFrames = onTheWire()
         // Full: declined, nothing changed, nothing sent; the frame is still lent.
@@ -346,7 +361,9 @@ final class Pair {
         var got = 0
         for _ in 0..<100 {
             while pair.send([1, 2, 3]) { sent += 1 }
-            pair.step { _ in got += 1; return true }
+            pair.step { _ in
+                got += 1; return true
+            }
         }
         #expect(got == sent)
         #expect(sent > pair.configuration.window)
@@ -357,7 +374,9 @@ final class Pair {
         let big = [UInt8](repeating: 0, count: 101)
         let result: Result<Bool, SessionError> = big.withUnsafeBytes { body in
             do throws(SessionError) {
-                return .success(try pair.left.send(to: pair.b, prefix: UnsafeRawBufferPointer(start: nil, count: 0), body: body, now: 0))
+                return .success(
+                    try pair.left.send(
+                        to: pair.b, prefix: UnsafeRawBufferPointer(start: nil, count: 0), body: body, now: 0))
             } catch { return .failure(error) }
         }
         #expect(result == .failure(.messageTooLarge(101, maximum: 100)))
@@ -386,7 +405,11 @@ final class Pair {
         #expect(pair.left.isReachable(pair.b) && pair.right.isReachable(pair.a))
         var got: [UInt8] = []
         #expect(pair.send([42]))
-        for _ in 0..<10 { pair.step { got += $0; return true } }
+        for _ in 0..<10 {
+            pair.step {
+                got += $0; return true
+            }
+        }
         #expect(got == [42])
     }
 
@@ -400,7 +423,11 @@ final class Pair {
         #expect(pair.leftChanges == [.up, .down(.restarted), .up])
         var got: [UInt8] = []
         #expect(pair.send([7, 7]))
-        for _ in 0..<10 { pair.step { got += $0; return true } }
+        for _ in 0..<10 {
+            pair.step {
+                got += $0; return true
+            }
+        }
         #expect(got == [7, 7])
     }
 

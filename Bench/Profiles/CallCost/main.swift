@@ -31,7 +31,8 @@ import Glibc
 #endif
 
 let arguments = Array(CommandLine.arguments.dropFirst())
-guard arguments.count == 2, ["local", "wire", "names"].contains(arguments[0]), let count = Int(arguments[1]), count > 0 else {
+guard arguments.count == 2, ["local", "wire", "names"].contains(arguments[0]), let count = Int(arguments[1]), count > 0
+else {
     print("usage: CallCost local|wire|names N")
     exit(2)
 }
@@ -123,7 +124,8 @@ func twoNodes() async throws -> [Node] {
         configuration.logger.logLevel = .warning
         let endpoint = WireEndpoint(
             local: ids[k], transport: MemoryPort(network, addresses[k], peer: addresses[1 - k]),
-            peers: [ids[1 - k]: addresses[1 - k]], configuration: SessionConfiguration(retransmitTimeout: .milliseconds(500)),
+            peers: [ids[1 - k]: addresses[1 - k]],
+            configuration: SessionConfiguration(retransmitTimeout: .milliseconds(500)),
             now: monotonicNanoseconds(), seed: UInt64(k + 1))
         nodes.append(try Node(configuration, wires: [endpoint]))
     }
