@@ -13,14 +13,17 @@
 //   DIOSHost               running commands (`ip`) and watching processes
 //   DIOS                   the task-facing API: TaskContext, transactions, Node
 //   DIOSConfig             node and cluster files as plain values; one parser per setting
+//   DIOSProcess            task processes: executables spawned as tasks, their channels served
 //   DIOSKernel             a kernel instance: objects, reference tables, the calls
 //   DIOSTransport          frames on kernel UDP sockets and DPDK queues
 //   DIOSSimulation         seeded simulations of the wire's protocols (test support)
+//   DIOSChannel            a task process's ring entries: decoded and checked
 //   DIOSWire               frames, remote messages, sessions, the name service: codecs and protocols
 //   DIOSMemory             hugepage arena, pools, stream rings: the one owner of raw memory
 //   DIOSDevices            start-up probes of DPDK / RDMA / hugepages (C at the edge)
 //   DIOSCore               pure types: names, references, rights, flags, errors, policies
-//   CSupport/C*            small C shims (DPDK, verbs, Linux bits Swift cannot reach)
+//   CSupport/C*            small C shims (DPDK, verbs, Linux bits Swift cannot reach,
+//                          the task channel's layout); libdios/ is the C ABI itself
 //
 // Package traits `DPDK` and `RDMA` (on by default) compile the shims against the
 // Debian libraries; `--disable-default-traits` builds where they are missing.
@@ -81,6 +84,13 @@ let package = Package(
             cSettings: [.unsafeFlags(dpdkCFlags), .define("_GNU_SOURCE")],
             linkerSettings: dpdkLibraries
         ),
+        // The channel to task processes: its layout (shared with libdios) and
+        // the Linux calls that spawn, watch and wake them.
+        .target(
+            name: "CDIOSChannel",
+            path: "CSupport/CDIOSChannel",
+            cSettings: [.define("_GNU_SOURCE")]
+        ),
         .target(
             name: "CRDMA",
             path: "CSupport/CRDMA",
@@ -108,6 +118,14 @@ let package = Package(
         // Swift over raw buffers, so the simulation and the fuzzer drive it as is.
         .target(
             name: "DIOSWire",
+            dependencies: ["DIOSCore"],
+            swiftSettings: strict
+        ),
+
+        // The task-process channel's entries: decoded and bounds-checked, pure
+        // Swift over plain numbers, so the fuzzer drives the decoder as is.
+        .target(
+            name: "DIOSChannel",
             dependencies: ["DIOSCore"],
             swiftSettings: strict
         ),
@@ -155,6 +173,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Task processes: spawning executables as tasks and serving their channels.
+        .target(
+            name: "DIOSProcess",
+            dependencies: ["DIOSCore", "DIOSKernel", "DIOSChannel", "CDIOSChannel", "CLinux"],
+            swiftSettings: strict
+        ),
         .target(
             name: "DIOSConfig",
             dependencies: [
@@ -166,7 +190,7 @@ let package = Package(
         .target(
             name: "DIOS",
             dependencies: [
-                "DIOSCore", "DIOSKernel", "DIOSMemory", "DIOSWire", "DIOSConfig", "CLinux",
+                "DIOSCore", "DIOSKernel", "DIOSMemory", "DIOSWire", "DIOSConfig", "DIOSProcess", "CLinux",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict + [.enableExperimentalFeature("Lifetimes")]
@@ -249,6 +273,11 @@ let package = Package(
                 "CLinux",
             ],
             swiftSettings: strict + [.enableExperimentalFeature("Lifetimes")]
+        ),
+        .testTarget(
+            name: "DIOSProcessTests",
+            dependencies: ["DIOS", "DIOSProcess", "DIOSChannel", "DIOSHost", "CDIOSChannel", "CLinux"],
+            swiftSettings: strict
         ),
         .testTarget(name: "DIOSDevicesTests", dependencies: ["DIOSDevices"], swiftSettings: strict),
         .testTarget(

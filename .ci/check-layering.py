@@ -8,13 +8,13 @@ import json, pathlib, re, subprocess, sys
 # Lowest first; a target may depend only on targets of lower layers. Tests and
 # executables sit above everything.
 LAYERS = [
-    {"CLinux", "CDPDK", "CRDMA"},
+    {"CLinux", "CDPDK", "CRDMA", "CDIOSChannel"},
     {"DIOSCore"},
     {"DIOSMemory", "DIOSDevices"},
-    {"DIOSWire"},
+    {"DIOSWire", "DIOSChannel"},
     {"DIOSTransport", "DIOSSimulation"},
     {"DIOSKernel"},
-    {"DIOSConfig"},
+    {"DIOSConfig", "DIOSProcess"},
     {"DIOS"},
     {"DIOSHost", "DIOSExamples"},
     {"DIOSBench"},

@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -64,15 +65,16 @@ int clinux_eventfd_signal(int fd) {
     return errno;
 }
 
-int clinux_eventfd_wait(int fd, int other_fd, int64_t timeout_ns) {
-    struct pollfd p[2] = {{.fd = fd, .events = POLLIN, .revents = 0}, {.fd = other_fd, .events = POLLIN, .revents = 0}};
+int clinux_eventfd_wait(int fd, int other_fd, int third_fd, int64_t timeout_ns) {
+    struct pollfd p[3] = {{.fd = fd, .events = POLLIN, .revents = 0}, {.fd = other_fd, .events = POLLIN, .revents = 0},
+                          {.fd = third_fd, .events = POLLIN, .revents = 0}};
     struct timespec ts, *tsp = NULL;
     if (timeout_ns >= 0) {
         ts.tv_sec = timeout_ns / 1000000000LL;
         ts.tv_nsec = timeout_ns % 1000000000LL;
         tsp = &ts;
     }
-    int r = ppoll(p, other_fd >= 0 ? 2 : 1, tsp, NULL);
+    int r = ppoll(p, 3, tsp, NULL);  // a negative fd is skipped
     if (r < 0) return errno == EINTR ? 0 : -errno;
     if (r == 0) return 0;
     if (p[0].revents & POLLIN) {
@@ -80,6 +82,20 @@ int clinux_eventfd_wait(int fd, int other_fd, int64_t timeout_ns) {
         (void)read(fd, &value, sizeof(value));
     }
     return 1;
+}
+
+int clinux_epoll_create(void) {
+    int fd = epoll_create1(EPOLL_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+int clinux_epoll_add(int epoll_fd, int fd) {
+    struct epoll_event event = {.events = EPOLLIN, .data.fd = fd};
+    return epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event) == 0 ? 0 : -errno;
+}
+
+int clinux_epoll_remove(int epoll_fd, int fd) {
+    return epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, NULL) == 0 ? 0 : -errno;
 }
 
 uint64_t clinux_monotonic_ns(void) {

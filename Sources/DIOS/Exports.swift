@@ -3,3 +3,4 @@
 // InstanceCounters, KernelInstance — whose calls are package-internal).
 @_exported public import DIOSCore
 @_exported public import DIOSKernel
+@_exported public import DIOSProcess

@@ -2,6 +2,7 @@ import CLinux
 public import DIOSCore
 public import DIOSKernel
 public import DIOSMemory
+import DIOSProcess
 public import DIOSWire
 import Logging
 
@@ -150,6 +151,26 @@ public final class Node: Sendable {
         }
         return name
     }
+
+    /// Registers an executable as a program object on every instance, under
+    /// its name (the SHA-256 of its bytes), and returns the name. `run` of it
+    /// starts the file as a task process on the chosen instance: trusted
+    /// unless run with `.untrusted`, its exit status the task's. Registering
+    /// the same bytes again changes nothing.
+    @discardableResult
+    public func register(_ executable: Executable) async -> Name {
+        let entry = ProcessHost.entry(for: executable, options: configuration.processes)
+        for kernel in instances {
+            await Task(executorPreference: kernel.executor) {
+                guard !kernel.hasProgram(executable.name) else { return }
+                _ = kernel.registerProgram(executable.name, entry: entry)
+            }.value
+        }
+        return executable.name
+    }
+
+    /// The node's task processes, live and recently ended.
+    public var processes: ProcessTable { configuration.processes.table }
 
     /// The kernel's shape of a program: exit status 0 when it returns, 1 when it throws.
     static func entry(

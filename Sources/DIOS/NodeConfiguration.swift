@@ -1,5 +1,6 @@
 public import DIOSConfig
 public import DIOSCore
+public import DIOSProcess
 public import Logging
 
 /// How a node is set up.
@@ -35,6 +36,9 @@ public struct NodeConfiguration: Sendable {
     /// the reading task's `beginRead` viewing it there (on transports that keep
     /// received frames: DPDK). False: it is copied into the stream's ring.
     public var readsInPlace = true
+    /// How executables run as task processes (`Node.register(_ executable:)`):
+    /// where their logs go, what environment they get.
+    public var processes = ProcessOptions()
 
     public init() {}
 

@@ -93,10 +93,13 @@ public struct TaskContext: Sendable {
     /// reference is to a proxy that becomes readable when the task exits, and
     /// only streams can be passed as arguments (they become rings shared by the
     /// two instances).
-    public func run(_ program: Ref, arguments: [Ref] = [], flags: Flags = [], on instance: Int? = nil) throws(CallError)
-        -> Ref
-    {
-        try kernel.run(task, program, arguments: arguments, flags: flags, on: instance)
+    ///
+    /// `commandLine` is what a program that is an executable gets as its
+    /// arguments (`argv[1...]`); closure programs ignore it.
+    public func run(
+        _ program: Ref, arguments: [Ref] = [], commandLine: [String] = [], flags: Flags = [], on instance: Int? = nil
+    ) throws(CallError) -> Ref {
+        try kernel.run(task, program, arguments: arguments, flags: flags, commandLine: commandLine, on: instance)
     }
 
     /// `create` under a well-known name (trusted tasks only): a service that

@@ -94,9 +94,11 @@ final class Doorbell: Sendable {
 
     /// Sleeps until rung or `timeoutNanoseconds` pass, unless `stillIdle` (checked
     /// after announcing the sleep, so a ring in between is not lost) says no.
-    func sleep(timeoutNanoseconds: Int64, alsoWakingOn other: Int32 = -1, stillIdle: () -> Bool) {
+    func sleep(
+        timeoutNanoseconds: Int64, alsoWakingOn other: Int32 = -1, and third: Int32 = -1, stillIdle: () -> Bool
+    ) {
         sleeping.store(true, ordering: .sequentiallyConsistent)
-        if stillIdle() { _ = clinux_eventfd_wait(fd, other, timeoutNanoseconds) }
+        if stillIdle() { _ = clinux_eventfd_wait(fd, other, third, timeoutNanoseconds) }
         sleeping.store(false, ordering: .sequentiallyConsistent)
     }
 }

@@ -42,6 +42,12 @@ extension KernelInstance {
         return id
     }
 
+    /// Whether a program object is registered here under `name`.
+    package func hasProgram(_ name: Name) -> Bool {
+        checkThread()
+        return names.first(of: name) { objects.isLive($0) && objects.records[Int($0.index)].kind == .program } != nil
+    }
+
     /// Removes an object's name and, once no transaction is open on it, its buffer and slot.
     func destroy(_ object: ObjectID) {
         let i = Int(object.index)

@@ -254,6 +254,7 @@ extension KernelInstance {
         if wire != nil { work += pollWire(clock: work == 0 ? turnClock : nil) }
         if sharedWatchers > 0 { markSharedReady() }
         work += wakeWaiters()
+        if !channels.isEmpty { work += serviceChannels() }
         if work == 0 { counters.idlePolls &+= 1 }
         return work
     }
@@ -271,7 +272,7 @@ extension KernelInstance {
         // publishes into a watched ring from now on rings the doorbell (the
         // ring's side is claimed by this instance, see `select`).
         !executor.hasPending && dirty.isEmpty && !hasControlMessages() && !sharedReady() && remoteOutbox.isEmpty
-            && (nanosecondsToNextTimer().map { $0 > 0 } ?? true)
+            && (nanosecondsToNextTimer().map { $0 > 0 } ?? true) && (channels.isEmpty || channelsIdle())
     }
 
     /// Swift tasks still running on this instance.

@@ -10,9 +10,11 @@ extension KernelInstance {
     ///
     /// With `instance` naming another instance of the node, the task starts there
     /// (the core that instance polls); without it, here, next to its parent.
+    /// `commandLine` is what a program that is an executable gets as its
+    /// arguments (`commandLine(of:)`); it goes with a run on this node.
     package func run(
         _ task: TaskID, _ programRef: Ref, arguments: [Ref], flags: Flags,
-        label: String? = nil, on instance: Int? = nil, onNode remote: InstanceID? = nil
+        label: String? = nil, commandLine: [String] = [], on instance: Int? = nil, onNode remote: InstanceID? = nil
     ) throws(CallError) -> Ref {
         checkThread()
         counters.calls += 1
@@ -33,11 +35,13 @@ extension KernelInstance {
         }
         if let instance, instance != index {
             return try runOnSibling(
-                t, programEntry, arguments: argumentEntries, flags: flags, label: label ?? "program", on: instance)
+                t, programEntry, arguments: argumentEntries, flags: flags, label: label ?? "program",
+                commandLine: commandLine, on: instance)
         }
         guard tasks[t].refs.count < tasks[t].refs.capacity else { throw .reference(.tableFull) }
         let child = try makeTask(trusted: !flags.contains(.untrusted), label: label ?? "program")
         let c = Int(child.index)
+        tasks[c].commandLine = commandLine
         for e in argumentEntries {
             let ref = try! insertRef(c, e)
             tasks[c].delegated.append(ref)
@@ -83,11 +87,18 @@ extension KernelInstance {
         let i = Int(target.index)
         guard i < tasks.count, tasks[i].generation == target.generation, tasks[i].live else { return }
         tasks[i].paused = paused
+        if !channels.isEmpty { channelPauseChanged(target, paused: paused) }
         if !paused {
             let resumed = tasks[i].pauseWaiters
             tasks[i].pauseWaiters.removeAll()
             for w in resumed { w.resume() }
         }
+    }
+
+    /// The command line `run` gave the task (empty for most).
+    package func commandLine(of task: TaskID) -> [String] {
+        let i = Int(task.index)
+        return i < tasks.count && tasks[i].generation == task.generation ? tasks[i].commandLine : []
     }
 
     /// Whether a task is paused.
@@ -124,6 +135,7 @@ extension KernelInstance {
         for w in paused { w.resume() }
         tasks[i].delegationWaiter?.resume()
         tasks[i].delegationWaiter = nil
+        if !channels.isEmpty { wakeChannelServer(of: target) }
         var remaining: [Waiter] = []
         for w in waiters {
             if w.task == target { w.continuation.resume() } else { remaining.append(w) }

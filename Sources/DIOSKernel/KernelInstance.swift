@@ -80,6 +80,10 @@ public final class KernelInstance: @unchecked Sendable {
     /// Control messages for other nodes waiting for room in their session.
     @exclusivity(unchecked) var remoteOutbox: [(peer: InstanceID, bytes: [UInt8])] = []
     @exclusivity(unchecked) var stopping = false
+    /// Task processes' channels this instance polls, and the epoll set of
+    /// their doorbells (-1 until the first).
+    @exclusivity(unchecked) var channels: [ChannelSlot] = []
+    @exclusivity(unchecked) var channelBells: Int32 = -1
     /// The monotonic clock as read at the start of this poll turn on an
     /// instance with a wire (or by the last full wire poll of a spinning
     /// `select`): what a send from a task's call stamps its frame with.
@@ -162,6 +166,7 @@ public final class KernelInstance: @unchecked Sendable {
     }
 
     deinit {
+        if channelBells >= 0 { close(channelBells) }
         bells.deallocate()
         inbound.deallocate()
     }

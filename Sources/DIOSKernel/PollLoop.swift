@@ -106,10 +106,11 @@ public final class PollLoop: Sendable {
                 let timeout = min(instance.nanosecondsToNextTimer() ?? cap, cap)
                 instance.doorbell.sleep(
                     timeoutNanoseconds: Int64(min(timeout, UInt64(Int64.max))),
-                    alsoWakingOn: instance.wireReadinessFD ?? -1
+                    alsoWakingOn: instance.wireReadinessFD ?? -1, and: instance.channelBellFD
                 ) {
                     self.instance.isIdle() && !self.stopRequested.load(ordering: .relaxed)
                 }
+                instance.channelsAwake()
                 idle = spins  // after a sleep, yield a little before sleeping again
             }
         }

@@ -8,6 +8,8 @@ struct TaskRecord {
     var refs = ReferenceTable()
     var object = ObjectID(index: 0, generation: 0)
     var label = ""
+    /// The arguments `run` gave an executable's task process.
+    var commandLine: [String] = []
     var paused = false
     var stopping = false
     var pauseWaiters: [UnsafeContinuation<Void, Never>] = []

@@ -37,10 +37,17 @@ void *clinux_map_failed(void);
 int clinux_eventfd(void);
 /// Adds 1 to an eventfd counter. Returns 0 or an errno value (EAGAIN when saturated is fine).
 int clinux_eventfd_signal(int fd);
-/// Waits until the eventfd is signalled, `other_fd` (if not negative) becomes
-/// readable, or `timeout_ns` passes (negative: forever); clears the eventfd.
-/// Returns 1 when woken, 0 on timeout, -errno on error. Wraps `ppoll`.
-int clinux_eventfd_wait(int fd, int other_fd, int64_t timeout_ns);
+/// Waits until the eventfd is signalled, `other_fd` or `third_fd` (each if not
+/// negative) becomes readable, or `timeout_ns` passes (negative: forever);
+/// clears the eventfd. Returns 1 when woken, 0 on timeout, -errno on error.
+/// Wraps `ppoll`.
+int clinux_eventfd_wait(int fd, int other_fd, int third_fd, int64_t timeout_ns);
+
+/// A close-on-exec epoll set, and adding or removing a descriptor to wake on
+/// when readable (level-triggered). Return the fd / 0, or -errno.
+int clinux_epoll_create(void);
+int clinux_epoll_add(int epoll_fd, int fd);
+int clinux_epoll_remove(int epoll_fd, int fd);
 
 /// The CPU's spin-wait hint (`pause` on x86, `yield` on arm64).
 static inline void clinux_cpu_relax(void) {
@@ -65,6 +72,10 @@ static inline uint64_t clinux_load_acquire_u64(const uint64_t *p) { return __ato
 static inline void clinux_store_release_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 static inline uint32_t clinux_load_acquire_u32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static inline void clinux_store_release_u32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+/// Sequentially consistent, for a flag one side sets before it sleeps and the
+/// other reads after it publishes (each then sees the other's write).
+static inline uint32_t clinux_load_seqcst_u32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static inline void clinux_store_seqcst_u32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
 /// Compare-and-swap; returns 1 when `*p` was `expected` and is now `desired`.
 static inline int clinux_cas_u32(uint32_t *p, uint32_t expected, uint32_t desired) {
     return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);

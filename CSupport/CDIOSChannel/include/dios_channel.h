@@ -1,0 +1,130 @@
+// The channel between a DIOS kernel instance and one task process: the layout
+// of the shared memory both sides map, and the entries that cross it.
+//
+// `diosd` makes the channel for one process alone (a memfd, inherited by that
+// child only) and polls it from the instance's loop. The process submits calls
+// as fixed-size entries in the submission ring (SQ) and reads their results in
+// the completion ring (CQ), io_uring-style: `user_data` passes through, and a
+// call's data (names, arrays of references, the bytes read and written by a
+// task that does not map the arena) lies in the channel's window, named by
+// offset. References cross as table slots, never pointers.
+//
+// The kernel treats everything here as hostile: it keeps its own copies of the
+// indices it owns (SQ head, CQ tail) and never reads them back, copies each
+// entry out once before looking at it, and bounds-checks every offset and
+// count against the window. libdios (the C ABI) is the one writer on the
+// process side; this header is shared by it and by the kernel.
+#ifndef DIOS_CHANNEL_H
+#define DIOS_CHANNEL_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// "DIOSCHN" and the layout's version in the last byte.
+#define DIOS_CHANNEL_MAGIC 0x44494F5343484E01ULL
+/// Entries in each ring (a power of two).
+#define DIOS_RING_ENTRIES 64u
+/// Where the rings and the window lie in the channel's memory.
+#define DIOS_CHANNEL_SQ_OFFSET 4096u
+#define DIOS_CHANNEL_CQ_OFFSET (DIOS_CHANNEL_SQ_OFFSET + DIOS_RING_ENTRIES * 64u)
+#define DIOS_CHANNEL_WINDOW_OFFSET (1u << 16)
+/// The window: 8 areas of 2 MiB, the largest view a call returns.
+#define DIOS_WINDOW_AREA (2u << 20)
+#define DIOS_WINDOW_AREAS 8u
+#define DIOS_WINDOW_SIZE (DIOS_WINDOW_AREA * DIOS_WINDOW_AREAS)
+#define DIOS_CHANNEL_SIZE (DIOS_CHANNEL_WINDOW_OFFSET + DIOS_WINDOW_SIZE)
+/// The most references one call passes in the window (lookup, run, copy, select).
+#define DIOS_MAX_REFS_PER_CALL 1024u
+
+/// The environment variables through which a task process finds its channel.
+#define DIOS_ENV_CHANNEL_FD "DIOS_CHANNEL_FD"
+#define DIOS_ENV_DOORBELL_FD "DIOS_DOORBELL_FD"
+
+/// Operations. The eleven calls, then the conveniences the Swift API also has.
+enum dios_op {
+    DIOS_OP_CREATE = 1,
+    DIOS_OP_LOOKUP = 2,
+    DIOS_OP_BEGIN_READ = 3,
+    DIOS_OP_END_READ = 4,
+    DIOS_OP_BEGIN_WRITE = 5,
+    DIOS_OP_END_WRITE = 6,
+    DIOS_OP_RUN = 7,
+    DIOS_OP_PAUSE = 8,
+    DIOS_OP_COPY = 9,
+    DIOS_OP_DELETE = 10,
+    DIOS_OP_SELECT = 11,
+    DIOS_OP_ABANDON = 12,
+    DIOS_OP_RESTRICT = 13,
+    DIOS_OP_DESCRIBE = 14,
+    DIOS_OP_DELEGATED = 15,
+    DIOS_OP_HELLO = 16,
+};
+#define DIOS_OP_LAST DIOS_OP_HELLO
+
+/// A submission: 64 bytes. `ref` is the call's main reference; `arg` is per
+/// operation (see the kernel's `ChannelRequest` for each one's meaning).
+struct dios_sqe {
+    uint64_t user_data;
+    uint16_t op;
+    uint16_t reserved;
+    uint32_t flags;
+    uint32_t ref_slot;
+    uint32_t ref_generation;
+    uint64_t arg[5];
+};
+
+/// A completion: 32 bytes. `error` is 0 or a `dios_error` code, `detail` a
+/// number that qualifies it (a size, a right), `value` the results.
+struct dios_cqe {
+    uint64_t user_data;
+    int32_t error;
+    uint32_t detail;
+    uint64_t value[2];
+};
+
+/// A reference as it lies in the window: a slot of the task's table.
+struct dios_wire_ref {
+    uint32_t slot;
+    uint32_t generation;
+};
+
+/// The channel's first page. Each index has a cache line of its own: the side
+/// that writes it is the only writer.
+struct dios_channel_header {
+    uint64_t magic;
+    uint32_t ring_entries;
+    uint32_t window_size;
+    uint32_t window_offset;
+    /// The task's pid as `diosd` spawned it and whether the task is trusted:
+    /// written by the kernel, for the process to read.
+    int32_t pid;
+    uint32_t trusted;
+    uint32_t pad0[9];
+    /// Written by the process, read by the kernel.
+    uint32_t sq_tail;
+    uint32_t pad1[15];
+    /// Written by the kernel.
+    uint32_t sq_head;
+    uint32_t pad2[15];
+    /// Written by the kernel; the process sleeps on it (a futex word).
+    uint32_t cq_tail;
+    uint32_t pad3[15];
+    /// Written by the process.
+    uint32_t cq_head;
+    /// Set by the process before it sleeps on `cq_tail`: the kernel wakes it.
+    uint32_t process_sleeping;
+    uint32_t pad4[14];
+    /// Set by the kernel while its instance sleeps: the process writes to the
+    /// doorbell descriptor after submitting.
+    uint32_t instance_sleeping;
+    uint32_t pad5[15];
+};
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

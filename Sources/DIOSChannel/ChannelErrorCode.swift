@@ -1,0 +1,36 @@
+public import DIOSCore
+
+/// The error codes of the C ABI (`enum dios_error`), one per `CallError` case
+/// and reference error, and two of the channel's own.
+public enum ChannelErrorCode: Int32, Sendable, CaseIterable {
+    case referenceInvalid = 1, referenceStale, missingRight, widening, tableFull, untrusted, wrongKind
+    case wouldBlock, busy, objectDeleted, tooLarge, noSuchName, outOfMemory, invalidArgument
+    case notInTransaction, taskStopped, unreachable, outsideView, badEntry, noChannel
+
+    /// The code for a refused call and the number that qualifies it.
+    public static func of(_ error: CallError) -> (ChannelErrorCode, UInt32) {
+        switch error {
+        case .reference(let r):
+            switch r {
+            case .invalid: (.referenceInvalid, 0)
+            case .stale: (.referenceStale, 0)
+            case .missingRight(_, let needed, _): (.missingRight, UInt32(needed.rawValue))
+            case .widening(_, let requested, _): (.widening, UInt32(requested.rawValue))
+            case .tableFull: (.tableFull, 0)
+            }
+        case .untrusted: (.untrusted, 0)
+        case .wrongKind(_, let kind): (.wrongKind, UInt32(kind.rawValue))
+        case .wouldBlock: (.wouldBlock, 0)
+        case .busy: (.busy, 0)
+        case .objectDeleted: (.objectDeleted, 0)
+        case .tooLarge(_, let maximum): (.tooLarge, UInt32(clamping: maximum))
+        case .noSuchName: (.noSuchName, 0)
+        case .outOfMemory(let requested): (.outOfMemory, UInt32(clamping: requested))
+        case .invalidArgument: (.invalidArgument, 0)
+        case .notInTransaction: (.notInTransaction, 0)
+        case .taskStopped: (.taskStopped, 0)
+        case .unreachable(let i, _): (.unreachable, UInt32(i.node) << 16 | UInt32(i.core))
+        case .outsideView(_, _, let size): (.outsideView, UInt32(clamping: size))
+        }
+    }
+}

@@ -1,0 +1,129 @@
+import DIOSCore
+package import DIOSKernel
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How a node hosts task processes.
+public struct ProcessOptions: Sendable {
+    /// Where each task's standard output and error go (one file per task).
+    public var logDirectory: String
+    /// Environment variables every task process gets (besides its channel's).
+    public var environment: [String]
+    /// Where untrusted task processes get uids and gids of their own (when
+    /// diosd runs as root): `base + instance × 4096 + task slot`.
+    public var untrustedIDBase: Int32
+    /// The node's record of its task processes.
+    public var table: ProcessTable
+
+    public init(
+        logDirectory: String = "/tmp/dios-tasks", environment: [String] = [], untrustedIDBase: Int32 = 0x30000,
+        table: ProcessTable = ProcessTable()
+    ) {
+        self.logDirectory = logDirectory
+        self.environment = environment
+        self.untrustedIDBase = untrustedIDBase
+        self.table = table
+    }
+}
+
+/// Runs executables as task processes: the kernel's side of `run` of a
+/// program object that is a file.
+package enum ProcessHost {
+    /// The task body for `executable`: it starts the process, serves its
+    /// channel until the process ends, and returns its status.
+    package static func entry(for executable: Executable, options: ProcessOptions) -> TaskEntry {
+        { kernel, task in await serve(executable, options: options, kernel: kernel, task: task) }
+    }
+
+    static func serve(_ executable: Executable, options: ProcessOptions, kernel: KernelInstance, task: TaskID) async
+        -> Int32
+    {
+        let trusted = kernel.isTrusted(task)
+        let channel: TaskChannel
+        do { channel = try TaskChannel(trusted: trusted) } catch {
+            kernel.logger.error(
+                "task process not started", metadata: ["program": "\(executable.path)", "error": "\(error)"])
+            return 127
+        }
+        mkdir(options.logDirectory, 0o755)
+        let logPath = "\(options.logDirectory)/task-\(kernel.id)-\(task.index).\(task.generation).log"
+        let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard log >= 0 else {
+            kernel.logger.error("task process not started", metadata: ["log": "\(logPath)", "errno": "\(errno)"])
+            return 127
+        }
+        let identity: (uid: Int32, gid: Int32)? =
+            trusted || getuid() != 0
+            ? nil
+            : {
+                let id = options.untrustedIDBase + Int32(kernel.index) * 4096 + Int32(task.index % 4096)
+                return (id, id)
+            }()
+        let process: TaskProcess
+        do {
+            process = try TaskProcess.spawn(
+                path: executable.path, arguments: kernel.commandLine(of: task), environment: options.environment,
+                channel: channel, log: log, untrusted: !trusted, identity: identity)
+        } catch {
+            close(log)
+            kernel.logger.error(
+                "task process not started", metadata: ["program": "\(executable.path)", "error": "\(error)"])
+            return 127
+        }
+        close(log)
+        let name = kernel.taskObjectName(task) ?? .random()
+        options.table.add(
+            .init(
+                instance: kernel.id, task: task, taskName: name, program: executable.path, pid: process.pid,
+                trusted: trusted, state: .running, status: nil, log: logPath, references: 0, calls: 0))
+        process.watch(channel, kernel: kernel)
+        channel.onPause = { paused in
+            process.signal(paused ? SIGSTOP : SIGCONT)
+            options.table.update(name) { $0.state = paused ? .paused : .running }
+        }
+        kernel.addChannel(channel, for: task, bell: channel.bellRead)
+
+        var server = ChannelServer(kernel: kernel, task: task, channel: channel)
+        serving: while true {
+            if channel.processEnded { break }
+            if kernel.isStopping(task) {
+                process.signal(SIGKILL)
+                break
+            }
+            do {
+                try channel.flushHeld()
+                while channel.held == nil, let entry = try channel.nextSubmission() {
+                    let completion = await server.serve(entry)
+                    try channel.complete(completion)
+                    if kernel.isStopping(task) { continue serving }
+                }
+            } catch {
+                kernel.logger.warning(
+                    "task process ended for breaking its channel",
+                    metadata: ["program": "\(executable.path)", "pid": "\(process.pid)", "error": "\(error)"])
+                process.signal(SIGKILL)
+                break
+            }
+            await kernel.waitForService(task)
+        }
+        // What it held goes: open transactions (and their holds) first, then
+        // its channel; then the process itself, already ended or killed.
+        server.abandonAll()
+        let references = (try? kernel.references(of: task).count) ?? 0
+        while !channel.processEnded {
+            await kernel.waitForService(task, ignoringStop: true)
+            await Task.yield()  // it may still hold submissions: let the instance's other tasks run
+        }
+        kernel.removeChannel(for: task)
+        let exit = process.waitForExit()
+        options.table.update(name) {
+            $0.state = .exited
+            $0.status = exit.status
+            $0.references = references
+            $0.calls = server.served
+        }
+        return exit.status
+    }
+}

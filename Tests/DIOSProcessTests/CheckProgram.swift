@@ -1,0 +1,65 @@
+import DIOS
+import DIOSHost
+import Foundation
+
+/// The tests' task program, `Tests/Programs/dios-check.c`, built as a user
+/// builds one: libdios from `libdios/build.sh`, then
+/// `cc dios-check.c $(pkg-config --cflags --libs dios)`. Built once per run.
+enum CheckProgram {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path
+    static let directory = NSTemporaryDirectory() + "dios-process-tests-\(getpid())"
+
+    /// The built program's path, or the build's output when it failed.
+    static let built: Result<String, BuildFailure> = {
+        let lib = directory + "/libdios"
+        let program = directory + "/dios-check"
+        let script = """
+            set -e
+            '\(root)/libdios/build.sh' '\(lib)' >/dev/null
+            export PKG_CONFIG_PATH='\(lib)/pkgconfig'
+            cc -std=c11 -O2 -Wall -Wextra -Werror -o '\(program)' '\(root)/Tests/Programs/dios-check.c' \
+                $(pkg-config --cflags --libs dios)
+            """
+        let (status, output) = Host.run("/bin/sh", ["-c", script])
+        return status == 0 ? .success(program) : .failure(BuildFailure(output: output))
+    }()
+
+    struct BuildFailure: Error, CustomStringConvertible {
+        let output: String
+        var description: String { "building dios-check failed:\n\(output)" }
+    }
+
+    static func executable() throws -> Executable { try Executable(path: try built.get()) }
+
+    /// A node of `instances` instances (adaptive idle: the test runner keeps a
+    /// core), its task logs in a directory of its own.
+    static func makeNode(instances: Int = 2) throws -> Node {
+        var configuration = NodeConfiguration()
+        configuration.cores = Array(0..<instances)
+        configuration.pin = false
+        configuration.arenaSize = 32 << 20
+        configuration.idlePolicy = .adaptive
+        configuration.processes = ProcessOptions(logDirectory: directory + "/logs-\(UUID().uuidString)")
+        return try Node(configuration)
+    }
+
+    static func checksum(_ seq: UInt64) -> UInt64 { seq &* 0x9E37_79B9_7F4A_7C15 ^ 0xD1B5_4A32_D192_ED03 }
+}
+
+extension TaskContext {
+    /// Waits for a task to end and returns its status.
+    func status(of task: Ref) async throws -> Int64 {
+        _ = try await select([task])
+        let tx = try beginRead(task)
+        let value = try tx.load(as: Int64.self)
+        _ = endRead(tx)
+        return value
+    }
+}
+
+/// The log of the newest task process the node ran.
+func lastLog(_ node: Node) -> String {
+    guard let path = node.processes.all.last?.log else { return "(no task process)" }
+    return (try? String(contentsOfFile: path, encoding: .utf8)) ?? "(no log at \(path))"
+}

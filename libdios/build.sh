@@ -1,0 +1,28 @@
+#!/bin/sh
+# Builds libdios (the C ABI) into DIR (default .build/libdios) and writes
+# DIR/pkgconfig/dios.pc for it, so that
+#   PKG_CONFIG_PATH=DIR/pkgconfig cc prog.c $(pkg-config --cflags --libs dios)
+# builds a program that runs in place (the library is found through an rpath).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+out=${1:-$here/../.build/libdios}
+mkdir -p "$out/lib" "$out/include" "$out/pkgconfig"
+out=$(cd "$out" && pwd)
+cc=${CC:-cc}
+"$cc" -std=c11 -O2 -g -Wall -Wextra -Werror -fPIC -shared -fvisibility=default \
+    -I"$here" -I"$here/../CSupport/CDIOSChannel/include" \
+    -Wl,-soname,libdios.so.0 -o "$out/lib/libdios.so.0" "$here/dios.c" -lpthread
+ln -sf libdios.so.0 "$out/lib/libdios.so"
+cp "$here/dios.h" "$here/../CSupport/CDIOSChannel/include/dios_channel.h" "$out/include/"
+cat > "$out/pkgconfig/dios.pc" <<PC
+prefix=$out
+libdir=\${prefix}/lib
+includedir=\${prefix}/include
+
+Name: dios
+Description: The C ABI of DIOS task processes
+Version: 0.1.0
+Cflags: -I\${includedir}
+Libs: -L\${libdir} -Wl,-rpath,\${libdir} -ldios
+PC
+echo "$out"
