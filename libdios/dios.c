@@ -428,30 +428,47 @@ int dios_delegated(dios_ref *refs, size_t max, size_t *count) {
     return r;
 }
 
+// The conveniences submit one entry per attempt (begin, copy, end in the
+// kernel), through the scratch area, under the lock.
 int dios_write(dios_ref ref, const void *bytes, size_t length, uint32_t flags) {
+    if (length > DIOS_WINDOW_AREA) return -DIOS_E_TOO_LARGE;
+    if (length && !bytes) return -DIOS_E_INVALID_ARGUMENT;
+    if (!ready()) return -DIOS_E_NO_CHANNEL;
     for (;;) {
-        dios_txn t;
-        int r = dios_begin_write(ref, length, flags, &t);
+        struct dios_sqe e = entry(DIOS_OP_WRITE, ref, flags);
+        e.arg[0] = area_offset(SCRATCH_AREA);
+        e.arg[1] = length;
+        struct dios_cqe c;
+        pthread_mutex_lock(&ch.lock);
+        memcpy(ch.window + e.arg[0], bytes, length);
+        int r = submit(&e, &c);
+        pthread_mutex_unlock(&ch.lock);
         if (r == -DIOS_E_WOULD_BLOCK) {
             size_t i;
             r = dios_select(&ref, 1, flags | DIOS_WRITABLE, &i);
             if (r < 0) return r;
             continue;
         }
-        if (r < 0) return r;
-        if (length > t.size) {
-            dios_abandon(&t);
-            return -DIOS_E_TOO_LARGE;
-        }
-        memcpy(t.data, bytes, length);
-        return dios_end_write(&t, length);
+        return r < 0 ? r : (int)c.value[0];
     }
 }
 
 int dios_read(dios_ref ref, void *buffer, size_t capacity, size_t *length, uint32_t flags) {
+    if (capacity && !buffer) return -DIOS_E_INVALID_ARGUMENT;
+    if (!ready()) return -DIOS_E_NO_CHANNEL;
     for (;;) {
-        dios_txn t;
-        int r = dios_begin_read(ref, flags, &t);
+        struct dios_sqe e = entry(DIOS_OP_READ, ref, flags);
+        e.arg[0] = area_offset(SCRATCH_AREA);
+        e.arg[1] = DIOS_WINDOW_AREA;
+        struct dios_cqe c;
+        pthread_mutex_lock(&ch.lock);
+        int r = submit(&e, &c);
+        if (r == 0 && c.value[1] == 1) {
+            size_t size = (size_t)c.value[0];
+            memcpy(buffer, ch.window + e.arg[0], size < capacity ? size : capacity);
+            if (length) *length = size;
+        }
+        pthread_mutex_unlock(&ch.lock);
         if (r == -DIOS_E_WOULD_BLOCK) {
             size_t i;
             r = dios_select(&ref, 1, flags & ~(uint32_t)DIOS_WRITABLE, &i);
@@ -459,15 +476,7 @@ int dios_read(dios_ref ref, void *buffer, size_t capacity, size_t *length, uint3
             continue;
         }
         if (r < 0) return r;
-        size_t n = t.size < capacity ? t.size : capacity;
-        memcpy(buffer, t.data, n);
-        size_t size = t.size;
-        r = dios_end_read(&t);
-        if (r < 0) return r;
-        if (r == 1) {
-            if (length) *length = size;
-            return 0;
-        }
+        if (c.value[1] == 1) return 0;
         sched_yield(); // overlapped by a write: read again
     }
 }

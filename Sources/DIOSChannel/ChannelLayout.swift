@@ -40,4 +40,6 @@ public enum ChannelLayout {
 public enum ChannelOperation: UInt16, Sendable, CaseIterable {
     case create = 1, lookup, beginRead, endRead, beginWrite, endWrite, run, pause, copy, delete, select
     case abandon, restrict, describe, delegated, hello
+    /// A whole write or read in one entry: begin, copy, end.
+    case write, read
 }

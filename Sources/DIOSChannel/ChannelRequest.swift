@@ -46,6 +46,8 @@ public enum ChannelRequest: Sendable, Equatable {
     case describe(Ref)
     case delegated(out: WindowRange, max: Int)
     case hello
+    case write(Ref, flags: Flags, from: WindowRange)
+    case read(Ref, flags: Flags, into: WindowRange)
 
     /// Decodes `entry` for a window of `windowSize` bytes.
     public static func decode(
@@ -139,6 +141,10 @@ public enum ChannelRequest: Sendable, Equatable {
             return .delegated(out: try refs("references out", a.0, a.1), max: Int(a.1))
         case .hello:
             return .hello
+        case .write:
+            return .write(ref, flags: flags, from: try range("write", a.0, UInt64(try size("write length", a.1))))
+        case .read:
+            return .read(ref, flags: flags, into: try range("read", a.0, a.1))
         }
     }
 }

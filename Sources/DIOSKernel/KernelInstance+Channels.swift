@@ -106,6 +106,12 @@ extension KernelInstance {
         c.resume()
     }
 
+    /// Whether a waiting server has work: a spinning `select` gives way to it.
+    @inline(__always)
+    var channelsNeedService: Bool {
+        !channels.isEmpty && channels.contains { $0.waiter != nil && $0.channel.needsService }
+    }
+
     /// Tells the channel of `task`, if it has one, that it was paused or resumed.
     func channelPauseChanged(_ task: TaskID, paused: Bool) {
         guard let n = channels.firstIndex(where: { $0.task == task }) else { return }

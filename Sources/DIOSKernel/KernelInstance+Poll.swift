@@ -171,7 +171,7 @@ extension KernelInstance {
                     }
                     wirePolls &+= 1
                 }
-                if executor.hasPendingHint || hasControlMessages() { return nil }
+                if executor.hasPendingHint || hasControlMessages() || channelsNeedService { return nil }
                 if !timers.isEmpty, let due = nanosecondsToNextTimer(), due == 0 { return nil }
             }
             return nil

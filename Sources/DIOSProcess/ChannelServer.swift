@@ -91,6 +91,23 @@ struct ChannelServer {
             }
             (channel.window + into.offset).copyMemory(from: grant.base, byteCount: grant.count)
             return (store(OpenTransaction(grant: grant, window: into, write: false), at: slot), UInt64(grant.count))
+        case .read(let ref, let flags, let into):
+            let grant = try kernel.beginRead(task, ref, flags: flags)
+            guard grant.count <= into.count else {
+                kernel.abandonRead(grant)
+                throw .outsideView(offset: into.offset, count: grant.count, viewSize: into.count)
+            }
+            (channel.window + into.offset).copyMemory(from: grant.base, byteCount: grant.count)
+            let count = grant.count
+            return (UInt64(count), kernel.endRead(grant) ? 1 : 0)
+        case .write(let ref, let flags, let from):
+            let grant = try kernel.beginWrite(task, ref, size: from.count, flags: flags)
+            guard from.count <= grant.count else {
+                kernel.abandonWrite(grant)
+                throw .tooLarge(requested: from.count, maximum: grant.count)
+            }
+            grant.base.copyMemory(from: channel.window + from.offset, byteCount: from.count)
+            return (kernel.endWrite(grant, length: from.count) ? 1 : 0, 0)
         case .endRead(let handle):
             let t = try take(handle, write: false)
             return (kernel.endRead(t.grant) ? 1 : 0, 0)

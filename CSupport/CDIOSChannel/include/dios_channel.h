@@ -61,8 +61,12 @@ enum dios_op {
     DIOS_OP_DESCRIBE = 14,
     DIOS_OP_DELEGATED = 15,
     DIOS_OP_HELLO = 16,
+    /// A whole write or read in one entry (begin, copy, end): what
+    /// `dios_write` and `dios_read` submit, one round trip instead of two.
+    DIOS_OP_WRITE = 17,
+    DIOS_OP_READ = 18,
 };
-#define DIOS_OP_LAST DIOS_OP_HELLO
+#define DIOS_OP_LAST DIOS_OP_READ
 
 /// A submission: 64 bytes. `ref` is the call's main reference; `arg` is per
 /// operation (see the kernel's `ChannelRequest` for each one's meaning).
