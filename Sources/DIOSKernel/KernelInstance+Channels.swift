@@ -135,6 +135,34 @@ extension KernelInstance {
         }
     }
 
+    /// How many references `task` holds (0 once it is gone), stopping or not.
+    package func referenceCount(of task: TaskID) -> Int {
+        let t = Int(task.index)
+        guard t < tasks.count, tasks[t].generation == task.generation, tasks[t].live else { return 0 }
+        return tasks[t].refs.references.count
+    }
+
+    /// Closes the streams `task` writes that this instance holds: their
+    /// readers take what was written, then `.unreachable(this instance,
+    /// reason)` instead of waiting for messages that will never come. For a
+    /// task process that was killed or broke its channel.
+    package func endStreams(writtenBy task: TaskID, reason: String) {
+        checkThread()
+        let t = Int(task.index)
+        guard t < tasks.count, tasks[t].generation == task.generation, tasks[t].live else { return }
+        for (_, entry) in tasks[t].refs.references where entry.kind == .stream && entry.rights.contains(.write) {
+            let i = Int(entry.object.index)
+            guard objects.isLive(entry.object), let ring = objects.records[i].ring,
+                objects.records[i].remoteFailure == nil, objects.records[i].bridge == .none
+            else { continue }
+            objects.records[i].remoteFailure = reason
+            objects.records[i].remotePeer = id
+            ring.close()
+            objects.records[i].version &+= 1
+            markDirty(entry.object)
+        }
+    }
+
     /// The descriptor the instance's sleep also wakes on for its channels (-1: none).
     package var channelBellFD: Int32 { channels.isEmpty ? -1 : channelBells }
 }

@@ -111,13 +111,16 @@ package enum ProcessHost {
         // What it held goes: open transactions (and their holds) first, then
         // its channel; then the process itself, already ended or killed.
         server.abandonAll()
-        let references = (try? kernel.references(of: task).count) ?? 0
+        let references = kernel.referenceCount(of: task)
         while !channel.processEnded {
             await kernel.waitForService(task, ignoringStop: true)
             await Task.yield()  // it may still hold submissions: let the instance's other tasks run
         }
         kernel.removeChannel(for: task)
         let exit = process.waitForExit()
+        if case .signalled = exit {
+            kernel.endStreams(writtenBy: task, reason: "the task process writing it was \(exit)")
+        }
         options.table.update(name) {
             $0.state = .exited
             $0.status = exit.status

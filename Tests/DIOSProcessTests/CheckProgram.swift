@@ -58,6 +58,11 @@ extension TaskContext {
     }
 }
 
+/// Every task process's log, oldest first.
+func allLogs(_ node: Node) -> String {
+    node.processes.all.map { (try? String(contentsOfFile: $0.log, encoding: .utf8)) ?? "" }.joined(separator: "\n")
+}
+
 /// The log of the newest task process the node ran.
 func lastLog(_ node: Node) -> String {
     guard let path = node.processes.all.last?.log else { return "(no task process)" }

@@ -27,6 +27,8 @@ import Testing
             return try await task.status(of: child)
         }
         let c = await node.counters()
-        print("SCRATCH instance \(instance): \(clock.now - start) for \(count), status \(status), polls \(c.map(\.polls)) idle \(c.map(\.idlePolls)) suspends \(c.map(\.selectSuspends))")
+        print(
+            "SCRATCH instance \(instance): \(clock.now - start) for \(count), status \(status), polls \(c.map(\.polls)) idle \(c.map(\.idlePolls)) suspends \(c.map(\.selectSuspends))"
+        )
     }
 }

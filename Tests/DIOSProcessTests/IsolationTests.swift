@@ -1,0 +1,69 @@
+import DIOS
+import Foundation
+import Testing
+
+/// What an untrusted task process cannot reach, and what a hostile one
+/// cannot do to its instance.
+@Suite(.serialized) struct IsolationTests {
+    @Test func anUntrustedProcessReachesNothingItWasNotGranted() async throws {
+        let node = try CheckProgram.makeNode(instances: 1)
+        defer { node.shutdown() }
+        let program = await node.register(try CheckProgram.executable())
+        let arena: String
+        if case .hugepages(let path) = node.arena.backing { arena = path } else { arena = "" }
+        let status = try await node.withTask { task in
+            try await task.status(
+                of: try task.run(
+                    try task.lookup(program)[0], commandLine: ["isolation", arena, "\(getpid())"], flags: .untrusted))
+        }
+        #expect(status == 0, "\(lastLog(node))")
+        #expect(lastLog(node).contains("isolation: 0 leaks"))
+        #expect(node.processes.all.last?.trusted == false)
+    }
+
+    @Test func aHostileProcessNeitherCrashesNorStallsItsInstance() async throws {
+        let node = try CheckProgram.makeNode(instances: 1)
+        defer { node.shutdown() }
+        let program = await node.register(try CheckProgram.executable())
+        let entries = 1_000_000
+        let (hostile, streamed, objectsAfter) = try await node.withTask { task in
+            let p = try task.lookup(program)[0]
+            let objectsBefore = node.instance.objectCount
+            let hostile = try task.run(p, commandLine: ["hostile", "\(entries)", "42"], flags: .untrusted)
+            // Meanwhile another task process on the same instance streams to us.
+            var streamed = 0
+            while try task.describe(hostile).kind == .task {
+                let (_, stream) = try task.create(.stream(messageSize: 16, depth: 16))
+                let writer = try task.run(p, arguments: [stream], commandLine: ["stream", "100"])
+                for _ in 0..<100 {
+                    let m = try await task.read(stream)
+                    #expect(m.count == 16)
+                }
+                #expect(try await task.status(of: writer) == 0)
+                try task.delete(stream)
+                streamed += 1
+                if try task.selectNow(hostile) { break }
+            }
+            let status = try await task.status(of: hostile)
+            return (status, streamed, node.instance.objectCount - objectsBefore)
+        }
+        // It ran its entries (each refused or served) and was ended for moving
+        // its ring's tail backwards.
+        #expect(allLogs(node).contains("hostile: \(entries) entries"), "\(allLogs(node))")
+        #expect(hostile == 137)
+        #expect(streamed >= 1)
+        // What it made with its random calls went when it did... or stays
+        // named, as any task's objects do; bounded by its instance's pools.
+        #expect(objectsAfter < 10_000)
+    }
+}
+
+extension TaskContext {
+    /// Whether `ref` is readable now (a task: it has ended).
+    func selectNow(_ ref: Ref) throws -> Bool {
+        let tx: ReadTransaction
+        do { tx = try beginRead(ref) } catch .wouldBlock { return false }
+        _ = endRead(tx)
+        return true
+    }
+}
