@@ -5,6 +5,7 @@ public import DIOSMemory
 import DIOSProcess
 public import DIOSWire
 import Logging
+import Synchronization
 
 /// A program a task runs: registered with a node under a name, started by `run`.
 /// Throwing ends the task with status 1; returning, with status 0.
@@ -33,6 +34,7 @@ public final class Node: Sendable {
     public let fabric: NodeFabric
     public let instances: [KernelInstance]
     private let loops: [PollLoop]
+    private let registered = Mutex<[Executable]>([])
 
     /// The first instance.
     public var instance: KernelInstance { instances[0] }
@@ -166,8 +168,14 @@ public final class Node: Sendable {
                 _ = kernel.registerProgram(executable.name, entry: entry)
             }.value
         }
+        registered.withLock { list in
+            if !list.contains(where: { $0.name == executable.name }) { list.append(executable) }
+        }
         return executable.name
     }
+
+    /// The executables registered with `register(_:)`, oldest first.
+    public var executables: [Executable] { registered.withLock { $0 } }
 
     /// The node's task processes, live and recently ended.
     public var processes: ProcessTable { configuration.processes.table }

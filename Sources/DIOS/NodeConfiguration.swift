@@ -57,5 +57,6 @@ extension NodeConfiguration {
         arenaSize = file.arenaMiB << 20
         idlePolicy = file.idle
         self.logger = logger
+        processes = ProcessOptions(logDirectory: file.taskLogs)
     }
 }

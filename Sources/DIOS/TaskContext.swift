@@ -95,11 +95,14 @@ public struct TaskContext: Sendable {
     /// two instances).
     ///
     /// `commandLine` is what a program that is an executable gets as its
-    /// arguments (`argv[1...]`); closure programs ignore it.
+    /// arguments (`argv[1...]`); closure programs ignore it. `label` names the
+    /// task in logs and `dios ps`.
     public func run(
-        _ program: Ref, arguments: [Ref] = [], commandLine: [String] = [], flags: Flags = [], on instance: Int? = nil
+        _ program: Ref, arguments: [Ref] = [], commandLine: [String] = [], flags: Flags = [], on instance: Int? = nil,
+        label: String? = nil
     ) throws(CallError) -> Ref {
-        try kernel.run(task, program, arguments: arguments, flags: flags, commandLine: commandLine, on: instance)
+        try kernel.run(
+            task, program, arguments: arguments, flags: flags, label: label, commandLine: commandLine, on: instance)
     }
 
     /// `create` under a well-known name (trusted tasks only): a service that
@@ -129,13 +132,17 @@ public struct TaskContext: Sendable {
     /// has `.writable`, its write end, and this side reads. Their messages
     /// cross the wire in order, or their loss is reported: when the other node
     /// fails, the stream's calls fail with `.unreachable`.
-    public func run(_ program: Ref, arguments: [Ref] = [], flags: Flags = [], on instance: InstanceID) throws(CallError)
-        -> Ref
-    {
+    public func run(
+        _ program: Ref, arguments: [Ref] = [], commandLine: [String] = [], flags: Flags = [], on instance: InstanceID,
+        label: String? = nil
+    ) throws(CallError) -> Ref {
         if instance.node == kernel.id.node {
-            return try kernel.run(task, program, arguments: arguments, flags: flags, on: Int(instance.core))
+            return try kernel.run(
+                task, program, arguments: arguments, flags: flags, label: label, commandLine: commandLine,
+                on: Int(instance.core))
         }
-        return try kernel.run(task, program, arguments: arguments, flags: flags, onNode: instance)
+        return try kernel.run(
+            task, program, arguments: arguments, flags: flags, label: label, commandLine: commandLine, onNode: instance)
     }
 
     /// The index of this task's instance within its node.

@@ -8,6 +8,7 @@ struct RawClusterFile: Decodable {
     var faults: RawFaults?
     var nodes: [RawNode]?
     var veth: [[UInt16]]?
+    var programs: [String]?
 
     struct RawSession: Decodable {
         var window: Int?
@@ -91,7 +92,8 @@ struct RawClusterFile: Decodable {
     }
 
     init(from decoder: any Decoder) throws {
-        try rejectUnknownKeys(decoder, known: ["name", "idle", "log_level", "session", "faults", "veth", "nodes"])
+        try rejectUnknownKeys(
+            decoder, known: ["name", "idle", "log_level", "session", "faults", "veth", "nodes", "programs"])
         let c = try decoder.container(keyedBy: AnyKey.self)
         name = try c.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "name"))
         idle = try c.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "idle"))
@@ -100,5 +102,6 @@ struct RawClusterFile: Decodable {
         faults = try c.decodeIfPresent(RawFaults.self, forKey: AnyKey(stringValue: "faults"))
         nodes = try c.decodeIfPresent([RawNode].self, forKey: AnyKey(stringValue: "nodes"))
         veth = try c.decodeIfPresent([[UInt16]].self, forKey: AnyKey(stringValue: "veth"))
+        programs = try c.decodeIfPresent([String].self, forKey: AnyKey(stringValue: "programs"))
     }
 }

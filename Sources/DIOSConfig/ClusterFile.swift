@@ -135,6 +135,8 @@ public struct ClusterFile: Sendable, Equatable {
     public var faults = FaultConfiguration()
     public var nodes: [NodeEntry] = []
     public var veth: [VethPair] = []
+    /// Executables every node registers as program objects when it starts.
+    public var programs: [String] = []
 
     public static func load(path: String) throws(ConfigError) -> ClusterFile {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw .unreadable(path) }
@@ -152,6 +154,7 @@ public struct ClusterFile: Sendable, Equatable {
         }
         var file = ClusterFile()
         if let name = raw.name { file.name = name }
+        if let programs = raw.programs { file.programs = programs }
         if let idle = raw.idle { file.idle = try Setting.idle(idle) }
         if let level = raw.log_level { file.logLevel = try Setting.logLevel(level) }
         if let s = raw.session {
@@ -236,6 +239,7 @@ public struct ClusterFile: Sendable, Equatable {
         file.idle = idle
         file.logLevel = logLevel
         file.controlSocket = n.controlSocket
+        file.programs = programs
         return file
     }
 

@@ -17,6 +17,8 @@ import Yams
 ///   max_sleep_us: 50000
 /// log_level: notice
 /// control_socket: /tmp/dios-node0.sock
+/// programs: [/usr/local/bin/kvd]   # executables registered at boot (`dios run`)
+/// task_logs: /tmp/dios-tasks       # task processes' output, a file per task
 /// ```
 ///
 /// Every key is optional; unknown keys are refused, so a typo is not silently ignored.
@@ -28,6 +30,10 @@ public struct NodeFile: Sendable, Equatable {
     public var idle: IdlePolicy = .adaptive
     public var logLevel: Logger.Level = .notice
     public var controlSocket: String? = nil
+    /// Executables registered as program objects when the node starts.
+    public var programs: [String] = []
+    /// Where task processes' output goes.
+    public var taskLogs = "/tmp/dios-tasks"
 
     public init() {}
 
@@ -56,6 +62,8 @@ public struct NodeFile: Sendable, Equatable {
         }
         if let level = raw.log_level { file.logLevel = try Setting.logLevel(level) }
         file.controlSocket = raw.control_socket
+        if let programs = raw.programs { file.programs = programs }
+        if let logs = raw.task_logs { file.taskLogs = logs }
         return file
     }
 
@@ -143,6 +151,8 @@ private struct RawNodeFile: Decodable {
     var idle: RawIdle?
     var log_level: String?
     var control_socket: String?
+    var programs: [String]?
+    var task_logs: String?
 
     struct RawIdle: Decodable {
         var policy: String?
@@ -164,7 +174,10 @@ private struct RawNodeFile: Decodable {
 
     init(from decoder: any Decoder) throws {
         try rejectUnknownKeys(
-            decoder, known: ["node", "cores", "pin", "arena_mib", "idle", "log_level", "control_socket"])
+            decoder,
+            known: [
+                "node", "cores", "pin", "arena_mib", "idle", "log_level", "control_socket", "programs", "task_logs",
+            ])
         let c = try decoder.container(keyedBy: CodingKeys.self)
         node = try c.decodeIfPresent(UInt16.self, forKey: .node)
         cores = try c.decodeIfPresent([Int].self, forKey: .cores)
@@ -173,9 +186,13 @@ private struct RawNodeFile: Decodable {
         idle = try c.decodeIfPresent(RawIdle.self, forKey: .idle)
         log_level = try c.decodeIfPresent(String.self, forKey: .log_level)
         control_socket = try c.decodeIfPresent(String.self, forKey: .control_socket)
+        programs = try c.decodeIfPresent([String].self, forKey: .programs)
+        task_logs = try c.decodeIfPresent(String.self, forKey: .task_logs)
     }
 
-    enum CodingKeys: String, CodingKey { case node, cores, pin, arena_mib, idle, log_level, control_socket }
+    enum CodingKeys: String, CodingKey {
+        case node, cores, pin, arena_mib, idle, log_level, control_socket, programs, task_logs
+    }
 }
 
 struct AnyKey: CodingKey {

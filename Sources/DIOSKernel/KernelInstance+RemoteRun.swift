@@ -12,7 +12,7 @@ extension KernelInstance {
     /// `.writable`; otherwise its read end (this side writes).
     func runOnNode(
         _ t: Int, _ programEntry: ReferenceEntry, arguments: [ReferenceEntry], refs: [Ref], flags: Flags,
-        label: String, on target: InstanceID
+        label: String, commandLine: [String], on target: InstanceID
     ) throws(CallError) -> Ref {
         guard let wire, wire.session(for: target) != nil else {
             throw .invalidArgument("no instance \(target) in this node's cluster")
@@ -76,8 +76,9 @@ extension KernelInstance {
         }
         sendToPeer(
             .run(
-                proxy: proxy, program: programName, trusted: !flags.contains(.untrusted), label: label, streams: streams
-            ),
+                proxy: proxy, program: programName, trusted: !flags.contains(.untrusted), label: label,
+                streams: streams,
+                commandLine: commandLine),
             to: target)
         var entry = entry(for: proxy, rights: .all)
         entry.proximity = .remoteMemory
@@ -87,7 +88,8 @@ extension KernelInstance {
     /// Handles `.run` from another node: starts the program here with a local
     /// ring for each stream, bridged to the peer.
     func startForRemote(
-        peer: InstanceID, proxy: ObjectID, program: Name, trusted: Bool, label: String, streams: [RemoteArgument]
+        peer: InstanceID, proxy: ObjectID, program: Name, trusted: Bool, label: String, streams: [RemoteArgument],
+        commandLine: [String]
     ) {
         let programObject = names.first(of: program) {
             objects.isLive($0) && objects.records[Int($0.index)].kind == .program
@@ -106,6 +108,7 @@ extension KernelInstance {
         let c = Int(child.index)
         tasks[c].remoteProxy = (peer, proxy)
         tasks[c].unheld = true
+        tasks[c].commandLine = commandLine
         for s in streams {
             if s.kind == .blob {
                 guard

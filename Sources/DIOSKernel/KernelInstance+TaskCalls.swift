@@ -11,7 +11,7 @@ extension KernelInstance {
     /// With `instance` naming another instance of the node, the task starts there
     /// (the core that instance polls); without it, here, next to its parent.
     /// `commandLine` is what a program that is an executable gets as its
-    /// arguments (`commandLine(of:)`); it goes with a run on this node.
+    /// arguments (`commandLine(of:)`); it goes with the run wherever it starts.
     package func run(
         _ task: TaskID, _ programRef: Ref, arguments: [Ref], flags: Flags,
         label: String? = nil, commandLine: [String] = [], on instance: Int? = nil, onNode remote: InstanceID? = nil
@@ -31,7 +31,7 @@ extension KernelInstance {
         if let remote {
             return try runOnNode(
                 t, programEntry, arguments: argumentEntries, refs: arguments, flags: flags, label: label ?? "program",
-                on: remote)
+                commandLine: commandLine, on: remote)
         }
         if let instance, instance != index {
             return try runOnSibling(
@@ -93,6 +93,12 @@ extension KernelInstance {
             tasks[i].pauseWaiters.removeAll()
             for w in resumed { w.resume() }
         }
+    }
+
+    /// The label `run` gave the task.
+    package func label(of task: TaskID) -> String {
+        let i = Int(task.index)
+        return i < tasks.count && tasks[i].generation == task.generation ? tasks[i].label : ""
     }
 
     /// The command line `run` gave the task (empty for most).

@@ -76,7 +76,8 @@ package enum ProcessHost {
         let name = kernel.taskObjectName(task) ?? .random()
         options.table.add(
             .init(
-                instance: kernel.id, task: task, taskName: name, program: executable.path, pid: process.pid,
+                instance: kernel.id, task: task, taskName: name, program: executable.path,
+                label: kernel.label(of: task), pid: process.pid,
                 trusted: trusted, state: .running, status: nil, log: logPath, references: 0, calls: 0))
         process.watch(channel, kernel: kernel)
         channel.onPause = { paused in

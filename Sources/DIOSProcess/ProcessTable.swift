@@ -15,6 +15,8 @@ public final class ProcessTable: Sendable {
         /// The name of its task object (what `dios kill` and `dios logs` take).
         public var taskName: Name
         public var program: String
+        /// The label `run` gave it.
+        public var label: String
         public var pid: Int32
         public var trusted: Bool
         public var state: State
@@ -36,6 +38,8 @@ public final class ProcessTable: Sendable {
     public var all: [Entry] { entries.withLock { $0 } }
 
     public func entry(named name: Name) -> Entry? { entries.withLock { $0.last { $0.taskName == name } } }
+
+    public func entry(labelled label: String) -> Entry? { entries.withLock { $0.last { $0.label == label } } }
 
     func add(_ e: Entry) {
         entries.withLock { list in

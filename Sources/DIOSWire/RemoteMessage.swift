@@ -54,7 +54,8 @@ public enum BlobStatus: UInt8, Sendable, Equatable {
 ///     3 run             proxy (8), program name (32), trusted u8,
 ///                       label length u16, label (UTF-8), argument count u16,
 ///                       per argument: object (8), kind u8, name (32), max write u32,
-///                       depth u32, write end u8, rights u8
+///                       depth u32, write end u8, rights u8; then the command
+///                       line: count u16, per argument: length u16, UTF-8
 ///     4 started         proxy (8), task (index u32, generation u32)
 ///     5 failed to start proxy (8), reason length u16, reason (UTF-8)
 ///     6 exited          proxy (8), status i32
@@ -79,7 +80,9 @@ public enum RemoteMessage: Equatable, Sendable {
     /// `senderIsOrigin`: the stream object `origin` is on the sending node.
     case streamData(origin: ObjectID, senderIsOrigin: Bool)
     case streamClosed(origin: ObjectID, senderIsOrigin: Bool)
-    case run(proxy: ObjectID, program: Name, trusted: Bool, label: String, streams: [RemoteArgument])
+    case run(
+        proxy: ObjectID, program: Name, trusted: Bool, label: String, streams: [RemoteArgument],
+        commandLine: [String] = [])
     case started(proxy: ObjectID, task: TaskID)
     case failedToStart(proxy: ObjectID, reason: String)
     case exited(proxy: ObjectID, status: Int32)
@@ -105,6 +108,8 @@ public enum RemoteMessage: Equatable, Sendable {
     public static let streamDataPrefix = 9
     static let maxText = 1024
     static let maxStreams = 64
+    /// The most command-line arguments a run carries.
+    static let maxArguments = 256
 
     /// The origin and direction of a stream-data message, read in place; nil
     /// when `bytes` is not one (or is too short to be: `decode` then says why).
@@ -141,7 +146,7 @@ public enum RemoteMessage: Equatable, Sendable {
         switch self {
         case .streamData(let o, let s): out.append(s ? 1 : 9); put(o)
         case .streamClosed(let o, let s): out.append(s ? 2 : 10); put(o)
-        case .run(let proxy, let program, let trusted, let label, let streams):
+        case .run(let proxy, let program, let trusted, let label, let streams, let commandLine):
             out.append(3)
             put(proxy)
             out += program.bytes
@@ -157,6 +162,9 @@ public enum RemoteMessage: Equatable, Sendable {
                 out.append(s.writeEnd ? 1 : 0)
                 out.append(s.rights.rawValue)
             }
+            let arguments = commandLine.prefix(Self.maxArguments)
+            put(UInt16(arguments.count))
+            for a in arguments { put(text: a) }
         case .started(let proxy, let task): out.append(4); put(proxy); put(task)
         case .failedToStart(let proxy, let reason): out.append(5); put(proxy); put(text: reason)
         case .exited(let proxy, let status): out.append(6); put(proxy); put(status)
@@ -221,7 +229,13 @@ public enum RemoteMessage: Equatable, Sendable {
                         writeEnd: writeEnd,
                         rights: Rights(rawValue: rightsByte)))
             }
-            message = .run(proxy: proxy, program: program, trusted: trusted, label: label, streams: streams)
+            let argumentCount = Int(try r.u16())
+            guard argumentCount <= maxArguments else { throw .valueOutOfRange("argument count \(argumentCount)") }
+            var commandLine: [String] = []
+            for _ in 0..<argumentCount { commandLine.append(try r.text()) }
+            message = .run(
+                proxy: proxy, program: program, trusted: trusted, label: label, streams: streams,
+                commandLine: commandLine)
         case 4: message = .started(proxy: try r.object(), task: try r.task())
         case 5: message = .failedToStart(proxy: try r.object(), reason: try r.text())
         case 6: message = .exited(proxy: try r.object(), status: Int32(bitPattern: try r.u32()))

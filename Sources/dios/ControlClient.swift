@@ -11,16 +11,8 @@ import Glibc
 enum ControlClient {
     /// Sends one request and returns the whole reply.
     static func request(_ request: String, socket path: String) throws -> String {
-        guard SocketFile.fits(path) else { throw ValidationError("socket path too long") }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw CommandFailure("socket: \(String(cString: strerror(errno)))") }
+        let fd = try connect(request, socket: path)
         defer { close(fd) }
-        let connected = SocketFile.attach(fd, to: path) { connect($0, $1, $2) }
-        guard connected == 0 else {
-            throw CommandFailure(
-                "no node at \(path): \(String(cString: strerror(errno))) (is diosd running with this control socket?)")
-        }
-        _ = (request + "\n").utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
         var reply = [UInt8]()
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
@@ -29,6 +21,22 @@ enum ControlClient {
             reply += buffer[0..<n]
         }
         return String(decoding: reply, as: UTF8.self)
+    }
+
+    /// Sends one request and returns the connection, to read the reply from.
+    static func connect(_ request: String, socket path: String) throws -> Int32 {
+        guard SocketFile.fits(path) else { throw ValidationError("socket path too long") }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw CommandFailure("socket: \(String(cString: strerror(errno)))") }
+        let connected = SocketFile.attach(fd, to: path) { Glibc.connect($0, $1, $2) }
+        guard connected == 0 else {
+            let e = errno
+            close(fd)
+            throw CommandFailure(
+                "no node at \(path): \(String(cString: strerror(e))) (is diosd running with this control socket?)")
+        }
+        _ = (request + "\n").utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
+        return fd
     }
 
     /// The top-level fields of one flat JSON object, as text (enough for the

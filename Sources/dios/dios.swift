@@ -11,6 +11,7 @@ struct Dios: AsyncParsableCommand {
         abstract: "The DIOS command line.",
         subcommands: [
             Status.self, Names.self, Lookup.self, NameCommand.self, Probe.self, Bench.self, ClusterCommand.self,
+            RunCommand.self, Ps.self, KillCommand.self, Logs.self, ProgramCommand.self,
         ])
 }
 

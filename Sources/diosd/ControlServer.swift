@@ -59,13 +59,23 @@ final class ControlServer: @unchecked Sendable {
                 if errno == EINTR { continue }
                 return  // closed by stop()
             }
-            var buffer = [UInt8](repeating: 0, count: 256)
-            let n = read(client, &buffer, buffer.count)
-            let request =
-                n > 0
-                ? String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : ""
+            let request = Self.readRequest(client)
+            if request.hasPrefix("run ") {
+                // A run lasts as long as its task: it gets a thread of its own,
+                // which answers and closes the connection.
+                let node = self.node
+                let text = String(request.dropFirst("run ".count))
+                do throws(OSThread.StartError) {
+                    pthread_detach(try OSThread.start { ProgramRun.serve(text, node: node, client: client) })
+                } catch {
+                    close(client)
+                }
+                continue
+            }
             let reply: String
-            if request == "status" {
+            if let processReply = processRequest(request) {
+                reply = processReply
+            } else if request == "status" {
                 reply = statusLines()
             } else if request == "names" {
                 reply = names()
@@ -77,8 +87,8 @@ final class ControlServer: @unchecked Sendable {
                 reply = blob(request)
             } else {
                 reply =
-                    #"{"error":"unknown request; try status, names, lookup NAME, stream INSTANCE COUNT, or "#
-                    + #"blob INSTANCE"}"# + "\n"
+                    #"{"error":"unknown request; try status, names, lookup NAME, ps, logs TASK, kill TASK, "#
+                    + #"program add PATH, program list, run {...}, stream INSTANCE COUNT, or blob INSTANCE"}"# + "\n"
             }
             // MSG_NOSIGNAL: a client gone before its reply gets none; the node stays.
             _ = reply.utf8CString.withUnsafeBufferPointer {
@@ -86,6 +96,20 @@ final class ControlServer: @unchecked Sendable {
             }
             close(client)
         }
+    }
+
+    /// One request: a line of at most 64 KiB (a run's arguments can be long).
+    private static func readRequest(_ client: Int32) -> String {
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while bytes.count < 1 << 16 {
+            let n = read(client, &buffer, buffer.count)
+            if n <= 0 { break }
+            bytes += buffer[0..<n]
+            if buffer[0..<n].contains(UInt8(ascii: "\n")) { break }
+        }
+        if let end = bytes.firstIndex(of: UInt8(ascii: "\n")) { bytes.removeSubrange(end...) }
+        return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// `stream 1.0 100000`: streams that many numbered messages to a checking

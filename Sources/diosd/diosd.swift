@@ -168,6 +168,16 @@ struct Diosd: AsyncParsableCommand {
         dpdk?.arm { [weak node] k in node?.instances[k].wake() }
         // A memif client links again to a server that went and came back.
         dpdk?.keepLinked(say: say)
+        for path in file.programs {
+            do {
+                let program = try Executable(path: path)
+                await node.register(program)
+                say("diosd: program \(program.name) \(program.path)")
+            } catch {
+                node.shutdown()
+                throw StartFailure("programs: \(error)")
+            }
+        }
         let cpus = file.cores.isEmpty ? "unpinned" : "cores \(file.cores.map(String.init).joined(separator: ","))"
         say(
             "diosd: node \(file.node) up, \(node.instances.count) instance(s) on \(cpus), arena \(file.arenaMiB) MiB "

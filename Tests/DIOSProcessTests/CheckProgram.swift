@@ -20,6 +20,7 @@ enum CheckProgram {
             export PKG_CONFIG_PATH='\(lib)/pkgconfig'
             cc -std=c11 -O2 -Wall -Wextra -Werror -o '\(program)' '\(root)/Tests/Programs/dios-check.c' \
                 $(pkg-config --cflags --libs dios)
+            cc -o '\(directory)/hello' '\(root)/examples/hello.c' $(pkg-config --cflags --libs dios)
             """
         let (status, output) = Host.run("/bin/sh", ["-c", script])
         return status == 0 ? .success(program) : .failure(BuildFailure(output: output))
@@ -31,6 +32,12 @@ enum CheckProgram {
     }
 
     static func executable() throws -> Executable { try Executable(path: try built.get()) }
+
+    /// `examples/hello.c`, built as the README says.
+    static func hello() throws -> String {
+        _ = try built.get()
+        return directory + "/hello"
+    }
 
     /// A node of `instances` instances (adaptive idle: the test runner keeps a
     /// core), its task logs in a directory of its own.
