@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the wire fuzzer with libFuzzer and AddressSanitizer and runs it for a
+# Builds the wire and channel fuzzers with libFuzzer and AddressSanitizer and runs them for a
 # bounded time over the committed corpus (new inputs go to a scratch folder, so
 # the tree stays clean). Usage: Tests/Fuzz/run.sh [seconds, default 60]
 set -euo pipefail
@@ -13,9 +13,19 @@ for f in Sources/DIOSCore/*.swift Sources/DIOSWire/*.swift Sources/DIOSTransport
 done
 swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name DIOSFuzz -suppress-warnings \
     "$out"/src/*.swift Tests/Fuzz/WireFuzz.swift -o "$out/wire-fuzz"
+# The channel's decoder: what a task process writes into its ring.
+rm -rf "$out/channel-src" && mkdir -p "$out/channel-src" "$out/channel-new"
+for f in Sources/DIOSCore/*.swift Sources/DIOSChannel/*.swift; do
+    sed -E '/^(public |package )?import (DIOSCore|DIOSChannel)$/d' "$f" > "$out/channel-src/$(basename "$(dirname "$f")")-$(basename "$f")"
+done
+swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name DIOSChannelFuzz -suppress-warnings \
+    "$out"/channel-src/*.swift Tests/Fuzz/ChannelFuzz.swift -o "$out/channel-fuzz"
 # A crash ends the run at once, with a failing status: the Swift runtime's
 # backtracer is off (left on, it kept the pipe below open, and the run waiting,
 # long after libFuzzer had saved the input and exited), and the input goes to
 # $out/crash-* (reproduce: $out/wire-fuzz $out/crash-...), not into the tree.
-SWIFT_BACKTRACE=enable=no "$out/wire-fuzz" -max_total_time="$seconds" -print_final_stats=1 -artifact_prefix="$out/" \
-    "$out/new" Tests/Fuzz/corpus/wire 2>&1 | tail -n 15
+# The wire gets two thirds of the time, the channel a third.
+SWIFT_BACKTRACE=enable=no "$out/wire-fuzz" -max_total_time="$(( seconds * 2 / 3 ))" -print_final_stats=1 \
+    -artifact_prefix="$out/" "$out/new" Tests/Fuzz/corpus/wire 2>&1 | tail -n 15
+SWIFT_BACKTRACE=enable=no "$out/channel-fuzz" -max_total_time="$(( seconds / 3 ))" -print_final_stats=1 \
+    -artifact_prefix="$out/channel-" "$out/channel-new" Tests/Fuzz/corpus/channel 2>&1 | tail -n 15
