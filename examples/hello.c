@@ -1,5 +1,6 @@
 // hello: a DIOS task process in C. Build and run it on a local node:
 //
+//   ./libdios/build.sh && export PKG_CONFIG_PATH=$PWD/.build/libdios/lib/pkgconfig
 //   cc -o hello examples/hello.c $(pkg-config --cflags --libs dios)
 //   dios run ./hello --on 0.1 -- world
 //

@@ -1,12 +1,14 @@
 #!/bin/sh
-# Builds libdios (the C ABI) into DIR (default .build/libdios) and writes
-# DIR/pkgconfig/dios.pc for it, so that
-#   PKG_CONFIG_PATH=DIR/pkgconfig cc prog.c $(pkg-config --cflags --libs dios)
+# Builds libdios (the C ABI) into DIR (default .build/libdios): DIR/lib holds
+# the library, DIR/include the headers, DIR/lib/pkgconfig/dios.pc says where,
+# so that
+#   PKG_CONFIG_PATH=DIR/lib/pkgconfig cc prog.c $(pkg-config --cflags --libs dios)
 # builds a program that runs in place (the library is found through an rpath).
+# With DIR=/usr/local it is installed where pkg-config looks by default.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:-$here/../.build/libdios}
-mkdir -p "$out/lib" "$out/include" "$out/pkgconfig"
+mkdir -p "$out/lib/pkgconfig" "$out/include"
 out=$(cd "$out" && pwd)
 cc=${CC:-cc}
 "$cc" -std=c11 -O2 -g -Wall -Wextra -Werror -fPIC -shared -fvisibility=default \
@@ -14,7 +16,7 @@ cc=${CC:-cc}
     -Wl,-soname,libdios.so.0 -o "$out/lib/libdios.so.0" "$here/dios.c" -lpthread
 ln -sf libdios.so.0 "$out/lib/libdios.so"
 cp "$here/dios.h" "$here/../CSupport/CDIOSChannel/include/dios_channel.h" "$out/include/"
-cat > "$out/pkgconfig/dios.pc" <<PC
+cat > "$out/lib/pkgconfig/dios.pc" <<PC
 prefix=$out
 libdir=\${prefix}/lib
 includedir=\${prefix}/include

@@ -25,7 +25,12 @@
 
 #define SCRATCH_AREA 0u
 #define MASK (DIOS_RING_ENTRIES - 1u)
-#define SPINS 20000
+// How a caller waits for its completion: a few microseconds of pauses (the
+// answer of a call served at once), then yields (the instance that serves it
+// may need this CPU: with fewer CPUs than busy threads, a spinning caller
+// only delays its own answer), then a futex sleep.
+#define PAUSES 256
+#define YIELDS 256
 
 static struct {
     pthread_mutex_t lock;
@@ -105,9 +110,9 @@ static void ring_doorbell(void) {
 
 static void wait_for_completion(void) {
     volatile struct dios_channel_header *h = ch.header;
-    for (int i = 0; i < SPINS; i++) {
+    for (int i = 0; i < PAUSES + YIELDS; i++) {
         if (__atomic_load_n(&h->cq_tail, __ATOMIC_ACQUIRE) != ch.cq_head) return;
-        if (i < SPINS / 2) {
+        if (i < PAUSES) {
             __builtin_ia32_pause();
         } else {
             sched_yield();

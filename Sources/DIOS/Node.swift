@@ -177,6 +177,15 @@ public final class Node: Sendable {
     /// The executables registered with `register(_:)`, oldest first.
     public var executables: [Executable] { registered.withLock { $0 } }
 
+    /// How many task-process channels each instance polls now.
+    public func channelCounts() async -> [Int] {
+        var counts: [Int] = []
+        for kernel in instances {
+            counts.append(await Task(executorPreference: kernel.executor) { kernel.channelCount }.value)
+        }
+        return counts
+    }
+
     /// The node's task processes, live and recently ended.
     public var processes: ProcessTable { configuration.processes.table }
 

@@ -163,6 +163,14 @@ extension KernelInstance {
         }
     }
 
+    /// Whether anything else waits for the instance: runnable jobs or
+    /// messages from its siblings. A server spinning for its process's next
+    /// call gives way to them.
+    package var hasOtherWork: Bool { executor.hasPendingHint || hasControlMessages() }
+
+    /// How many channels this instance polls.
+    package var channelCount: Int { channels.count }
+
     /// The descriptor the instance's sleep also wakes on for its channels (-1: none).
     package var channelBellFD: Int32 { channels.isEmpty ? -1 : channelBells }
 }

@@ -1,3 +1,4 @@
+import CLinux
 import DIOSCore
 package import DIOSKernel
 
@@ -31,6 +32,10 @@ public struct ProcessOptions: Sendable {
 /// Runs executables as task processes: the kernel's side of `run` of a
 /// program object that is a file.
 package enum ProcessHost {
+    /// How many times a server looks for its process's next call before it
+    /// suspends (each look a load and a pause: some microseconds in all).
+    static let serviceSpin = 512
+
     /// The task body for `executable`: it starts the process, serves its
     /// channel until the process ends, and returns its status.
     package static func entry(for executable: Executable, options: ProcessOptions) -> TaskEntry {
@@ -47,12 +52,20 @@ package enum ProcessHost {
                 "task process not started", metadata: ["program": "\(executable.path)", "error": "\(error)"])
             return 127
         }
+        let table = options.table
+        table.hold(channels: 1)
+        channel.released = { table.hold(channels: -1) }
         mkdir(options.logDirectory, 0o755)
         let logPath = "\(options.logDirectory)/task-\(kernel.id)-\(task.index).\(task.generation).log"
         let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard log >= 0 else {
             kernel.logger.error("task process not started", metadata: ["log": "\(logPath)", "errno": "\(errno)"])
             return 127
+        }
+        if !trusted && getuid() != 0 {
+            kernel.logger.warning(
+                "an untrusted task process keeps diosd's uid (run diosd as root to give it its own)",
+                metadata: ["program": "\(executable.path)", "exposed": "diosd's memory through /proc"])
         }
         let identity: (uid: Int32, gid: Int32)? =
             trusted || getuid() != 0
@@ -73,6 +86,8 @@ package enum ProcessHost {
             return 127
         }
         close(log)
+        table.hold(processes: 1)
+        process.released = { table.hold(processes: -1) }
         let name = kernel.taskObjectName(task) ?? .random()
         options.table.add(
             .init(
@@ -106,6 +121,14 @@ package enum ProcessHost {
                     metadata: ["program": "\(executable.path)", "pid": "\(process.pid)", "error": "\(error)"])
                 process.signal(SIGKILL)
                 break
+            }
+            // A process calling synchronously submits its next call as soon as
+            // it has this one's answer: look for it a little while before
+            // suspending, unless the instance has other work. (Suspending and
+            // being resumed by the loop costs a turn of it per call.)
+            for _ in 0..<Self.serviceSpin where !kernel.hasOtherWork {
+                if channel.needsService { continue serving }
+                clinux_cpu_relax()
             }
             await kernel.waitForService(task)
         }

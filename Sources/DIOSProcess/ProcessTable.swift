@@ -30,6 +30,7 @@ public final class ProcessTable: Sendable {
     }
 
     private let entries = Mutex<[Entry]>([])
+    private let held = Mutex<(channels: Int, processes: Int)>((0, 0))
     /// How many ended entries are kept (the oldest go first).
     public let keepEnded: Int
 
@@ -41,17 +42,31 @@ public final class ProcessTable: Sendable {
 
     public func entry(labelled label: String) -> Entry? { entries.withLock { $0.last { $0.label == label } } }
 
-    func add(_ e: Entry) {
-        entries.withLock { list in
-            list.append(e)
-            let ended = list.lazy.filter { $0.state == .exited }.count
-            if ended > keepEnded, let n = list.firstIndex(where: { $0.state == .exited }) { list.remove(at: n) }
+    /// Channels (each a memfd, its mapping and a doorbell pipe) and process
+    /// handles (each a pidfd and a watcher) this node holds now: both 0 once
+    /// every task process has ended and been reaped.
+    public var resourcesHeld: (channels: Int, processes: Int) { held.withLock { $0 } }
+
+    func hold(channels: Int = 0, processes: Int = 0) {
+        held.withLock {
+            $0.channels += channels
+            $0.processes += processes
         }
     }
 
+    func add(_ e: Entry) {
+        entries.withLock { list in list.append(e) }
+    }
+
+    /// Changes an entry; the oldest ended entries beyond `keepEnded` go.
     func update(_ name: Name, _ body: (inout Entry) -> Void) {
         entries.withLock { list in
             if let n = list.lastIndex(where: { $0.taskName == name }) { body(&list[n]) }
+            var ended = list.lazy.filter { $0.state == .exited }.count
+            while ended > keepEnded, let n = list.firstIndex(where: { $0.state == .exited }) {
+                list.remove(at: n)
+                ended -= 1
+            }
         }
     }
 }

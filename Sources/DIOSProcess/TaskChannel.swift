@@ -75,7 +75,11 @@ final class TaskChannel: ServicedChannel, @unchecked Sendable {
         base.storeBytes(of: trusted ? 1 : 0, toByteOffset: ChannelLayout.Header.trusted, as: UInt32.self)
     }
 
+    /// Told when the channel's memory and descriptors are released.
+    var released: (() -> Void)? = nil
+
     deinit {
+        released?()
         munmap(base, ChannelLayout.size)
         close(memory)
         close(bellRead)

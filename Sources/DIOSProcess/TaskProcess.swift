@@ -48,13 +48,18 @@ final class TaskProcess: @unchecked Sendable {
     let pid: Int32
     let pidfd: Int32
     private var exit: ProcessExit? = nil
+    /// Told when the pidfd is closed.
+    var released: (() -> Void)? = nil
 
     private init(pid: Int32, pidfd: Int32) {
         self.pid = pid
         self.pidfd = pidfd
     }
 
-    deinit { close(pidfd) }
+    deinit {
+        close(pidfd)
+        released?()
+    }
 
     /// Starts `path` with its channel as descriptors 3 and 4 and its output
     /// into `log`. An untrusted process gets `identity` (uid, gid) where diosd

@@ -17,7 +17,7 @@ enum CheckProgram {
         let script = """
             set -e
             '\(root)/libdios/build.sh' '\(lib)' >/dev/null
-            export PKG_CONFIG_PATH='\(lib)/pkgconfig'
+            export PKG_CONFIG_PATH='\(lib)/lib/pkgconfig'
             cc -std=c11 -O2 -Wall -Wextra -Werror -o '\(program)' '\(root)/Tests/Programs/dios-check.c' \
                 $(pkg-config --cflags --libs dios)
             cc -o '\(directory)/hello' '\(root)/examples/hello.c' $(pkg-config --cflags --libs dios)
@@ -41,12 +41,13 @@ enum CheckProgram {
 
     /// A node of `instances` instances (adaptive idle: the test runner keeps a
     /// core), its task logs in a directory of its own.
-    static func makeNode(instances: Int = 2) throws -> Node {
+    static func makeNode(instances: Int = 2, spins: Int? = nil) throws -> Node {
         var configuration = NodeConfiguration()
         configuration.cores = Array(0..<instances)
         configuration.pin = false
         configuration.arenaSize = 32 << 20
         configuration.idlePolicy = .adaptive
+        if let spins { configuration.idlePolicy = .adaptive(spins: spins, yields: 10, maxSleep: .milliseconds(50)) }
         configuration.processes = ProcessOptions(logDirectory: directory + "/logs-\(UUID().uuidString)")
         return try Node(configuration)
     }

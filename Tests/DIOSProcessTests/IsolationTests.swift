@@ -12,13 +12,22 @@ import Testing
         let arena: String
         if case .hugepages(let path) = node.arena.backing { arena = path } else { arena = "" }
         let status = try await node.withTask { task in
-            try await task.status(
-                of: try task.run(
-                    try task.lookup(program)[0], commandLine: ["isolation", arena, "\(getpid())"], flags: .untrusted))
+            let p = try task.lookup(program)[0]
+            // Another task process, whose channel and memory it must not reach either.
+            let other = try task.run(p, commandLine: ["sleep"])
+            var otherPID: Int32 = 0
+            for _ in 0..<2000 where otherPID == 0 {
+                otherPID = node.processes.all.last { $0.state == .running }?.pid ?? 0
+                try await Task.sleep(for: .milliseconds(1))
+            }
+            let status = try await task.status(
+                of: try task.run(p, commandLine: ["isolation", arena, "\(getpid())", "\(otherPID)"], flags: .untrusted))
+            try task.delete(other)
+            return status
         }
-        #expect(status == 0, "\(lastLog(node))")
-        #expect(lastLog(node).contains("isolation: 0 leaks"))
-        #expect(node.processes.all.last?.trusted == false)
+        #expect(status == 0, "\(allLogs(node))")
+        #expect(allLogs(node).contains("isolation: 0 leaks"), "\(allLogs(node))")
+        #expect(node.processes.all.contains { !$0.trusted })
     }
 
     @Test func aHostileProcessNeitherCrashesNorStallsItsInstance() async throws {

@@ -6,11 +6,15 @@ import Testing
 /// Executables run as task processes: a C program built against libdios,
 /// started by `run` on an instance of the node, its calls crossing its channel.
 @Suite(.serialized) struct TaskProcessTests {
+    /// A million messages from a task process on the other instance. Every
+    /// thread here spins a little before it sleeps (spins: 64): with two
+    /// instances and a task process on two CPUs, longer spins only take the
+    /// CPU from the thread being waited for.
     @Test func aCProgramStreamsNumberedMessagesFromAnotherInstanceInOrder() async throws {
-        let node = try CheckProgram.makeNode()
+        let node = try CheckProgram.makeNode(spins: 64)
         defer { node.shutdown() }
         let program = await node.register(try CheckProgram.executable())
-        let count: UInt64 = 200_000
+        let count: UInt64 = 1_000_000
         let (received, status) = try await node.withTask(on: 0) { task in
             let (_, stream) = try task.create(.stream(messageSize: 16, depth: 64))
             let child = try task.run(

@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 static uint64_t checksum(uint64_t seq) { return seq * 0x9E3779B97F4A7C15ull ^ 0xD1B54A32D192ED03ull; }
@@ -140,28 +142,51 @@ static int hold(void) {
     for (;;) pause();
 }
 
-// What an untrusted process must not reach: each attempt that succeeds is a failure.
-static int isolation(const char *arena, int diosd) {
+// What an untrusted process must not reach: each attempt that succeeds is a
+// failure. `diosd` is the node's pid, `other` another task process's.
+static int reach_process(int pid, const char *whose) {
     int leaks = 0;
     char path[256];
-    if (arena[0] && open(arena, O_RDONLY) >= 0) {
-        fprintf(stderr, "leak: opened the arena file %s\n", arena);
-        leaks++;
-    }
-    snprintf(path, sizeof(path), "/proc/%d/mem", diosd);
+    snprintf(path, sizeof(path), "/proc/%d/mem", pid);
     if (open(path, O_RDONLY) >= 0) {
-        fprintf(stderr, "leak: opened %s\n", path);
+        fprintf(stderr, "leak: opened %s's memory, %s\n", whose, path);
         leaks++;
     }
     for (int fd = 0; fd < 64; fd++) {
-        snprintf(path, sizeof(path), "/proc/%d/fd/%d", diosd, fd);
+        snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, fd);
         int f = open(path, O_RDONLY);
         if (f >= 0) {
-            fprintf(stderr, "leak: opened %s\n", path);
+            fprintf(stderr, "leak: opened %s's descriptor %s\n", whose, path);
             leaks++;
             close(f);
         }
     }
+    snprintf(path, sizeof(path), "/proc/%d/map_files", pid);
+    if (open(path, O_RDONLY | O_DIRECTORY) >= 0) {
+        fprintf(stderr, "leak: opened %s's mapped files\n", whose);
+        leaks++;
+    }
+    if (ptrace(PTRACE_ATTACH, pid, NULL, NULL) == 0) {
+        fprintf(stderr, "leak: traced %s\n", whose);
+        leaks++;
+    }
+    char byte;
+    struct iovec local = {&byte, 1}, remote = {(void *)0x400000, 1};
+    if (process_vm_readv(pid, &local, 1, &remote, 1, 0) >= 0 || errno != EPERM) {
+        fprintf(stderr, "leak: process_vm_readv of %s was not refused with EPERM\n", whose);
+        leaks++;
+    }
+    return leaks;
+}
+
+static int isolation(const char *arena, int diosd, int other) {
+    int leaks = 0;
+    if (arena[0] && open(arena, O_RDONLY) >= 0) {
+        fprintf(stderr, "leak: opened the arena file %s\n", arena);
+        leaks++;
+    }
+    leaks += reach_process(diosd, "diosd");
+    if (other > 0) leaks += reach_process(other, "another task");
     if (socket(AF_INET, SOCK_DGRAM, 0) >= 0) {
         fprintf(stderr, "leak: made a socket\n");
         leaks++;
@@ -246,7 +271,8 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "echo")) return echo(n);
     if (!strcmp(mode, "blob")) return blob();
     if (!strcmp(mode, "hold")) return hold();
-    if (!strcmp(mode, "isolation")) return isolation(argc > 2 ? argv[2] : "", argc > 3 ? atoi(argv[3]) : 1);
+    if (!strcmp(mode, "isolation"))
+        return isolation(argc > 2 ? argv[2] : "", argc > 3 ? atoi(argv[3]) : 1, argc > 4 ? atoi(argv[4]) : 0);
     if (!strcmp(mode, "hostile")) return hostile(n, argc > 3 ? strtoull(argv[3], NULL, 10) : 1);
     if (!strcmp(mode, "exit")) return (int)n;
     if (!strcmp(mode, "sleep")) {
