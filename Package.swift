@@ -276,7 +276,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DIOSProcessTests",
-            dependencies: ["DIOS", "DIOSProcess", "DIOSChannel", "DIOSHost", "CDIOSChannel", "CLinux"],
+            dependencies: ["DIOS", "DIOSCore", "DIOSProcess", "DIOSChannel", "DIOSHost", "CDIOSChannel", "CLinux"],
             swiftSettings: strict
         ),
         .testTarget(name: "DIOSDevicesTests", dependencies: ["DIOSDevices"], swiftSettings: strict),
