@@ -81,6 +81,11 @@ int cdios_spawn(const struct cdios_spawn_request *rq, int *pid_out) {
         sigset_t none;
         sigemptyset(&none);
         if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(long)) != 0) e = errno;
+        // diosd ignores SIGPIPE; an ignored signal stays ignored across execve.
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof(dfl));
+        dfl.sa_handler = SIG_DFL;
+        if (!e && sigaction(SIGPIPE, &dfl, NULL) != 0) e = errno;
         if (!e && setpgid(0, 0) != 0) e = errno;
         if (!e && syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) e = errno;
         if (!e && dup2(devnull, 0) < 0) e = errno;

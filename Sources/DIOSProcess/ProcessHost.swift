@@ -10,7 +10,8 @@ import Glibc
 public struct ProcessOptions: Sendable {
     /// Where each task's standard output and error go (one file per task).
     public var logDirectory: String
-    /// Environment variables every task process gets (besides its channel's).
+    /// The environment every task process gets (besides its channel's
+    /// descriptors): by default a `PATH` and nothing of diosd's own.
     public var environment: [String]
     /// Where untrusted task processes get uids and gids of their own (when
     /// diosd runs as root): `base + instance × 4096 + task slot`.
@@ -19,7 +20,9 @@ public struct ProcessOptions: Sendable {
     public var table: ProcessTable
 
     public init(
-        logDirectory: String = "/tmp/dios-tasks", environment: [String] = [], untrustedIDBase: Int32 = 0x30000,
+        logDirectory: String = "/tmp/dios-tasks",
+        environment: [String] = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        untrustedIDBase: Int32 = 0x30000,
         table: ProcessTable = ProcessTable()
     ) {
         self.logDirectory = logDirectory
@@ -55,7 +58,11 @@ package enum ProcessHost {
         let table = options.table
         table.hold(channels: 1)
         channel.released = { table.hold(channels: -1) }
-        mkdir(options.logDirectory, 0o755)
+        var made = options.logDirectory.hasPrefix("/") ? "" : "."
+        for part in options.logDirectory.split(separator: "/") {  // mkdir -p
+            made += "/" + part
+            mkdir(made, 0o755)
+        }
         let logPath = "\(options.logDirectory)/task-\(kernel.id)-\(task.index).\(task.generation).log"
         let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard log >= 0 else {

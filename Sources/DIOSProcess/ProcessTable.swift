@@ -1,6 +1,10 @@
 public import DIOSCore
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// What a node knows of its task processes, live and ended: for `dios ps`,
 /// `dios logs` and `dios kill`. Written by the instances' servers, read by
 /// the control socket's thread.
@@ -31,7 +35,7 @@ public final class ProcessTable: Sendable {
 
     private let entries = Mutex<[Entry]>([])
     private let held = Mutex<(channels: Int, processes: Int)>((0, 0))
-    /// How many ended entries are kept (the oldest go first).
+    /// How many ended entries are kept (the oldest go first, and their logs with them).
     public let keepEnded: Int
 
     public init(keepEnded: Int = 256) { self.keepEnded = keepEnded }
@@ -64,6 +68,7 @@ public final class ProcessTable: Sendable {
             if let n = list.lastIndex(where: { $0.taskName == name }) { body(&list[n]) }
             var ended = list.lazy.filter { $0.state == .exited }.count
             while ended > keepEnded, let n = list.firstIndex(where: { $0.state == .exited }) {
+                unlink(list[n].log)
                 list.remove(at: n)
                 ended -= 1
             }

@@ -178,6 +178,9 @@ import Testing
         #expect(entries.count == node.processes.keepEnded && entries.allSatisfy { $0.state == .exited })
         #expect(entries.allSatisfy { kill($0.pid, 0) != 0 })
         #expect(Self.children(of: entries.map(\.pid)) == 0)
+        // The logs of the entries let go went with them.
+        let logs = try FileManager.default.contentsOfDirectory(atPath: node.configuration.processes.logDirectory)
+        #expect(logs.count == node.processes.keepEnded)
     }
 
     /// How many of `pids` are still this process's children (zombies included).
