@@ -133,8 +133,9 @@ package enum ProcessHost {
             // it has this one's answer: look for it a little while before
             // suspending, unless the instance has other work. (Suspending and
             // being resumed by the loop costs a turn of it per call.)
-            for _ in 0..<Self.serviceSpin where !kernel.hasOtherWork {
+            for _ in 0..<Self.serviceSpin {
                 if channel.needsService { continue serving }
+                if kernel.hasOtherWork { break }
                 clinux_cpu_relax()
             }
             await kernel.waitForService(task)
