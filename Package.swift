@@ -276,7 +276,11 @@ let package = Package(
         ),
         .testTarget(
             name: "DIOSProcessTests",
-            dependencies: ["DIOS", "DIOSCore", "DIOSProcess", "DIOSChannel", "DIOSHost", "CDIOSChannel", "CLinux"],
+            dependencies: [
+                "DIOS", "DIOSCore", "DIOSProcess", "DIOSChannel", "DIOSHost", "DIOSTransport", "DIOSWire",
+                "CDIOSChannel",
+                "CLinux",
+            ],
             swiftSettings: strict
         ),
         .testTarget(name: "DIOSDevicesTests", dependencies: ["DIOSDevices"], swiftSettings: strict),
