@@ -253,18 +253,17 @@ static int take_area(uint32_t *area) {
     return -DIOS_E_BUSY;
 }
 
-int dios_begin_read(dios_ref ref, uint32_t flags, dios_txn *txn) {
-    if (!txn) return -DIOS_E_INVALID_ARGUMENT;
+// A transaction's begin: the view is one window area of its own, named in
+// the entry's argument `area_arg`.
+static int begin(struct dios_sqe *e, int area_arg, dios_txn *txn) {
     if (!ready()) return -DIOS_E_NO_CHANNEL;
     pthread_mutex_lock(&ch.lock);
     uint32_t area;
     int r = take_area(&area);
     if (r == 0) {
-        struct dios_sqe e = entry(DIOS_OP_BEGIN_READ, ref, flags);
-        e.arg[0] = area_offset(area);
-        e.arg[1] = DIOS_WINDOW_AREA;
+        e->arg[area_arg] = area_offset(area);
         struct dios_cqe c;
-        r = submit(&e, &c);
+        r = submit(e, &c);
         if (r == 0) {
             *txn = (dios_txn){.handle = c.value[0], .data = ch.window + area_offset(area), .size = (size_t)c.value[1],
                               .area = area};
@@ -274,6 +273,13 @@ int dios_begin_read(dios_ref ref, uint32_t flags, dios_txn *txn) {
     }
     pthread_mutex_unlock(&ch.lock);
     return r;
+}
+
+int dios_begin_read(dios_ref ref, uint32_t flags, dios_txn *txn) {
+    if (!txn) return -DIOS_E_INVALID_ARGUMENT;
+    struct dios_sqe e = entry(DIOS_OP_BEGIN_READ, ref, flags);
+    e.arg[1] = DIOS_WINDOW_AREA;
+    return begin(&e, 0, txn);
 }
 
 static int end(uint16_t op, dios_txn *txn, size_t length) {
@@ -303,25 +309,9 @@ int dios_abandon(dios_txn *txn) {
 int dios_begin_write(dios_ref ref, size_t size, uint32_t flags, dios_txn *txn) {
     if (!txn) return -DIOS_E_INVALID_ARGUMENT;
     if (size > DIOS_WINDOW_AREA) return -DIOS_E_TOO_LARGE;
-    if (!ready()) return -DIOS_E_NO_CHANNEL;
-    pthread_mutex_lock(&ch.lock);
-    uint32_t area;
-    int r = take_area(&area);
-    if (r == 0) {
-        struct dios_sqe e = entry(DIOS_OP_BEGIN_WRITE, ref, flags);
-        e.arg[0] = size;
-        e.arg[1] = area_offset(area);
-        struct dios_cqe c;
-        r = submit(&e, &c);
-        if (r == 0) {
-            *txn = (dios_txn){.handle = c.value[0], .data = ch.window + area_offset(area), .size = (size_t)c.value[1],
-                              .area = area};
-        } else {
-            ch.areas &= ~(1u << area);
-        }
-    }
-    pthread_mutex_unlock(&ch.lock);
-    return r;
+    struct dios_sqe e = entry(DIOS_OP_BEGIN_WRITE, ref, flags);
+    e.arg[0] = size;
+    return begin(&e, 1, txn);
 }
 
 int dios_run(dios_ref program, const dios_ref *args, size_t nargs, uint32_t flags, int node, int core,

@@ -2,6 +2,7 @@ import CDIOSChannel
 import DIOSChannel
 import DIOSCore
 import DIOSProcess
+import DIOSWire
 import Foundation
 import Testing
 
@@ -112,7 +113,7 @@ import Testing
     /// Every entry decodes or is refused with a typed error: 200,000 random
     /// entries (the fuzzer, Tests/Fuzz, runs the same decoder for longer).
     @Test func randomEntriesDecodeOrAreRefused() {
-        var rng = SplitMix(seed: 7)
+        var rng = SplitMix64(seed: 7)
         var decoded = 0
         for _ in 0..<200_000 {
             let op = UInt16(truncatingIfNeeded: rng.next() % 24)
@@ -145,17 +146,5 @@ import Testing
         var h = SHA256()
         for _ in 0..<1000 { h.update([UInt8](repeating: 0x61, count: 1000)) }  // a million 'a's, in pieces
         #expect(hex(h.finish()) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
-    }
-}
-
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -56,6 +56,26 @@ enum CheckProgram {
 }
 
 extension TaskContext {
+    /// Reads up to `count` of `dios-check stream`'s numbered, checksummed
+    /// messages, waiting on the stream or the writer's end; returns how many
+    /// came in order before the first wrong one (or the end).
+    func readChecked(_ stream: Ref, count: UInt64, from writer: Ref) async throws -> UInt64 {
+        var next: UInt64 = 0
+        while next < count {
+            do throws(CallError) {
+                let tx = try beginRead(stream)
+                let seq = tx.uncheckedLoad(fromByteOffset: 0, as: UInt64.self)
+                let sum = tx.uncheckedLoad(fromByteOffset: 8, as: UInt64.self)
+                _ = endRead(tx)
+                guard seq == next, sum == CheckProgram.checksum(seq) else { return next }
+                next += 1
+            } catch .wouldBlock {
+                _ = try await select([stream, writer])
+            }
+        }
+        return next
+    }
+
     /// Waits for a task to end and returns its status.
     func status(of task: Ref) async throws -> Int64 {
         _ = try await select([task])

@@ -61,8 +61,8 @@ import Testing
         #expect(allLogs(node).contains("hostile: \(entries) entries"), "\(allLogs(node))")
         #expect(hostile == 137)
         #expect(streamed >= 1)
-        // What it made with its random calls went when it did... or stays
-        // named, as any task's objects do; bounded by its instance's pools.
+        // The objects its random creates made stay, as any task's do, but the
+        // instance's pools bound them.
         #expect(objectsAfter < 10_000)
     }
 }

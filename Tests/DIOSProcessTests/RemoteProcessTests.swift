@@ -49,19 +49,7 @@ import Testing
             let child = try task.run(
                 try task.lookup(program)[0], arguments: [stream], commandLine: ["stream", "\(count)"],
                 flags: .writable, on: remote)
-            var next: UInt64 = 0
-            while next < count {
-                do throws(CallError) {
-                    let tx = try task.beginRead(stream)
-                    let seq = tx.uncheckedLoad(fromByteOffset: 0, as: UInt64.self)
-                    let sum = tx.uncheckedLoad(fromByteOffset: 8, as: UInt64.self)
-                    _ = task.endRead(tx)
-                    guard seq == next, sum == CheckProgram.checksum(seq) else { break }
-                    next += 1
-                } catch .wouldBlock {
-                    _ = try await task.select([stream, child])
-                }
-            }
+            let next = try await task.readChecked(stream, count: count, from: child)
             return (next, try await task.status(of: child))
         }
         #expect(received == count, "\(allLogs(nodes[1]))")

@@ -19,19 +19,7 @@ import Testing
             let (_, stream) = try task.create(.stream(messageSize: 16, depth: 64))
             let child = try task.run(
                 try task.lookup(program)[0], arguments: [stream], commandLine: ["stream", "\(count)"], on: 1)
-            var next: UInt64 = 0
-            while next < count {
-                do throws(CallError) {
-                    let tx = try task.beginRead(stream)
-                    let seq = tx.uncheckedLoad(fromByteOffset: 0, as: UInt64.self)
-                    let sum = tx.uncheckedLoad(fromByteOffset: 8, as: UInt64.self)
-                    _ = task.endRead(tx)
-                    guard seq == next, sum == CheckProgram.checksum(seq) else { break }
-                    next += 1
-                } catch .wouldBlock {
-                    _ = try await task.select([stream, child])
-                }
-            }
+            let next = try await task.readChecked(stream, count: count, from: child)
             return (next, try await task.status(of: child))
         }
         #expect(received == count, "\(lastLog(node))")
@@ -80,7 +68,7 @@ import Testing
         let b = try Executable(path: try CheckProgram.built.get())
         #expect(a.name == b.name)
         #expect(a.size > 0)
-        // A program that is not a file's bytes hashes otherwise.
+        // A path that names no file is no program.
         #expect(throws: ExecutableError.self) { try Executable(path: "/nonexistent/dios-check") }
     }
 }

@@ -56,9 +56,6 @@ int cdios_wait_exit(int pidfd, int timeout_ms);
 /// Sends `signal` through the pidfd (no pid reuse race). Returns 0 or -errno.
 int cdios_signal(int pidfd, int signal);
 
-/// The number of descriptors this process has open (from /proc/self/fd), or -1.
-int cdios_open_fd_count(void);
-
 #ifdef __cplusplus
 }
 #endif
