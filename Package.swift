@@ -278,7 +278,7 @@ let package = Package(
             name: "DIOSProcessTests",
             dependencies: [
                 "DIOS", "DIOSCore", "DIOSProcess", "DIOSChannel", "DIOSHost", "DIOSTransport", "DIOSWire",
-                "CDIOSChannel",
+                "DIOSMemory", "CDIOSChannel",
                 "CLinux",
             ],
             swiftSettings: strict

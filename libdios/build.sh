@@ -13,7 +13,7 @@ out=$(cd "$out" && pwd)
 cc=${CC:-cc}
 "$cc" -std=c11 -O2 -g -Wall -Wextra -Werror -fPIC -shared -fvisibility=default \
     -I"$here" -I"$here/../CSupport/CDIOSChannel/include" \
-    -Wl,-soname,libdios.so.0 -o "$out/lib/libdios.so.0" "$here/dios.c" -lpthread
+    -Wl,-soname,libdios.so.0 -o "$out/lib/libdios.so.0" "$here/dios.c" "$here/dios_streams.c" -lpthread
 ln -sf libdios.so.0 "$out/lib/libdios.so"
 cp "$here/dios.h" "$here/../CSupport/CDIOSChannel/include/dios_channel.h" "$out/include/"
 cat > "$out/lib/pkgconfig/dios.pc" <<PC

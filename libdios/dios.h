@@ -104,8 +104,10 @@ typedef struct dios_entry {
     uint16_t owner_core;
 } dios_entry;
 
-/// An open read or write: `data` views `size` bytes (for a process that does
-/// not map the arena, a copy in its channel's window). End it exactly once.
+/// An open read or write: `data` views `size` bytes. For a trusted process
+/// on a stream held on its node, the view is the message's slot in the
+/// arena, read and written in place with no call to the kernel; otherwise a
+/// copy in the channel's window. End it exactly once.
 typedef struct dios_txn {
     uint64_t handle;
     void *data;
@@ -150,6 +152,10 @@ int dios_read(dios_ref ref, void *buffer, size_t capacity, size_t *length, uint3
 /// Whether this process is a DIOS task (it has a channel), and whether trusted.
 int dios_is_task(void);
 int dios_is_trusted(void);
+/// A trusted task's mapping of its node's arena, where the views of the local
+/// streams it reads and writes in place lie. -DIOS_E_UNTRUSTED for a task
+/// that does not map it.
+int dios_arena_span(void **base, size_t *size);
 /// A message for an error code (positive or negative).
 const char *dios_strerror(int error);
 

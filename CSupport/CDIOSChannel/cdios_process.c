@@ -90,13 +90,15 @@ int cdios_spawn(const struct cdios_spawn_request *rq, int *pid_out) {
         if (!e && dup2(devnull, 0) < 0) e = errno;
         if (!e && dup2(rq->log_fd, 1) < 0) e = errno;
         if (!e && dup2(rq->log_fd, 2) < 0) e = errno;
-        // 3 and 4 may be taken by the sources themselves: move them above first.
+        // 3 to 5 may be taken by the sources themselves: move them above first.
         int ch = !e ? (int)syscall(SYS_fcntl, rq->channel_fd, F_DUPFD, 10) : -1;
         int bell = !e ? (int)syscall(SYS_fcntl, rq->doorbell_fd, F_DUPFD, 10) : -1;
-        if (!e && (ch < 0 || bell < 0)) e = errno;
+        int arena = !e && rq->arena_fd >= 0 ? (int)syscall(SYS_fcntl, rq->arena_fd, F_DUPFD, 10) : -1;
+        if (!e && (ch < 0 || bell < 0 || (rq->arena_fd >= 0 && arena < 0))) e = errno;
         if (!e && dup2(ch, 3) < 0) e = errno;
         if (!e && dup2(bell, 4) < 0) e = errno;
-        if (!e && syscall(SYS_close_range, 5, ~0U, 0) != 0) e = errno;
+        if (!e && arena >= 0 && dup2(arena, 5) < 0) e = errno;
+        if (!e && syscall(SYS_close_range, arena >= 0 ? 6 : 5, ~0U, 0) != 0) e = errno;
         if (!e && rq->untrusted) {
             if (syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) e = errno;
             if (!e && rq->gid >= 0 && syscall(SYS_setgroups, 0, NULL) != 0) e = errno;

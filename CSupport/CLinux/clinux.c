@@ -56,6 +56,18 @@ int clinux_map_private(void) { return MAP_PRIVATE; }
 int clinux_map_anonymous(void) { return MAP_ANONYMOUS; }
 void *clinux_map_failed(void) { return MAP_FAILED; }
 
+int clinux_memfd(const char *name, size_t size) {
+    int fd = memfd_create(name, MFD_CLOEXEC);
+    if (fd < 0) return -1;
+    if (ftruncate(fd, (off_t)size) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
 int clinux_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
 
 int clinux_eventfd_signal(int fd) {

@@ -42,4 +42,6 @@ public enum ChannelOperation: UInt16, Sendable, CaseIterable {
     case abandon, restrict, describe, delegated, hello
     /// A whole write or read in one entry: begin, copy, end.
     case write, read
+    /// A trusted process takes a side of a local stream's ring, and gives it back.
+    case mapStream, unmapStream
 }

@@ -48,6 +48,9 @@ public enum ChannelRequest: Sendable, Equatable {
     case hello
     case write(Ref, flags: Flags, from: WindowRange)
     case read(Ref, flags: Flags, into: WindowRange)
+    /// Take (or give back) the write side (`writer`) or read side of a stream.
+    case mapStream(Ref, writer: Bool)
+    case unmapStream(Ref, writer: Bool)
 
     /// Decodes `entry` for a window of `windowSize` bytes.
     public static func decode(
@@ -145,6 +148,9 @@ public enum ChannelRequest: Sendable, Equatable {
             return .write(ref, flags: flags, from: try range("write", a.0, UInt64(try size("write length", a.1))))
         case .read:
             return .read(ref, flags: flags, into: try range("read", a.0, a.1))
+        case .mapStream, .unmapStream:
+            guard a.0 <= 1 else { throw .outOfRange("stream side", a.0) }
+            return op == .mapStream ? .mapStream(ref, writer: a.0 == 1) : .unmapStream(ref, writer: a.0 == 1)
         }
     }
 }

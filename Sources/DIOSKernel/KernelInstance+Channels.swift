@@ -174,3 +174,10 @@ extension KernelInstance {
     /// The descriptor the instance's sleep also wakes on for its channels (-1: none).
     package var channelBellFD: Int32 { channels.isEmpty ? -1 : channelBells }
 }
+
+extension KernelInstance {
+    /// The node's arena, for a trusted task process to map: its descriptor
+    /// (close-on-exec) and size.
+    package var arenaDescriptor: Int32 { pool.arena.descriptor }
+    package var arenaSize: Int { pool.arena.size }
+}

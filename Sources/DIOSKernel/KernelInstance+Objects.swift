@@ -71,6 +71,9 @@ extension KernelInstance {
         objects.records[i].deleted = true
         objects.records[i].version &+= 2
         markDirty(object)
+        // A process working a side of the ring learns of the delete from the
+        // ring itself (the kernel tells it nothing on its data path).
+        if objects.records[i].readerMapped || objects.records[i].writerMapped { objects.records[i].ring?.close() }
         // A stream read on another node is drained to it first (the bridge pump
         // reclaims it once empty, after telling the other end it closed).
         if objects.records[i].bridge == .sends && objects.records[i].remoteFailure == nil { return }

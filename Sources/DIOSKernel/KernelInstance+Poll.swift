@@ -22,9 +22,11 @@ extension KernelInstance {
         case .stream:
             guard let ring = r.pointee.ring else { return true }
             if ring.isClosed { return true }
+            // A side a task process maps is open for good, but ready as its
+            // ring is: the process itself waits on it.
             return writable
-                ? !r.pointee.writerOpen && !r.pointee.waitsForFrame && ring.hasSpace()
-                : !r.pointee.readerOpen && ring.hasMessage()
+                ? (!r.pointee.writerOpen || r.pointee.writerMapped) && !r.pointee.waitsForFrame && ring.hasSpace()
+                : (!r.pointee.readerOpen || r.pointee.readerMapped) && ring.hasMessage()
         case .timer:
             return writable ? !r.pointee.writerOpen : r.pointee.ready
         case .task:
@@ -255,6 +257,7 @@ extension KernelInstance {
         if sharedWatchers > 0 { markSharedReady() }
         work += wakeWaiters()
         if !channels.isEmpty { work += serviceChannels() }
+        if !streamMaps.isEmpty { work += serviceStreamMaps() }
         if work == 0 { counters.idlePolls &+= 1 }
         return work
     }
@@ -273,6 +276,7 @@ extension KernelInstance {
         // ring's side is claimed by this instance, see `select`).
         !executor.hasPending && dirty.isEmpty && !hasControlMessages() && !sharedReady() && remoteOutbox.isEmpty
             && (nanosecondsToNextTimer().map { $0 > 0 } ?? true) && (channels.isEmpty || channelsIdle())
+            && (streamMaps.isEmpty || !streamMapsMoved)
     }
 
     /// Swift tasks still running on this instance.

@@ -84,6 +84,8 @@ public final class KernelInstance: @unchecked Sendable {
     /// their doorbells (-1 until the first).
     @exclusivity(unchecked) var channels: [ChannelSlot] = []
     @exclusivity(unchecked) var channelBells: Int32 = -1
+    /// Sides of local streams that trusted task processes work themselves.
+    @exclusivity(unchecked) var streamMaps: [StreamMap] = []
     /// The monotonic clock as read at the start of this poll turn on an
     /// instance with a wire (or by the last full wire poll of a spinning
     /// `select`): what a send from a task's call stamps its frame with.

@@ -41,6 +41,10 @@ struct ObjectRecord {
     var exclusive = false
     /// A stream reader has an open transaction.
     var readerOpen = false
+    /// A trusted task process works the stream's read (write) side itself;
+    /// `readerOpen` (`writerOpen`) stays set meanwhile, so no one else does.
+    var readerMapped = false
+    var writerMapped = false
     /// Open transactions of any kind; the buffer is released only when this is 0.
     var openTransactions: Int32 = 0
     /// Deleted, but transactions are still open on the buffer.

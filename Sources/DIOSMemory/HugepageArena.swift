@@ -37,6 +37,10 @@ public final class HugepageArena: @unchecked Sendable {
     public let base: UnsafeMutableRawPointer
     public let size: Int
     public let backing: ArenaBacking
+    /// The file the arena maps (close-on-exec): a trusted task process maps
+    /// the same memory from it, so the offsets the kernel hands out name the
+    /// same bytes on both sides.
+    public let descriptor: Int32
 
     /// Maps `size` bytes (rounded up to whole hugepages). Tries a file on a
     /// hugetlbfs mount first; without one (or without free hugepages) it maps
@@ -53,24 +57,34 @@ public final class HugepageArena: @unchecked Sendable {
         guard requested > 0 else { throw .invalidSize(requested) }
         let size = (requested + Self.hugepageSize - 1) / Self.hugepageSize * Self.hugepageSize
         switch Self.mapHugepages(size: size, label: label, mount: hugetlbfs ?? Self.hugetlbfsMount()) {
-        case .success(let (base, path)):
+        case .success(let (base, path, fd)):
             self.base = base
             self.size = size
             self.backing = .hugepages(path: path)
+            self.descriptor = fd
         case .failure(let why):
-            let p = mmap(nil, size, PROT_READ | PROT_WRITE, clinux_map_private() | clinux_map_anonymous(), -1, 0)
-            guard let p, p != clinux_map_failed() else { throw .mapFailed(errno: errno) }
+            // A memfd rather than anonymous memory: it can be shared the same way.
+            let fd = clinux_memfd("dios-arena-\(label)", size)
+            guard fd >= 0 else { throw .mapFailed(errno: errno) }
+            let p = mmap(nil, size, PROT_READ | PROT_WRITE, clinux_map_shared(), fd, 0)
+            guard let p, p != clinux_map_failed() else {
+                let e = errno
+                close(fd)
+                throw .mapFailed(errno: e)
+            }
             logger.warning(
                 "hugepages unavailable, falling back to ordinary pages",
                 metadata: ["reason": "\(why.reason)", "size": "\(size)", "hint": "run ./hugepages.sh"])
             self.base = p
             self.size = size
             self.backing = .ordinaryPages(reason: why.reason)
+            self.descriptor = fd
         }
     }
 
     deinit {
         munmap(base, size)
+        close(descriptor)
         if case .hugepages(let path) = backing { unlink(path) }
     }
 
@@ -93,7 +107,7 @@ public final class HugepageArena: @unchecked Sendable {
 
     private static func mapHugepages(
         size: Int, label: String, mount: String?
-    ) -> Result<(UnsafeMutableRawPointer, String), MapFailure> {
+    ) -> Result<(UnsafeMutableRawPointer, String, Int32), MapFailure> {
         guard let mount, !mount.isEmpty else { return .failure(MapFailure(reason: "no hugetlbfs mount")) }
         // Whatever made an arena and died without unmapping it (a node killed
         // with SIGKILL, a benchmark or test process that exited holding one)
@@ -102,11 +116,11 @@ public final class HugepageArena: @unchecked Sendable {
         removeStaleFiles(in: mount)
         // pid, then a per-process sequence number: two arenas of one process never collide.
         let path = "\(mount)/dios-\(getpid())-\(arenaSequence.add(1, ordering: .relaxed).newValue)-\(label)"
-        let fd = open(path, O_CREAT | O_RDWR | O_EXCL, 0o600)
+        let fd = open(path, O_CREAT | O_RDWR | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return .failure(MapFailure(reason: "open \(path): \(String(cString: strerror(errno)))")) }
-        defer { close(fd) }
         guard ftruncate(fd, off_t(size)) == 0 else {
             let e = errno
+            close(fd)
             unlink(path)
             return .failure(MapFailure(reason: "ftruncate \(path): \(String(cString: strerror(e)))"))
         }
@@ -115,10 +129,11 @@ public final class HugepageArena: @unchecked Sendable {
         let p = mmap(nil, size, PROT_READ | PROT_WRITE, clinux_map_shared() | clinux_map_populate(), fd, 0)
         guard let p, p != clinux_map_failed() else {
             let e = errno
+            close(fd)
             unlink(path)
             return .failure(MapFailure(reason: "mmap \(size) bytes of hugepages: \(String(cString: strerror(e)))"))
         }
-        return .success((p, path))
+        return .success((p, path, fd))
     }
 
     /// The first hugetlbfs mount with the default (2 MiB) page size, from /proc/mounts.

@@ -260,6 +260,11 @@ public struct StreamRing: @unchecked Sendable {
         return UInt32(truncatingIfNeeded: header >> 32) == UInt32(truncatingIfNeeded: head &+ 1)
     }
 
+    /// Messages published since the ring was made (the producer's index).
+    public var published: UInt64 { clinux_load_acquire_u64(u64(at: 0)) }
+    /// Messages released since the ring was made (the consumer's index).
+    public var released: UInt64 { clinux_load_acquire_u64(u64(at: 64)) }
+
     /// Messages published and not yet released (either side may ask; approximate
     /// while the other side runs).
     public var count: UInt64 { clinux_load_acquire_u64(u64(at: 0)) &- clinux_load_acquire_u64(u64(at: 64)) }

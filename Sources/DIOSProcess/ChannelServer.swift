@@ -18,6 +18,8 @@ struct ChannelServer {
     private var generations: [UInt32] = Array(repeating: 1, count: Self.maxOpen)
     /// Submissions served, for `dios ps` and the tests.
     private(set) var served: UInt64 = 0
+    /// Of those, reads and writes (the data path).
+    private(set) var dataServed: UInt64 = 0
 
     /// The most transactions a task process holds open at once.
     static let maxOpen = 16
@@ -37,6 +39,10 @@ struct ChannelServer {
     /// Serves one submission and returns its completion.
     mutating func serve(_ entry: SubmissionEntry) async -> CompletionEntry {
         served &+= 1
+        switch ChannelOperation(rawValue: entry.operation) {
+        case .beginRead, .endRead, .beginWrite, .endWrite, .abandon, .read, .write: dataServed &+= 1
+        default: break
+        }
         let request: ChannelRequest
         do { request = try ChannelRequest.decode(entry) } catch {
             return CompletionEntry(
@@ -177,6 +183,12 @@ struct ChannelServer {
                 UInt64(e.kind.rawValue) | UInt64(e.rights.rawValue) << 8 | UInt64(e.proximity.rawValue) << 16
                 | UInt64(e.persistent ? 1 : 0) << 24 | UInt64(e.owner.node) << 32 | UInt64(e.owner.core) << 48
             return (packed, UInt64(e.maxWriteSize))
+        case .mapStream(let ref, let writer):
+            let (offset, maxMessage) = try kernel.mapStream(task, ref, writer: writer)
+            return (UInt64(offset), UInt64(maxMessage))
+        case .unmapStream(let ref, let writer):
+            try kernel.unmapStream(task, ref, writer: writer)
+            return (0, 0)
         case .delegated(let out, let max):
             let refs = try kernel.delegated(task)
             writeRefs(refs.prefix(max), out)

@@ -85,7 +85,8 @@ package enum ProcessHost {
         do {
             process = try TaskProcess.spawn(
                 path: executable.path, arguments: kernel.commandLine(of: task), environment: options.environment,
-                channel: channel, log: log, untrusted: !trusted, identity: identity)
+                channel: channel, log: log, untrusted: !trusted, identity: identity,
+                arena: trusted ? kernel.arenaDescriptor : -1)
         } catch {
             close(log)
             kernel.logger.error(
@@ -143,6 +144,7 @@ package enum ProcessHost {
         // What it held goes: open transactions (and their holds) first, then
         // its channel; then the process itself, already ended or killed.
         server.abandonAll()
+        kernel.unmapStreams(of: task)
         let references = kernel.referenceCount(of: task)
         while !channel.processEnded {
             await kernel.waitForService(task, ignoringStop: true)
@@ -158,6 +160,7 @@ package enum ProcessHost {
             $0.status = exit.status
             $0.references = references
             $0.calls = server.served
+            $0.dataCalls = server.dataServed
         }
         return exit.status
     }

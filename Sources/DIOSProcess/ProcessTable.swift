@@ -31,6 +31,9 @@ public final class ProcessTable: Sendable {
         public var references: Int
         /// Submissions served.
         public var calls: UInt64
+        /// Of those, the data path's: reads and writes (begin, end, whole,
+        /// abandoned). A trusted process working mapped streams makes none.
+        public var dataCalls: UInt64 = 0
     }
 
     private let entries = Mutex<[Entry]>([])

@@ -61,16 +61,18 @@ final class TaskProcess: @unchecked Sendable {
         released?()
     }
 
-    /// Starts `path` with its channel as descriptors 3 and 4 and its output
-    /// into `log`. An untrusted process gets `identity` (uid, gid) where diosd
-    /// may give one.
+    /// Starts `path` with its channel as descriptors 3 and 4 (and, when
+    /// `arena` is not negative, the node's arena as 5) and its output into
+    /// `log`. An untrusted process gets `identity` (uid, gid) where diosd may
+    /// give one, and never the arena.
     static func spawn(
         path: String, arguments: [String], environment: [String], channel: TaskChannel, log: Int32,
-        untrusted: Bool, identity: (uid: Int32, gid: Int32)?
+        untrusted: Bool, identity: (uid: Int32, gid: Int32)?, arena: Int32 = -1
     ) throws(SpawnError) -> TaskProcess {
+        precondition(!untrusted || arena < 0, "an untrusted task process never gets the arena")
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        let envp =
-            (environment + ["DIOS_CHANNEL_FD=3", "DIOS_DOORBELL_FD=4"]).map { strdup($0) } + [nil]
+        let descriptors = ["DIOS_CHANNEL_FD=3", "DIOS_DOORBELL_FD=4"] + (arena >= 0 ? ["DIOS_ARENA_FD=5"] : [])
+        let envp = (environment + descriptors).map { strdup($0) } + [nil]
         defer {
             for p in argv { free(p) }
             for p in envp { free(p) }
@@ -81,7 +83,7 @@ final class TaskProcess: @unchecked Sendable {
                 envp.withUnsafeBufferPointer { e in
                     var request = cdios_spawn_request(
                         path: cPath, argv: a.baseAddress, envp: e.baseAddress, channel_fd: channel.memory,
-                        doorbell_fd: channel.bellWrite, log_fd: log, untrusted: untrusted ? 1 : 0,
+                        doorbell_fd: channel.bellWrite, arena_fd: arena, log_fd: log, untrusted: untrusted ? 1 : 0,
                         uid: identity?.uid ?? -1, gid: identity?.gid ?? -1)
                     return cdios_spawn(&request, &pid)
                 }

@@ -1,6 +1,7 @@
 import CDIOSChannel
 import DIOSChannel
 import DIOSCore
+import DIOSMemory
 import DIOSProcess
 import DIOSWire
 import Foundation
@@ -32,8 +33,38 @@ import Testing
         #expect(Int(DIOS_CHANNEL_SQ_OFFSET) == ChannelLayout.submissionOffset)
         #expect(Int(DIOS_RING_ENTRIES) == Int(ChannelLayout.ringEntries))
         #expect(Int(DIOS_CHANNEL_WINDOW_OFFSET) == ChannelLayout.windowOffset)
-        #expect(UInt16(DIOS_OP_READ.rawValue) == ChannelOperation.allCases.last!.rawValue)
+        #expect(UInt16(DIOS_OP_UNMAP_STREAM.rawValue) == ChannelOperation.allCases.last!.rawValue)
         #expect(UInt16(DIOS_OP_CREATE.rawValue) == ChannelOperation.create.rawValue)
+    }
+
+    /// The ring layout dios_channel.h gives libdios is the kernel's
+    /// `StreamRing`: what one side writes by the header's offsets, the other
+    /// reads through the ring, both ways.
+    @Test func theRingLayoutIsTheKernels() {
+        let size = StreamRing.byteSize(messageSize: 16, depth: 4)
+        let memory = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 128)
+        defer { memory.deallocate() }
+        memory.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+        let ring = StreamRing.initialize(at: memory, messageSize: 16, depth: 4)
+        func u32(_ offset: UInt32) -> UInt32 { memory.load(fromByteOffset: Int(offset), as: UInt32.self) }
+        func u64(_ offset: Int) -> UInt64 { memory.load(fromByteOffset: offset, as: UInt64.self) }
+        #expect(u32(DIOS_RING_DEPTH) == 4 && u32(DIOS_RING_MAX_MESSAGE) == 16)
+        #expect(Int(u32(DIOS_RING_STRIDE)) == ring.stride && Int(DIOS_RING_SLOTS) == StreamRing.headerSize)
+        // The kernel publishes message 0 (5 bytes); the process sees it by the offsets.
+        ring.reserve()!.storeBytes(of: 0xAB, as: UInt8.self)
+        ring.publish(length: 5)
+        #expect(u64(Int(DIOS_RING_TAIL)) == 1)
+        #expect(u64(Int(DIOS_RING_SLOTS)) == 1 << 32 | 5)
+        #expect(memory.load(fromByteOffset: Int(DIOS_RING_SLOTS) + 8, as: UInt8.self) == 0xAB)
+        // The process releases it and publishes message 1 in slot 1; the kernel sees both.
+        memory.storeBytes(of: UInt64(1), toByteOffset: Int(DIOS_RING_HEAD), as: UInt64.self)
+        #expect(ring.released == 1 && !ring.hasMessage())
+        memory.storeBytes(of: UInt64(2) << 32 | 7, toByteOffset: Int(DIOS_RING_SLOTS) + ring.stride, as: UInt64.self)
+        memory.storeBytes(of: UInt64(2), toByteOffset: Int(DIOS_RING_TAIL), as: UInt64.self)
+        #expect(ring.peek()?.1 == 7)
+        ring.close()
+        #expect(u32(DIOS_RING_CLOSED) != 0)
+        #expect(DIOS_RING_HELD_ELSEWHERE == 1 << 31)
     }
 
     /// dios.h's error codes, as a C program sees them, are the kernel's.
@@ -86,6 +117,12 @@ import Testing
         }
         #expect(throws: ChannelEntryError.outOfRange("write size", UInt64.max)) {
             try ChannelRequest.decode(Self.entry(.beginWrite, (.max, 0, 0, 0, 0)))
+        }
+        #expect(
+            try ChannelRequest.decode(Self.entry(.mapStream, (1, 0, 0, 0, 0)))
+                == .mapStream(Ref(slot: 0, generation: 1), writer: true))
+        #expect(throws: ChannelEntryError.outOfRange("stream side", 2)) {
+            try ChannelRequest.decode(Self.entry(.unmapStream, (2, 0, 0, 0, 0)))
         }
         #expect(throws: ChannelEntryError.outOfRange("object kind to create", 3)) {
             try ChannelRequest.decode(Self.entry(.create, (3, 8, 0, 0, .max)))

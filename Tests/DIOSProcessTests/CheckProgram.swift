@@ -41,14 +41,15 @@ enum CheckProgram {
 
     /// A node of `instances` instances (adaptive idle: the test runner keeps a
     /// core), its task logs in a directory of its own.
-    static func makeNode(instances: Int = 2, spins: Int? = nil) throws -> Node {
+    static func makeNode(instances: Int = 2, spins: Int? = nil, keepEnded: Int = 256) throws -> Node {
         var configuration = NodeConfiguration()
         configuration.cores = Array(0..<instances)
         configuration.pin = false
         configuration.arenaSize = 32 << 20
         configuration.idlePolicy = .adaptive
         if let spins { configuration.idlePolicy = .adaptive(spins: spins, yields: 10, maxSleep: .milliseconds(50)) }
-        configuration.processes = ProcessOptions(logDirectory: directory + "/logs-\(UUID().uuidString)")
+        configuration.processes = ProcessOptions(
+            logDirectory: directory + "/logs-\(UUID().uuidString)", table: ProcessTable(keepEnded: keepEnded))
         return try Node(configuration)
     }
 

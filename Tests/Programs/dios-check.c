@@ -82,6 +82,85 @@ static int echo(uint64_t count) {
     return 0;
 }
 
+// Whether the view lies in this process's mapping of the arena; `in_arena`
+// says where it must lie: 1 there (a trusted task on a local stream), 0 in
+// the channel's window (an untrusted task, which maps no arena at all).
+static int view_where(const dios_txn *t, int in_arena) {
+    void *base = NULL;
+    size_t size = 0;
+    int r = dios_arena_span(&base, &size);
+    if (!in_arena) {
+        if (r != -DIOS_E_UNTRUSTED) {
+            fprintf(stderr, "dios-check: an untrusted task maps the arena (%d)\n", r);
+            return 1;
+        }
+        return 0;
+    }
+    if (r < 0) return fail("arena_span", r);
+    uintptr_t p = (uintptr_t)t->data, b = (uintptr_t)base;
+    if (p < b || p + t->size > b + size) {
+        fprintf(stderr, "dios-check: a view at %p (%zu bytes) lies outside the arena [%p, +%zu)\n", t->data, t->size,
+                base, size);
+        return 1;
+    }
+    return 0;
+}
+
+// `stream`, each message written in place: begin_write, the view filled, end_write.
+static int inplace_stream(uint64_t count, int in_arena) {
+    dios_ref out;
+    if (delegated(&out, 1)) return 1;
+    for (uint64_t i = 0; i < count;) {
+        dios_txn t;
+        int r = dios_begin_write(out, 16, 0, &t);
+        if (r == -DIOS_E_WOULD_BLOCK) {
+            size_t k;
+            if ((r = dios_select(&out, 1, DIOS_WRITABLE, &k)) < 0) return fail("select", r);
+            continue;
+        }
+        if (r < 0) return fail("begin_write", r);
+        if (view_where(&t, in_arena)) return 1;
+        uint64_t m[2] = {i, checksum(i)};
+        memcpy(t.data, m, sizeof(m));
+        if ((r = dios_end_write(&t, sizeof(m))) != 1) return fail("end_write", r);
+        i++;
+    }
+    printf("wrote %llu messages in place\n", (unsigned long long)count);
+    return 0;
+}
+
+// `sink`, each message read in place: begin_read, the view checked, end_read.
+static int inplace_sink(uint64_t count, int in_arena) {
+    dios_ref in;
+    if (delegated(&in, 1)) return 1;
+    for (uint64_t i = 0; i < count;) {
+        dios_txn t;
+        int r = dios_begin_read(in, 0, &t);
+        if (r == -DIOS_E_WOULD_BLOCK) {
+            size_t k;
+            if ((r = dios_select(&in, 1, 0, &k)) < 0) return fail("select", r);
+            continue;
+        }
+        if (r < 0) return fail("begin_read", r);
+        if (view_where(&t, in_arena)) return 1;
+        uint64_t m[2];
+        if (t.size != sizeof(m)) {
+            fprintf(stderr, "dios-check: message %llu has %zu bytes\n", (unsigned long long)i, t.size);
+            return 1;
+        }
+        memcpy(m, t.data, sizeof(m));
+        if (m[0] != i || m[1] != checksum(i)) {
+            fprintf(stderr, "dios-check: message %llu is wrong (seq %llu)\n", (unsigned long long)i,
+                    (unsigned long long)m[0]);
+            return 1;
+        }
+        if ((r = dios_end_read(&t)) != 1) return fail("end_read", r);
+        i++;
+    }
+    printf("read %llu messages in place, in order\n", (unsigned long long)count);
+    return 0;
+}
+
 // The blob rules as a process sees them: a committed write is read back; a
 // weak read overlapped by a commit is inconsistent; a strong write excludes
 // another writer; a write not ended publishes nothing.
@@ -257,7 +336,7 @@ static int hostile(uint64_t count, uint64_t seed) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: dios-check stream|sink|echo|blob|hold|isolation|hostile|exit|sleep ...\n");
+        fprintf(stderr, "usage: dios-check stream|sink|inplace-stream|inplace-sink|echo|blob|hold|isolation|hostile|exit|sleep ...\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -269,6 +348,8 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "stream")) return stream(n);
     if (!strcmp(mode, "sink")) return sink(n);
     if (!strcmp(mode, "echo")) return echo(n);
+    if (!strcmp(mode, "inplace-stream")) return inplace_stream(n, argc > 3 && atoi(argv[3]));
+    if (!strcmp(mode, "inplace-sink")) return inplace_sink(n, argc > 3 && atoi(argv[3]));
     if (!strcmp(mode, "blob")) return blob();
     if (!strcmp(mode, "hold")) return hold();
     if (!strcmp(mode, "isolation"))

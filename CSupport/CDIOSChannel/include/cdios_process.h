@@ -29,6 +29,8 @@ struct cdios_spawn_request {
     /// Become descriptors 3 and 4 in the child (the names in its environment).
     int channel_fd;
     int doorbell_fd;
+    /// Becomes descriptor 5 when not negative (a trusted task's arena).
+    int arena_fd;
     /// Standard output and error go here; standard input is /dev/null.
     int log_fd;
     /// Untrusted: no new privileges, a seccomp filter (no sockets, no ptrace,

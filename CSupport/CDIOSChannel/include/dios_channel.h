@@ -42,6 +42,9 @@ extern "C" {
 /// The environment variables through which a task process finds its channel.
 #define DIOS_ENV_CHANNEL_FD "DIOS_CHANNEL_FD"
 #define DIOS_ENV_DOORBELL_FD "DIOS_DOORBELL_FD"
+/// A trusted task process's descriptor for the node's arena (the hugetlbfs
+/// file, or a memfd where there are no hugepages), to map shared.
+#define DIOS_ENV_ARENA_FD "DIOS_ARENA_FD"
 
 /// Operations. The eleven calls, then the conveniences the Swift API also has.
 enum dios_op {
@@ -65,8 +68,31 @@ enum dios_op {
     /// `dios_write` and `dios_read` submit, one round trip instead of two.
     DIOS_OP_WRITE = 17,
     DIOS_OP_READ = 18,
+    /// A trusted process takes one side of a local stream (`arg[0]`: 0 the
+    /// read side, 1 the write side) and works its ring in its own mapping of
+    /// the arena: the completion gives the ring's offset in the arena
+    /// (`value[0]`) and the largest message it may write (`value[1]`). Until
+    /// it gives the side back (`DIOS_OP_UNMAP_STREAM`, same arguments) or
+    /// ends, no one else reads (or writes) that side.
+    DIOS_OP_MAP_STREAM = 19,
+    DIOS_OP_UNMAP_STREAM = 20,
 };
-#define DIOS_OP_LAST DIOS_OP_READ
+#define DIOS_OP_LAST DIOS_OP_UNMAP_STREAM
+
+/// A stream's ring as it lies in the arena (the kernel's `StreamRing`): what
+/// a trusted process works on a side it mapped. Offsets from the ring's
+/// start; each index is written by its side alone. Message n (from 0) lies in
+/// slot n mod depth, whose header (u64) is (n + 1) << 32 | length; a length
+/// with bit 31 set is a message held elsewhere, which a mapped ring never has.
+#define DIOS_RING_TAIL 0u          /* u64, the producer's: messages published */
+#define DIOS_RING_CACHED_HEAD 8u   /* u64, the producer's copy of head */
+#define DIOS_RING_HEAD 64u         /* u64, the consumer's: messages released */
+#define DIOS_RING_CLOSED 136u      /* u32, non-zero once closed */
+#define DIOS_RING_DEPTH 144u       /* u32, slots (a power of two) */
+#define DIOS_RING_STRIDE 148u      /* u32, bytes per slot */
+#define DIOS_RING_MAX_MESSAGE 152u /* u32 */
+#define DIOS_RING_SLOTS 256u       /* the first slot */
+#define DIOS_RING_HELD_ELSEWHERE (1u << 31)
 
 /// A submission: 64 bytes. `ref` is the call's main reference; `arg` is per
 /// operation (see the kernel's `ChannelRequest` for each one's meaning).

@@ -33,6 +33,10 @@ int clinux_map_private(void);
 int clinux_map_anonymous(void);
 void *clinux_map_failed(void);
 
+/// A close-on-exec memfd of `size` bytes (ordinary pages, shareable by
+/// descriptor). Returns the fd or -1 (errno set). Wraps `memfd_create`.
+int clinux_memfd(const char *name, size_t size);
+
 /// Creates a non-blocking, close-on-exec eventfd. Returns the fd or -1 (errno set).
 int clinux_eventfd(void);
 /// Adds 1 to an eventfd counter. Returns 0 or an errno value (EAGAIN when saturated is fine).
