@@ -16,7 +16,7 @@
 #                              (default 3) runs per binary of the names benchmark and
 #                              of `bench ipc`, and with a baseline of memif's `bench
 #                              ipc --remote` too, the binaries taking turns;
-#                              BENCHES="names ipc remote" (the default) picks sections;
+#                              BENCHES="names ipc processes remote" (the default) picks sections;
 #                              "scale" adds `dios bench scale` (pairs of instances at once).
 #                              It puts links in DPDK's plugin folder, so it refuses
 #                              a machine where DPDK is installed (run `dios bench`
@@ -37,6 +37,12 @@ bundle() {
     b=$(mktemp -d)
     mkdir -p "$b/bin" "$b/lib" "$b/pmds" "$b/bpf"
     cp .build/release/dios "$(command -v ip)" "$b/bin/"
+    # libdios and the process benchmark's program, found there through $ORIGIN.
+    ./libdios/build.sh "$b/libdios" >/dev/null
+    cp -L "$b/libdios/lib/libdios.so.0" "$b/lib/"
+    cc -std=c11 -O2 -Wall -Wextra -Werror -I"$b/libdios/include" -o "$b/bin/dios-ipc" Bench/Programs/dios-ipc.c \
+        -L"$b/lib" -l:libdios.so.0 -Wl,-rpath,'$ORIGIN/../lib'
+    rm -rf "$b/libdios"
     if [ -n "${1:-}" ]; then cp "$1" "$b/bin/dios-baseline"; fi
     # libxdp loads the XDP programs that steer packets to an AF_XDP socket from files.
     cp /usr/lib/x86_64-linux-gnu/bpf/xsk_def_xdp_prog*.o /usr/lib/x86_64-linux-gnu/bpf/xdp-dispatcher.o "$b/bpf/"
@@ -83,7 +89,7 @@ run() {
         command -v ip || echo "no ip command: the veth rows will be skipped"
         ./hugepages.sh 1024 || echo "no hugepages: DPDK rows will be skipped"
     } 2>&1 | tee "$out/machine.txt"
-    local which runs=("dios") wanted=" ${BENCHES:-names ipc remote} "
+    local which runs=("dios") wanted=" ${BENCHES:-names ipc processes remote} "
     [ -x "$b/bin/dios-baseline" ] && runs=("dios" "dios-baseline")
     # 1. Issue 5: six instances, each polling a core of its own; with a
     # baseline, the two binaries take turns ($ROUNDS runs each, default 3, busy; 1 adaptive).
@@ -108,6 +114,15 @@ run() {
                 timeout 90 "$b/bin/$which" bench ipc --cores 2,3 --payloads 64 2>&1 | tee -a "$out/ipc-$which.txt" |
                     grep -E "^(floor|ring-raw|dios|uds-poll) |DIOS/floor|throughput"
             done
+        done
+    fi
+    # 2b. Programs as processes: every instance and task process on a core of
+    # its own (instances on 2,3; the pinging and echoing processes on 4,5).
+    if [[ $wanted == *" processes "* ]]; then
+        for round in $(seq "${ROUNDS:-3}"); do
+            echo "== dios bench ipc --processes (cores 2,3, processes 4,5, round $round)"
+            timeout 120 "$dios" bench ipc --processes --cores 2,3 --process-cores 4,5 --program "$b/bin/dios-ipc" 2>&1 |
+                tee -a "$out/processes.txt" | grep -E "^(floor|dios|dios-proc-[a-z]+|uds-poll) |/dios|spawn"
         done
     fi
     # 3. Issue 4: across nodes, DPDK memif / af_packet / af_xdp beside raw DPDK

@@ -116,7 +116,9 @@ void libdios_ring_doorbell(void) {
 
 static void wait_for_completion(void) {
     volatile struct dios_channel_header *h = libdios.header;
-    for (int i = 0; i < PAUSES + YIELDS; i++) {
+    // On the instance's own CPU a pause only delays the answer: yield at once.
+    int first = h->instance_cpu >= 0 && sched_getcpu() == h->instance_cpu ? PAUSES : 0;
+    for (int i = first; i < PAUSES + YIELDS; i++) {
         if (__atomic_load_n(&h->cq_tail, __ATOMIC_ACQUIRE) != libdios.cq_head) return;
         if (i < PAUSES) {
             __builtin_ia32_pause();
@@ -467,23 +469,17 @@ int dios_write(dios_ref ref, const void *bytes, size_t length, uint32_t flags) {
         memcpy(txn.data, bytes, length);
         return libdios_mapped_end(&txn, 1, length);
     }
-    for (;;) {
-        struct dios_sqe e = libdios_entry(DIOS_OP_WRITE, ref, flags);
-        e.arg[0] = area_offset(SCRATCH_AREA);
-        e.arg[1] = length;
-        struct dios_cqe c;
-        pthread_mutex_lock(&libdios.lock);
-        memcpy(libdios.window + e.arg[0], bytes, length);
-        int r = libdios_submit(&e, &c);
-        pthread_mutex_unlock(&libdios.lock);
-        if (r == -DIOS_E_WOULD_BLOCK) {
-            size_t i;
-            r = dios_select(&ref, 1, flags | DIOS_WRITABLE, &i);
-            if (r < 0) return r;
-            continue;
-        }
-        return r < 0 ? r : (int)c.value[0];
-    }
+    // One submission that waits in the kernel while the stream is full.
+    struct dios_sqe e = libdios_entry(DIOS_OP_WRITE, ref, flags);
+    e.arg[0] = area_offset(SCRATCH_AREA);
+    e.arg[1] = length;
+    e.arg[2] = 1;
+    struct dios_cqe c;
+    pthread_mutex_lock(&libdios.lock);
+    memcpy(libdios.window + e.arg[0], bytes, length);
+    int r = libdios_submit(&e, &c);
+    pthread_mutex_unlock(&libdios.lock);
+    return r < 0 ? r : (int)c.value[0];
 }
 
 int dios_read(dios_ref ref, void *buffer, size_t capacity, size_t *length, uint32_t flags) {
@@ -509,6 +505,7 @@ int dios_read(dios_ref ref, void *buffer, size_t capacity, size_t *length, uint3
         struct dios_sqe e = libdios_entry(DIOS_OP_READ, ref, flags);
         e.arg[0] = area_offset(SCRATCH_AREA);
         e.arg[1] = DIOS_WINDOW_AREA;
+        e.arg[2] = 1; // waits in the kernel while there is nothing to read
         struct dios_cqe c;
         pthread_mutex_lock(&libdios.lock);
         int r = libdios_submit(&e, &c);

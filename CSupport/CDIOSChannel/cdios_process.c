@@ -10,6 +10,7 @@
 #include <linux/futex.h>
 #include <linux/seccomp.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <string.h>
@@ -150,4 +151,11 @@ int cdios_wait_exit(int pidfd, int timeout_ms) {
 
 int cdios_signal(int pidfd, int signal) {
     return syscall(SYS_pidfd_send_signal, pidfd, signal, NULL, 0) == 0 ? 0 : -errno;
+}
+
+int cdios_process_may_run_on(int pid, int cpu) {
+    cpu_set_t set;
+    if (cpu < 0 || cpu >= CPU_SETSIZE) return 0;
+    if (sched_getaffinity(pid, sizeof(set), &set) != 0) return -errno;
+    return CPU_ISSET(cpu, &set) ? 1 : 0;
 }

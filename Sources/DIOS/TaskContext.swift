@@ -253,4 +253,13 @@ public struct TaskContext: Sendable {
             }
         }
     }
+
+    /// Waits for the task `task` names to end and returns its status: what
+    /// its program returned (0, or 1 for a closure that threw), a task
+    /// process's exit code, or 128 plus the signal that killed it.
+    public func exitStatus(of task: Ref) async throws(CallError) -> Int64 {
+        let bytes = try await read(task)
+        guard bytes.count >= 8 else { throw .invalidArgument("a task's value is its 8-byte status") }
+        return bytes.withUnsafeBytes { Int64(littleEndian: $0.loadUnaligned(as: Int64.self)) }
+    }
 }

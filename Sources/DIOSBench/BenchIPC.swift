@@ -34,14 +34,21 @@ struct BenchIPC: AsyncParsableCommand {
     var warmupOption: Int?
     /// Across nodes a round trip takes microseconds, not nanoseconds, and there
     /// are five links' rows: fewer samples keep the run to a minute or two.
-    var iterations: Int { iterationsOption ?? (remote ? 10_000 : 100_000) }
-    var warmup: Int { warmupOption ?? (remote ? 1_000 : 10_000) }
+    var iterations: Int { iterationsOption ?? (remote || processes ? 10_000 : 100_000) }
+    var warmup: Int { warmupOption ?? (remote || processes ? 1_000 : 10_000) }
     @Option(help: "Rounds the measured round trips are spread over, the mechanisms taking turns.") var rounds = 20
     @Option(help: "The two CPUs, e.g. 0,1.") var cores = "0,1"
-    @Option(help: "Payload sizes in bytes.") var payloads = "8,64,512,4096"
-    @Option(help: "DIOS idle policy: busy (lowest latency) or adaptive.") var idle = "busy"
+    @Option(help: "Payload sizes in bytes (default: 8,64,512,4096; 64 with --processes).") var payloads: String?
+    @Option(
+        help: ArgumentHelp(
+            "DIOS idle policy: busy (lowest latency) or adaptive (default: busy; adaptive with --processes, whose "
+                + "processes share their instances' CPUs).")
+    )
+    var idle: String?
+    /// The idle policy's word, given or by default.
+    var idleWord: String { idle ?? (processes ? "adaptive" : "busy") }
     /// `idle`'s policy (`run` has refused any other word).
-    var idlePolicy: IdlePolicy { (try? Setting.idle(idle)) ?? .adaptive }
+    var idlePolicy: IdlePolicy { (try? Setting.idle(idleWord)) ?? .adaptive }
     @Option(name: .customLong("throughput-messages"), help: "Messages in the one-way throughput run.")
     var throughputMessages = 5_000_000
     @Flag(help: "One JSON object per line instead of a table.") var json = false
@@ -60,12 +67,23 @@ struct BenchIPC: AsyncParsableCommand {
         help:
             "Across nodes instead: DIOS over UDP next to Linux UDP, on loopback and on a veth pair between namespaces.")
     var remote = false
+    @Flag(
+        help: ArgumentHelp(
+            "Programs as processes instead: two in-process tasks, two trusted and two untrusted task processes, and "
+                + "a Linux process pair over a busy-polled Unix socket; and run-to-first-call next to posix_spawn."))
+    var processes = false
+    @Option(help: "With --processes, the built benchmark program (default: built from Bench/Programs/dios-ipc.c).")
+    var program: String?
+    @Option(
+        name: .customLong("process-cores"),
+        help: "With --processes, two CPUs for the pinging and echoing task processes (default: their instances').")
+    var processCores: String?
 
     func run() async throws {
         let cpus: [Int]
         do throws(ConfigError) {
             cpus = try Setting.cores(cores)
-            _ = try Setting.idle(idle, key: "--idle")
+            _ = try Setting.idle(idleWord, key: "--idle")
         } catch .invalid(let why) {
             throw ValidationError(why)
         } catch {
@@ -73,7 +91,7 @@ struct BenchIPC: AsyncParsableCommand {
         }
         guard cpus.count == 2 else { throw ValidationError("--cores needs two different CPUs") }
         try requireAllowed(cpus)
-        let sizes = payloads.split(separator: ",").compactMap { Int($0) }
+        let sizes = (payloads ?? (processes ? "64" : "8,64,512,4096")).split(separator: ",").compactMap { Int($0) }
         guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 8 && $0 <= 4096 }) else {
             throw ValidationError("--payloads are sizes from 8 to 4096")
         }
@@ -85,6 +103,10 @@ struct BenchIPC: AsyncParsableCommand {
         let clock = TSC.calibrate()
         if remote {
             try await runRemote(cpus, sizes, clock)
+            return
+        }
+        if processes {
+            try await runProcesses(cpus, sizes, clock)
             return
         }
         let selected = Set(only.split(separator: ",").map(String.init))
@@ -130,7 +152,7 @@ struct BenchIPC: AsyncParsableCommand {
         }
         print(
             "IPC round trip between CPU \(cpus[0]) and CPU \(cpus[1]), \(iterations) samples each, interleaved in "
-                + "\(rounds) rounds (ns; DIOS idle \(idle))"
+                + "\(rounds) rounds (ns; DIOS idle \(idleWord))"
         )
         print(HostDescription.current())
         print(

@@ -307,7 +307,7 @@ extension BenchIPC {
             configuration.node = UInt16(n)
             configuration.cores = [cpus[n]]
             configuration.arenaSize = 32 << 20
-            configuration.idlePolicy = idle == "busy" ? .busy : .adaptive
+            configuration.idlePolicy = idleWord == "busy" ? .busy : .adaptive
             configuration.logger.logLevel = .warning  // peers coming up is not news here
             configuration.writesInPlace = inPlace
             configuration.readsInPlace = inPlace

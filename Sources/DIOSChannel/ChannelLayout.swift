@@ -27,6 +27,7 @@ public enum ChannelLayout {
         public static let windowOffset = 16
         public static let pid = 20
         public static let trusted = 24
+        public static let instanceCPU = 28
         public static let submissionTail = 64
         public static let submissionHead = 128
         public static let completionTail = 192

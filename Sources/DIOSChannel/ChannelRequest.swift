@@ -46,8 +46,10 @@ public enum ChannelRequest: Sendable, Equatable {
     case describe(Ref)
     case delegated(out: WindowRange, max: Int)
     case hello
-    case write(Ref, flags: Flags, from: WindowRange)
-    case read(Ref, flags: Flags, into: WindowRange)
+    /// A whole write or read; with `wait`, one that would block waits for
+    /// the reference (as `select` would) instead of being refused.
+    case write(Ref, flags: Flags, from: WindowRange, wait: Bool)
+    case read(Ref, flags: Flags, into: WindowRange, wait: Bool)
     /// Take (or give back) the write side (`writer`) or read side of a stream.
     case mapStream(Ref, writer: Bool)
     case unmapStream(Ref, writer: Bool)
@@ -145,9 +147,12 @@ public enum ChannelRequest: Sendable, Equatable {
         case .hello:
             return .hello
         case .write:
-            return .write(ref, flags: flags, from: try range("write", a.0, UInt64(try size("write length", a.1))))
+            guard a.2 <= 1 else { throw .outOfRange("write's wait", a.2) }
+            return .write(
+                ref, flags: flags, from: try range("write", a.0, UInt64(try size("write length", a.1))), wait: a.2 == 1)
         case .read:
-            return .read(ref, flags: flags, into: try range("read", a.0, a.1))
+            guard a.2 <= 1 else { throw .outOfRange("read's wait", a.2) }
+            return .read(ref, flags: flags, into: try range("read", a.0, a.1), wait: a.2 == 1)
         case .mapStream, .unmapStream:
             guard a.0 <= 1 else { throw .outOfRange("stream side", a.0) }
             return op == .mapStream ? .mapStream(ref, writer: a.0 == 1) : .unmapStream(ref, writer: a.0 == 1)

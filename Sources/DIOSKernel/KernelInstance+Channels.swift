@@ -19,6 +19,9 @@ package protocol ServicedChannel: AnyObject {
     func instanceDidWake()
     /// The task was paused or resumed by a `pause` call.
     func pauseChanged(paused: Bool)
+    /// The process may run on the instance's own CPU: the instance waits for
+    /// it by yielding that CPU, not by spinning on it.
+    var sharesCPU: Bool { get }
 }
 
 /// A channel the instance polls, and its server's continuation while it waits.
@@ -170,6 +173,10 @@ extension KernelInstance {
 
     /// How many channels this instance polls.
     package var channelCount: Int { channels.count }
+
+    /// Whether a task process may run on this instance's CPU: the loop's
+    /// idle spin yields the CPU instead of pausing on it.
+    package var hostsProcessOnItsCPU: Bool { !channels.isEmpty && channels.contains { $0.channel.sharesCPU } }
 
     /// The descriptor the instance's sleep also wakes on for its channels (-1: none).
     package var channelBellFD: Int32 { channels.isEmpty ? -1 : channelBells }

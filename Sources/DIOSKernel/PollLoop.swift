@@ -95,7 +95,7 @@ public final class PollLoop: Sendable {
         case .busy:
             clinux_cpu_relax()
         case .adaptive(let spins, let yields, let maxSleep):
-            if idle < spins {
+            if idle < spins && !instance.hostsProcessOnItsCPU {
                 clinux_cpu_relax()
             } else if idle < spins + yields {
                 sched_yield()

@@ -97,8 +97,10 @@ struct ChannelServer {
             }
             (channel.window + into.offset).copyMemory(from: grant.base, byteCount: grant.count)
             return (store(OpenTransaction(grant: grant, window: into, write: false), at: slot), UInt64(grant.count))
-        case .read(let ref, let flags, let into):
-            let grant = try kernel.beginRead(task, ref, flags: flags)
+        case .read(let ref, let flags, let into, let wait):
+            let grant = try await begin(wait: wait, ref, flags: flags) { () throws(CallError) in
+                try kernel.beginRead(task, ref, flags: flags)
+            }
             guard grant.count <= into.count else {
                 kernel.abandonRead(grant)
                 throw .outsideView(offset: into.offset, count: grant.count, viewSize: into.count)
@@ -106,8 +108,10 @@ struct ChannelServer {
             (channel.window + into.offset).copyMemory(from: grant.base, byteCount: grant.count)
             let count = grant.count
             return (UInt64(count), kernel.endRead(grant) ? 1 : 0)
-        case .write(let ref, let flags, let from):
-            let grant = try kernel.beginWrite(task, ref, size: from.count, flags: flags)
+        case .write(let ref, let flags, let from, let wait):
+            let grant = try await begin(wait: wait, ref, flags: flags.union(.writable)) { () throws(CallError) in
+                try kernel.beginWrite(task, ref, size: from.count, flags: flags)
+            }
             guard from.count <= grant.count else {
                 kernel.abandonWrite(grant)
                 throw .tooLarge(requested: from.count, maximum: grant.count)
@@ -193,6 +197,24 @@ struct ChannelServer {
             let refs = try kernel.delegated(task)
             writeRefs(refs.prefix(max), out)
             return (UInt64(refs.count), 0)
+        }
+    }
+
+    /// `call`, and with `wait`, while it would block, a wait on `ref` (with
+    /// `flags`' `.writable` for a write) and the call again: a whole read or
+    /// write in one submission, which a process on its instance's CPU pays
+    /// a pair of context switches for.
+    private func begin(
+        wait: Bool, _ ref: Ref, flags: Flags, _ call: () throws(CallError) -> IOGrant
+    ) async throws(CallError) -> IOGrant {
+        while true {
+            do { return try call() } catch .wouldBlock where wait {
+                let refs = [ref]
+                let selectFlags = flags.intersection(.writable)
+                if try kernel.selectNow(task, refs, flags: selectFlags) == nil {
+                    _ = try await kernel.select(task, refs, flags: selectFlags, spun: true)
+                }
+            }
         }
     }
 

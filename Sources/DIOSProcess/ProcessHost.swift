@@ -1,3 +1,4 @@
+import CDIOSChannel
 import CLinux
 import DIOSCore
 package import DIOSKernel
@@ -36,8 +37,11 @@ public struct ProcessOptions: Sendable {
 /// program object that is a file.
 package enum ProcessHost {
     /// How many times a server looks for its process's next call before it
-    /// suspends (each look a load and a pause: some microseconds in all).
+    /// suspends (each look a load and a pause: some microseconds in all), or,
+    /// when the process shares the instance's CPU, a load and a yield of the
+    /// CPU (the process cannot submit until it has it).
     static let serviceSpin = 512
+    static let serviceYields = 32
 
     /// The task body for `executable`: it starts the process, serves its
     /// channel until the process ends, and returns its status.
@@ -81,6 +85,14 @@ package enum ProcessHost {
                 let id = options.untrustedIDBase + Int32(kernel.index) * 4096 + Int32(task.index % 4096)
                 return (id, id)
             }()
+        // The CPU the instance is pinned to, if one: a process started from
+        // its thread inherits it until it moves itself.
+        var pinned: (Int32, Int32) = (-1, -1)
+        let cpus = withUnsafeMutableBytes(of: &pinned) {
+            clinux_affinity_cpus($0.baseAddress!.assumingMemoryBound(to: Int32.self), 2)
+        }
+        let instanceCPU = cpus == 1 ? pinned.0 : -1
+        channel.setInstanceCPU(instanceCPU)
         let process: TaskProcess
         do {
             process = try TaskProcess.spawn(
@@ -110,6 +122,10 @@ package enum ProcessHost {
         kernel.addChannel(channel, for: task, bell: channel.bellRead)
 
         var server = ChannelServer(kernel: kernel, task: task, channel: channel)
+        func lookWhereItRuns() {
+            channel.sharesCPU = instanceCPU >= 0 && cdios_process_may_run_on(process.pid, instanceCPU) == 1
+        }
+        lookWhereItRuns()
         serving: while true {
             if channel.processEnded { break }
             if kernel.isStopping(task) {
@@ -134,10 +150,21 @@ package enum ProcessHost {
             // it has this one's answer: look for it a little while before
             // suspending, unless the instance has other work. (Suspending and
             // being resumed by the loop costs a turn of it per call.)
-            for _ in 0..<Self.serviceSpin {
-                if channel.needsService { continue serving }
-                if kernel.hasOtherWork { break }
-                clinux_cpu_relax()
+            // Where it runs is looked at again after its first calls (a
+            // program may move itself before them) and now and then.
+            if server.served < 4 || server.served & 4095 == 0 { lookWhereItRuns() }
+            if channel.sharesCPU {
+                for _ in 0..<Self.serviceYields {
+                    if channel.needsService { continue serving }
+                    if kernel.hasOtherWork { break }
+                    sched_yield()
+                }
+            } else {
+                for _ in 0..<Self.serviceSpin {
+                    if channel.needsService { continue serving }
+                    if kernel.hasOtherWork { break }
+                    clinux_cpu_relax()
+                }
             }
             await kernel.waitForService(task)
         }

@@ -44,6 +44,8 @@ final class TaskChannel: ServicedChannel, @unchecked Sendable {
     let ended = Atomic<Bool>(false)
     /// Called on pause and resume (the server stops and continues the process).
     var onPause: ((Bool) -> Void)? = nil
+    /// The process may run on its instance's CPU (the server keeps it current).
+    var sharesCPU = false
 
     init(trusted: Bool) throws(ChannelError) {
         let fd = cdios_memfd("dios-channel", ChannelLayout.size)
@@ -90,6 +92,11 @@ final class TaskChannel: ServicedChannel, @unchecked Sendable {
     var window: UnsafeMutableRawPointer { base + ChannelLayout.windowOffset }
 
     func setPID(_ pid: Int32) { base.storeBytes(of: pid, toByteOffset: ChannelLayout.Header.pid, as: Int32.self) }
+
+    /// Tells the process which CPU its instance runs on (-1: not pinned to one).
+    func setInstanceCPU(_ cpu: Int32) {
+        base.storeBytes(of: cpu, toByteOffset: ChannelLayout.Header.instanceCPU, as: Int32.self)
+    }
 
     private func word(_ offset: Int) -> UnsafeMutablePointer<UInt32> {
         (base + offset).assumingMemoryBound(to: UInt32.self)

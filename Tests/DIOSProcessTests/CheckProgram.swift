@@ -60,8 +60,17 @@ extension TaskContext {
     /// Reads up to `count` of `dios-check stream`'s numbered, checksummed
     /// messages, waiting on the stream or the writer's end; returns how many
     /// came in order before the first wrong one (or the end).
-    func readChecked(_ stream: Ref, count: UInt64, from writer: Ref) async throws -> UInt64 {
+    ///
+    /// Once the writer has ended, what it wrote may still be on its way (from
+    /// another node): the wait is then on the stream alone, for at most
+    /// `grace`. (Waiting on the ended writer would return at once, every
+    /// time, and a task that never waits keeps its instance from polling the
+    /// wire those messages arrive on.)
+    func readChecked(
+        _ stream: Ref, count: UInt64, from writer: Ref, grace: Duration = .seconds(10)
+    ) async throws -> UInt64 {
         var next: UInt64 = 0
+        var waitOn = [stream, writer]
         while next < count {
             do throws(CallError) {
                 let tx = try beginRead(stream)
@@ -71,7 +80,12 @@ extension TaskContext {
                 guard seq == next, sum == CheckProgram.checksum(seq) else { return next }
                 next += 1
             } catch .wouldBlock {
-                _ = try await select([stream, writer])
+                let ready = try await select(waitOn)
+                if ready == writer {
+                    waitOn = [stream, try create(.timer(after: grace)).ref]
+                } else if ready != stream {
+                    return next  // the grace ran out
+                }
             }
         }
         return next

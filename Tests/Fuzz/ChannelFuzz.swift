@@ -28,9 +28,9 @@ func ranges(_ r: ChannelRequest) -> [WindowRange] {
     switch r {
     case .create(_, _, let out, let input): [out] + (input.map { [$0] } ?? [])
     case .lookup(let name, _, let out, _): [name, out]
-    case .beginRead(_, _, let w), .beginWrite(_, _, _, let w), .read(_, _, let w), .write(_, _, let w): [w]
+    case .beginRead(_, _, let w), .beginWrite(_, _, _, let w), .read(_, _, let w, _), .write(_, _, let w, _): [w]
     case .run(_, let a, _, _), .select(let a, _), .delegated(let a, _): [a]
     case .copy(_, let a, _, _, let out): [a, out]
-    case .endRead, .endWrite, .abandon, .pause, .delete, .restrict, .describe, .hello: []
+    case .endRead, .endWrite, .abandon, .pause, .delete, .restrict, .describe, .hello, .mapStream, .unmapStream: []
     }
 }

@@ -55,6 +55,10 @@ int cdios_reap(int pidfd, int *signalled, int *code);
 /// (negative: forever). Returns 1, 0 on timeout, -errno.
 int cdios_wait_exit(int pidfd, int timeout_ms);
 
+/// Whether process `pid` may run on `cpu` (its affinity mask holds it):
+/// 1 or 0, or -errno. Wraps `sched_getaffinity`.
+int cdios_process_may_run_on(int pid, int cpu);
+
 /// Sends `signal` through the pidfd (no pid reuse race). Returns 0 or -errno.
 int cdios_signal(int pidfd, int signal);
 

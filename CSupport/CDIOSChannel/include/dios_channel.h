@@ -66,6 +66,8 @@ enum dios_op {
     DIOS_OP_HELLO = 16,
     /// A whole write or read in one entry (begin, copy, end): what
     /// `dios_write` and `dios_read` submit, one round trip instead of two.
+    /// `arg[2]` 1: one that would block waits for the reference (a select
+    /// and the call again, in the kernel) instead of being refused.
     DIOS_OP_WRITE = 17,
     DIOS_OP_READ = 18,
     /// A trusted process takes one side of a local stream (`arg[0]`: 0 the
@@ -132,7 +134,11 @@ struct dios_channel_header {
     /// written by the kernel, for the process to read.
     int32_t pid;
     uint32_t trusted;
-    uint32_t pad0[9];
+    /// The CPU the task's instance runs on (-1: not pinned). A process on
+    /// the same CPU waits by yielding it, never by spinning: the instance
+    /// cannot serve it until it does.
+    int32_t instance_cpu;
+    uint32_t pad0[8];
     /// Written by the process, read by the kernel.
     uint32_t sq_tail;
     uint32_t pad1[15];
