@@ -8,6 +8,7 @@
 //
 //   diosd, dios            executables: the node daemon and the command line
 //   dios-sim, dios-dpdk-probe   the simulations' runner; a DPDK peer for tests
+//   dios-swift-check       a task process in Swift, for the tests
 //   DIOSBench              the benchmarks behind `dios bench`
 //   DIOSExamples           the demo and check programs diosd can run
 //   DIOSHost               running commands (`ip`) and watching processes
@@ -17,6 +18,7 @@
 //   DIOSKernel             a kernel instance: objects, reference tables, the calls
 //   DIOSTransport          frames on kernel UDP sockets and DPDK queues
 //   DIOSSimulation         seeded simulations of the wire's protocols (test support)
+//   DIOSTaskProcess        the task API for Swift programs that are task processes (over libdios)
 //   DIOSChannel            a task process's ring entries: decoded and checked
 //   DIOSWire               frames, remote messages, sessions, the name service: codecs and protocols
 //   DIOSMemory             hugepage arena, pools, stream rings: the one owner of raw memory
@@ -55,6 +57,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "DIOS", targets: ["DIOS"]),
+        .library(name: "DIOSTaskProcess", targets: ["DIOSTaskProcess"]),
         .executable(name: "diosd", targets: ["diosd"]),
         .executable(name: "dios", targets: ["dios"]),
     ],
@@ -90,6 +93,15 @@ let package = Package(
             name: "CDIOSChannel",
             path: "CSupport/CDIOSChannel",
             cSettings: [.define("_GNU_SOURCE")]
+        ),
+        // libdios, the C ABI of task processes, as a module for the Swift library over it.
+        .target(
+            name: "CDIOSTask",
+            dependencies: ["CDIOSChannel"],
+            path: "libdios",
+            exclude: ["build.sh"],
+            sources: ["dios.c", "dios_streams.c"],
+            publicHeadersPath: "include"
         ),
         .target(
             name: "CRDMA",
@@ -127,6 +139,13 @@ let package = Package(
         .target(
             name: "DIOSChannel",
             dependencies: ["DIOSCore"],
+            swiftSettings: strict
+        ),
+
+        // The TaskContext API for Swift programs that run as task processes, over libdios.
+        .target(
+            name: "DIOSTaskProcess",
+            dependencies: ["DIOSCore", "DIOSChannel", "CDIOSTask"],
             swiftSettings: strict
         ),
 
@@ -240,6 +259,13 @@ let package = Package(
 
         // Runs seeds of the simulations in a release build (CI runs 1,000 per
         // simulation; `--seeds 100000` for the long local runs).
+        // A task process in Swift for the tests, over DIOSTaskProcess.
+        .executableTarget(
+            name: "dios-swift-check",
+            dependencies: ["DIOSCore", "DIOSTaskProcess"],
+            path: "Tests/Programs/SwiftCheck",
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "dios-sim",
             dependencies: ["DIOSSimulation", "DIOSCore"],

@@ -8,11 +8,11 @@ import json, pathlib, re, subprocess, sys
 # Lowest first; a target may depend only on targets of lower layers. Tests and
 # executables sit above everything.
 LAYERS = [
-    {"CLinux", "CDPDK", "CRDMA", "CDIOSChannel"},
+    {"CLinux", "CDPDK", "CRDMA", "CDIOSChannel", "CDIOSTask"},
     {"DIOSCore"},
     {"DIOSMemory", "DIOSDevices"},
     {"DIOSWire", "DIOSChannel"},
-    {"DIOSTransport", "DIOSSimulation"},
+    {"DIOSTransport", "DIOSSimulation", "DIOSTaskProcess"},
     {"DIOSKernel"},
     {"DIOSConfig", "DIOSProcess"},
     {"DIOS"},

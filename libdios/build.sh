@@ -12,10 +12,10 @@ mkdir -p "$out/lib/pkgconfig" "$out/include"
 out=$(cd "$out" && pwd)
 cc=${CC:-cc}
 "$cc" -std=c11 -O2 -g -Wall -Wextra -Werror -fPIC -shared -fvisibility=default \
-    -I"$here" -I"$here/../CSupport/CDIOSChannel/include" \
+    -I"$here/include" -I"$here/../CSupport/CDIOSChannel/include" \
     -Wl,-soname,libdios.so.0 -o "$out/lib/libdios.so.0" "$here/dios.c" "$here/dios_streams.c" -lpthread
 ln -sf libdios.so.0 "$out/lib/libdios.so"
-cp "$here/dios.h" "$here/../CSupport/CDIOSChannel/include/dios_channel.h" "$out/include/"
+cp "$here/include/dios.h" "$here/../CSupport/CDIOSChannel/include/dios_channel.h" "$out/include/"
 cat > "$out/lib/pkgconfig/dios.pc" <<PC
 prefix=$out
 libdir=\${prefix}/lib

@@ -34,3 +34,36 @@ public enum ChannelErrorCode: Int32, Sendable, CaseIterable {
         }
     }
 }
+
+extension ChannelErrorCode {
+    /// The `CallError` a process reports for this code from a call to
+    /// `call` on `ref` (of `requested` bytes, for `name`): what the kernel
+    /// knew and the code does not carry (the rights held, a peer's reason)
+    /// is said to be unknown.
+    public func callError(_ call: Call, ref: Ref, requested: Int = 0, name: Name = Name(words: (0, 0, 0, 0)))
+        -> CallError
+    {
+        switch self {
+        case .referenceInvalid: .reference(.invalid(ref))
+        case .referenceStale: .reference(.stale(ref))
+        case .missingRight: .reference(.missingRight(ref, needed: [], held: []))
+        case .widening: .reference(.widening(ref, requested: [], held: []))
+        case .tableFull: .reference(.tableFull)
+        case .untrusted: .untrusted(call)
+        case .wrongKind: .wrongKind(call, .blob)
+        case .wouldBlock: .wouldBlock
+        case .busy: .busy
+        case .objectDeleted: .objectDeleted
+        case .tooLarge: .tooLarge(requested: requested, maximum: 0)
+        case .noSuchName: .noSuchName(name)
+        case .outOfMemory: .outOfMemory(requested: requested)
+        case .invalidArgument: .invalidArgument("the kernel refused an argument of \(call.rawValue)")
+        case .notInTransaction: .notInTransaction
+        case .taskStopped: .taskStopped
+        case .unreachable: .unreachable(InstanceID(node: 0, core: 0), reason: "reported through the channel")
+        case .outsideView: .outsideView(offset: 0, count: requested, viewSize: 0)
+        case .badEntry: .invalidArgument("the kernel could not decode the \(call.rawValue) entry")
+        case .noChannel: .invalidArgument("this process is not a DIOS task, or its channel is closed")
+        }
+    }
+}

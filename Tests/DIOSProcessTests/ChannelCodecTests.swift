@@ -21,6 +21,7 @@ import Testing
         #expect(MemoryLayout<H>.size <= ChannelLayout.submissionOffset)
         #expect(MemoryLayout<H>.offset(of: \H.pid) == ChannelLayout.Header.pid)
         #expect(MemoryLayout<H>.offset(of: \H.trusted) == ChannelLayout.Header.trusted)
+        #expect(MemoryLayout<H>.offset(of: \H.instance_cpu) == ChannelLayout.Header.instanceCPU)
         #expect(MemoryLayout<H>.offset(of: \H.sq_tail) == ChannelLayout.Header.submissionTail)
         #expect(MemoryLayout<H>.offset(of: \H.sq_head) == ChannelLayout.Header.submissionHead)
         #expect(MemoryLayout<H>.offset(of: \H.cq_tail) == ChannelLayout.Header.completionTail)
@@ -69,7 +70,7 @@ import Testing
 
     /// dios.h's error codes, as a C program sees them, are the kernel's.
     @Test func theCErrorCodesAreTheKernels() throws {
-        let header = try String(contentsOfFile: CheckProgram.root + "/libdios/dios.h", encoding: .utf8)
+        let header = try String(contentsOfFile: CheckProgram.root + "/libdios/include/dios.h", encoding: .utf8)
         let codes = header.split(separator: "\n").compactMap { line -> Int32? in
             let t = line.trimmingCharacters(in: .whitespaces)
             guard t.hasPrefix("DIOS_E_"), let eq = t.firstIndex(of: "=") else { return nil }
