@@ -95,14 +95,16 @@ public struct TaskContext: Sendable {
     /// two instances).
     ///
     /// `commandLine` is what a program that is an executable gets as its
-    /// arguments (`argv[1...]`); closure programs ignore it. `label` names the
-    /// task in logs and `dios ps`.
+    /// arguments (`argv[1...]`), and `environment` (`KEY=VALUE` entries) is
+    /// added to its node's environment for task processes; closure programs
+    /// ignore both. `label` names the task in logs and `dios ps`.
     public func run(
-        _ program: Ref, arguments: [Ref] = [], commandLine: [String] = [], flags: Flags = [], on instance: Int? = nil,
-        label: String? = nil
+        _ program: Ref, arguments: [Ref] = [], commandLine: [String] = [], environment: [String] = [],
+        flags: Flags = [], on instance: Int? = nil, label: String? = nil
     ) throws(CallError) -> Ref {
         try kernel.run(
-            task, program, arguments: arguments, flags: flags, label: label, commandLine: commandLine, on: instance)
+            task, program, arguments: arguments, flags: flags, label: label,
+            invocation: Invocation(commandLine: commandLine, environment: environment), on: instance)
     }
 
     /// `create` under a well-known name (trusted tasks only): a service that
@@ -133,16 +135,17 @@ public struct TaskContext: Sendable {
     /// cross the wire in order, or their loss is reported: when the other node
     /// fails, the stream's calls fail with `.unreachable`.
     public func run(
-        _ program: Ref, arguments: [Ref] = [], commandLine: [String] = [], flags: Flags = [], on instance: InstanceID,
-        label: String? = nil
+        _ program: Ref, arguments: [Ref] = [], commandLine: [String] = [], environment: [String] = [],
+        flags: Flags = [], on instance: InstanceID, label: String? = nil
     ) throws(CallError) -> Ref {
+        let invocation = Invocation(commandLine: commandLine, environment: environment)
         if instance.node == kernel.id.node {
             return try kernel.run(
-                task, program, arguments: arguments, flags: flags, label: label, commandLine: commandLine,
+                task, program, arguments: arguments, flags: flags, label: label, invocation: invocation,
                 on: Int(instance.core))
         }
         return try kernel.run(
-            task, program, arguments: arguments, flags: flags, label: label, commandLine: commandLine, onNode: instance)
+            task, program, arguments: arguments, flags: flags, label: label, invocation: invocation, onNode: instance)
     }
 
     /// The index of this task's instance within its node.

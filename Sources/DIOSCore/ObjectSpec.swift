@@ -40,3 +40,44 @@ extension Duration {
         return ns.partialValue &+ UInt64(max(a, 0) / 1_000_000_000)
     }
 }
+
+/// What a program that is an executable gets from the `run` that starts it:
+/// its arguments (`argv[1...]`) and environment entries (`KEY=VALUE`), which
+/// go with the run wherever it starts and are added to its node's own. A
+/// closure program ignores both.
+public struct Invocation: Sendable, Equatable {
+    public var commandLine: [String]
+    public var environment: [String]
+
+    public init(commandLine: [String] = [], environment: [String] = []) {
+        self.commandLine = commandLine
+        self.environment = environment
+    }
+
+    /// The most arguments, and environment entries, one run carries.
+    public static let maxEntries = 256
+    /// The longest argument or entry, in UTF-8 bytes.
+    public static let maxLength = 1024
+
+    /// Nil when every argument and entry may be carried, else why not: too
+    /// many or too long, a NUL byte, an entry that is not `KEY=VALUE`, or a
+    /// `DIOS_` key (the kernel's own, naming the process's channel).
+    public var refusal: String? {
+        if commandLine.count > Self.maxEntries || environment.count > Self.maxEntries {
+            return "a run carries at most \(Self.maxEntries) arguments and \(Self.maxEntries) environment entries"
+        }
+        for text in commandLine + environment {
+            if text.utf8.count > Self.maxLength {
+                return "an argument or environment entry of over \(Self.maxLength) bytes"
+            }
+            if text.utf8.contains(0) { return "an argument or environment entry holds a NUL byte" }
+        }
+        for entry in environment {
+            guard let eq = entry.firstIndex(of: "="), eq != entry.startIndex else {
+                return "environment entry \"\(entry.prefix(64))\" is not KEY=VALUE"
+            }
+            if entry[..<eq].hasPrefix("DIOS_") { return "environment key \(entry[..<eq]) is reserved for DIOS" }
+        }
+        return nil
+    }
+}

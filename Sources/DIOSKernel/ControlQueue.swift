@@ -67,7 +67,7 @@ struct Handoff: Sendable {
 enum KernelMessage: Sendable {
     /// Start `program` there as a task; `proxy` is the task object on the sender
     /// that stands for it.
-    case run(proxy: ObjectID, program: Name, trusted: Bool, arguments: [Handoff], label: String, commandLine: [String])
+    case run(proxy: ObjectID, program: Name, trusted: Bool, arguments: [Handoff], label: String, invocation: Invocation)
     /// The task for `proxy` started as `task` (or could not start: `error`).
     case started(proxy: ObjectID, task: TaskID)
     case failedToStart(proxy: ObjectID, error: CallError)

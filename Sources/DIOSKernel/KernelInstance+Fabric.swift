@@ -63,10 +63,10 @@ extension KernelInstance {
 
     func handle(_ message: KernelMessage, from peer: Int) {
         switch message {
-        case .run(let proxy, let program, let trusted, let arguments, let label, let commandLine):
+        case .run(let proxy, let program, let trusted, let arguments, let label, let invocation):
             startForPeer(
                 proxy: proxy, from: peer, program: program, trusted: trusted, arguments: arguments, label: label,
-                commandLine: commandLine)
+                invocation: invocation)
         case .started(let proxy, let task):
             // A proxy deleted meanwhile stops the task.
             let live = objects.isLive(proxy)
@@ -134,7 +134,7 @@ extension KernelInstance {
     /// there; the arguments (streams) are handed over as rings shared with it.
     func runOnSibling(
         _ t: Int, _ programEntry: ReferenceEntry, arguments: [ReferenceEntry], flags: Flags, label: String,
-        commandLine: [String], on target: Int
+        invocation: Invocation, on target: Int
     ) throws(CallError) -> Ref {
         guard target >= 0 && target < fabric.instanceCount else {
             throw .invalidArgument("no instance \(target) on this node (it has \(fabric.instanceCount))")
@@ -159,7 +159,7 @@ extension KernelInstance {
         send(
             .run(
                 proxy: proxy, program: programName, trusted: !flags.contains(.untrusted), arguments: handoffs,
-                label: label, commandLine: commandLine),
+                label: label, invocation: invocation),
             to: target)
         var entry = entry(for: proxy, rights: .all)
         entry.proximity = .localNode
@@ -186,7 +186,7 @@ extension KernelInstance {
     /// Handles `.run` from a peer: starts the program here with the handed-over streams.
     func startForPeer(
         proxy: ObjectID, from peer: Int, program: Name, trusted: Bool, arguments: [Handoff], label: String,
-        commandLine: [String]
+        invocation: Invocation
     ) {
         let programObject = names.first(of: program) {
             objects.isLive($0) && objects.records[Int($0.index)].kind == .program
@@ -207,7 +207,7 @@ extension KernelInstance {
         let c = Int(child.index)
         tasks[c].proxy = (peer, proxy)
         tasks[c].unheld = true
-        tasks[c].commandLine = commandLine
+        tasks[c].invocation = invocation
         for h in arguments {
             var record = ObjectRecord()
             record.kind = .stream

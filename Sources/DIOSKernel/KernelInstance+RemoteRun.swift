@@ -12,7 +12,7 @@ extension KernelInstance {
     /// `.writable`; otherwise its read end (this side writes).
     func runOnNode(
         _ t: Int, _ programEntry: ReferenceEntry, arguments: [ReferenceEntry], refs: [Ref], flags: Flags,
-        label: String, commandLine: [String], on target: InstanceID
+        label: String, invocation: Invocation, on target: InstanceID
     ) throws(CallError) -> Ref {
         guard let wire, wire.session(for: target) != nil else {
             throw .invalidArgument("no instance \(target) in this node's cluster")
@@ -78,7 +78,7 @@ extension KernelInstance {
             .run(
                 proxy: proxy, program: programName, trusted: !flags.contains(.untrusted), label: label,
                 streams: streams,
-                commandLine: commandLine),
+                invocation: invocation),
             to: target)
         var entry = entry(for: proxy, rights: .all)
         entry.proximity = .remoteMemory
@@ -89,7 +89,7 @@ extension KernelInstance {
     /// ring for each stream, bridged to the peer.
     func startForRemote(
         peer: InstanceID, proxy: ObjectID, program: Name, trusted: Bool, label: String, streams: [RemoteArgument],
-        commandLine: [String]
+        invocation: Invocation
     ) {
         let programObject = names.first(of: program) {
             objects.isLive($0) && objects.records[Int($0.index)].kind == .program
@@ -108,7 +108,7 @@ extension KernelInstance {
         let c = Int(child.index)
         tasks[c].remoteProxy = (peer, proxy)
         tasks[c].unheld = true
-        tasks[c].commandLine = commandLine
+        tasks[c].invocation = invocation
         for s in streams {
             if s.kind == .blob {
                 guard

@@ -10,16 +10,19 @@ extension KernelInstance {
     ///
     /// With `instance` naming another instance of the node, the task starts there
     /// (the core that instance polls); without it, here, next to its parent.
-    /// `commandLine` is what a program that is an executable gets as its
-    /// arguments (`commandLine(of:)`); it goes with the run wherever it starts.
+    /// `invocation` is what a program that is an executable gets as its
+    /// arguments and environment (`invocation(of:)`); it goes with the run
+    /// wherever it starts, and one that cannot go is refused here.
     package func run(
         _ task: TaskID, _ programRef: Ref, arguments: [Ref], flags: Flags,
-        label: String? = nil, commandLine: [String] = [], on instance: Int? = nil, onNode remote: InstanceID? = nil
+        label: String? = nil, invocation: Invocation = Invocation(), on instance: Int? = nil,
+        onNode remote: InstanceID? = nil
     ) throws(CallError) -> Ref {
         checkThread()
         counters.calls += 1
         let t = try taskIndex(task)
         guard tasks[t].trusted else { throw .untrusted(.run) }
+        if let why = invocation.refusal { throw .invalidArgument(why) }
         let (programEntry, p) = try resolve(task, programRef, .run)
         guard programEntry.kind == .program else { throw .wrongKind(.run, programEntry.kind) }
         guard let registered = objects.records[p].program, let body = programs[registered] else { throw .objectDeleted }
@@ -31,17 +34,17 @@ extension KernelInstance {
         if let remote {
             return try runOnNode(
                 t, programEntry, arguments: argumentEntries, refs: arguments, flags: flags, label: label ?? "program",
-                commandLine: commandLine, on: remote)
+                invocation: invocation, on: remote)
         }
         if let instance, instance != index {
             return try runOnSibling(
                 t, programEntry, arguments: argumentEntries, flags: flags, label: label ?? "program",
-                commandLine: commandLine, on: instance)
+                invocation: invocation, on: instance)
         }
         guard tasks[t].refs.count < tasks[t].refs.capacity else { throw .reference(.tableFull) }
         let child = try makeTask(trusted: !flags.contains(.untrusted), label: label ?? "program")
         let c = Int(child.index)
-        tasks[c].commandLine = commandLine
+        tasks[c].invocation = invocation
         for e in argumentEntries {
             let ref = try! insertRef(c, e)
             tasks[c].delegated.append(ref)
@@ -101,10 +104,10 @@ extension KernelInstance {
         return i < tasks.count && tasks[i].generation == task.generation ? tasks[i].label : ""
     }
 
-    /// The command line `run` gave the task (empty for most).
-    package func commandLine(of task: TaskID) -> [String] {
+    /// The arguments and environment `run` gave the task (empty for most).
+    package func invocation(of task: TaskID) -> Invocation {
         let i = Int(task.index)
-        return i < tasks.count && tasks[i].generation == task.generation ? tasks[i].commandLine : []
+        return i < tasks.count && tasks[i].generation == task.generation ? tasks[i].invocation : Invocation()
     }
 
     /// Whether a task is paused.

@@ -42,10 +42,10 @@ extension KernelInstance {
                 objects.records[Int(object.index)].ring?.close()
                 markDirty(object)
             }
-        case .run(let proxy, let program, let trusted, let label, let streams, let commandLine):
+        case .run(let proxy, let program, let trusted, let label, let streams, let invocation):
             startForRemote(
                 peer: peer, proxy: proxy, program: program, trusted: trusted, label: label, streams: streams,
-                commandLine: commandLine)
+                invocation: invocation)
         case .started(let proxy, let task):
             let live = objects.isLive(proxy) && objects.records[Int(proxy.index)].remoteNode == peer
             proxyStarted(proxy, task, live: live) { stop, resume in

@@ -9,7 +9,7 @@ struct TaskRecord {
     var object = ObjectID(index: 0, generation: 0)
     var label = ""
     /// The arguments `run` gave an executable's task process.
-    var commandLine: [String] = []
+    var invocation: Invocation = Invocation()
     var paused = false
     var stopping = false
     var pauseWaiters: [UnsafeContinuation<Void, Never>] = []

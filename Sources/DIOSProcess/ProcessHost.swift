@@ -49,6 +49,14 @@ package enum ProcessHost {
         { kernel, task in await serve(executable, options: options, kernel: kernel, task: task) }
     }
 
+    /// The node's environment for task processes with the caller's entries
+    /// added, a caller's entry replacing the node's of the same key.
+    static func environment(_ base: [String], adding entries: [String]) -> [String] {
+        func key(_ e: String) -> Substring { e.prefix { $0 != "=" } }
+        let replaced = Set(entries.map(key))
+        return base.filter { !replaced.contains(key($0)) } + entries
+    }
+
     static func serve(_ executable: Executable, options: ProcessOptions, kernel: KernelInstance, task: TaskID) async
         -> Int32
     {
@@ -93,10 +101,12 @@ package enum ProcessHost {
         }
         let instanceCPU = cpus == 1 ? pinned.0 : -1
         channel.setInstanceCPU(instanceCPU)
+        let invocation = kernel.invocation(of: task)
         let process: TaskProcess
         do {
             process = try TaskProcess.spawn(
-                path: executable.path, arguments: kernel.commandLine(of: task), environment: options.environment,
+                path: executable.path, arguments: invocation.commandLine,
+                environment: Self.environment(options.environment, adding: invocation.environment),
                 channel: channel, log: log, untrusted: !trusted, identity: identity,
                 arena: trusted ? kernel.arenaDescriptor : -1)
         } catch {

@@ -55,7 +55,8 @@ public enum BlobStatus: UInt8, Sendable, Equatable {
 ///                       label length u16, label (UTF-8), argument count u16,
 ///                       per argument: object (8), kind u8, name (32), max write u32,
 ///                       depth u32, write end u8, rights u8; then the command
-///                       line: count u16, per argument: length u16, UTF-8
+///                       line and then the environment: each count u16, per
+///                       entry: length u16, UTF-8
 ///     4 started         proxy (8), task (index u32, generation u32)
 ///     5 failed to start proxy (8), reason length u16, reason (UTF-8)
 ///     6 exited          proxy (8), status i32
@@ -82,7 +83,7 @@ public enum RemoteMessage: Equatable, Sendable {
     case streamClosed(origin: ObjectID, senderIsOrigin: Bool)
     case run(
         proxy: ObjectID, program: Name, trusted: Bool, label: String, streams: [RemoteArgument],
-        commandLine: [String] = [])
+        invocation: Invocation = Invocation())
     case started(proxy: ObjectID, task: TaskID)
     case failedToStart(proxy: ObjectID, reason: String)
     case exited(proxy: ObjectID, status: Int32)
@@ -106,7 +107,7 @@ public enum RemoteMessage: Equatable, Sendable {
 
     /// Bytes of a stream-data message before its payload.
     public static let streamDataPrefix = 9
-    static let maxText = 1024
+    static let maxText = Invocation.maxLength
     static let maxStreams = 64
     /// The most command-line arguments a run carries.
     static let maxArguments = 256
@@ -146,7 +147,7 @@ public enum RemoteMessage: Equatable, Sendable {
         switch self {
         case .streamData(let o, let s): out.append(s ? 1 : 9); put(o)
         case .streamClosed(let o, let s): out.append(s ? 2 : 10); put(o)
-        case .run(let proxy, let program, let trusted, let label, let streams, let commandLine):
+        case .run(let proxy, let program, let trusted, let label, let streams, let invocation):
             out.append(3)
             put(proxy)
             out += program.bytes
@@ -162,9 +163,12 @@ public enum RemoteMessage: Equatable, Sendable {
                 out.append(s.writeEnd ? 1 : 0)
                 out.append(s.rights.rawValue)
             }
-            let arguments = commandLine.prefix(Self.maxArguments)
-            put(UInt16(arguments.count))
-            for a in arguments { put(text: a) }
+            // `Invocation.refusal` has kept what does not fit out of every run.
+            for list in [invocation.commandLine, invocation.environment] {
+                let entries = list.prefix(Self.maxArguments)
+                put(UInt16(entries.count))
+                for a in entries { put(text: a) }
+            }
         case .started(let proxy, let task): out.append(4); put(proxy); put(task)
         case .failedToStart(let proxy, let reason): out.append(5); put(proxy); put(text: reason)
         case .exited(let proxy, let status): out.append(6); put(proxy); put(status)
@@ -229,13 +233,17 @@ public enum RemoteMessage: Equatable, Sendable {
                         writeEnd: writeEnd,
                         rights: Rights(rawValue: rightsByte)))
             }
-            let argumentCount = Int(try r.u16())
-            guard argumentCount <= maxArguments else { throw .valueOutOfRange("argument count \(argumentCount)") }
-            var commandLine: [String] = []
-            for _ in 0..<argumentCount { commandLine.append(try r.text()) }
+            var lists: [[String]] = []
+            for what in ["argument", "environment entry"] {
+                let count = Int(try r.u16())
+                guard count <= maxArguments else { throw .valueOutOfRange("\(what) count \(count)") }
+                var list: [String] = []
+                for _ in 0..<count { list.append(try r.text()) }
+                lists.append(list)
+            }
             message = .run(
                 proxy: proxy, program: program, trusted: trusted, label: label, streams: streams,
-                commandLine: commandLine)
+                invocation: Invocation(commandLine: lists[0], environment: lists[1]))
         case 4: message = .started(proxy: try r.object(), task: try r.task())
         case 5: message = .failedToStart(proxy: try r.object(), reason: try r.text())
         case 6: message = .exited(proxy: try r.object(), status: Int32(bitPattern: try r.u32()))

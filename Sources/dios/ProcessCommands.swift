@@ -1,4 +1,5 @@
 import ArgumentParser
+import DIOS
 import DIOSBench
 import Foundation
 
@@ -19,10 +20,19 @@ struct RunCommand: ParsableCommand {
             instance given, as a child of that node's diosd, with its references and channel. Its standard output \
             and error are shown as it runs (for a task on this node). Example:
               dios run ./hello --on 0.1 -- world
+            Its environment is the node's for task processes (a PATH) plus what --env and --pass-env add.
             """)
     @Argument(help: "The executable's path, or a program name from `dios program list`.") var program: String
     @Option(help: "The instance to run on, NODE.CORE (default: this node's first).") var on: String?
     @Flag(help: "Start it untrusted: confined to its channel, no lookup or run.") var untrusted = false
+    @Option(
+        name: .customLong("env"),
+        help: "An environment entry KEY=VALUE for the program, added to its node's (repeatable).")
+    var environment: [String] = []
+    @Option(
+        name: .customLong("pass-env"),
+        help: "A variable of this shell's environment to pass on, by name (repeatable).")
+    var passed: [String] = []
     @Option(help: "The node's control socket.") var socket = "/tmp/dios-node0.sock"
     @Argument(parsing: .postTerminator, help: "Arguments for the program, after --.") var arguments: [String] = []
 
@@ -31,7 +41,16 @@ struct RunCommand: ParsableCommand {
         let target =
             FileManager.default.fileExists(atPath: program)
             ? URL(fileURLWithPath: program).standardizedFileURL.path : program
-        var fields: [String: Any] = ["program": target, "args": arguments, "untrusted": untrusted]
+        let shell = ProcessInfo.processInfo.environment
+        var entries = environment
+        for name in passed {
+            guard let value = shell[name] else { throw ValidationError("--pass-env \(name): not set here") }
+            entries.append("\(name)=\(value)")
+        }
+        if let why = Invocation(commandLine: arguments, environment: entries).refusal { throw ValidationError(why) }
+        var fields: [String: Any] = [
+            "program": target, "args": arguments, "env": entries, "untrusted": untrusted,
+        ]
         if let on { fields["on"] = on }
         let body = try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])
         let fd = try ControlClient.connect("run " + String(decoding: body, as: UTF8.self), socket: socket)

@@ -78,7 +78,7 @@ extension ControlServer {
     }
 }
 
-/// `run {"program": PATH or NAME, "args": [...], "on": "N.C", "untrusted": false}`:
+/// `run {"program": PATH or NAME, "args": [...], "env": ["K=V", ...], "on": "N.C", "untrusted": false}`:
 /// starts the program as a task process and streams its output back while it
 /// runs, as frames: `O <n>\n` and n bytes of output, then `S <status>\n` (or
 /// `E <message>\n` when it could not start).
@@ -86,6 +86,7 @@ enum ProgramRun {
     struct Request: Decodable {
         var program: String
         var args: [String]?
+        var env: [String]?
         var on: String?
         var untrusted: Bool?
     }
@@ -129,8 +130,8 @@ enum ProgramRun {
                 let status = try await node.withTask(on: 0, label: "dios run") { task in
                     let p = try task.lookup(program.name)[0]
                     let child = try task.run(
-                        p, commandLine: request.args ?? [], flags: request.untrusted == true ? .untrusted : [],
-                        on: on, label: label)
+                        p, commandLine: request.args ?? [], environment: request.env ?? [],
+                        flags: request.untrusted == true ? .untrusted : [], on: on, label: label)
                     _ = try await task.select([child])
                     let tx = try task.beginRead(child)
                     let status = try tx.load(as: Int64.self)

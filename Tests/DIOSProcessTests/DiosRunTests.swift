@@ -66,6 +66,14 @@ import Testing
         let ps = Self.dios(["ps", "--json", "--socket", socket])
         #expect(ps.output.split(separator: "\n").count == 3, "\(ps.output)")
         #expect(ps.output.contains(#""status":5"#))
+        // The caller's environment, given and passed on by name.
+        let env = Self.dios([
+            "run", name, "--socket", socket, "--env", "GREETING=hi", "--pass-env", "HOME", "--", "env", "GREETING",
+            "hi", "HOME", ProcessInfo.processInfo.environment["HOME"] ?? "",
+        ])
+        #expect(env.status == 0 && env.output.contains("the environment holds"), "\(env.output)")
+        let reserved = Self.dios(["run", name, "--socket", socket, "--env", "DIOS_ARENA_FD=1"])
+        #expect(reserved.status != 0 && reserved.output.contains("reserved for DIOS"), "\(reserved.output)")
         let missing = Self.dios(["run", "/nonexistent/program", "--socket", socket])
         #expect(missing.status != 0 && missing.output.contains("cannot read /nonexistent/program"))
     }

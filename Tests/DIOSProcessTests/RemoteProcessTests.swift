@@ -56,4 +56,26 @@ import Testing
         #expect(status == 0, "\(allLogs(nodes[1]))")
         #expect(allLogs(nodes[1]).contains("wrote \(count) messages"))
     }
+
+    /// The command line and the environment cross the wire with the run.
+    @Test func aProcessOnAnotherNodeGetsItsCallersEnvironment() async throws {
+        let nodes = try await Self.makePair()
+        defer { for n in nodes { n.shutdown() } }
+        let program = try CheckProgram.executable().name
+        let remote = InstanceID(node: 1, core: 0)
+        for _ in 0..<500 {
+            if try await nodes[0].withTask({ _ in nodes[0].instance.wireEndpoint?.isReachable(remote) ?? false }) {
+                break
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let status = try await nodes[0].withTask { task in
+            try await task.status(
+                of: try task.run(
+                    try task.lookup(program)[0], commandLine: ["env", "WHERE", "node 0 ü"],
+                    environment: ["WHERE=node 0 ü"], on: remote))
+        }
+        #expect(status == 0, "\(allLogs(nodes[1]))")
+        #expect(allLogs(nodes[1]).contains("the environment holds"))
+    }
 }

@@ -63,6 +63,35 @@ import Testing
         #expect(lastLog(node).contains("no mode no-such-mode"))
     }
 
+    /// The caller's environment entries reach the process, over its node's
+    /// (a `PATH` the caller gives replaces the node's); entries that could not
+    /// be carried, or that name the kernel's own variables, are refused
+    /// before anything starts.
+    @Test func aProcessGetsTheEnvironmentItsCallerGave() async throws {
+        let node = try CheckProgram.makeNode(instances: 2)
+        defer { node.shutdown() }
+        let program = await node.register(try CheckProgram.executable())
+        let (statuses, refusals) = try await node.withTask { task in
+            let p = try task.lookup(program)[0]
+            let here = try task.run(
+                p, commandLine: ["env", "GREETING", "hello world", "PATH", "/opt/bin"],
+                environment: ["GREETING=hello world", "PATH=/opt/bin"])
+            let sibling = try task.run(
+                p, commandLine: ["env", "EMPTY", ""], environment: ["EMPTY="], on: 1)
+            var refusals: [CallError] = []
+            for bad in [["DIOS_CHANNEL_FD=9"], ["no-equals-sign"], ["=value"], ["K=\u{0}"]] {
+                do throws(CallError) { _ = try task.run(p, commandLine: ["exit", "0"], environment: bad) } catch {
+                    refusals.append(error)
+                }
+            }
+            return ([try await task.status(of: here), try await task.status(of: sibling)], refusals)
+        }
+        #expect(statuses == [0, 0], "\(allLogs(node))")
+        #expect(refusals.count == 4)
+        #expect(refusals.allSatisfy { if case .invalidArgument = $0 { true } else { false } })
+        #expect(node.processes.all.count == 2)  // the refused runs started nothing
+    }
+
     @Test func theSameBytesAreTheSameProgram() async throws {
         let a = try CheckProgram.executable()
         let b = try Executable(path: try CheckProgram.built.get())

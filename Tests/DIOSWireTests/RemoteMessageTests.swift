@@ -18,7 +18,7 @@ import Testing
                 RemoteArgument(
                     object: ObjectID(index: 7, generation: 2), kind: .blob, name: name, maxWriteSize: 100, depth: 1,
                     writeEnd: false, rights: [.read, .write]),
-            ], commandLine: ["stream", "1000000", "ü"]),
+            ], invocation: Invocation(commandLine: ["stream", "1000000", "ü"], environment: ["LANG=C.UTF-8", "K=v=w"])),
         .started(proxy: ObjectID(index: 1, generation: 2), task: TaskID(index: 7, generation: 3)),
         .failedToStart(proxy: ObjectID(index: 1, generation: 2), reason: "no such program"),
         .exited(proxy: ObjectID(index: 1, generation: 2), status: -5),

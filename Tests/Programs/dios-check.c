@@ -336,7 +336,7 @@ static int hostile(uint64_t count, uint64_t seed) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: dios-check stream|sink|inplace-stream|inplace-sink|echo|blob|hold|isolation|hostile|exit|sleep ...\n");
+        fprintf(stderr, "usage: dios-check stream|sink|inplace-stream|inplace-sink|echo|blob|env|hold|isolation|hostile|exit|sleep ...\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -355,6 +355,22 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "isolation"))
         return isolation(argc > 2 ? argv[2] : "", argc > 3 ? atoi(argv[3]) : 1, argc > 4 ? atoi(argv[4]) : 0);
     if (!strcmp(mode, "hostile")) return hostile(n, argc > 3 ? strtoull(argv[3], NULL, 10) : 1);
+    if (!strcmp(mode, "env")) {
+        // dios-check env KEY VALUE...: each KEY has VALUE in the environment; PATH is set.
+        for (int i = 2; i + 1 < argc; i += 2) {
+            const char *v = getenv(argv[i]);
+            if (!v || strcmp(v, argv[i + 1]) != 0) {
+                fprintf(stderr, "dios-check: %s is %s, not %s\n", argv[i], v ? v : "(unset)", argv[i + 1]);
+                return 1;
+            }
+        }
+        if (!getenv("PATH")) {
+            fprintf(stderr, "dios-check: no PATH\n");
+            return 1;
+        }
+        printf("the environment holds\n");
+        return 0;
+    }
     if (!strcmp(mode, "exit")) return (int)n;
     if (!strcmp(mode, "sleep")) {
         for (;;) pause();
