@@ -86,6 +86,13 @@ public final class Node: Sendable {
                 instance: instance, policy: configuration.idlePolicy, cpu: cpu, threadStarted: started,
                 threadEnding: ending)
         }
+        // Before the loops start, from this thread: every instance can serve
+        // its programs to other nodes, and fetch theirs, from its first turn.
+        let serve = Self.entry(for: ProgramFetch.server(self), label: "dios.program.fetch")
+        for instance in instances {
+            _ = instance.registerProgram(ProgramFetch.serverName, entry: serve)
+            instance.fetchProgram = ProgramFetch.fetcher(self)
+        }
         for loop in loops { loop.start() }
     }
 

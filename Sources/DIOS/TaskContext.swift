@@ -148,6 +148,10 @@ public struct TaskContext: Sendable {
             task, program, arguments: arguments, flags: flags, label: label, invocation: invocation, onNode: instance)
     }
 
+    /// The command line and environment `run` gave this task (a closure
+    /// program may read them too).
+    public var invocation: Invocation { kernel.invocation(of: task) }
+
     /// The index of this task's instance within its node.
     public var instanceIndex: Int { kernel.index }
 

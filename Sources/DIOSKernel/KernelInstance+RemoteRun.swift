@@ -1,5 +1,5 @@
 import CLinux
-import DIOSCore
+package import DIOSCore
 import DIOSMemory
 import DIOSWire
 
@@ -94,9 +94,26 @@ extension KernelInstance {
         let programObject = names.first(of: program) {
             objects.isLive($0) && objects.records[Int($0.index)].kind == .program
         }
-        guard let programObject, let registered = objects.records[Int(programObject.index)].program,
-            let body = programs[registered]
-        else {
+        let body: TaskEntry
+        if let programObject, let registered = objects.records[Int(programObject.index)].program,
+            let known = programs[registered]
+        {
+            body = known
+        } else if let fetch = fetchProgram {
+            // A program this node lacks: the task is made now (its streams
+            // must exist before their messages arrive), and its body first
+            // fetches the program from the node that asked for it.
+            body = { kernel, task in
+                if let why = await fetch(program, peer, kernel.index) {
+                    kernel.logger.error(
+                        "a program from another node did not start",
+                        metadata: ["program": "\(program)", "from": "\(peer)", "error": "\(why)"])
+                    return 127  // as a shell says of a command it cannot find
+                }
+                guard let entry = kernel.programEntry(named: program) else { return 127 }
+                return await entry(kernel, task)
+            }
+        } else {
             sendToPeer(.failedToStart(proxy: proxy, reason: "no program \(program) on \(id)"), to: peer)
             return
         }
@@ -155,5 +172,12 @@ extension KernelInstance {
         }
         start(child, entry: body)
         sendToPeer(.started(proxy: proxy, task: child), to: peer)
+    }
+
+    /// The body of the program registered here under `name`, if one is.
+    package func programEntry(named name: Name) -> TaskEntry? {
+        let object = names.first(of: name) { objects.isLive($0) && objects.records[Int($0.index)].kind == .program }
+        guard let object, let registered = objects.records[Int(object.index)].program else { return nil }
+        return programs[registered]
     }
 }

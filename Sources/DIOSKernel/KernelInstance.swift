@@ -42,6 +42,10 @@ public final class KernelInstance: @unchecked Sendable {
     @exclusivity(unchecked) var names = NameTable(reserve: 1024)
     @exclusivity(unchecked) var nameSource = NameSource()
     @exclusivity(unchecked) var programs: [TaskEntry?] = []
+    /// How this node gets a program another node asks it to run and it
+    /// lacks: fetches `name` from `peer` for instance `index`, registers it,
+    /// and returns nil, or why it could not. Set by the node; nil: refused.
+    @exclusivity(unchecked) package var fetchProgram: (@Sendable (Name, InstanceID, Int) async -> String?)? = nil
     @exclusivity(unchecked) var timers = Heap<TimerEntry>()
     @exclusivity(unchecked) var waiters: [Waiter] = []
     @exclusivity(unchecked) var dirty: [UInt32] = []

@@ -19,13 +19,18 @@ public struct ProcessOptions: Sendable {
     public var untrustedIDBase: Int32
     /// The node's record of its task processes.
     public var table: ProcessTable
+    /// Where programs fetched from other nodes are kept, each in a file
+    /// named by its name (the SHA-256 of its bytes).
+    public var programDirectory: String
 
     public init(
         logDirectory: String = "/tmp/dios-tasks",
         environment: [String] = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
         untrustedIDBase: Int32 = 0x30000,
-        table: ProcessTable = ProcessTable()
+        table: ProcessTable = ProcessTable(),
+        programDirectory: String = "/tmp/dios-programs"
     ) {
+        self.programDirectory = programDirectory
         self.logDirectory = logDirectory
         self.environment = environment
         self.untrustedIDBase = untrustedIDBase

@@ -8,7 +8,7 @@ import Testing
 /// by kernel UDP on loopback, the executable registered on both (a run
 /// carries only the program's name and its command line).
 @Suite(.serialized) struct RemoteProcessTests {
-    static func makePair() async throws -> [Node] {
+    static func makePair(registeringOn registering: Set<Int> = [0, 1]) async throws -> [Node] {
         let session = SessionConfiguration(retransmitTimeout: .milliseconds(1), failureTimeout: .seconds(2))
         let transports = try (0..<2).map { _ in try UDPTransport(bind: PeerAddress("127.0.0.1", port: 0)!) }
         var peers: [InstanceID: PeerAddress] = [:]
@@ -20,12 +20,13 @@ import Testing
             configuration.arenaSize = 16 << 20
             configuration.idlePolicy = .adaptive(spins: 64, yields: 10, maxSleep: .milliseconds(50))
             configuration.processes = ProcessOptions(
-                logDirectory: CheckProgram.directory + "/remote-\(UUID().uuidString)")
+                logDirectory: CheckProgram.directory + "/remote-\(UUID().uuidString)",
+                programDirectory: CheckProgram.directory + "/programs-\(UUID().uuidString)")
             let endpoint = WireEndpoint(
                 local: InstanceID(node: UInt16(n), core: 0), transport: t, peers: peers, configuration: session,
                 now: DispatchTime.now().uptimeNanoseconds, seed: UInt64(n) &+ 17)
             let node = try Node(configuration, wires: [endpoint])
-            await node.register(try CheckProgram.executable())
+            if registering.contains(n) { await node.register(try CheckProgram.executable()) }
             nodes.append(node)
         }
         return nodes
@@ -77,5 +78,56 @@ import Testing
         }
         #expect(status == 0, "\(allLogs(nodes[1]))")
         #expect(allLogs(nodes[1]).contains("the environment holds"))
+    }
+
+    static func waitUntilReachable(_ nodes: [Node]) async throws {
+        let remote = InstanceID(node: 1, core: 0)
+        for _ in 0..<500 {
+            if try await nodes[0].withTask({ _ in nodes[0].instance.wireEndpoint?.isReachable(remote) ?? false }) {
+                return
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    /// A program only the caller's node has: the other node fetches it over
+    /// DIOS, checks its bytes against its name, keeps and registers it, and
+    /// runs it; a second run there finds it registered.
+    @Test func aNodeFetchesAProgramItLacksFromTheNodeThatAsks() async throws {
+        let nodes = try await Self.makePair(registeringOn: [0])
+        defer { for n in nodes { n.shutdown() } }
+        try await Self.waitUntilReachable(nodes)
+        let program = try CheckProgram.executable()
+        #expect(nodes[1].executables.isEmpty)
+        let statuses = try await nodes[0].withTask { task in
+            let p = try task.lookup(program.name)[0]
+            return [
+                try await task.status(
+                    of: try task.run(p, commandLine: ["exit", "3"], on: InstanceID(node: 1, core: 0))),
+                try await task.status(
+                    of: try task.run(p, commandLine: ["exit", "4"], on: InstanceID(node: 1, core: 0))),
+            ]
+        }
+        #expect(statuses == [3, 4], "\(allLogs(nodes[1]))")
+        let fetched = try #require(nodes[1].executables.first)
+        #expect(fetched.name == program.name && fetched.size == program.size)
+        #expect(fetched.path.hasPrefix(nodes[1].configuration.processes.programDirectory))
+        #expect(try Executable(path: fetched.path).name == program.name)
+        #expect(nodes[1].processes.all.count == 2)
+    }
+
+    /// A program the asking node has only as a closure cannot travel: the
+    /// task there ends with 127, as a shell's command not found, and nothing
+    /// is registered.
+    @Test func aProgramThatIsNoExecutableIsNotFetched() async throws {
+        let nodes = try await Self.makePair(registeringOn: [])
+        defer { for n in nodes { n.shutdown() } }
+        try await Self.waitUntilReachable(nodes)
+        let closure = await nodes[0].register(label: "closure") { _ in }
+        let status = try await nodes[0].withTask { task in
+            try await task.status(of: try task.run(try task.lookup(closure)[0], on: InstanceID(node: 1, core: 0)))
+        }
+        #expect(status == 127)
+        #expect(nodes[1].executables.isEmpty)
     }
 }
