@@ -150,6 +150,59 @@ public enum RemoteDemo {
         return status == 0
     }
 
+    /// Runs `executable` as a task process on `peer` (which fetches it from
+    /// this node if it lacks it), as `stream COUNT` with the write end of a
+    /// stream, and checks that its `count` numbered, checksummed messages (a
+    /// sequence number and `n &* 0x9E3779B97F4A7C15 ^ 0xD1B54A32D192ED03`)
+    /// arrive in order; says how it went.
+    public static func stream(
+        on node: Node, from executable: Executable, on peer: InstanceID, count: Int,
+        say: @Sendable (String) -> Void
+    ) async throws -> Bool {
+        let started = ContinuousClock.now
+        await node.register(executable)
+        let (received, status) = try await node.withTask(label: "stream demo") { task in
+            let (_, stream) = try task.create(.stream(messageSize: 16, depth: 1024))
+            let writer = try task.run(
+                try task.lookup(executable.name)[0], arguments: [stream], commandLine: ["stream", "\(count)"],
+                flags: .writable, on: peer, label: "stream demo")
+            var next: UInt64 = 0
+            var waitOn = [stream, writer]
+            while next < UInt64(count) {
+                do throws(CallError) {
+                    let r = try task.beginRead(stream)
+                    let whole = r.count == 16
+                    let seq = try r.load(fromByteOffset: 0, as: UInt64.self)
+                    let sum = try r.load(fromByteOffset: 8, as: UInt64.self)
+                    _ = task.endRead(r)
+                    guard whole, seq == next, sum == seq &* 0x9E37_79B9_7F4A_7C15 ^ 0xD1B5_4A32_D192_ED03 else { break }
+                    next += 1
+                } catch .wouldBlock {
+                    // Once the writer has ended, the rest may still be on its way: wait on the stream, a while.
+                    let ready = try await task.select(waitOn)
+                    if ready == writer {
+                        waitOn = [stream, try task.create(.timer(after: .seconds(10))).ref]
+                    } else if ready != stream {
+                        break
+                    }
+                }
+            }
+            return (next, try await task.exitStatus(of: writer))
+        }
+        let elapsed = ContinuousClock.now - started
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        if received == UInt64(count) && status == 0 {
+            say(
+                "diosd: stream from a task process on \(peer): \(count) messages arrived in order, "
+                    + "\(Int(seconds * 1000)) ms, \(Int(Double(count) / max(seconds, 1e-9))) msgs/s")
+            return true
+        }
+        say(
+            "diosd: stream from a task process on \(peer): FAILED, \(received) of \(count) messages in order, "
+                + "the process's status \(status)")
+        return false
+    }
+
     /// Starts a source on `peer` and reads it until that node is lost; reports
     /// the failure as the task saw it. Runs until then.
     public static func watch(on node: Node, peer: InstanceID, say: @escaping @Sendable (String) -> Void) async throws {

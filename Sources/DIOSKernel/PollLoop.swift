@@ -93,7 +93,8 @@ public final class PollLoop: Sendable {
     private func idleStep(_ idle: inout Int) {
         switch policy {
         case .busy:
-            clinux_cpu_relax()
+            // A task process on this CPU can only run when the loop lets it.
+            if instance.hostsProcessOnItsCPU { sched_yield() } else { clinux_cpu_relax() }
         case .adaptive(let spins, let yields, let maxSleep):
             if idle < spins && !instance.hostsProcessOnItsCPU {
                 clinux_cpu_relax()

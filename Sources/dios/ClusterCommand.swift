@@ -266,15 +266,26 @@ struct ClusterCommand: ParsableCommand {
             abstract: "Stream numbered messages from the first node to a task on every other node, checked there.")
         @Argument(help: "The cluster file.") var file: String
         @Option(help: "Messages per stream.") var messages: Int = 100_000
+        @Option(
+            help: ArgumentHelp(
+                "Stream the other way, from this executable run as a task process on every other node (as `PROGRAM "
+                    + "stream COUNT`, writing numbered, checksummed 16-byte messages, as the tests' dios-check does); "
+                    + "those nodes fetch it from the first."))
+        var program: String?
 
         func run() throws {
             let cluster = try ClusterCommand.load(file)
             guard let first = cluster.nodes.first, let socket = first.controlSocket else {
                 throw ValidationError("the first node needs a control_socket")
             }
+            let from = try program.map { path -> String in
+                guard let resolved = realpath(path, nil) else { throw ValidationError("cannot read \(path)") }
+                defer { free(resolved) }
+                return " " + String(cString: resolved)
+            }
             var failed = false
             for node in cluster.nodes.dropFirst() {
-                let reply = try ControlClient.request("stream \(node.id).0 \(messages)", socket: socket)
+                let reply = try ControlClient.request("stream \(node.id).0 \(messages)\(from ?? "")", socket: socket)
                 print(reply, terminator: "")
                 if !reply.contains("in order") { failed = true }
             }

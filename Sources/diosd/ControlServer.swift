@@ -88,7 +88,8 @@ final class ControlServer: @unchecked Sendable {
             } else {
                 reply =
                     #"{"error":"unknown request; try status, names, lookup NAME, ps, logs TASK, kill TASK, "#
-                    + #"program add PATH, program list, run {...}, stream INSTANCE COUNT, or blob INSTANCE"}"# + "\n"
+                    + #"program add PATH, program list, run {...}, stream INSTANCE COUNT [PROGRAM], or blob INSTANCE"}"#
+                    + "\n"
             }
             // MSG_NOSIGNAL: a client gone before its reply gets none; the node stays.
             _ = reply.utf8CString.withUnsafeBufferPointer {
@@ -115,10 +116,24 @@ final class ControlServer: @unchecked Sendable {
     /// `stream 1.0 100000`: streams that many numbered messages to a checking
     /// task on that instance of another node (see RemoteDemo) and replies with
     /// the outcome. Other requests wait until it is done.
+    ///
+    /// `stream 1.0 100000 PATH`: the messages come the other way, from the
+    /// executable at PATH (run as `PATH stream COUNT`, as `dios-check` and
+    /// `dios-swift-check` are) as a task process there; that node fetches
+    /// the program from this one.
     private func stream(_ request: String) -> String {
-        let words = request.split(separator: " ")
-        guard words.count == 3, let peer = Diosd.instanceID(words[1]), let count = Int(words[2]), count > 0 else {
-            return #"{"error":"usage: stream INSTANCE COUNT, e.g. stream 1.0 100000"}"# + "\n"
+        let words = request.split(separator: " ", maxSplits: 3)
+        guard words.count >= 3, let peer = Diosd.instanceID(words[1]), let count = Int(words[2]), count > 0 else {
+            return #"{"error":"usage: stream INSTANCE COUNT [PROGRAM], e.g. stream 1.0 100000"}"# + "\n"
+        }
+        if words.count == 4 {
+            let executable: Executable
+            do { executable = try Executable(path: String(words[3])) } catch {
+                return "diosd: stream from a task process on \(peer): FAILED, \(error)\n"
+            }
+            return remoteDemo("stream from a task process on", peer) { node, say in
+                _ = try await RemoteDemo.stream(on: node, from: executable, on: peer, count: count, say: say)
+            }
         }
         return remoteDemo("stream to", peer) { node, say in
             _ = try await RemoteDemo.stream(on: node, to: peer, count: count, say: say)

@@ -735,8 +735,9 @@ import Testing
     }
 
     /// The shipped memif example, under a name of its own: `dios cluster up`
-    /// starts both nodes, `dios cluster demo` streams 100,000 messages across,
-    /// `dios cluster down` stops them and leaves nothing behind.
+    /// starts both nodes, `dios cluster demo` streams 100,000 messages across
+    /// (and back, from a task process), `dios cluster down` stops them and
+    /// leaves nothing behind.
     @Test(.enabled(if: DPDKClusterHost.missing == nil, Comment(rawValue: DPDKClusterHost.missing ?? "")))
     func theMemifExampleComesUpStreamsAndGoesDown() throws {
         let shipped = #filePath.replacingOccurrences(
@@ -760,6 +761,15 @@ import Testing
         #expect(
             demo.status == 0 && demo.output.contains("stream to 1.0: 100000 messages arrived in order"),
             "\(demo.output)")
+        // A Swift program as a task process on node 1, which fetches it from
+        // node 0, streams back over memif.
+        let program = DiosdProcessTests.dios.deletingLastPathComponent().appendingPathComponent("dios-swift-check")
+        let fromProcess = DPDKClusterHost.run(
+            DiosdProcessTests.dios.path, ["cluster", "demo", path, "--program", program.path, "--messages", "20000"])
+        #expect(
+            fromProcess.status == 0
+                && fromProcess.output.contains("stream from a task process on 1.0: 20000 messages arrived in order"),
+            "\(fromProcess.output)")
         let down = DPDKClusterHost.run(DiosdProcessTests.dios.path, ["cluster", "down", path])
         #expect(
             down.status == 0 && down.output.contains("node 0: stopped") && down.output.contains("node 1: stopped"),
@@ -768,7 +778,7 @@ import Testing
             #expect(!FileManager.default.fileExists(atPath: "/var/run/dpdk/\(file.dpdkFilePrefix(n))"))
         }
         #expect(!FileManager.default.fileExists(atPath: "/tmp/dios-cluster-\(name)"))
-        print(demo.output, terminator: "")
+        print(demo.output + fromProcess.output, terminator: "")
     }
 }
 
