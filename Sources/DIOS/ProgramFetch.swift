@@ -83,11 +83,7 @@ enum ProgramFetch {
     static func fetch(
         _ name: Name, from peer: InstanceID, into directory: String, _ task: TaskContext
     ) async -> Swift.Result<Executable, FetchError> {
-        var made = directory.hasPrefix("/") ? "" : "."
-        for part in directory.split(separator: "/") {  // mkdir -p
-            made += "/" + part
-            mkdir(made, 0o755)
-        }
+        ProcessHost.makeDirectories(directory)
         let final = "\(directory)/\(name.description.replacing("/", with: "_"))"
         let partial = "\(final).\(getpid()).\(UInt64.random(in: 0...UInt64.max)).part"
         guard let file = fopen(partial, "wb") else {

@@ -54,6 +54,15 @@ package enum ProcessHost {
         { kernel, task in await serve(executable, options: options, kernel: kernel, task: task) }
     }
 
+    /// `mkdir -p`: `path` and the folders above it (mode 0755), those there already kept.
+    package static func makeDirectories(_ path: String) {
+        var made = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            made += "/" + part
+            mkdir(made, 0o755)
+        }
+    }
+
     /// The node's environment for task processes with the caller's entries
     /// added, a caller's entry replacing the node's of the same key.
     static func environment(_ base: [String], adding entries: [String]) -> [String] {
@@ -75,11 +84,7 @@ package enum ProcessHost {
         let table = options.table
         table.hold(channels: 1)
         channel.released = { table.hold(channels: -1) }
-        var made = options.logDirectory.hasPrefix("/") ? "" : "."
-        for part in options.logDirectory.split(separator: "/") {  // mkdir -p
-            made += "/" + part
-            mkdir(made, 0o755)
-        }
+        Self.makeDirectories(options.logDirectory)
         let logPath = "\(options.logDirectory)/task-\(kernel.id)-\(task.index).\(task.generation).log"
         let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard log >= 0 else {

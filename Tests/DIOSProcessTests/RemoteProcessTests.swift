@@ -37,12 +37,7 @@ import Testing
         defer { for n in nodes { n.shutdown() } }
         let program = try CheckProgram.executable().name
         let remote = InstanceID(node: 1, core: 0)
-        for _ in 0..<500 {
-            if try await nodes[0].withTask({ _ in nodes[0].instance.wireEndpoint?.isReachable(remote) ?? false }) {
-                break
-            }
-            try await Task.sleep(for: .milliseconds(10))
-        }
+        try await RemoteProcessTests.waitUntilReachable(nodes)
         let count: UInt64 = 100_000
         let (received, status) = try await nodes[0].withTask { task in
             let (_, stream) = try task.create(.stream(messageSize: 16, depth: 256))
@@ -64,12 +59,7 @@ import Testing
         defer { for n in nodes { n.shutdown() } }
         let program = try CheckProgram.executable().name
         let remote = InstanceID(node: 1, core: 0)
-        for _ in 0..<500 {
-            if try await nodes[0].withTask({ _ in nodes[0].instance.wireEndpoint?.isReachable(remote) ?? false }) {
-                break
-            }
-            try await Task.sleep(for: .milliseconds(10))
-        }
+        try await RemoteProcessTests.waitUntilReachable(nodes)
         let status = try await nodes[0].withTask { task in
             try await task.status(
                 of: try task.run(

@@ -69,12 +69,7 @@ import Testing
         let program = try Self.executable()
         for n in nodes { await n.register(program) }
         let remote = InstanceID(node: 1, core: 0)
-        for _ in 0..<500 {
-            if try await nodes[0].withTask({ _ in nodes[0].instance.wireEndpoint?.isReachable(remote) ?? false }) {
-                break
-            }
-            try await Task.sleep(for: .milliseconds(10))
-        }
+        try await RemoteProcessTests.waitUntilReachable(nodes)
         let count: UInt64 = 20_000
         let (received, status) = try await nodes[0].withTask { task in
             let (_, stream) = try task.create(.stream(messageSize: 16, depth: 256))
