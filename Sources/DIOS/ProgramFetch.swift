@@ -151,17 +151,19 @@ enum ProgramFetch {
         guard fclose(file) == 0, chmod(partial, 0o755) == 0 else {
             return .failure(FetchError(description: "cannot keep \(partial): \(String(cString: strerror(errno)))"))
         }
+        // Hashing takes a while (a debug build hashes a few MB a second): on
+        // the instance's thread it would hold the poll loop, and with it the
+        // heartbeats that tell other nodes this one is alive.
+        let hashed = await Task.detached { Result { () throws(ExecutableError) in try Executable(path: partial) } }
+            .value
         let executable: Executable
-        do { executable = try Executable(path: partial) } catch {
+        do { executable = try hashed.get() } catch {
             return .failure(FetchError(description: "\(error)"))
         }
         guard executable.name == name else {
             return .failure(FetchError(description: "what \(peer) sent hashes to \(executable.name), not \(name)"))
         }
-        guard rename(partial, final) == 0 else {
-            return .failure(FetchError(description: "cannot keep \(final): \(String(cString: strerror(errno)))"))
-        }
-        do { return .success(try Executable(path: final)) } catch {
+        do { return .success(try executable.moved(to: final)) } catch {
             return .failure(FetchError(description: "\(error)"))
         }
     }

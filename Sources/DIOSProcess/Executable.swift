@@ -40,17 +40,34 @@ public struct Executable: Sendable, Equatable {
         self.name = Name(bytes: hash.finish())!
         self.size = size
     }
+
+    private init(path: String, name: Name, size: Int) {
+        self.path = path
+        self.name = name
+        self.size = size
+    }
+
+    /// Moves the file to `path` (rename(2): the same file system) and returns
+    /// it there, under the name it had: the bytes are not read again.
+    public func moved(to path: String) throws(ExecutableError) -> Executable {
+        guard rename(self.path, path) == 0 else { throw .unmovable(from: self.path, to: path, errno: errno) }
+        guard let resolved = realpath(path, nil) else { throw .unreadable(path: path, errno: errno) }
+        defer { free(resolved) }
+        return Executable(path: String(cString: resolved), name: name, size: size)
+    }
 }
 
 /// Why a file cannot be a program.
 public enum ExecutableError: Error, Equatable, Sendable, CustomStringConvertible {
     case unreadable(path: String, errno: Int32)
     case notExecutable(path: String, errno: Int32)
+    case unmovable(from: String, to: String, errno: Int32)
 
     public var description: String {
         switch self {
         case .unreadable(let p, let e): "cannot read \(p): \(String(cString: strerror(e)))"
         case .notExecutable(let p, let e): "\(p) is not executable: \(String(cString: strerror(e)))"
+        case .unmovable(let from, let to, let e): "cannot move \(from) to \(to): \(String(cString: strerror(e)))"
         }
     }
 }

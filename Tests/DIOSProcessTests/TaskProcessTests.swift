@@ -100,4 +100,22 @@ import Testing
         // A path that names no file is no program.
         #expect(throws: ExecutableError.self) { try Executable(path: "/nonexistent/dios-check") }
     }
+
+    @Test func aMovedProgramKeepsItsNameAndIsWhereItWasMoved() throws {
+        let copy = "/tmp/dios-moved-\(getpid())"
+        let there = "\(copy).there"
+        defer { unlink(copy); unlink(there) }
+        let bytes = try #require(FileManager.default.contents(atPath: try CheckProgram.built.get()))
+        #expect(FileManager.default.createFile(atPath: copy, contents: bytes, attributes: [.posixPermissions: 0o755]))
+        let original = try Executable(path: copy)
+        let moved = try original.moved(to: there)
+        #expect(moved.name == original.name && moved.size == original.size && moved.path == there)
+        #expect(access(copy, F_OK) != 0)
+        #expect(try Executable(path: there).name == original.name)
+        // Into a directory that does not exist: refused, and the file stays.
+        #expect(throws: ExecutableError.unmovable(from: there, to: "/nonexistent/x", errno: ENOENT)) {
+            try moved.moved(to: "/nonexistent/x")
+        }
+        #expect(access(there, X_OK) == 0)
+    }
 }
