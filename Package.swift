@@ -24,8 +24,8 @@
 //   DIOSMemory             hugepage arena, pools, stream rings: the one owner of raw memory
 //   DIOSDevices            start-up probes of DPDK / RDMA / hugepages (C at the edge)
 //   DIOSCore               pure types: names, references, rights, flags, errors, policies
-//   CSupport/C*            small C shims (DPDK, verbs, Linux bits Swift cannot reach,
-//                          the task channel's layout); libdios/ is the C ABI itself
+//   CSupport/C*            small C shims (DPDK, verbs, libcrypto's AES-GCM and HKDF, Linux
+//                          bits Swift cannot reach, the task channel's layout); libdios/ is the C ABI itself
 //
 // Package traits `DPDK` and `RDMA` (on by default) compile the shims against the
 // Debian libraries; `--disable-default-traits` builds where they are missing.
@@ -103,6 +103,12 @@ let package = Package(
             sources: ["dios.c", "dios_streams.c"],
             publicHeadersPath: "include"
         ),
+        // Frame authentication: AES-GCM and HKDF from OpenSSL's libcrypto.
+        .target(
+            name: "CDIOSCrypto",
+            path: "CSupport/CDIOSCrypto",
+            linkerSettings: [.linkedLibrary("crypto", .when(platforms: [.linux]))]
+        ),
         .target(
             name: "CRDMA",
             path: "CSupport/CRDMA",
@@ -130,7 +136,7 @@ let package = Package(
         // Swift over raw buffers, so the simulation and the fuzzer drive it as is.
         .target(
             name: "DIOSWire",
-            dependencies: ["DIOSCore"],
+            dependencies: ["DIOSCore", "CDIOSCrypto"],
             swiftSettings: strict
         ),
 

@@ -8,7 +8,7 @@ import json, pathlib, re, subprocess, sys
 # Lowest first; a target may depend only on targets of lower layers. Tests and
 # executables sit above everything.
 LAYERS = [
-    {"CLinux", "CDPDK", "CRDMA", "CDIOSChannel", "CDIOSTask"},
+    {"CLinux", "CDPDK", "CRDMA", "CDIOSChannel", "CDIOSTask", "CDIOSCrypto"},
     {"DIOSCore"},
     {"DIOSMemory", "DIOSDevices"},
     {"DIOSWire", "DIOSChannel"},

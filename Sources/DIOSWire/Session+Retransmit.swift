@@ -77,6 +77,7 @@ extension Session {
         counters.resets &+= 1
         lastHeard = now
         localEpoch = freshEpoch()
+        sealer?.rekey(epoch: localEpoch)
         peerEpoch = 0
         releaseInPlace()  // frames in flight or waiting are abandoned (lent ones stay their writers')
         nextSequence = 0

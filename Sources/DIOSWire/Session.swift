@@ -89,9 +89,17 @@ public final class Session {
 
     @exclusivity(unchecked) public internal(set) var counters = SessionCounters()
 
+    /// Seals what this end sends and opens what the peer sent, when frames
+    /// are protected (nil: plain frames).
+    let sealer: FrameSealer?
+    /// Per slot, the counter its frame was last sealed with (0: not sealed
+    /// since it was written): an encrypted frame is decrypted with it before
+    /// it is sealed again to be resent.
+    private let sealedWith: Slots<UInt64>
+
     public init(
         local: InstanceID, peer: InstanceID, address: PeerAddress, configuration: SessionConfiguration,
-        now: UInt64, seed: UInt64
+        now: UInt64, seed: UInt64, security: WireSecurity? = nil
     ) {
         precondition(configuration.window > 0 && configuration.maxFragment > 0, "session window and frame size")
         self.local = local
@@ -121,7 +129,16 @@ public final class Session {
             seed: seed ^ (UInt64(local.node) << 48 | UInt64(local.core) << 32) ^ UInt64(peer.node) << 16
                 ^ UInt64(peer.core))
         localEpoch = 0
+        sealedWith = Slots(repeating: 0, count: n)
+        if let security, security.protection != .plain {
+            precondition(
+                configuration.frameTrailer == WireSecurity.trailerSize, "protected frames need room for a trailer")
+            sealer = FrameSealer(security, local: local, peer: peer, epoch: 0)
+        } else {
+            sealer = nil
+        }
         localEpoch = freshEpoch()
+        sealer?.rekey(epoch: localEpoch)
     }
 
     deinit {
@@ -178,6 +195,7 @@ public final class Session {
             if f == 0 { flags |= FrameHeader.firstFragment }
             if f == fragments - 1 { flags |= FrameHeader.lastFragment }
             sendLengths[slot] = n
+            sealedWith[slot] = 0
             nextSequence &+= 1
             transmit(slot: slot, sequence: seq, flags: flags, now: now, via: transport)
             offset += n
@@ -212,7 +230,8 @@ public final class Session {
     /// is then still the caller's, to copy out and `giveBack`.
     public func sendLent(_ frame: TransportFrame, length: Int, now: UInt64, via transport: any FrameTransport) -> Bool {
         precondition(
-            length <= configuration.maxFragment && length <= frame.capacity - FrameHeader.size,
+            length <= configuration.maxFragment
+                && length <= frame.capacity - FrameHeader.size - configuration.frameTrailer,
             "message too long for one frame")
         guard isUp else { return false }
         lent -= 1
@@ -237,7 +256,7 @@ public final class Session {
         -> Bool
     {
         guard isUp, waitingCount == 0, hasRoomForOne, length <= configuration.maxFragment,
-            length <= frame.capacity - FrameHeader.size
+            length <= frame.capacity - FrameHeader.size - configuration.frameTrailer
         else { return false }
         lent -= 1
         transmitLent(frame, length: length, now: now, via: transport)
@@ -268,7 +287,8 @@ public final class Session {
         nextSequence &+= 1
         header(.data, flags: FrameHeader.firstFragment | FrameHeader.lastFragment, length: length, sequence: seq)
             .encode(into: frame.bytes)
-        _ = transport.sendFrame(frame, length: FrameHeader.size + length, to: address)
+        let total = protect(frame.bytes, length: FrameHeader.size + length, slot: slot)
+        _ = transport.sendFrame(frame, length: total, to: address)
         recordSent(slot: slot, now: now)
         counters.messagesSent &+= 1
         counters.sentInPlace &+= 1
@@ -328,12 +348,16 @@ public final class Session {
         if let frame = inPlace[slot] {
             // A device may still be reading an earlier send of it: resend later.
             guard transport.isIdle(frame) else { return false }
+            unprotect(frame.bytes, length: FrameHeader.size + n, slot: slot)
             header(.data, flags: flags, length: n, sequence: sequence).encode(into: frame.bytes)
-            _ = transport.sendFrame(frame, length: FrameHeader.size + n, to: address)
+            let total = protect(frame.bytes, length: FrameHeader.size + n, slot: slot)
+            _ = transport.sendFrame(frame, length: total, to: address)
         } else {
             let frame = sendFrames + slot * configuration.maxFrameSize
+            unprotect(frame, length: FrameHeader.size + n, slot: slot)
             header(.data, flags: flags, length: n, sequence: sequence).encode(into: frame)
-            _ = transport.send(UnsafeRawBufferPointer(start: frame, count: FrameHeader.size + n), to: address)
+            let total = protect(frame, length: FrameHeader.size + n, slot: slot)
+            _ = transport.send(UnsafeRawBufferPointer(start: frame, count: total), to: address)
         }
         recordSent(slot: slot, now: now)
         return true
@@ -348,6 +372,24 @@ public final class Session {
         ackPending = false
         ackUrgent = false
         counters.framesSent &+= 1
+    }
+
+    /// Seals a frame of `length` bytes in place when frames are protected,
+    /// and returns how many bytes to send (the trailer included).
+    @inline(__always)
+    private func protect(_ frame: UnsafeMutableRawPointer, length: Int, slot: Int?) -> Int {
+        guard let sealer else { return length }
+        let used = sealer.seal(frame, length: length)
+        if let slot { sealedWith[slot] = used }
+        return length + WireSecurity.trailerSize
+    }
+
+    /// Before a kept frame is sealed again: its payload back to plain text.
+    @inline(__always)
+    private func unprotect(_ frame: UnsafeMutableRawPointer, length: Int, slot: Int) {
+        guard let sealer, sealedWith[slot] != 0 else { return }
+        sealer.unseal(frame, length: length, counter: sealedWith[slot])
+        sealedWith[slot] = 0
     }
 
     func resend(slot: Int, now: UInt64, via transport: any FrameTransport) {
@@ -366,9 +408,10 @@ public final class Session {
 
     /// Sends a frame with no payload (an acknowledgement or heartbeat).
     func sendControl(_ type: FrameType, now: UInt64, via transport: any FrameTransport) {
-        withUnsafeTemporaryAllocation(byteCount: FrameHeader.size, alignment: 8) { buffer in
+        withUnsafeTemporaryAllocation(byteCount: FrameHeader.size + WireSecurity.trailerSize, alignment: 8) { buffer in
             header(type).encode(into: buffer.baseAddress!)
-            _ = transport.send(UnsafeRawBufferPointer(buffer), to: address)
+            let total = protect(buffer.baseAddress!, length: FrameHeader.size, slot: nil)
+            _ = transport.send(UnsafeRawBufferPointer(start: buffer.baseAddress!, count: total), to: address)
         }
         lastSent = now
         ackPending = false

@@ -33,8 +33,13 @@ public struct SessionConfiguration: Sendable, Equatable {
         self.maxMessageSize = maxMessageSize
     }
 
+    /// Bytes each frame carries after its payload: the authentication
+    /// trailer when frames are protected (`WireSecurity.trailer`), set by the
+    /// endpoint.
+    public var frameTrailer = 0
+
     /// Payload bytes one frame carries.
-    public var maxFragment: Int { maxFrameSize - FrameHeader.size }
+    public var maxFragment: Int { maxFrameSize - FrameHeader.size - frameTrailer }
 }
 
 /// A configuration's times in the sessions' clock (monotonic nanoseconds),

@@ -19,24 +19,35 @@ public final class WireEndpoint {
     @exclusivity(unchecked) public private(set) var counters = EndpointCounters()
     /// The last malformed frame's error, for diagnostics.
     @exclusivity(unchecked) public private(set) var lastDecodeError: WireError? = nil
+    /// How frames are protected (nil: plain).
+    public let security: WireSecurity?
+    /// Bytes after each frame's payload: the authentication trailer, or 0.
+    private let trailer: Int
 
     /// `peers` are the other instances (on other nodes) and where they listen;
     /// `seed` must differ between incarnations of this instance (the real node
-    /// draws it from the OS), since session epochs come from it.
+    /// draws it from the OS), since session epochs come from it. With
+    /// `security`, every frame is sealed and opened with keys from the
+    /// cluster's secret, and one that does not open is dropped and counted.
     public init(
         local: InstanceID, transport: any FrameTransport, peers: [InstanceID: PeerAddress],
-        configuration: SessionConfiguration, now: UInt64, seed: UInt64
+        configuration: SessionConfiguration, now: UInt64, seed: UInt64, security: WireSecurity? = nil
     ) {
         self.local = local
         self.transport = transport
+        self.security = security
+        trailer = WireSecurity.trailer(security)
         var configuration = configuration
         configuration.maxFrameSize = min(configuration.maxFrameSize, transport.maxFrameSize)
+        configuration.frameTrailer = trailer
         self.configuration = configuration
         for (peer, address) in peers.sorted(by: { $0.key < $1.key }) where peer != local {
             byPeer[peer] = sessions.count
             peerWords.append(UInt32(peer.node) << 16 | UInt32(peer.core))
             sessions.append(
-                Session(local: local, peer: peer, address: address, configuration: configuration, now: now, seed: seed))
+                Session(
+                    local: local, peer: peer, address: address, configuration: configuration, now: now, seed: seed,
+                    security: security))
             unretained.append(Unmanaged.passUnretained(sessions[sessions.count - 1]))
         }
     }
@@ -171,6 +182,40 @@ public final class WireEndpoint {
                 holding = true
             }
             counters.framesIn &+= 1
+            var frame = frame
+            var opened: Int? = nil
+            if trailer > 0 {
+                // Only the sender's name is read before the tag checks, to
+                // find the session (and so the key) the frame claims.
+                guard frame.count >= FrameHeader.size + trailer else {
+                    counters.malformed &+= 1
+                    lastDecodeError = .truncated(needed: FrameHeader.size + trailer, have: frame.count)
+                    return
+                }
+                let source = InstanceID(
+                    node: UInt16(bigEndian: frame.loadUnaligned(fromByteOffset: 8, as: UInt16.self)),
+                    core: UInt16(bigEndian: frame.loadUnaligned(fromByteOffset: 10, as: UInt16.self)))
+                guard let i = index(of: source) else {
+                    counters.unknownPeer &+= 1
+                    return
+                }
+                // Opened where it arrived: the transport's receive buffer (a
+                // socket's, or an mbuf) is this instance's to write until the
+                // callback returns, and an encrypted payload is decrypted there.
+                let result = unretained[i]._withUnsafeGuaranteedRef {
+                    $0.sealer!.open(UnsafeMutableRawBufferPointer(mutating: frame))
+                }
+                switch result {
+                case .success(let plain): frame = plain
+                case .failure(.forged):
+                    counters.forged &+= 1
+                    return
+                case .failure(.replayed):
+                    counters.replayed &+= 1
+                    return
+                }
+                opened = i
+            }
             let h: FrameHeader
             do throws(WireError) { h = try FrameHeader.decode(frame) } catch {
                 counters.malformed &+= 1
@@ -181,7 +226,7 @@ public final class WireEndpoint {
                 counters.misaddressed &+= 1
                 return
             }
-            guard let i = index(of: h.source) else {
+            guard let i = opened ?? index(of: h.source) else {
                 counters.unknownPeer &+= 1
                 return
             }
@@ -227,4 +272,8 @@ public struct EndpointCounters: Sendable, Equatable {
     public var malformed: UInt64 = 0
     public var misaddressed: UInt64 = 0
     public var unknownPeer: UInt64 = 0
+    /// Protected frames whose tag did not check (made or altered without the secret).
+    public var forged: UInt64 = 0
+    /// Protected frames whose counter was taken before (replayed).
+    public var replayed: UInt64 = 0
 }

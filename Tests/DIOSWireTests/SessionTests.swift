@@ -16,11 +16,15 @@ final class Pair {
     /// The left side's port (its frames are lent when `lending`).
     let leftPort: Loopback.Port
 
+    /// How both ends protect their frames (nil: plain).
+    let security: WireSecurity?
+
     init(
         faults: FaultConfiguration = FaultConfiguration(), configuration: SessionConfiguration = SessionConfiguration(),
-        lending: Bool = false
+        lending: Bool = false, security: WireSecurity? = nil
     ) {
         self.configuration = configuration
+        self.security = security
         let pa = net.port(1)
         let pb = net.port(2)
         pa.lending = lending
@@ -28,18 +32,22 @@ final class Pair {
         let clock = { [net] in net.now }
         left = WireEndpoint(
             local: a, transport: FaultyTransport(pa, faults: faults, clock: clock), peers: [b: pb.localAddress],
-            configuration: configuration, now: net.now, seed: 1)
+            configuration: configuration, now: net.now, seed: 1, security: security)
         var rightFaults = faults
         rightFaults.seed &+= 1
         right = WireEndpoint(
             local: b, transport: FaultyTransport(pb, faults: rightFaults, clock: clock), peers: [a: pa.localAddress],
-            configuration: configuration, now: net.now, seed: 2)
+            configuration: configuration, now: net.now, seed: 2, security: security)
     }
 
+    /// A new incarnation of the right side. Protected, its frame counters
+    /// start later than the old one's, as a restarted node's clock has moved.
     func restartRight(seed: UInt64) {
+        var security = security
+        security?.counterStart += 1 << 40
         right = WireEndpoint(
             local: b, transport: net.port(2), peers: [a: PeerAddress(ipv4: 0x7F00_0001, port: 1)],
-            configuration: configuration, now: net.now, seed: seed)
+            configuration: configuration, now: net.now, seed: seed, security: security)
     }
 
     /// One turn of both endpoints; `deliver` takes what reaches the right side.
@@ -106,7 +114,7 @@ final class Pair {
         var steps = 0
         func sendOne() -> Bool {
             let m = Self.message(sent)
-            if inPlace && m.count <= pair.configuration.maxFragment, let lent = pair.sendInPlace(m) { return lent }
+            if inPlace && m.count <= pair.left.configuration.maxFragment, let lent = pair.sendInPlace(m) { return lent }
             return pair.send(m)
         }
         while next < messages && steps < 50 * messages {
