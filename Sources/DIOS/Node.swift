@@ -236,6 +236,16 @@ public final class Node: Sendable {
     }
 
     /// Counters of every instance, each read on its own thread.
+    /// Per instance, the frames its wire refused before any session saw them:
+    /// malformed, misaddressed, from unknown senders, forged, replayed.
+    public func frameCounters() async -> [EndpointCounters] {
+        var all: [EndpointCounters] = []
+        for kernel in instances {
+            all.append(await Task(executorPreference: kernel.executor) { kernel.frameCounters }.value)
+        }
+        return all
+    }
+
     public func counters() async -> [InstanceCounters] {
         var all: [InstanceCounters] = []
         for kernel in instances {

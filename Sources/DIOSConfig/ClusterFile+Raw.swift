@@ -9,6 +9,18 @@ struct RawClusterFile: Decodable {
     var nodes: [RawNode]?
     var veth: [[UInt16]]?
     var programs: [String]?
+    var security: RawSecurity?
+
+    struct RawSecurity: Decodable {
+        var frames: String?
+        var key_file: String?
+        init(from decoder: any Decoder) throws {
+            try rejectUnknownKeys(decoder, known: ["frames", "key_file"])
+            let c = try decoder.container(keyedBy: AnyKey.self)
+            frames = try c.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "frames"))
+            key_file = try c.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "key_file"))
+        }
+    }
 
     struct RawSession: Decodable {
         var window: Int?
@@ -93,7 +105,8 @@ struct RawClusterFile: Decodable {
 
     init(from decoder: any Decoder) throws {
         try rejectUnknownKeys(
-            decoder, known: ["name", "idle", "log_level", "session", "faults", "veth", "nodes", "programs"])
+            decoder,
+            known: ["name", "idle", "log_level", "session", "faults", "veth", "nodes", "programs", "security"])
         let c = try decoder.container(keyedBy: AnyKey.self)
         name = try c.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "name"))
         idle = try c.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "idle"))
@@ -103,5 +116,6 @@ struct RawClusterFile: Decodable {
         nodes = try c.decodeIfPresent([RawNode].self, forKey: AnyKey(stringValue: "nodes"))
         veth = try c.decodeIfPresent([[UInt16]].self, forKey: AnyKey(stringValue: "veth"))
         programs = try c.decodeIfPresent([String].self, forKey: AnyKey(stringValue: "programs"))
+        security = try c.decodeIfPresent(RawSecurity.self, forKey: AnyKey(stringValue: "security"))
     }
 }

@@ -17,6 +17,10 @@ import Yams
 ///   retransmit_timeout_us: 2000
 ///   heartbeat_ms: 20
 ///   failure_timeout_ms: 1000    # a peer silent this long is declared failed
+/// security:
+///   frames: authenticated       # authenticated (default) | encrypted | plain
+///   key_file: local.key         # the cluster's secret; relative to this file;
+///                               # default: this file's path with .key for .yaml
 /// faults:                       # the seeded fault stage; all 0 (off) by default
 ///   loss: 0.05
 ///   duplicate: 0.01
@@ -137,10 +141,24 @@ public struct ClusterFile: Sendable, Equatable {
     public var veth: [VethPair] = []
     /// Executables every node registers as program objects when it starts.
     public var programs: [String] = []
+    /// What the wire does to frames between nodes.
+    public var frames: FrameProtection = .authenticated
+    /// The key file as written (nil: not named); `keyPath(for:)` resolves it.
+    public var keyFile: String? = nil
 
     public static func load(path: String) throws(ConfigError) -> ClusterFile {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw .unreadable(path) }
         return try parse(text)
+    }
+
+    /// Where the cluster's secret is for the cluster file at `path`: the key
+    /// file it names (relative to its own folder), or the file's own path with
+    /// `.key` in place of `.yaml`/`.yml`.
+    public func keyPath(for path: String) -> String {
+        let folder = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+        if let keyFile { return keyFile.hasPrefix("/") ? keyFile : "\(folder)/\(keyFile)" }
+        for suffix in [".yaml", ".yml"] where path.hasSuffix(suffix) { return "\(path.dropLast(suffix.count)).key" }
+        return "\(path).key"
     }
 
     public static func parse(_ text: String) throws(ConfigError) -> ClusterFile {
@@ -186,6 +204,18 @@ public struct ClusterFile: Sendable, Equatable {
             file.faults = FaultConfiguration(
                 loss: f.loss ?? 0, duplicate: f.duplicate ?? 0, reorder: f.reorder ?? 0,
                 delay: .microseconds(f.delay_us ?? 0), seed: f.seed ?? 1)
+        }
+        if let security = raw.security {
+            if let frames = security.frames {
+                guard let p = FrameProtection(rawValue: frames) else {
+                    throw .invalid("security.frames must be authenticated, encrypted or plain, got \(frames)")
+                }
+                file.frames = p
+            }
+            if let key = security.key_file {
+                guard !key.isEmpty else { throw .invalid("security.key_file must name a file") }
+                file.keyFile = key
+            }
         }
         guard let nodes = raw.nodes, !nodes.isEmpty else { throw .invalid("a cluster needs nodes") }
         guard !file.name.isEmpty, file.name.count <= 40, file.name.allSatisfy(Self.isNameCharacter) else {

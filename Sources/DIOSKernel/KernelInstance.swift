@@ -1,7 +1,7 @@
 import CLinux
 public import DIOSCore
 public import DIOSMemory
-import DIOSWire
+package import DIOSWire
 import HeapModule
 public import Logging
 
@@ -55,6 +55,9 @@ public final class KernelInstance: @unchecked Sendable {
     private var owner: pthread_t?
     /// The wire to instances on other nodes (nil: this node stands alone).
     @exclusivity(unchecked) var wire: WireEndpoint? = nil
+    /// What this instance's wire endpoint refused before any session saw it
+    /// (zero without a wire). Read on the instance's thread.
+    package var frameCounters: EndpointCounters { wire?.counters ?? EndpointCounters() }
     /// `wire` again, unretained (`wire` keeps it alive): the data path reaches
     /// it without a retain and release per message.
     @exclusivity(unchecked) var wireRef: Unmanaged<WireEndpoint>? = nil

@@ -268,6 +268,7 @@ public final class WireEndpoint {
 
 /// Frames the endpoint refused before any session saw them.
 public struct EndpointCounters: Sendable, Equatable {
+    public init() {}
     public var framesIn: UInt64 = 0
     public var malformed: UInt64 = 0
     public var misaddressed: UInt64 = 0

@@ -17,7 +17,7 @@ import Glibc
 struct ClusterCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cluster", abstract: "Start, inspect and stop a local cluster described by a cluster file.",
-        subcommands: [Up.self, Down.self, ClusterStatus.self, Demo.self])
+        subcommands: [Up.self, Down.self, ClusterStatus.self, Demo.self, Keygen.self])
 
     /// Where a cluster's pid and log files live.
     static func stateDirectory(_ file: ClusterFile) -> String { "/tmp/dios-cluster-\(file.name)" }
@@ -106,6 +106,39 @@ struct ClusterCommand: ParsableCommand {
         return pid
     }
 
+    /// A cluster whose frames are protected needs its secret: made here when
+    /// its key file is missing, refused (before anything starts) when the
+    /// file is there but unfit.
+    static func ensureKey(_ cluster: ClusterFile, path: String) throws {
+        guard cluster.frames != .plain else { return }
+        let key = cluster.keyPath(for: path)
+        if access(key, F_OK) != 0 {
+            do { try KeyFile.generate(key) } catch { throw CommandFailure("\(error)") }
+            print("cluster \(cluster.name): made its key file \(key) (mode 0600)")
+        }
+        do { _ = try KeyFile.load(key) } catch { throw CommandFailure("\(error)") }
+    }
+
+    struct Keygen: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make the cluster's secret: the key file its nodes authenticate frames with.",
+            discussion: """
+                Writes 32 random bytes, as hexadecimal, to the key file the cluster file names \
+                (security.key_file; by default the cluster file's path with .key), mode 0600. \
+                Every node must read the same key: copy the file to each machine. A cluster \
+                running on the old key does not hear a node started on the new one.
+                """)
+        @Argument(help: "The cluster file, e.g. config/cluster.yaml.") var file: String
+        @Flag(help: "Replace a key file that exists.") var force = false
+
+        func run() throws {
+            let cluster = try ClusterCommand.load(file)
+            let key = cluster.keyPath(for: URL(fileURLWithPath: file).standardizedFileURL.path)
+            do { try KeyFile.generate(key, replacing: force) } catch { throw CommandFailure("\(error)") }
+            print("cluster \(cluster.name): key file \(key) (mode 0600)")
+        }
+    }
+
     struct Up: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Start every node of the cluster file in the background.",
@@ -128,6 +161,7 @@ struct ClusterCommand: ParsableCommand {
             }
             // diosd reads the file again, from wherever ip netns exec starts it.
             let path = URL(fileURLWithPath: file).standardizedFileURL.path
+            try ClusterCommand.ensureKey(cluster, path: path)
             let running = cluster.nodes.compactMap { node in
                 ClusterCommand.running(cluster, node.id).map { (node.id, $0) }
             }

@@ -39,17 +39,17 @@ enum ControlClient {
         return fd
     }
 
-    /// The top-level fields of one flat JSON object, as text (enough for the
-    /// node's status lines: strings and numbers, no nesting).
+    /// The top-level fields of one JSON object (a node's status line), as
+    /// text: numbers as written, a list as its items joined by spaces; none
+    /// when the line is not a JSON object.
     static func fields(of line: String) -> [String: String] {
-        var out: [String: String] = [:]
-        let body = line.trimmingCharacters(in: CharacterSet(charactersIn: "{} \n"))
-        for pair in body.split(separator: ",") {
-            let kv = pair.split(separator: ":", maxSplits: 1)
-            guard kv.count == 2 else { continue }
-            out[String(kv[0]).trimmingCharacters(in: CharacterSet(charactersIn: "\" "))] = String(kv[1])
-                .trimmingCharacters(in: CharacterSet(charactersIn: "\" "))
+        guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return [:] }
+        return object.mapValues { value in
+            switch value {
+            case let text as String: text
+            case let list as [Any]: list.map { "\($0)" }.joined(separator: " ")
+            default: "\(value)"
+            }
         }
-        return out
     }
 }

@@ -1,6 +1,7 @@
 import DIOS
 import DIOSConfig
 import DIOSExamples
+import DIOSWire
 import Dispatch
 import Foundation
 
@@ -86,10 +87,11 @@ final class ControlServer: @unchecked Sendable {
             } else if request.hasPrefix("blob ") {
                 reply = blob(request)
             } else {
-                reply =
-                    #"{"error":"unknown request; try status, names, lookup NAME, ps, logs TASK, kill TASK, "#
-                    + #"program add PATH, program list, run {...}, stream INSTANCE COUNT [PROGRAM], or blob INSTANCE"}"#
-                    + "\n"
+                reply = Self.json([
+                    "error":
+                        "unknown request; try status, names, lookup NAME, ps, logs TASK, kill TASK, program add PATH, "
+                        + "program list, run {...}, stream INSTANCE COUNT [PROGRAM], or blob INSTANCE"
+                ])
             }
             // MSG_NOSIGNAL: a client gone before its reply gets none; the node stays.
             _ = reply.utf8CString.withUnsafeBufferPointer {
@@ -124,7 +126,7 @@ final class ControlServer: @unchecked Sendable {
     private func stream(_ request: String) -> String {
         let words = request.split(separator: " ", maxSplits: 3)
         guard words.count >= 3, let peer = Diosd.instanceID(words[1]), let count = Int(words[2]), count > 0 else {
-            return #"{"error":"usage: stream INSTANCE COUNT [PROGRAM], e.g. stream 1.0 100000"}"# + "\n"
+            return Self.json(["error": "usage: stream INSTANCE COUNT [PROGRAM], e.g. stream 1.0 100000"])
         }
         if words.count == 4 {
             let executable: Executable
@@ -148,7 +150,7 @@ final class ControlServer: @unchecked Sendable {
     private func blob(_ request: String) -> String {
         let words = request.split(separator: " ")
         guard words.count == 2, let peer = Diosd.instanceID(words[1]) else {
-            return #"{"error":"usage: blob INSTANCE, e.g. blob 1.0"}"# + "\n"
+            return Self.json(["error": "usage: blob INSTANCE, e.g. blob 1.0"])
         }
         return remoteDemo("blob on", peer) { node, say in
             _ = try await RemoteDemo.blob(on: node, with: peer, say: say)
@@ -189,8 +191,7 @@ final class ControlServer: @unchecked Sendable {
         let lines = LinesBox()
         Task {
             for entry in await node.names(on: 0) {
-                let owners = entry.owners.map { "\"\($0)\"" }.joined(separator: ",")
-                lines.append(#"{"name":"\#(entry.name)","instances":[\#(owners)]}"#)
+                lines.append(String(Self.json(["name": "\(entry.name)", "instances": entry.owners.map { "\($0)" }]).dropLast()))
             }
             done.signal()
         }
@@ -201,26 +202,25 @@ final class ControlServer: @unchecked Sendable {
     /// `lookup NAME`: what `lookup` returns on each instance of this node.
     private func lookup(_ text: String) -> String {
         guard let name = try? Name.parse(text.trimmingCharacters(in: .whitespaces)) else {
-            return #"{"error":"not a name: \#(text)"}"# + "\n"
+            return Self.json(["error": "not a name: \(text)"])
         }
         let node = self.node
         let done = DispatchSemaphore(value: 0)
         let lines = LinesBox()
         Task {
             for i in node.instances.indices {
-                let found: [String] =
+                let found: [[String: String]] =
                     (try? await node.withTask(on: i, label: "control lookup") { task in
-                        var out: [String] = []
+                        var out: [[String: String]] = []
                         do throws(CallError) {
                             for ref in try task.lookup(name) {
                                 let e = try task.describe(ref)
-                                out.append(
-                                    #"{"owner":"\#(e.owner)","kind":"\#(e.kind)","proximity":"\#(e.proximity)"}"#)
+                                out.append(["owner": "\(e.owner)", "kind": "\(e.kind)", "proximity": "\(e.proximity)"])
                             }
                         } catch {}
                         return out
                     }) ?? []
-                lines.append(#"{"instance":"\#(node.instances[i].id)","found":[\#(found.joined(separator: ","))]}"#)
+                lines.append(String(Self.json(["instance": "\(node.instances[i].id)", "found": found]).dropLast()))
             }
             done.signal()
         }
@@ -243,6 +243,7 @@ final class ControlServer: @unchecked Sendable {
         Task {
             result.counters = await node.counters()
             result.peers = await node.peers()
+            result.frames = await node.frameCounters()
             done.signal()
         }
         done.wait()
@@ -254,13 +255,17 @@ final class ControlServer: @unchecked Sendable {
             let up = peers.filter(\.reachable).map { "\($0.peer)" }.joined(separator: " ")
             let down = peers.filter { !$0.reachable }.map { "\($0.peer)" }.joined(separator: " ")
             let resent = peers.reduce(0) { $0 + $1.retransmits }
-            out +=
-                #"{"instance":"\#(node.instances[i].id)","cpu":\#(cpu),"tasks":\#(c.tasksStarted - c.tasksExited),"#
-                + #""peers_up":"\#(up)","peers_down":"\#(down)","frames_resent":\#(resent),"#
-                + #""tasks_started":\#(c.tasksStarted),"messages_in":\#(c.messagesIn),"#
-                + #""messages_out":\#(c.messagesOut),"#
-                + #""read_in_place":\#(c.readInPlace),"names_relayed":\#(c.namesRelayed),"#
-                + #""calls":\#(c.calls),"polls":\#(c.polls),"idle_share":\#((idle * 1000).rounded() / 1000)}"# + "\n"
+            let f = result.frames[i]
+            let fields: [String: Any] = [
+                "instance": "\(node.instances[i].id)", "cpu": cpu, "tasks": c.tasksStarted - c.tasksExited,
+                "peers_up": up, "peers_down": down, "frames_resent": resent,
+                "frames_forged": f.forged, "frames_replayed": f.replayed,
+                "frames_from_strangers": f.unknownPeer + f.misaddressed, "frames_malformed": f.malformed,
+                "tasks_started": c.tasksStarted, "messages_in": c.messagesIn, "messages_out": c.messagesOut,
+                "read_in_place": c.readInPlace, "names_relayed": c.namesRelayed, "calls": c.calls, "polls": c.polls,
+                "idle_share": (idle * 1000).rounded() / 1000,
+            ]
+            out += Self.json(fields)
         }
         return out
     }
@@ -268,6 +273,7 @@ final class ControlServer: @unchecked Sendable {
     final class ResultBox: @unchecked Sendable {
         var counters: [InstanceCounters] = []
         var peers: [[PeerStatus]] = []
+        var frames: [EndpointCounters] = []
     }
 }
 

@@ -138,9 +138,16 @@ struct Diosd: AsyncParsableCommand {
         for probe in DeviceProbe.all() { say("diosd: \(probe)") }
         var wires: [WireEndpoint] = []
         var dpdk: DPDKNode? = nil
-        if let clusterFile {
+        if let clusterFile, let cluster {
+            // The secret first: a node that cannot authenticate starts nothing.
+            let security: WireSecurity?
+            do { security = try clusterFile.security(for: cluster) } catch { throw StartFailure("\(error)") }
+            say(
+                security == nil
+                    ? "diosd: frames between nodes are plain (security.frames: plain)"
+                    : "diosd: frames between nodes are \(clusterFile.frames) (key \(clusterFile.keyPath(for: cluster)))")
             (wires, dpdk) = try Self.wires(
-                clusterFile, node: file.node, instances: configuration.instanceCount, say: say)
+                clusterFile, node: file.node, instances: configuration.instanceCount, security: security, say: say)
         }
         if let dpdk {
             configuration.instanceThreadStarted = { dpdk.instanceThreadStarted($0, say: say) }
@@ -328,7 +335,8 @@ extension Diosd {
     /// (started here, with the EAL), each behind the fault stage when the file
     /// switches it on. Returns the DPDK side too, for the node's threads and its end.
     static func wires(
-        _ cluster: ClusterFile, node id: UInt16, instances: Int, say: @escaping @Sendable (String) -> Void
+        _ cluster: ClusterFile, node id: UInt16, instances: Int, security: WireSecurity?,
+        say: @escaping @Sendable (String) -> Void
     ) throws -> (wires: [WireEndpoint], dpdk: DPDKNode?) {
         guard let entry = cluster.node(id) else { throw ValidationError("no node \(id) in the cluster file") }
         var dpdk: DPDKNode? = nil
@@ -367,7 +375,8 @@ extension Diosd {
             wires.append(
                 WireEndpoint(
                     local: InstanceID(node: id, core: UInt16(k)), transport: transport, peers: cluster.peers(of: id),
-                    configuration: cluster.session, now: clinux_monotonic_ns(), seed: seed &+ UInt64(k)))
+                    configuration: cluster.session, now: clinux_monotonic_ns(), seed: seed &+ UInt64(k),
+                    security: security))
             say("diosd: instance \(id).\(k) on \(described), \(cluster.peers(of: id).count) peer instance(s)")
         }
         return (wires, dpdk)

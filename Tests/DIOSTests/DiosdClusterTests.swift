@@ -105,6 +105,9 @@ import Testing
             }
             try yaml.write(toFile: path, atomically: true, encoding: .utf8)
             file = try ClusterFile.load(path: path)
+            // The nodes authenticate their frames with the cluster's secret
+            // (the default), which `dios cluster up` would make.
+            try KeyFile.generate(file.keyPath(for: path))
             if layout != .udp { DPDKClusterHost.sweepStale() }
         }
 
@@ -268,6 +271,7 @@ import Testing
             }
             if networkMade { for command in file.networkTeardown { DPDKClusterHost.ip(command) } }
             DPDKClusterHost.removeLeftovers(file)
+            unlink(file.keyPath(for: path))
             unlink(path)
         }
     }
@@ -752,10 +756,12 @@ import Testing
         defer {
             _ = DPDKClusterHost.run(DiosdProcessTests.dios.path, ["cluster", "down", path])  // idempotent
             DPDKClusterHost.removeLeftovers(file)
+            unlink(file.keyPath(for: path))
             unlink(path)
         }
         let up = DPDKClusterHost.run(DiosdProcessTests.dios.path, ["cluster", "up", path])
         try #require(up.status == 0, "\(up.output)")
+        #expect(up.output.contains("made its key file \(file.keyPath(for: path)) (mode 0600)"), "\(up.output)")
         #expect(up.output.contains("node 1: up, 1 instance(s) on dpdk (net_memif0) 10.77.0.2:7400"), "\(up.output)")
         let demo = DPDKClusterHost.run(DiosdProcessTests.dios.path, ["cluster", "demo", path])
         #expect(

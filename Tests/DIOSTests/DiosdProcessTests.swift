@@ -114,8 +114,14 @@ import Testing
         #expect(status.terminationStatus == 0)
         let lines = statusText.split(separator: "\n")
         #expect(lines.count == 2, "\(statusText)")
-        #expect(lines.first?.contains(#""instance":"0.0","cpu":0"#) == true)
-        #expect(lines.last?.contains(#""instance":"0.1","cpu":1"#) == true)
+        // One JSON object per instance, through a real encoder.
+        let objects = lines.compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        #expect(objects.count == 2)
+        #expect(objects.first?["instance"] as? String == "0.0" && objects.first?["cpu"] as? Int == 0)
+        #expect(objects.last?["instance"] as? String == "0.1" && objects.last?["cpu"] as? Int == 1)
+        #expect(objects.allSatisfy { $0["frames_forged"] as? Int == 0 && $0["frames_replayed"] as? Int == 0 })
 
         process.terminate()  // SIGTERM
         process.waitUntilExit()
