@@ -15,7 +15,8 @@ public enum KeyFile {
         var st = stat()
         guard stat(path, &st) == 0 else {
             throw .invalid(
-                "the cluster's key file \(path): \(String(cString: strerror(errno))) (make one with dios cluster keygen)")
+                "the cluster's key file \(path): \(String(cString: strerror(errno))) (make one with dios cluster keygen)"
+            )
         }
         guard st.st_mode & S_IFMT == S_IFREG else { throw .invalid("the cluster's key file \(path) is not a file") }
         guard st.st_mode & 0o077 == 0 else {
@@ -29,7 +30,8 @@ public enum KeyFile {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw .unreadable(path) }
         guard let secret = parse(text) else {
             throw .invalid(
-                "the cluster's key file \(path) must hold \(ClusterSecret.size * 2) hexadecimal digits (dios cluster keygen)")
+                "the cluster's key file \(path) must hold \(ClusterSecret.size * 2) hexadecimal digits (dios cluster keygen)"
+            )
         }
         return secret
     }

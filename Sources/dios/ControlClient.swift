@@ -43,7 +43,9 @@ enum ControlClient {
     /// text: numbers as written, a list as its items joined by spaces; none
     /// when the line is not a JSON object.
     static func fields(of line: String) -> [String: String] {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return [:] }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+            return [:]
+        }
         return object.mapValues { value in
             switch value {
             case let text as String: text

@@ -57,8 +57,10 @@ func peers(_ fields: [String: String]) -> String {
 /// "; refused 3 forged, 1 replayed" when the node's wire dropped frames it
 /// could not believe (nothing when it dropped none).
 func refused(_ fields: [String: String]) -> String {
-    let counts = [("forged", "frames_forged"), ("replayed", "frames_replayed"), ("from strangers", "frames_from_strangers")]
-        .compactMap { label, key in fields[key].flatMap(Int.init).flatMap { $0 > 0 ? "\($0) \(label)" : nil } }
+    let counts = [
+        ("forged", "frames_forged"), ("replayed", "frames_replayed"), ("from strangers", "frames_from_strangers"),
+    ]
+    .compactMap { label, key in fields[key].flatMap(Int.init).flatMap { $0 > 0 ? "\($0) \(label)" : nil } }
     return counts.isEmpty ? "" : "; refused " + counts.joined(separator: ", ")
 }
 

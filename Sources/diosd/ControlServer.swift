@@ -191,7 +191,8 @@ final class ControlServer: @unchecked Sendable {
         let lines = LinesBox()
         Task {
             for entry in await node.names(on: 0) {
-                lines.append(String(Self.json(["name": "\(entry.name)", "instances": entry.owners.map { "\($0)" }]).dropLast()))
+                lines.append(
+                    String(Self.json(["name": "\(entry.name)", "instances": entry.owners.map { "\($0)" }]).dropLast()))
             }
             done.signal()
         }

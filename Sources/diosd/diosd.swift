@@ -145,7 +145,8 @@ struct Diosd: AsyncParsableCommand {
             say(
                 security == nil
                     ? "diosd: frames between nodes are plain (security.frames: plain)"
-                    : "diosd: frames between nodes are \(clusterFile.frames) (key \(clusterFile.keyPath(for: cluster)))")
+                    : "diosd: frames between nodes are \(clusterFile.frames) (key \(clusterFile.keyPath(for: cluster)))"
+            )
             (wires, dpdk) = try Self.wires(
                 clusterFile, node: file.node, instances: configuration.instanceCount, security: security, say: say)
         }

@@ -304,6 +304,60 @@ import Testing
         #expect(cluster.stop(2) == 0)
     }
 
+    /// A hostile host on the link (`Tests/Programs/dios-attacker.py`, a process
+    /// of its own that sees every frame on loopback): while a million messages
+    /// cross from node 0 to node 1, it replays the frames it records, alters
+    /// them, and sends heartbeats, acknowledgements, data, name deltas, runs
+    /// and "leaving" messages claiming to come from the cluster's instances,
+    /// with the epochs and sequence numbers it saw. The stream arrives whole
+    /// and in order, no session fails, no name the attacker claimed appears,
+    /// and node 1 counts what it dropped.
+    @Test(.enabled(if: getuid() == 0, "needs root: the attacker reads the loopback interface"))
+    func aHostileHostOnTheLinkChangesNothing() throws {
+        let cluster = try Cluster(nodes: 2)
+        try cluster.start(1)
+        try #require(cluster.waitFor(1, "control socket"), "\(cluster.text(1))")
+        let ports = cluster.file.nodes.flatMap { n in n.cores.indices.map { "\(n.address(ofInstance: $0).port)" } }
+        let script = #filePath.replacingOccurrences(
+            of: "Tests/DIOSTests/DiosdClusterTests.swift", with: "Tests/Programs/dios-attacker.py")
+        let attacker = Process()
+        attacker.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        attacker.arguments = [script] + ports + ["--instances", "0.0,1.0", "--seconds", "300"]
+        let attackerOut = Pipe()
+        attacker.standardOutput = attackerOut
+        attacker.standardError = attackerOut
+        try attacker.run()
+        try cluster.start(0, ["--stream-to", "1.0", "--messages", "1000000", "--once"])
+        _ = cluster.waitFor(0, "node stopped cleanly", seconds: 300)
+        attacker.terminate()
+        attacker.waitUntilExit()
+        let attacks = String(decoding: attackerOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let out = cluster.text(0)
+        #expect(cluster.stop(0) == 0, "\(out)")
+        #expect(out.contains("stream to 1.0: 1000000 messages arrived in order"), "\(out)\n\(attacks)")
+        #expect(attacks.contains("attacker: recorded"), "\(attacks)")
+        let status = ControlClientLine.objects(cluster.request(1, "status"))
+        let forged = status.reduce(0) { $0 + ($1["frames_forged"] as? Int ?? 0) }
+        let replayed = status.reduce(0) { $0 + ($1["frames_replayed"] as? Int ?? 0) }
+        #expect(forged > 1000 && replayed > 1000, "\(status)\n\(attacks)")
+        print("\(attacks.trimmingCharacters(in: .newlines)); node 1 refused \(forged) forged, \(replayed) replayed")
+        // No session failed or restarted on either side while the stream
+        // crossed, on any claim: node 0's session with node 1 ends only when
+        // node 0 stops, and node 1 hears only that it stopped.
+        let streamed = out.components(separatedBy: "stream to 1.0:").first ?? out
+        #expect(!streamed.contains(" failed: ") && !streamed.contains("began a new session"), "\(out)")
+        let failures = cluster.text(1).split(separator: "\n").filter { $0.contains(" failed: ") }
+        #expect(failures.allSatisfy { $0.contains("instance 0.0 failed: the peer stopped") }, "\(cluster.text(1))")
+        // Every name node 1 knows is held by an instance of the cluster.
+        let names = ControlClientLine.objects(cluster.request(1, "names"))
+        #expect(!names.isEmpty)
+        for entry in names {
+            let owners = entry["instances"] as? [String] ?? []
+            #expect(owners.allSatisfy { $0.hasPrefix("0.") || $0.hasPrefix("1.") }, "\(entry)")
+        }
+        #expect(cluster.stop(1) == 0)
+    }
+
     /// The seeded fault stage on both nodes' sockets (5% loss, duplication,
     /// reordering, delay): every message still arrives exactly once, in order.
     @Test func aLossyLinkStillDeliversEveryMessageOnceInOrder() throws {
@@ -855,6 +909,15 @@ enum DPDKClusterHost {
         for name in (try? FileManager.default.contentsOfDirectory(atPath: "/var/run/dpdk")) ?? []
         where deadOwner(name, after: "dios-dpdk-test") {
             try? FileManager.default.removeItem(atPath: "/var/run/dpdk/\(name)")
+        }
+    }
+}
+
+/// A node's reply of JSON lines, decoded.
+enum ControlClientLine {
+    static func objects(_ reply: String) -> [[String: Any]] {
+        reply.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
         }
     }
 }
