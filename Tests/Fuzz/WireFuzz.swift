@@ -3,7 +3,10 @@
 // epochs), the name-service delta, the remote-call messages, and the Ethernet,
 // IPv4, UDP and ARP headers a DPDK transport parses itself
 // (`EthernetUDP.classify`, then the DIOS frame in the datagram it finds, or the
-// ARP reply written over a request). Built by Tests/Fuzz/run.sh with
+// ARP reply written over a request); and protected frames: any input handed to
+// an endpoint that authenticates its frames is never delivered and changes no
+// session, and a frame sealed for real with one bit flipped anywhere is refused
+// (unflipped, it opens once, then is refused as a replay). Built by Tests/Fuzz/run.sh with
 // `swiftc -sanitize=fuzzer,address`, compiled together with the sources of
 // DIOSCore and DIOSWire and DIOSTransport's EthernetUDP.swift as one module. A
 // crash, a broken invariant (a `precondition` below) or a sanitizer report
@@ -57,6 +60,65 @@ func classifyAsPacket(_ bytes: UnsafeRawBufferPointer) {
     }
 }
 
+/// A transport that hands over one frame per poll: the fuzzer's input.
+final class OneFrame: FrameTransport {
+    let localAddress = PeerAddress(ipv4: 1, port: 1)
+    let maxFrameSize = 1472
+    var readinessFD: Int32? { nil }
+    var frame: UnsafeRawBufferPointer? = nil
+    func send(_ frame: UnsafeRawBufferPointer, to peer: PeerAddress) -> Bool { true }
+    func receive(_ body: (UnsafeRawBufferPointer, PeerAddress) -> Void) -> Int {
+        guard let f = frame else { return 0 }
+        frame = nil
+        body(f, PeerAddress(ipv4: 2, port: 2))
+        return 1
+    }
+}
+
+nonisolated(unsafe) let security = WireSecurity(
+    secret: ClusterSecret(bytes: [UInt8](repeating: 7, count: 32))!, protection: .authenticated, counterStart: 1)
+nonisolated(unsafe) let oneFrame = OneFrame()
+nonisolated(unsafe) let guarded = WireEndpoint(
+    local: local, transport: oneFrame, peers: [remote: PeerAddress(ipv4: 2, port: 2)],
+    configuration: SessionConfiguration(window: 8, maxMessageSize: 4096), now: 1, seed: 1, security: security)
+/// The peer's side of the key: seals frames as `remote` would, in epoch 77.
+nonisolated(unsafe) let peerSealer = FrameSealer(security, local: remote, peer: local, epoch: 77)
+/// This side's: opens them.
+nonisolated(unsafe) let opener = FrameSealer(security, local: local, peer: remote, epoch: 5)
+
+func fuzzProtected(_ bytes: UnsafeRawBufferPointer) {
+    // As it came: without the secret no input carries a valid tag, so none
+    // is delivered, none moves a session, and none changes a peer's state.
+    let before = guarded.sessions[0].counters
+    let epoch = guarded.sessions[0].peerEpoch
+    let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 8)
+    defer { copy.deallocate() }
+    if bytes.count > 0 { copy.copyMemory(from: bytes) }
+    oneFrame.frame = UnsafeRawBufferPointer(rebasing: copy[0..<bytes.count])
+    _ = guarded.poll(
+        now: clock, timers: false, deliver: { _, _ in preconditionFailure("an unauthenticated frame was delivered") },
+        changed: { _, _ in preconditionFailure("an unauthenticated frame changed a peer's state") })
+    precondition(guarded.sessions[0].counters == before && guarded.sessions[0].peerEpoch == epoch)
+
+    // Sealed for real, then altered by one bit: refused; as sealed: opened
+    // once, with its bytes as they were, then refused as a replay.
+    guard bytes.count > FrameHeader.size else { return }
+    let n = min(bytes.count - 1, 1400)
+    let frame = UnsafeMutableRawBufferPointer.allocate(byteCount: n + WireSecurity.trailerSize, alignment: 8)
+    defer { frame.deallocate() }
+    frame.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[1...n]))
+    frame.storeBytes(of: UInt32(77).bigEndian, toByteOffset: 16, as: UInt32.self)  // the sealer's epoch
+    _ = peerSealer.seal(frame.baseAddress!, length: n)
+    let sealed = Array(frame)
+    let at = Int(bytes[0]) * 131 % frame.count
+    frame[at] ^= 1 << (bytes[0] % 8)
+    if case .success = opener.open(frame) { preconditionFailure("an altered frame opened (byte \(at))") }
+    frame[at] ^= 1 << (bytes[0] % 8)
+    guard case .success(let plain) = opener.open(frame) else { preconditionFailure("a sealed frame did not open") }
+    precondition(plain.count == n && Array(plain) == Array(sealed[0..<n]))
+    guard case .failure(.replayed) = opener.open(frame) else { preconditionFailure("a frame opened twice") }
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     let bytes = UnsafeRawBufferPointer(start: data, count: size)
@@ -76,5 +138,6 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     _ = try? NameDelta.decode(bytes)
     _ = try? RemoteMessage.decode(bytes)
     classifyAsPacket(bytes)
+    fuzzProtected(bytes)
     return 0
 }
