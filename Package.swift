@@ -24,7 +24,7 @@
 //   DIOSMemory             hugepage arena, pools, stream rings: the one owner of raw memory
 //   DIOSDevices            start-up probes of DPDK / RDMA / hugepages (C at the edge)
 //   DIOSCore               pure types: names, references, rights, flags, errors, policies
-//   CSupport/C*            small C shims (DPDK, verbs, libcrypto's AES-GCM and HKDF, Linux
+//   CSupport/C*            small C shims (DPDK, verbs, libsodium's AES-GCM and HMAC, Linux
 //                          bits Swift cannot reach, the task channel's layout); libdios/ is the C ABI itself
 //
 // Package traits `DPDK` and `RDMA` (on by default) compile the shims against the
@@ -103,11 +103,11 @@ let package = Package(
             sources: ["dios.c", "dios_streams.c"],
             publicHeadersPath: "include"
         ),
-        // Frame authentication: AES-GCM and HKDF from OpenSSL's libcrypto.
+        // Frame authentication: AES-GCM and HMAC-SHA256 (for HKDF) from libsodium.
         .target(
             name: "CDIOSCrypto",
             path: "CSupport/CDIOSCrypto",
-            linkerSettings: [.linkedLibrary("crypto", .when(platforms: [.linux]))]
+            linkerSettings: [.linkedLibrary("sodium", .when(platforms: [.linux]))]
         ),
         .target(
             name: "CRDMA",
@@ -292,7 +292,7 @@ let package = Package(
         .testTarget(
             name: "DIOSSimulationTests", dependencies: ["DIOSSimulation", "DIOSCore", "DIOSWire"], swiftSettings: strict
         ),
-        .testTarget(name: "DIOSWireTests", dependencies: ["DIOSWire", "DIOSCore"], swiftSettings: strict),
+        .testTarget(name: "DIOSWireTests", dependencies: ["DIOSWire", "DIOSCore", "CDIOSCrypto"], swiftSettings: strict),
         .testTarget(
             name: "DIOSTransportTests", dependencies: ["DIOSTransport", "DIOSWire", "DIOSCore", "DIOSHost", "CLinux"],
             swiftSettings: strict + [.define("DIOS_DPDK", .when(traits: ["DPDK"]))]),

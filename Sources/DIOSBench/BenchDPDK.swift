@@ -116,11 +116,16 @@ extension BenchIPC {
                     add(Result(mechanism: "dpdk-raw-\(link.name)", payload: size, histogram: histogram))
                 }
                 // DIOS as it runs (messages written in the mbuf that carries them,
-                // and read in the one they arrived in), and with every message
+                // and read in the one they arrived in), with every message
                 // copied from the writer's ring into an mbuf and from the mbuf into
-                // the reader's ring.
-                for inPlace in [true, false] {
-                    let mechanism = "dios-\(link.name)" + (inPlace ? "" : "-copy")
+                // the reader's ring, and in place with every frame authenticated
+                // (`-auth`), and encrypted too (`-enc`).
+                let variants: [(suffix: String, inPlace: Bool, protection: FrameProtection)] = [
+                    ("", true, .plain), ("-copy", false, .plain), ("-auth", true, .authenticated),
+                    ("-enc", true, .encrypted),
+                ]
+                for (suffix, inPlace, protection) in variants {
+                    let mechanism = "dios-\(link.name)" + suffix
                     do {
                         let environment = setup.environment
                         let ta = try DPDKTransport(
@@ -130,7 +135,7 @@ extension BenchIPC {
                             port: link.b, queue: 0, localAddress: link.diosB,
                             neighbours: [link.diosA.ipv4: link.a.mac.bytes])
                         for result in try await diosEcho(
-                            cpus, sizes, mechanism: mechanism, ta, tb, inPlace: inPlace,
+                            cpus, sizes, mechanism: mechanism, ta, tb, inPlace: inPlace, protection: protection,
                             threadStarted: { _ in try? environment.registerCurrentThread() },
                             threadEnding: { _ in environment.unregisterCurrentThread() }, iterations: count,
                             warmup: roundWarmup, clock)

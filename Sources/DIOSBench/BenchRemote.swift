@@ -26,8 +26,10 @@ import Glibc
 ///   trip with each node's wire over one of those ports (messages written in
 ///   the mbuf that carries them, and read in the one they arrived in), and
 ///   `dios-memif-copy`: the same with every message copied from the writer's
-///   ring into an mbuf and from the mbuf into the reader's ring;
-/// - `dpdk-raw-veth` / `dios-veth` / `dios-veth-copy`: the same over
+///   ring into an mbuf and from the mbuf into the reader's ring; `dios-memif-auth`
+///   and `dios-memif-enc`: in place, every frame authenticated (AES-128-GCM tag)
+///   and also encrypted;
+/// - `dpdk-raw-veth` / `dios-veth` / `dios-veth-copy` / `-auth` / `-enc`: the same over
 ///   `net_af_packet` on the veth pair;
 /// - `dpdk-raw-xdp` / `dios-xdp` / `dios-xdp-copy`: the same over `net_af_xdp`
 ///   (AF_XDP sockets) on a second veth pair.
@@ -138,6 +140,10 @@ extension BenchIPC {
                     ", DIOS over raw \(Self.signed(d - r)) ns"
                     + Self.roundByRound(roundP50s("dios-\(link)", size), minus: roundP50s("dpdk-raw-\(link)", size))
                 if let c = p50("dios-\(link)-copy", size) { line += ", copying/in place \(format(c / d))x" }
+                if let a = p50("dios-\(link)-auth", size) {
+                    line += ", authenticated/plain \(format(a / d))x (goal <= \(size <= 64 ? "1.1" : "1.15")x)"
+                }
+                if let e = p50("dios-\(link)-enc", size) { line += ", encrypted/plain \(format(e / d))x" }
                 let udp = link == "memif" ? "lo" : "veth"
                 if let u = p50("dios-udp-\(udp)", size) { line += ", dios-udp-\(udp)/dios-\(link) \(format(u / d))x" }
                 if link != "memif", let b = p50("udp-blocking-veth", size) {
@@ -293,9 +299,11 @@ extension BenchIPC {
     /// (a DPDK transport registers it with the EAL there).
     func diosEcho(
         _ cpus: [Int], _ sizes: [Int], mechanism: String, _ ta: any FrameTransport, _ tb: any FrameTransport,
-        inPlace: Bool = true, threadStarted: (@Sendable (Int) -> Void)?, threadEnding: (@Sendable (Int) -> Void)?,
-        iterations: Int? = nil, warmup: Int? = nil, _ clock: TSC
+        inPlace: Bool = true, protection: FrameProtection = .plain, threadStarted: (@Sendable (Int) -> Void)?,
+        threadEnding: (@Sendable (Int) -> Void)?, iterations: Int? = nil, warmup: Int? = nil, _ clock: TSC
     ) async throws -> [Result] {
+        // One secret for both nodes, made for this run.
+        let security = protection == .plain ? nil : WireSecurity(secret: .generate(), protection: protection)
         let ia = InstanceID(node: 0, core: 0)
         let ib = InstanceID(node: 1, core: 0)
         let session = SessionConfiguration(retransmitTimeout: .milliseconds(5))
@@ -313,7 +321,8 @@ extension BenchIPC {
             configuration.readsInPlace = inPlace
             let endpoint = WireEndpoint(
                 local: InstanceID(node: UInt16(n), core: 0), transport: transport, peers: [peer.0: peer.1],
-                configuration: session, now: clinux_monotonic_ns(), seed: clinux_monotonic_ns() &+ UInt64(n))
+                configuration: session, now: clinux_monotonic_ns(), seed: clinux_monotonic_ns() &+ UInt64(n),
+                security: security)
             nodes.append(try Node(configuration, wires: [endpoint]))
         }
         defer { for node in nodes { node.shutdown() } }

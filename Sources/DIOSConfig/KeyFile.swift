@@ -90,6 +90,7 @@ extension ClusterFile {
     /// secret read from its key file, or nil when its frames are plain.
     public func security(for path: String) throws(ConfigError) -> WireSecurity? {
         guard frames != .plain else { return nil }
+        if let why = WireSecurity.unavailable { throw .invalid(why) }
         return WireSecurity(secret: try KeyFile.load(keyPath(for: path)), protection: frames)
     }
 }

@@ -27,7 +27,7 @@ public struct ClusterSecret: Sendable, Equatable {
 
 /// What the wire does to every frame between nodes.
 public enum FrameProtection: String, Sendable, Equatable, CaseIterable {
-    /// An AES-128-GCM tag over header and payload (the default): nobody
+    /// An AES-256-GCM tag over header and payload (the default): nobody
     /// without the secret makes or alters a frame, and none is taken twice.
     case authenticated
     /// As `authenticated`, and the payload is encrypted as well.
@@ -59,6 +59,10 @@ public struct WireSecurity: Sendable, Equatable {
     /// frame counter (u64, big-endian: the AEAD nonce) and the 16-byte tag.
     public static let trailerSize = 8 + Int(DIOS_AEAD_TAG_SIZE)
 
+    /// Why this machine cannot protect frames (nil: it can). Checked by a
+    /// node before it starts, so it fails with this rather than at its first frame.
+    public static var unavailable: String? { dios_aead_unavailable().map { String(cString: $0) } }
+
     /// The trailer a frame under `security` carries (none when plain).
     public static func trailer(_ security: WireSecurity?) -> Int {
         guard let security, security.protection != .plain else { return 0 }
@@ -74,14 +78,14 @@ public enum FrameRefusal: Error, Equatable, Sendable {
     case replayed
 }
 
-/// One AES-128-GCM key ready for use (its schedule computed once).
+/// One AES-256-GCM key ready for use (its schedule computed once).
 /// Noncopyable: the context it owns is freed once.
 struct AEADKey: ~Copyable {
     let context: OpaquePointer
 
     init(_ key: [UInt8]) {
         guard let context = key.withUnsafeBufferPointer({ dios_aead_new($0.baseAddress) }) else {
-            fatalError("libcrypto cannot make an AES-128-GCM context")
+            fatalError("no AES-256-GCM here: \(WireSecurity.unavailable ?? "out of memory")")
         }
         self.context = context
     }
@@ -141,17 +145,22 @@ final class FrameSealer {
         otherKey = AEADKey(Self.derive(secret, from: peer, to: local, epoch: 0))
     }
 
+    /// HKDF-SHA256 (RFC 5869) of `key`: `length` bytes.
+    static func hkdf(_ key: [UInt8], salt: [UInt8], info: [UInt8], length: Int) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: length)
+        let ok = out.withUnsafeMutableBufferPointer {
+            dios_hkdf_sha256(key, key.count, salt, salt.count, info, info.count, $0.baseAddress, length)
+        }
+        precondition(ok == 0, "HKDF-SHA256 failed")
+        return out
+    }
+
     static func derive(_ secret: [UInt8], from sender: InstanceID, to receiver: InstanceID, epoch: UInt32) -> [UInt8] {
         let salt = Array("dios frame key v1".utf8)
         var info: [UInt8] = []
         for v in [sender.node, sender.core, receiver.node, receiver.core] { info += [UInt8(v >> 8), UInt8(v & 0xFF)] }
         info += [UInt8(epoch >> 24), UInt8(epoch >> 16 & 0xFF), UInt8(epoch >> 8 & 0xFF), UInt8(epoch & 0xFF)]
-        var key = [UInt8](repeating: 0, count: Int(DIOS_AEAD_KEY_SIZE))
-        let ok = key.withUnsafeMutableBufferPointer { out in
-            dios_hkdf_sha256(secret, secret.count, salt, salt.count, info, info.count, out.baseAddress, out.count)
-        }
-        precondition(ok == 0, "HKDF-SHA256 failed in libcrypto")
-        return key
+        return hkdf(secret, salt: salt, info: info, length: Int(DIOS_AEAD_KEY_SIZE))
     }
 
     /// This end started a new epoch: later frames are sealed under its key.
@@ -185,22 +194,24 @@ final class FrameSealer {
                 frame.assumingMemoryBound(to: UInt8.self), clear, length - clear,
                 (trailer + 8).assumingMemoryBound(to: UInt8.self))
         }
-        precondition(ok == 0, "AES-GCM seal failed in libcrypto")
+        precondition(ok == 0, "AES-GCM seal failed")
         return used
     }
 
     /// Turns a frame this end encrypted under `counter` back into plain
-    /// text (before it is sealed again to be resent). Nothing to do for
+    /// text (before it is sealed again to be resent): it is opened as the
+    /// peer would, under its own tag, still in its trailer. Nothing to do for
     /// frames only authenticated.
     func unseal(_ frame: UnsafeMutableRawPointer, length: Int, counter used: UInt64) {
         guard protection == .encrypted, length > FrameHeader.size else { return }
         var iv = Self.iv(used)
         let ok = withUnsafeBytes(of: &iv) { ivBytes in
-            dios_aead_unseal(
+            dios_aead_open(
                 sealKey.context, ivBytes.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                (frame + FrameHeader.size).assumingMemoryBound(to: UInt8.self), length - FrameHeader.size)
+                frame.assumingMemoryBound(to: UInt8.self), FrameHeader.size, length - FrameHeader.size,
+                (frame + length + 8).assumingMemoryBound(to: UInt8.self))
         }
-        precondition(ok == 0, "AES-GCM failed in libcrypto")
+        precondition(ok == 0, "a frame this end sealed did not open: its bytes changed after it was sent")
     }
 
     /// Opens a frame from the peer in place (`frame`, trailer included):

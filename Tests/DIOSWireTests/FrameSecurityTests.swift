@@ -1,3 +1,4 @@
+import CDIOSCrypto
 import DIOSCore
 import DIOSWire
 import Testing
@@ -227,5 +228,52 @@ import Testing
         #expect(pair.right.counters.forged == 0)
         #expect(pair.right.sessions.count == sessions)
         #expect(pair.right.isReachable(pair.a))
+    }
+}
+
+/// The primitives against values published or computed elsewhere: HKDF-SHA256
+/// against RFC 5869's first test case, AES-256-GCM against Python's
+/// `cryptography` (OpenSSL), sealing in place and opening back.
+@Suite struct FrameCryptoKnownAnswerTests {
+    static func hex(_ bytes: some Sequence<UInt8>) -> String {
+        bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+    }
+
+    @Test func hkdfMatchesRFC5869() {
+        let ikm = [UInt8](repeating: 0x0b, count: 22)
+        let salt = [UInt8](0x00...0x0c)
+        let info = [UInt8](0xf0...0xf9)
+        var out = [UInt8](repeating: 0, count: 42)
+        let ok = out.withUnsafeMutableBufferPointer {
+            dios_hkdf_sha256(ikm, ikm.count, salt, salt.count, info, info.count, $0.baseAddress, 42)
+        }
+        #expect(ok == 0)
+        #expect(
+            Self.hex(out)
+                == "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865")
+    }
+
+    @Test(.enabled(if: WireSecurity.unavailable == nil))
+    func aesGCMMatchesAnIndependentImplementation() throws {
+        let key = [UInt8](0..<32)
+        let aead = try #require(dios_aead_new(key))
+        defer { dios_aead_free(aead) }
+        let iv: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34]
+        let header = Array("header-bytes-36-long".utf8) + [UInt8](repeating: UInt8(ascii: "."), count: 16)
+        let payload = Array(String(repeating: "payload!", count: 3).utf8)
+        var tag = [UInt8](repeating: 0, count: 16)
+        // Encrypted: the payload in place, the header authenticated.
+        var frame = header + payload
+        #expect(dios_aead_seal(aead, iv, &frame, 36, payload.count, &tag) == 0)
+        #expect(
+            Self.hex(frame[36...] + tag)
+                == "8c9d5963f869a3c9a08761f7f257502762066ee8965f71a405d64a0af0f4eb90944ef08523af41ca")
+        #expect(dios_aead_open(aead, iv, &frame, 36, payload.count, tag) == 0)
+        #expect(frame == header + payload)
+        // Authenticated only: the whole frame in the clear, under the tag.
+        #expect(dios_aead_seal(aead, iv, &frame, frame.count, 0, &tag) == 0)
+        #expect(Self.hex(tag) == "ff4fb4f8e84a40a81048f5bf62d834dc")
+        frame[40] ^= 1
+        #expect(dios_aead_open(aead, iv, &frame, frame.count, 0, tag) != 0)
     }
 }

@@ -11,14 +11,14 @@ rm -rf "$out/src" && mkdir -p "$out/new" "$out/src"
 for f in Sources/DIOSCore/*.swift Sources/DIOSWire/*.swift Sources/DIOSTransport/EthernetUDP.swift; do
     sed -E '/^(public |package )?import (DIOSCore|DIOSWire)$/d' "$f" > "$out/src/$(basename "$(dirname "$f")")-$(basename "$f")"
 done
-# The wire's frame protection calls libcrypto through the C shim: compiled
+# The wire's frame protection calls libsodium through the C shim: compiled
 # here, with a module map of its own for the header.
 mkdir -p "$out/cdioscrypto"
 clang -O1 -fsanitize=address -c CSupport/CDIOSCrypto/crypto.c -I CSupport/CDIOSCrypto/include -o "$out/crypto.o"
 printf 'module CDIOSCrypto {\n  header "%s"\n  export *\n}\n' "$PWD/CSupport/CDIOSCrypto/include/dios_crypto.h" \
     > "$out/cdioscrypto/module.modulemap"
 swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name DIOSFuzz -suppress-warnings \
-    -I "$out/cdioscrypto" "$out"/src/*.swift Tests/Fuzz/WireFuzz.swift "$out/crypto.o" -lcrypto -o "$out/wire-fuzz"
+    -I "$out/cdioscrypto" "$out"/src/*.swift Tests/Fuzz/WireFuzz.swift "$out/crypto.o" -lsodium -o "$out/wire-fuzz"
 # The channel's decoder: what a task process writes into its ring.
 rm -rf "$out/channel-src" && mkdir -p "$out/channel-src" "$out/channel-new"
 for f in Sources/DIOSCore/*.swift Sources/DIOSChannel/*.swift; do
