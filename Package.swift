@@ -292,7 +292,8 @@ let package = Package(
         .testTarget(
             name: "DIOSSimulationTests", dependencies: ["DIOSSimulation", "DIOSCore", "DIOSWire"], swiftSettings: strict
         ),
-        .testTarget(name: "DIOSWireTests", dependencies: ["DIOSWire", "DIOSCore", "CDIOSCrypto"], swiftSettings: strict),
+        .testTarget(
+            name: "DIOSWireTests", dependencies: ["DIOSWire", "DIOSCore", "CDIOSCrypto"], swiftSettings: strict),
         .testTarget(
             name: "DIOSTransportTests", dependencies: ["DIOSTransport", "DIOSWire", "DIOSCore", "DIOSHost", "CLinux"],
             swiftSettings: strict + [.define("DIOS_DPDK", .when(traits: ["DPDK"]))]),
