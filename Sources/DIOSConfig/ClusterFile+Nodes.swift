@@ -26,6 +26,7 @@ extension ClusterFile {
             entry.arenaMiB = a
         }
         entry.controlSocket = n.control_socket
+        if let mode = n.control_socket_mode { entry.controlSocketMode = try Setting.socketMode(mode) }
         if let text = n.mac {
             guard let mac = parseMAC(text), mac[0] & 1 == 0, mac != [0, 0, 0, 0, 0, 0] else {
                 throw .invalid(

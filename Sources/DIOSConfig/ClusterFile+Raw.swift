@@ -65,6 +65,7 @@ struct RawClusterFile: Decodable {
         var pin: Bool?
         var arena_mib: Int?
         var control_socket: String?
+        var control_socket_mode: String?
         var mac: String?
         var netns: String?
         var iface: String?
@@ -73,8 +74,9 @@ struct RawClusterFile: Decodable {
             try rejectUnknownKeys(
                 decoder,
                 known: [
-                    "id", "transport", "address", "port", "cores", "pin", "arena_mib", "control_socket", "mac", "netns",
-                    "iface", "dpdk",
+                    "id", "transport", "address", "port", "cores", "pin", "arena_mib", "control_socket",
+                    "control_socket_mode", "mac",
+                    "netns", "iface", "dpdk",
                 ])
             let c = try decoder.container(keyedBy: AnyKey.self)
             id = try c.decode(UInt16.self, forKey: AnyKey(stringValue: "id"))
@@ -85,6 +87,8 @@ struct RawClusterFile: Decodable {
             pin = try c.decodeIfPresent(Bool.self, forKey: AnyKey(stringValue: "pin"))
             arena_mib = try c.decodeIfPresent(Int.self, forKey: AnyKey(stringValue: "arena_mib"))
             control_socket = try c.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "control_socket"))
+            control_socket_mode = try c.decodeIfPresent(
+                String.self, forKey: AnyKey(stringValue: "control_socket_mode"))
             mac = try c.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "mac"))
             netns = try c.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "netns"))
             iface = try c.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "iface"))

@@ -68,6 +68,7 @@ public struct ClusterFile: Sendable, Equatable {
         public var pin = false
         public var arenaMiB = 64
         public var controlSocket: String? = nil
+        public var controlSocketMode: UInt16 = 0o600
         /// The node's Ethernet address (6 bytes): required in a cluster with DPDK nodes.
         public var mac: [UInt8]? = nil
         /// The network namespace the node runs in (`ip netns exec`), if any.
@@ -269,6 +270,7 @@ public struct ClusterFile: Sendable, Equatable {
         file.idle = idle
         file.logLevel = logLevel
         file.controlSocket = n.controlSocket
+        file.controlSocketMode = n.controlSocketMode
         file.programs = programs
         return file
     }

@@ -17,6 +17,7 @@ import Yams
 ///   max_sleep_us: 50000
 /// log_level: notice
 /// control_socket: /tmp/dios-node0.sock
+/// control_socket_mode: "0600"      # who may connect: owner and group bits only
 /// programs: [/usr/local/bin/kvd]   # executables registered at boot (`dios run`)
 /// task_logs: /tmp/dios-tasks       # task processes' output, a file per task
 /// ```
@@ -30,6 +31,9 @@ public struct NodeFile: Sendable, Equatable {
     public var idle: IdlePolicy = .adaptive
     public var logLevel: Logger.Level = .notice
     public var controlSocket: String? = nil
+    /// The control socket's permission bits: its owner (the node's user) only,
+    /// by default; never others (a connection can run programs).
+    public var controlSocketMode: UInt16 = 0o600
     /// Executables registered as program objects when the node starts.
     public var programs: [String] = []
     /// Where task processes' output goes.
@@ -62,6 +66,7 @@ public struct NodeFile: Sendable, Equatable {
         }
         if let level = raw.log_level { file.logLevel = try Setting.logLevel(level) }
         file.controlSocket = raw.control_socket
+        if let mode = raw.control_socket_mode { file.controlSocketMode = try Setting.socketMode(mode) }
         if let programs = raw.programs { file.programs = programs }
         if let logs = raw.task_logs { file.taskLogs = logs }
         return file
@@ -151,6 +156,7 @@ private struct RawNodeFile: Decodable {
     var idle: RawIdle?
     var log_level: String?
     var control_socket: String?
+    var control_socket_mode: String?
     var programs: [String]?
     var task_logs: String?
 
@@ -176,7 +182,8 @@ private struct RawNodeFile: Decodable {
         try rejectUnknownKeys(
             decoder,
             known: [
-                "node", "cores", "pin", "arena_mib", "idle", "log_level", "control_socket", "programs", "task_logs",
+                "node", "cores", "pin", "arena_mib", "idle", "log_level", "control_socket", "control_socket_mode",
+                "programs", "task_logs",
             ])
         let c = try decoder.container(keyedBy: CodingKeys.self)
         node = try c.decodeIfPresent(UInt16.self, forKey: .node)
@@ -186,12 +193,13 @@ private struct RawNodeFile: Decodable {
         idle = try c.decodeIfPresent(RawIdle.self, forKey: .idle)
         log_level = try c.decodeIfPresent(String.self, forKey: .log_level)
         control_socket = try c.decodeIfPresent(String.self, forKey: .control_socket)
+        control_socket_mode = try c.decodeIfPresent(String.self, forKey: .control_socket_mode)
         programs = try c.decodeIfPresent([String].self, forKey: .programs)
         task_logs = try c.decodeIfPresent(String.self, forKey: .task_logs)
     }
 
     enum CodingKeys: String, CodingKey {
-        case node, cores, pin, arena_mib, idle, log_level, control_socket, programs, task_logs
+        case node, cores, pin, arena_mib, idle, log_level, control_socket, control_socket_mode, programs, task_logs
     }
 }
 

@@ -5,6 +5,20 @@ public import Logging
 /// each parsed here once: the same words mean the same thing everywhere, and
 /// a bad value is refused with the same reason.
 public enum Setting {
+    /// A control socket's permission bits, written in octal ("0660"): owner
+    /// and group bits only, the owner's read and write among them.
+    public static func socketMode(_ text: String, key: String = "control_socket_mode") throws(ConfigError) -> UInt16 {
+        guard let mode = UInt16(text, radix: 8), mode <= 0o777 else {
+            throw .invalid("\(key) must be octal permission bits like \"0600\", got \(text)")
+        }
+        guard mode & 0o007 == 0 else {
+            throw .invalid(
+                "\(key) \(text) lets every user connect, and a connection can run programs: use 0600 or 0660")
+        }
+        guard mode & 0o600 == 0o600 else { throw .invalid("\(key) \(text) must let its owner read and write") }
+        return mode
+    }
+
     /// A list of distinct CPU numbers, as YAML gives it. `key` names the
     /// setting in what a refusal says (`cores`, `node 1: cores`, `--cores`).
     public static func cores(_ list: [Int], key: String = "cores") throws(ConfigError) -> [Int] {

@@ -4,24 +4,39 @@ import DIOSExamples
 import DIOSWire
 import Dispatch
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// The node's local control socket (a Unix stream socket): `dios status`
-/// connects, sends `status`, and reads one JSON object per instance. It runs on
-/// a thread of its own, never on an instance's.
+/// connects, sends `status`, and reads one JSON object per instance. It never
+/// runs on an instance's thread.
+///
+/// No client can hold it up: each connection is served on a thread of its
+/// own, at most `maxInFlight` at once (the next one is told the node is busy);
+/// a request longer than `maxRequest` is refused, and a client that has not
+/// sent its whole request within `requestDeadline` is cut off. So `status`
+/// answers while slow requests (a `stream` to a node that is down waits up to
+/// 30 s) are pending. Only the socket's owner (and its group, with mode 0660)
+/// may connect: a connection can run programs.
 final class ControlServer: @unchecked Sendable {
     let path: String
     let node: Node
     private let fd: Int32
     private var thread = pthread_t()
+    /// Connections being served now.
+    private let inFlight = Atomic<Int>(0)
+
+    static let maxInFlight = 256
+    static let maxRequest = 1 << 16
+    static let requestDeadline: Duration = .seconds(2)
 
     /// Binds and listens at `path`, replacing a socket file nobody listens on
     /// (left by a node that was killed). Refused (`.inUse`) when a process
     /// listens there: another node has this control socket.
-    init(path: String, node: Node) throws(ControlError) {
+    init(path: String, node: Node, mode: UInt16 = 0o600) throws(ControlError) {
         self.path = path
         self.node = node
         guard SocketFile.fits(path) else { throw .pathTooLong(path) }
@@ -29,11 +44,22 @@ final class ControlServer: @unchecked Sendable {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw .system("socket", errno) }
         SocketFile.removeIfStale(path)
+        // Bound under a umask that lets nobody else in, then given its mode,
+        // then checked: a socket others could reach for even a moment, or
+        // whose mode did not take, is not served.
+        let old = umask(0o077)
         let bound = SocketFile.attach(fd, to: path) { bind($0, $1, $2) }
-        guard bound == 0, listen(fd, 16) == 0 else {
+        umask(old)
+        guard bound == 0, chmod(path, mode_t(mode)) == 0, listen(fd, 128) == 0 else {
             let e = errno
             close(fd)
             throw .system("bind/listen \(path)", e)
+        }
+        var st = stat()
+        guard stat(path, &st) == 0, st.st_mode & 0o777 == mode_t(mode), st.st_uid == geteuid() else {
+            close(fd)
+            unlink(path)
+            throw .unsafe(path, mode: UInt16(st.st_mode & 0o777))
         }
         self.fd = fd
     }
@@ -57,67 +83,118 @@ final class ControlServer: @unchecked Sendable {
         while true {
             let client = accept(fd, nil, nil)
             if client < 0 {
-                if errno == EINTR { continue }
+                if errno == EINTR || errno == ECONNABORTED { continue }
                 return  // closed by stop()
             }
-            let request = Self.readRequest(client)
-            if request.hasPrefix("run ") {
-                // A run lasts as long as its task: it gets a thread of its own,
-                // which answers and closes the connection.
-                let node = self.node
-                let text = String(request.dropFirst("run ".count))
-                do throws(OSThread.StartError) {
-                    pthread_detach(try OSThread.start { ProgramRun.serve(text, node: node, client: client) })
-                } catch {
-                    close(client)
-                }
+            // A client may never read its reply: a send waits 5 s at most.
+            var timeout = timeval(tv_sec: 5, tv_usec: 0)
+            setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            guard inFlight.add(1, ordering: .relaxed).newValue <= Self.maxInFlight else {
+                inFlight.subtract(1, ordering: .relaxed)
+                Self.reply(Self.json(["error": "busy: \(Self.maxInFlight) requests in flight; try again"]), to: client)
                 continue
             }
-            let reply: String
-            if let processReply = processRequest(request) {
-                reply = processReply
-            } else if request == "status" {
-                reply = statusLines()
-            } else if request == "names" {
-                reply = names()
-            } else if request.hasPrefix("lookup ") {
-                reply = lookup(String(request.dropFirst("lookup ".count)))
-            } else if request.hasPrefix("stream ") {
-                reply = stream(request)
-            } else if request.hasPrefix("blob ") {
-                reply = blob(request)
-            } else {
-                reply = Self.json([
-                    "error":
-                        "unknown request; try status, names, lookup NAME, ps, logs TASK, kill TASK, program add PATH, "
-                        + "program list, run {...}, stream INSTANCE COUNT [PROGRAM], or blob INSTANCE"
-                ])
+            do throws(OSThread.StartError) {
+                pthread_detach(
+                    try OSThread.start {
+                        self.handle(client)
+                        self.inFlight.subtract(1, ordering: .relaxed)
+                    })
+            } catch {
+                inFlight.subtract(1, ordering: .relaxed)
+                close(client)
             }
-            // MSG_NOSIGNAL: a client gone before its reply gets none; the node stays.
-            _ = reply.utf8CString.withUnsafeBufferPointer {
-                send(client, $0.baseAddress, $0.count - 1, Int32(MSG_NOSIGNAL))
-            }
-            close(client)
         }
     }
 
-    /// One request: a line of at most 64 KiB (a run's arguments can be long).
-    private static func readRequest(_ client: Int32) -> String {
+    /// Sends `text` and closes the connection. MSG_NOSIGNAL: a client gone
+    /// before its reply gets none; the node stays.
+    static func reply(_ text: String, to client: Int32) {
+        _ = text.utf8CString.withUnsafeBufferPointer { send(client, $0.baseAddress, $0.count - 1, Int32(MSG_NOSIGNAL)) }
+        close(client)
+    }
+
+    /// Reads one request from `client`, answers it and closes the connection.
+    private func handle(_ client: Int32) {
+        let request: String
+        switch Self.readRequest(client) {
+        case .request(let text): request = text
+        case .tooLong:
+            return Self.reply(
+                Self.json(["error": "a request is one line of at most \(Self.maxRequest) bytes"]), to: client)
+        case .late:
+            return Self.reply(Self.json(["error": "no whole request within \(Self.requestDeadline)"]), to: client)
+        }
+        if request.hasPrefix("run ") {
+            // Answers (its output, while the task runs) and closes the connection itself.
+            return ProgramRun.serve(String(request.dropFirst("run ".count)), node: node, client: client)
+        }
+        let reply: String
+        if let processReply = processRequest(request) {
+            reply = processReply
+        } else if request == "status" {
+            reply = statusLines()
+        } else if request == "names" {
+            reply = names()
+        } else if request.hasPrefix("lookup ") {
+            reply = lookup(String(request.dropFirst("lookup ".count)))
+        } else if request.hasPrefix("stream ") {
+            reply = stream(request)
+        } else if request.hasPrefix("blob ") {
+            reply = blob(request)
+        } else {
+            reply = Self.json([
+                "error":
+                    "unknown request; try status, names, lookup NAME, ps, logs TASK, kill TASK, program add PATH, "
+                    + "program list, run {...}, stream INSTANCE COUNT [PROGRAM], or blob INSTANCE"
+            ])
+        }
+        Self.reply(reply, to: client)
+    }
+
+    enum Request: Equatable {
+        case request(String)
+        /// No newline within `maxRequest` bytes.
+        case tooLong
+        /// Not all of it within `requestDeadline` (or the client left first).
+        case late
+    }
+
+    /// One request: a line of at most `maxRequest` bytes (a run's arguments
+    /// can be long), all of it within `requestDeadline` however slowly it comes.
+    static func readRequest(_ client: Int32) -> Request {
         var bytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
-        while bytes.count < 1 << 16 {
+        let deadline = ContinuousClock.now + requestDeadline
+        while true {
+            let left = ContinuousClock.now.duration(to: deadline)
+            guard left > .zero else { return .late }
+            var ready = pollfd(fd: client, events: Int16(POLLIN), revents: 0)
+            let milliseconds = Int32(
+                clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
+            let r = poll(&ready, 1, milliseconds)
+            if r < 0 && errno == EINTR { continue }
+            guard r > 0 else { return .late }
             let n = read(client, &buffer, buffer.count)
-            if n <= 0 { break }
+            if n < 0 && errno == EINTR { continue }
+            // The client closed: a last line without a newline is still a request.
+            if n <= 0 { return bytes.isEmpty ? .late : .request(Self.text(bytes)) }
+            if let end = buffer[0..<n].firstIndex(of: UInt8(ascii: "\n")) {
+                guard bytes.count + end <= maxRequest else { return .tooLong }
+                return .request(Self.text(bytes + buffer[0..<end]))
+            }
             bytes += buffer[0..<n]
-            if buffer[0..<n].contains(UInt8(ascii: "\n")) { break }
+            guard bytes.count <= maxRequest else { return .tooLong }
         }
-        if let end = bytes.firstIndex(of: UInt8(ascii: "\n")) { bytes.removeSubrange(end...) }
-        return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    private static func text(_ bytes: [UInt8]) -> String {
+        String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// `stream 1.0 100000`: streams that many numbered messages to a checking
     /// task on that instance of another node (see RemoteDemo) and replies with
-    /// the outcome. Other requests wait until it is done.
+    /// the outcome (other requests are served meanwhile).
     ///
     /// `stream 1.0 100000 PATH`: the messages come the other way, from the
     /// executable at PATH (run as `PATH stream COUNT`, as `dios-check` and
@@ -283,6 +360,7 @@ enum ControlError: Error, CustomStringConvertible {
     case pathTooLong(String)
     case inUse(String)
     case system(String, Int32)
+    case unsafe(String, mode: UInt16)
 
     var description: String {
         switch self {
@@ -290,6 +368,8 @@ enum ControlError: Error, CustomStringConvertible {
         case .inUse(let p):
             "control socket \(p) is in use: another node listens there (give this one its own control_socket)"
         case .system(let what, let e): "\(what): \(String(cString: strerror(e)))"
+        case .unsafe(let p, let mode):
+            "control socket \(p) has mode \(String(mode, radix: 8)) or another owner after it was made: not served"
         }
     }
 }

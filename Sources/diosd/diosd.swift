@@ -214,13 +214,13 @@ struct Diosd: AsyncParsableCommand {
         var control: ControlServer? = nil
         if let path = file.controlSocket {
             do {
-                control = try ControlServer(path: path, node: node)
+                control = try ControlServer(path: path, node: node, mode: file.controlSocketMode)
             } catch {
                 node.shutdown()
                 throw StartFailure("\(error)")
             }
             control?.start()
-            say("diosd: control socket \(path)")
+            say("diosd: control socket \(path) (mode \(String(file.controlSocketMode, radix: 8)))")
         }
         let exporter = Task { await exportMetrics(node) }
         let signal = await waitForTerminationSignal(signals)

@@ -32,6 +32,8 @@ import Testing
 
     @Test func defaultsWhenKeysAreMissing() throws {
         #expect(try NodeFile.parse("node: 1").idle == .adaptive)
+        #expect(try NodeFile.parse("node: 1").controlSocketMode == 0o600)
+        #expect(try NodeFile.parse(#"control_socket_mode: "0660""#).controlSocketMode == 0o660)
         #expect(try NodeFile.parse("idle: {policy: busy}").idle == .busy)
     }
 
@@ -50,6 +52,9 @@ import Testing
         ("log_level: loud", "unknown log_level"),
         ("corez: [1]", "unknown key corez"),
         ("idle: {spin: 3}", "unknown key spin"),
+        (#"control_socket_mode: "0666""#, "lets every user connect"),
+        (#"control_socket_mode: "0400""#, "must let its owner read and write"),
+        (#"control_socket_mode: "rw""#, "octal permission bits"),
         // Values of the wrong kind: where, and what was wanted there, in the file's terms.
         ("node: -1", "node: expected an integer from 0 to 65535"),
         ("cores: zero", "cores: expected a list"),

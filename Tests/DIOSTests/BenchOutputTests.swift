@@ -212,7 +212,8 @@ import Testing
             Self.checkLatencies(objects, text)
                 == [
                     "dpdk-raw-memif/64", "dios-memif/64", "dios-memif/4096", "dios-memif-copy/64",
-                    "dios-memif-copy/4096",
+                    "dios-memif-copy/4096", "dios-memif-auth/64", "dios-memif-auth/4096", "dios-memif-enc/64",
+                    "dios-memif-enc/4096",
                 ],
             "\(text)")
     }

@@ -358,6 +358,86 @@ import Testing
         #expect(cluster.stop(1) == 0)
     }
 
+    /// The control socket cannot be jammed. With 100 slow requests pending
+    /// (streams to node 1, which is not running: each waits 10 s for it),
+    /// `status` still answers at once; a client that connects and sends
+    /// nothing, or sends 1 MiB with no end of line, is cut off; a path with
+    /// quotes and backslashes comes back intact through the JSON; the socket
+    /// is its owner's alone.
+    @Test func theControlSocketCannotBeJammed() throws {
+        let cluster = try Cluster(nodes: 2)
+        try cluster.start(0)
+        try #require(cluster.waitFor(0, "control socket"), "\(cluster.text(0))")
+        var st = stat()
+        #expect(stat(cluster.socket(0), &st) == 0 && st.st_mode & 0o777 == 0o600)
+        func connected() throws -> Int32 {
+            let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            try #require(fd >= 0 && SocketFile.attach(fd, to: cluster.socket(0)) { connect($0, $1, $2) } == 0)
+            return fd
+        }
+        func readAll(_ fd: Int32) -> String {
+            var reply = [UInt8]()
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let n = read(fd, &buffer, buffer.count)
+                if n <= 0 { break }
+                reply += buffer[0..<n]
+            }
+            return String(decoding: reply, as: UTF8.self)
+        }
+        var slow: [Int32] = []
+        defer { for fd in slow { close(fd) } }
+        for _ in 0..<100 {
+            let fd = try connected()
+            _ = "stream 1.0 1000\n".utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
+            slow.append(fd)
+        }
+        usleep(300_000)
+        let asked = ContinuousClock.now
+        let status = ControlClientLine.objects(cluster.request(0, "status"))
+        let took = asked.duration(to: .now)
+        #expect(status.count == 1 && status.first?["instance"] as? String == "0.0", "\(status)")
+        // Served beside the 100, not after them (each of which takes 10 s).
+        #expect(took < .seconds(2), "status took \(took) with 100 requests pending")
+        print("status with 100 slow requests pending: \(took)")
+        // Silent: cut off at the request deadline, told why.
+        let silent = try connected()
+        let silentReply = readAll(silent)
+        close(silent)
+        #expect(silentReply.contains("no whole request within"), "\(silentReply)")
+        // 1 MiB with no end of line: refused long before it is all sent.
+        let flood = try connected()
+        let chunk = [UInt8](repeating: UInt8(ascii: "x"), count: 1 << 16)
+        var sent = 0
+        while sent < 1 << 20 {
+            let n = chunk.withUnsafeBytes { send(flood, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { break }
+            sent += n
+        }
+        let floodReply = readAll(flood)
+        close(flood)
+        #expect(sent < 1 << 20 || floodReply.contains("at most 65536 bytes"), "sent \(sent): \(floodReply)")
+        // Quotes and backslashes in a path, through the encoder and back.
+        let odd = "/tmp/dios-\"q\\uote\\\"-\(getpid())"
+        defer { unlink(odd) }
+        #expect(
+            copyfile(
+                DiosdProcessTests.diosd.deletingLastPathComponent().appendingPathComponent("dios-swift-check").path, odd
+            ))
+        let added = ControlClientLine.objects(cluster.request(0, "program add \(odd)"))
+        #expect(added.first?["path"] as? String == odd, "\(added)")
+        let listed = ControlClientLine.objects(cluster.request(0, "program list"))
+        #expect(listed.contains { $0["path"] as? String == odd }, "\(listed)")
+        // Still serving, and the slow ones answer in their time.
+        #expect(ControlClientLine.objects(cluster.request(0, "status")).count == 1)
+        #expect(readAll(slow[0]).contains("stream to 1.0: FAILED, it is not reachable"))
+    }
+
+    private func copyfile(_ from: String, _ to: String) -> Bool {
+        guard let data = FileManager.default.contents(atPath: from) else { return false }
+        return FileManager.default.createFile(atPath: to, contents: data, attributes: [.posixPermissions: 0o755])
+    }
+
     /// The seeded fault stage on both nodes' sockets (5% loss, duplication,
     /// reordering, delay): every message still arrives exactly once, in order.
     @Test func aLossyLinkStillDeliversEveryMessageOnceInOrder() throws {
