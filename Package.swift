@@ -201,7 +201,7 @@ let package = Package(
         // Task processes: spawning executables as tasks and serving their channels.
         .target(
             name: "DIOSProcess",
-            dependencies: ["DIOSCore", "DIOSKernel", "DIOSChannel", "CDIOSChannel", "CLinux"],
+            dependencies: ["DIOSCore", "DIOSKernel", "DIOSChannel", "CDIOSChannel", "CDIOSCrypto", "CLinux"],
             swiftSettings: strict
         ),
         .target(

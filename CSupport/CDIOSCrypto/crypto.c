@@ -70,3 +70,16 @@ int dios_hkdf_sha256(const uint8_t *key, size_t key_length, const uint8_t *salt,
     sodium_memzero(block, sizeof block);
     return 0;
 }
+
+_Static_assert(sizeof(crypto_hash_sha256_state) <= DIOS_SHA256_STATE_SIZE, "DIOS_SHA256_STATE_SIZE too small");
+
+void dios_sha256_init(void *state) {
+    (void)sodium_init();
+    crypto_hash_sha256_init(state);
+}
+
+void dios_sha256_update(void *state, const uint8_t *bytes, size_t count) {
+    crypto_hash_sha256_update(state, bytes, count);
+}
+
+void dios_sha256_final(void *state, uint8_t *out) { crypto_hash_sha256_final(state, out); }

@@ -151,8 +151,8 @@ enum ProgramFetch {
         guard fclose(file) == 0, chmod(partial, 0o755) == 0 else {
             return .failure(FetchError(description: "cannot keep \(partial): \(String(cString: strerror(errno)))"))
         }
-        // Hashing takes a while (a debug build hashes a few MB a second): on
-        // the instance's thread it would hold the poll loop, and with it the
+        // Reading and hashing a file of many MB is no instance's work: on the
+        // instance's thread it would hold the poll loop, and with it the
         // heartbeats that tell other nodes this one is alive.
         let hashed = await Task.detached { Result { () throws(ExecutableError) in try Executable(path: partial) } }
             .value

@@ -1,5 +1,5 @@
 // Frame authentication for the DIOS wire: AES-256-GCM and HMAC-SHA256 from
-// libsodium, behind plain C types. A key's schedule is computed once, when its
+// libsodium (and its SHA-256, for program names), behind plain C types. A key's schedule is computed once, when its
 // context is made, so sealing a frame costs the GCM pass and nothing else (no
 // allocation, no key expansion, no provider dispatch); every call works on the
 // caller's buffer in place, so a frame is sealed where it will be sent (a DPDK
@@ -40,5 +40,13 @@ int dios_aead_open(dios_aead *aead, const uint8_t *iv, uint8_t *bytes, size_t cl
 /// (at most 255 × 32) from `key` with `salt` and `info`. 0 on success.
 int dios_hkdf_sha256(const uint8_t *key, size_t key_length, const uint8_t *salt, size_t salt_length,
                      const uint8_t *info, size_t info_length, uint8_t *out, size_t out_length);
+
+/// SHA-256 (libsodium), for naming programs by their bytes. The state is
+/// the caller's: `DIOS_SHA256_STATE_SIZE` bytes, 8-byte aligned.
+#define DIOS_SHA256_STATE_SIZE 128
+void dios_sha256_init(void *state);
+void dios_sha256_update(void *state, const uint8_t *bytes, size_t count);
+/// Writes the 32-byte digest to `out`.
+void dios_sha256_final(void *state, uint8_t *out);
 
 #endif
