@@ -235,7 +235,6 @@ public final class Node: Sendable {
         return await Task(executorPreference: kernel.executor) { kernel.nameListing() }.value
     }
 
-    /// Counters of every instance, each read on its own thread.
     /// Per instance, the frames its wire refused before any session saw them:
     /// malformed, misaddressed, from unknown senders, forged, replayed.
     public func frameCounters() async -> [EndpointCounters] {
@@ -246,6 +245,7 @@ public final class Node: Sendable {
         return all
     }
 
+    /// Counters of every instance, each read on its own thread.
     public func counters() async -> [InstanceCounters] {
         var all: [InstanceCounters] = []
         for kernel in instances {

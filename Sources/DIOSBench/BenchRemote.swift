@@ -27,7 +27,7 @@ import Glibc
 ///   the mbuf that carries them, and read in the one they arrived in), and
 ///   `dios-memif-copy`: the same with every message copied from the writer's
 ///   ring into an mbuf and from the mbuf into the reader's ring; `dios-memif-auth`
-///   and `dios-memif-enc`: in place, every frame authenticated (AES-128-GCM tag)
+///   and `dios-memif-enc`: in place, every frame authenticated (AES-256-GCM tag)
 ///   and also encrypted;
 /// - `dpdk-raw-veth` / `dios-veth` / `dios-veth-copy` / `-auth` / `-enc`: the same over
 ///   `net_af_packet` on the veth pair;

@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// The secret every node of a cluster holds (32 random bytes, from a key file
-/// only root can read): frames are authenticated with keys derived from it,
+/// only its owner can read): frames are authenticated with keys derived from it,
 /// so a host without it cannot make a frame any node takes.
 public struct ClusterSecret: Sendable, Equatable {
     public static let size = 32
@@ -127,10 +127,6 @@ final class FrameSealer {
     private var highest: UInt64 = 0
     private var seen: (UInt64, UInt64) = (0, 0)
 
-    /// Frames refused for a bad tag, and for a counter taken before.
-    var forged: UInt64 = 0
-    var replayed: UInt64 = 0
-
     init(_ security: WireSecurity, local: InstanceID, peer: InstanceID, epoch: UInt32) {
         precondition(security.protection != .plain, "a sealer for plain frames")
         protection = security.protection
@@ -215,30 +211,21 @@ final class FrameSealer {
     }
 
     /// Opens a frame from the peer in place (`frame`, trailer included):
-    /// checks its tag under the key of the epoch it names, then that its
-    /// counter was not taken before, and decrypts its payload if encrypted.
+    /// checks that its counter was not taken before, then its tag under the
+    /// key of the epoch it names, and decrypts its payload if encrypted.
     /// Returns the frame without its trailer. Nothing of the frame is believed
     /// before the tag checks: a forged or replayed one changes nothing but a
     /// counter (and, for a made-up epoch, which key the cache holds).
     func open(_ frame: UnsafeMutableRawBufferPointer) -> Swift.Result<UnsafeRawBufferPointer, FrameRefusal> {
         let trailer = WireSecurity.trailerSize
-        guard frame.count >= FrameHeader.size + trailer else {
-            forged &+= 1
-            return .failure(.forged)
-        }
+        guard frame.count >= FrameHeader.size + trailer else { return .failure(.forged) }
         let length = frame.count - trailer
         let base = frame.baseAddress!
         let epoch = UInt32(bigEndian: frame.loadUnaligned(fromByteOffset: 16, as: UInt32.self))
         let used = UInt64(bigEndian: frame.loadUnaligned(fromByteOffset: length, as: UInt64.self))
         // Cheap refusals first: a counter already taken needs no AES.
-        guard fresh(used) else {
-            replayed &+= 1
-            return .failure(.replayed)
-        }
-        guard epoch != 0 else {  // names no incarnation: no member sends it
-            forged &+= 1
-            return .failure(.forged)
-        }
+        guard fresh(used) else { return .failure(.replayed) }
+        guard epoch != 0 else { return .failure(.forged) }  // names no incarnation: no member sends it
         if epoch != currentEpoch && epoch != otherEpoch {
             otherKey = AEADKey(Self.derive(secret, from: peer, to: local, epoch: epoch))
             otherEpoch = epoch
@@ -252,10 +239,7 @@ final class FrameSealer {
                 base.assumingMemoryBound(to: UInt8.self), clear, length - clear,
                 (base + length + 8).assumingMemoryBound(to: UInt8.self))
         }
-        guard ok == 0 else {
-            forged &+= 1
-            return .failure(.forged)
-        }
+        guard ok == 0 else { return .failure(.forged) }
         take(used)
         if epoch != currentEpoch {
             // An epoch proven by a frame of it becomes the current one.

@@ -19,10 +19,6 @@ public final class WireEndpoint {
     @exclusivity(unchecked) public private(set) var counters = EndpointCounters()
     /// The last malformed frame's error, for diagnostics.
     @exclusivity(unchecked) public private(set) var lastDecodeError: WireError? = nil
-    /// How frames are protected (nil: plain).
-    public let security: WireSecurity?
-    /// Bytes after each frame's payload: the authentication trailer, or 0.
-    private let trailer: Int
 
     /// `peers` are the other instances (on other nodes) and where they listen;
     /// `seed` must differ between incarnations of this instance (the real node
@@ -35,11 +31,9 @@ public final class WireEndpoint {
     ) {
         self.local = local
         self.transport = transport
-        self.security = security
-        trailer = WireSecurity.trailer(security)
         var configuration = configuration
         configuration.maxFrameSize = min(configuration.maxFrameSize, transport.maxFrameSize)
-        configuration.frameTrailer = trailer
+        configuration.frameTrailer = WireSecurity.trailer(security)
         self.configuration = configuration
         for (peer, address) in peers.sorted(by: { $0.key < $1.key }) where peer != local {
             byPeer[peer] = sessions.count
@@ -184,6 +178,7 @@ public final class WireEndpoint {
             counters.framesIn &+= 1
             var frame = frame
             var opened: Int? = nil
+            let trailer = configuration.frameTrailer
             if trailer > 0 {
                 // Only the sender's name is read before the tag checks, to
                 // find the session (and so the key) the frame claims.

@@ -85,15 +85,19 @@ import Testing
         let before = pair.right.sessions[0].counters
         let epoch = pair.right.sessions[0].peerEpoch
         var delivered = 0
-        for i in frame.indices {
-            var altered = frame
-            altered[i] ^= 0x01
-            Self.inject(pair, [altered], to: Self.right)
+        func receive(_ frames: [[UInt8]]) {
+            Self.inject(pair, frames, to: Self.right)
             _ = pair.right.poll(
                 now: pair.net.now,
                 deliver: { _, _ in
-                    delivered += 1; return true
+                    delivered += 1
+                    return true
                 }, changed: { _, _ in })
+        }
+        for i in frame.indices {
+            var altered = frame
+            altered[i] ^= 0x01
+            receive([altered])
         }
         #expect(delivered == 0)
         // A flipped bit of the sender's name finds no session; one of the
@@ -104,12 +108,7 @@ import Testing
         #expect(refused.forged >= UInt64(frame.count - 4 - 8))
         #expect(pair.right.sessions[0].counters == before)
         #expect(pair.right.sessions[0].peerEpoch == epoch)
-        Self.inject(pair, genuine, to: Self.right)
-        _ = pair.right.poll(
-            now: pair.net.now,
-            deliver: { _, _ in
-                delivered += 1; return true
-            }, changed: { _, _ in })
+        receive(genuine)
         #expect(delivered == 1)
     }
 
