@@ -1,9 +1,11 @@
-// libdios: local streams a trusted task process works itself.
+// libdios: streams a trusted task process works itself.
 //
 // A trusted process maps the node's arena (descriptor 5). The first read or
 // write of a stream asks the kernel for that side of it (one submission:
-// DIOS_OP_MAP_STREAM); if the stream's ring is on this node with no wire
-// between its ends, the kernel gives its offset in the arena, and from then
+// DIOS_OP_MAP_STREAM); if that side is held in a ring on this node (a local
+// stream, or one whose other end is on another node: the instance sends what
+// is published there, and delivers there what arrives), the kernel gives the
+// ring's offset in the arena, and from then
 // on `dios_begin_read`/`dios_end_read`/`dios_begin_write`/`dios_end_write`
 // are loads and stores on the ring, with the same slot and sequence protocol
 // the kernel's instances use (see DIOS_RING_* in dios_channel.h): nothing
@@ -11,7 +13,7 @@
 // next turn; a process whose instance sleeps writes the doorbell after
 // publishing or releasing, as after a submission.
 //
-// Anything else (a blob, a stream read on another node, an untrusted process)
+// Anything else (a blob, a side held elsewhere, an untrusted process)
 // and every refusal goes through the channel as before; a side whose ring
 // closes (the stream deleted, its writer gone) is given back, and the
 // kernel's answer is the one the caller sees.
@@ -43,7 +45,7 @@ struct libdios_map {
 static struct {
     struct libdios_map maps[MAX_MAPS];
     uint32_t count; // published with release: entries below it are set up
-    // Sides the kernel will not map (another kind, a remote stream), so
+    // Sides the kernel will not map (another kind, a side held elsewhere), so
     // their calls go straight through the channel.
     struct {
         dios_ref ref;

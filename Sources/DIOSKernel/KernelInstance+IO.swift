@@ -47,7 +47,9 @@ extension KernelInstance {
             guard let ring = r.pointee.ring else { throw unreachableHere(i, .beginRead) }
             guard ring.claim(writer: false, for: claimID) else { throw .busy }
             guard !r.pointee.readerOpen, r.pointee.bridge != .sends else { throw .busy }
-            guard let (payload, count) = ring.peek() else { throw ring.isClosed ? closedStreamError(i) : .wouldBlock }
+            guard let (payload, count) = ring.peek(followingHeld: r.pointee.heldFrames > 0) else {
+                throw ring.isClosed ? closedStreamError(i) : .wouldBlock
+            }
             r.pointee.readerOpen = true
             grant = IOGrant(
                 object: entry.object, base: payload, count: count, version: r.pointee.version, mode: .stream)

@@ -29,7 +29,8 @@ extension KernelInstance {
     func nextMessageNow(_ task: TaskID, _ ref: Ref) -> IOGrant? {
         checkThread()
         guard let (r, entry) = liveStream(task, ref, .read), !r.pointee.readerOpen, r.pointee.bridge != .sends,
-            let ring = r.pointee.ring, ring.claimant(writer: false) == claimID, let (payload, count) = ring.peek()
+            let ring = r.pointee.ring, ring.claimant(writer: false) == claimID,
+            let (payload, count) = ring.peek(followingHeld: r.pointee.heldFrames > 0)
         else { return nil }
         counters.calls &+= 1
         r.pointee.readerOpen = true

@@ -16,8 +16,12 @@ struct StreamMap {
     var seen: UInt64
 }
 
-// Trusted task processes on local streams: the data path without the
-// instance. A process takes a side (`mapStream`) with one call through its
+// Trusted task processes on streams whose side is held in a ring on this
+// node: the data path without the instance. A stream between two tasks here
+// is worked by both ends in the ring; a stream with its other end on another
+// node is bridged, and the instance only moves messages between the ring
+// and the wire (its pump sends what the process publishes; it delivers what
+// arrives for the process to read). A process takes a side (`mapStream`) with one call through its
 // channel; from then on its `beginRead`/`endRead`/`beginWrite`/`endWrite`
 // are loads and stores on the ring in the arena, which it maps shared. The
 // instance treats the side as it treats a side held by another instance (the
@@ -28,7 +32,8 @@ extension KernelInstance {
     /// Gives `task`'s process the write side (`writer`) or read side of the
     /// local stream `ref` names: the ring's offset in the arena and the
     /// largest message it may write. Refused unless the task is trusted, the
-    /// stream's ring is on this node with no wire between its ends, and no
+    /// side is held in a ring here (a local stream, the write side of one
+    /// read on another node, or the read side of one written there), and no
     /// one holds that side open (`.busy`; another instance claimed it, too).
     package func mapStream(_ task: TaskID, _ ref: Ref, writer: Bool) throws(CallError) -> (
         offset: Int, maxMessage: Int
@@ -40,12 +45,19 @@ extension KernelInstance {
         let (entry, i) = try resolve(task, ref, writer ? .write : .read)
         guard entry.kind == .stream else { throw .wrongKind(call, entry.kind) }
         let r = objects.records.pointer(i)
-        guard let ring = r.pointee.ring, r.pointee.bridge == .none else {
-            throw .invalidArgument("the stream's other end is on another node: its messages go through the instance")
+        // A stream read on another node: the process writes the ring here,
+        // and the instance's bridge pump sends what it publishes. Written on
+        // another node: the instance delivers into the ring, the process reads.
+        let bridgeSide: Bridge = writer ? .sends : .receives
+        guard let ring = r.pointee.ring, r.pointee.bridge == .none || r.pointee.bridge == bridgeSide else {
+            throw .invalidArgument("this side of the stream is not held in a ring on this node")
         }
         guard !r.pointee.deleted else { throw .objectDeleted }
         guard !(writer ? r.pointee.writerOpen : r.pointee.readerOpen), ring.claim(writer: writer, for: claimID)
         else { throw .busy }
+        // Messages kept in the frames they arrived in are addresses only this
+        // instance may follow: copied into their slots before the ring is shared.
+        if r.pointee.bridge == .receives { releaseHeldFrames(of: i, copyIn: true) }
         let wasShared = r.pointee.crossInstance
         r.pointee.crossInstance = true
         if writer {
@@ -135,7 +147,11 @@ extension KernelInstance {
         counters.calls &+= 2 &* delta
         if m.writer { counters.messagesOut &+= delta } else { counters.messagesIn &+= delta }
         markDirty(m.object)
-        wakePeer(of: m.ring, writer: !m.writer)
+        if _slowPath(r.pointee.bridge == .sends) {
+            sendNow(m.object, m.ring)  // the pump would, a turn later
+        } else {
+            wakePeer(of: m.ring, writer: !m.writer)
+        }
         return true
     }
 }

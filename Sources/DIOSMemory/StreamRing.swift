@@ -178,18 +178,25 @@ public struct StreamRing: @unchecked Sendable {
     // MARK: Consumer
 
     /// The oldest published message (payload and length), or nil when empty. Consumer only.
+    ///
+    /// A slot's header may have been written by a task process that maps the
+    /// arena, so it is not believed: the length is cut to the slot, and a
+    /// message held elsewhere is followed only with `followingHeld` (the
+    /// consumer's instance knows it put such messages in the ring, and no
+    /// process writes a ring that holds them). Otherwise the slot's own bytes
+    /// are the message.
     @inlinable @inline(__always)
-    public func peek() -> (UnsafeMutableRawPointer, Int)? {
+    public func peek(followingHeld: Bool = false) -> (UnsafeMutableRawPointer, Int)? {
         let head = u64(at: 64).pointee  // only the consumer writes head
         let s = slot(head)
         let header = clinux_load_acquire_u64(s.assumingMemoryBound(to: UInt64.self))
         guard UInt32(truncatingIfNeeded: header >> 32) == UInt32(truncatingIfNeeded: head &+ 1) else { return nil }
         let length = UInt32(truncatingIfNeeded: header)
-        if _slowPath(length & Self.heldElsewhere != 0) {
+        if _slowPath(length & Self.heldElsewhere != 0) && followingHeld {
             let data = s.load(fromByteOffset: Self.slotHeaderBytes, as: UInt.self)
             return (UnsafeMutableRawPointer(bitPattern: data)!, Int(length & ~Self.heldElsewhere))
         }
-        return (s + Self.slotHeaderBytes, Int(length))
+        return (s + Self.slotHeaderBytes, min(Int(length & ~Self.heldElsewhere), stride &- Self.slotHeaderBytes))
     }
 
     /// The handle of the oldest message's buffer when it is held elsewhere,

@@ -32,7 +32,11 @@ struct StreamRingHeldTests {
             direct.storeBytes(of: UInt64(7), as: UInt64.self)
             ring.publish(length: 8)
 
-            let (view, count) = ring.peek()!
+            // A consumer that did not put held messages in the ring does not
+            // follow one (a process may have written the header): it sees the slot.
+            let (slot, slotCount) = ring.peek()!
+            #expect(Self.inRing(ring, slot) && slotCount == 40)
+            let (view, count) = ring.peek(followingHeld: true)!
             #expect(view == outside + 3 && count == 40)  // no copy: the bytes where they are
             #expect(ring.oldestHandle() == handle)
             ring.release()
@@ -90,6 +94,16 @@ struct StreamRingHeldTests {
                 #expect(memcmp(view, outside + n * 56, 56) == 0)
                 ring.release()
             }
+        }
+    }
+    /// A header written by someone else claiming more than its slot holds
+    /// (a task process maps the arena) is cut to the slot.
+    @Test func aLengthLargerThanItsSlotIsCutToTheSlot() {
+        Self.withRing(messageSize: 16, depth: 2) { ring in
+            let payload = ring.reserve()!
+            (payload - 8).storeBytes(of: UInt64(1) << 32 | 0x7FFF_FFFF, as: UInt64.self)
+            let (view, count) = ring.peek()!
+            #expect(view == payload && count == ring.stride - 8)
         }
     }
 }

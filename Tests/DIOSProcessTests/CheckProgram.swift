@@ -91,6 +91,23 @@ extension TaskContext {
         return next
     }
 
+    /// Writes `count` messages as `dios-check stream` does (its `sink` checks
+    /// them), waiting while the stream is full.
+    func writeChecked(_ stream: Ref, count: UInt64) async throws {
+        var seq: UInt64 = 0
+        while seq < count {
+            do throws(CallError) {
+                let tx = try beginWrite(stream, size: 16)
+                try tx.store(seq)
+                try tx.store(CheckProgram.checksum(seq), toByteOffset: 8)
+                guard endWrite(tx) else { throw CallError.objectDeleted }
+                seq += 1
+            } catch .wouldBlock {
+                _ = try await select([stream], flags: .writable)
+            }
+        }
+    }
+
     /// Waits for a task to end and returns its status.
     func status(of task: Ref) async throws -> Int64 {
         _ = try await select([task])

@@ -93,4 +93,42 @@ import Testing
         #expect(status == 1, "\(lastLog(node))")
         #expect(lastLog(node).contains("begin_write"), "\(lastLog(node))")
     }
+
+    /// A trusted writer may write any byte of the ring it maps, headers
+    /// too: a slot claiming its message lies at some other address, or is
+    /// 2 GiB long, is read as what the slot holds, and the instance goes on.
+    @Test func forgedSlotHeadersKeepTheKernelsReadsInTheirSlots() async throws {
+        let node = try CheckProgram.makeNode(spins: 64)
+        defer { node.shutdown() }
+        let program = await node.register(try CheckProgram.executable())
+        let (status, first, second) = try await node.withTask(on: 0) { task in
+            let (_, stream) = try task.create(.stream(messageSize: 16, depth: 64))
+            let writer = try task.run(try task.lookup(program)[0], arguments: [stream], commandLine: ["forge"], on: 1)
+            let status = try await task.status(of: writer)
+            var read: [(count: Int, word: UInt64)] = []
+            for _ in 0..<2 {
+                let tx = try task.beginRead(stream)
+                read.append((tx.count, try tx.load(as: UInt64.self)))
+                _ = task.endRead(tx)
+            }
+            return (status, read[0], read[1])
+        }
+        #expect(status == 0, "\(lastLog(node))")
+        let stride = lastLog(node).components(separatedBy: "stride ").last.flatMap { Int($0.prefix(while: \.isNumber)) }
+        let slotBytes = try #require(stride)
+        #expect(first.count == 16 && first.word == 0xdead_0000)
+        #expect(slotBytes > 8 && second.count == slotBytes - 8)
+        // The instance still serves: a fresh stream carries a message.
+        let echoed = try await node.withTask(on: 0) { task in
+            let (_, s) = try task.create(.stream(messageSize: 16, depth: 4))
+            let w = try task.beginWrite(s, size: 8)
+            try w.store(UInt64(7))
+            _ = task.endWrite(w)
+            let r = try task.beginRead(s)
+            let value = try r.load(as: UInt64.self)
+            _ = task.endRead(r)
+            return value
+        }
+        #expect(echoed == 7)
+    }
 }

@@ -51,6 +51,55 @@ import Testing
         #expect(received == count, "\(allLogs(nodes[1]))")
         #expect(status == 0, "\(allLogs(nodes[1]))")
         #expect(allLogs(nodes[1]).contains("wrote \(count) messages"))
+        // The process wrote the ring its instance sends from, in its own
+        // mapping of the arena: no write crossed its channel.
+        let entry = try #require(nodes[1].processes.all.first)
+        #expect(entry.dataCalls == 0, "\(entry.dataCalls) reads and writes crossed its ring")
+        #expect(entry.calls < count / 4, "\(entry.calls) submissions")
+    }
+
+    /// The other way: a task here writes, the process there reads what its
+    /// instance delivers into the ring, in its own mapping, in order.
+    @Test func aProcessOnAnotherNodeReadsInItsOwnMapping() async throws {
+        let nodes = try await Self.makePair()
+        defer { for n in nodes { n.shutdown() } }
+        let program = try CheckProgram.executable().name
+        try await RemoteProcessTests.waitUntilReachable(nodes)
+        let count: UInt64 = 100_000
+        let status = try await nodes[0].withTask { task in
+            let (_, stream) = try task.create(.stream(messageSize: 16, depth: 256))
+            let child = try task.run(
+                try task.lookup(program)[0], arguments: [stream], commandLine: ["sink", "\(count)"],
+                on: InstanceID(node: 1, core: 0))
+            try await task.writeChecked(stream, count: count)
+            return try await task.status(of: child)
+        }
+        #expect(status == 0, "\(allLogs(nodes[1]))")
+        #expect(allLogs(nodes[1]).contains("read \(count) messages in order"))
+        let entry = try #require(nodes[1].processes.all.first)
+        #expect(entry.dataCalls == 0, "\(entry.dataCalls) reads and writes crossed its ring")
+        #expect(entry.calls < count / 4, "\(entry.calls) submissions")
+    }
+
+    /// An untrusted process maps nothing: across the wire too, its every
+    /// write is an entry in its ring, copied from its window.
+    @Test func anUntrustedProcessOnAnotherNodeWritesThroughItsChannel() async throws {
+        let nodes = try await Self.makePair()
+        defer { for n in nodes { n.shutdown() } }
+        let program = try CheckProgram.executable().name
+        try await RemoteProcessTests.waitUntilReachable(nodes)
+        let count: UInt64 = 2_000
+        let (received, status) = try await nodes[0].withTask { task in
+            let (_, stream) = try task.create(.stream(messageSize: 16, depth: 256))
+            let child = try task.run(
+                try task.lookup(program)[0], arguments: [stream], commandLine: ["stream", "\(count)"],
+                flags: [.writable, .untrusted], on: InstanceID(node: 1, core: 0))
+            let next = try await task.readChecked(stream, count: count, from: child)
+            return (next, try await task.status(of: child))
+        }
+        #expect(received == count && status == 0, "\(allLogs(nodes[1]))")
+        let entry = try #require(nodes[1].processes.all.first)
+        #expect(entry.dataCalls >= count)
     }
 
     /// The command line and the environment cross the wire with the run.

@@ -130,6 +130,29 @@ static int inplace_stream(uint64_t count, int in_arena) {
     return 0;
 }
 
+// A trusted writer that lies in the ring it maps: it takes the first slot of
+// a fresh stream's write side and, without ending the write, publishes two
+// forged headers (the ring's layout from dios_channel.h): the first says its
+// message is held elsewhere, at a made-up address; the second claims 2 GiB.
+// The kernel reading them must stay inside the slots.
+static int forge(void) {
+    dios_ref out;
+    if (delegated(&out, 1)) return 1;
+    dios_txn t;
+    int r = dios_begin_write(out, 16, 0, &t);
+    if (r < 0) return fail("begin_write", r);
+    uint8_t *slot0 = (uint8_t *)t.data - 8;
+    uint8_t *ring = slot0 - DIOS_RING_SLOTS;
+    uint32_t stride = *(uint32_t *)(ring + DIOS_RING_STRIDE);
+    uint8_t *slot1 = slot0 + stride;
+    ((uint64_t *)slot0)[1] = 0xdead0000ull; // "the message's address"
+    ((uint64_t *)slot0)[2] = 0xbeefull;     // "its handle"
+    __atomic_store_n((uint64_t *)slot1, 2ull << 32 | 0x7fffffffu, __ATOMIC_RELEASE);
+    __atomic_store_n((uint64_t *)slot0, 1ull << 32 | DIOS_RING_HELD_ELSEWHERE | 16u, __ATOMIC_RELEASE);
+    printf("forged 2 headers, stride %u\n", stride);
+    return 0;
+}
+
 // `sink`, each message read in place: begin_read, the view checked, end_read.
 static int inplace_sink(uint64_t count, int in_arena) {
     dios_ref in;
@@ -345,7 +368,7 @@ static int hostile(uint64_t count, uint64_t seed) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: dios-check stream|sink|inplace-stream|inplace-sink|echo|blob|env|hold|isolation|hostile|exit|sleep ...\n");
+        fprintf(stderr, "usage: dios-check stream|sink|inplace-stream|inplace-sink|echo|blob|forge|env|hold|isolation|hostile|exit|sleep ...\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -360,6 +383,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "inplace-stream")) return inplace_stream(n, argc > 3 && atoi(argv[3]));
     if (!strcmp(mode, "inplace-sink")) return inplace_sink(n, argc > 3 && atoi(argv[3]));
     if (!strcmp(mode, "blob")) return blob();
+    if (!strcmp(mode, "forge")) return forge();
     if (!strcmp(mode, "hold")) return hold();
     if (!strcmp(mode, "isolation"))
         return isolation(argc > 2 ? argv[2] : "", argc > 3 ? atoi(argv[3]) : 1, argc > 4 ? atoi(argv[4]) : 0);
