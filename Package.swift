@@ -11,6 +11,7 @@
 //   dios-swift-check       a task process in Swift, for the tests
 //   DIOSBench              the benchmarks behind `dios bench`
 //   DIOSExamples           the demo and check programs diosd can run
+//   DIOSMetrics            a node's counters for Prometheus, served over HTTP
 //   DIOSHost               running commands (`ip`) and watching processes
 //   DIOS                   the task-facing API: TaskContext, transactions, Node
 //   DIOSConfig             node and cluster files as plain values; one parser per setting
@@ -73,6 +74,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
     ],
     targets: [
         // MARK: C at the edge
@@ -228,6 +230,13 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "DIOSMetrics",
+            dependencies: [
+                "DIOS", "DIOSKernel", "DIOSWire", .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "DIOSExamples",
             dependencies: ["DIOS"],
             swiftSettings: strict
@@ -247,10 +256,12 @@ let package = Package(
         .executableTarget(
             name: "diosd",
             dependencies: [
-                "DIOS", "DIOSDevices", "DIOSConfig", "DIOSExamples", "DIOSTransport", "DIOSWire", "CLinux",
+                "DIOS", "DIOSDevices", "DIOSConfig", "DIOSExamples", "DIOSMetrics", "DIOSTransport", "DIOSWire",
+                "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict + [.define("DIOS_DPDK", .when(traits: ["DPDK"]))]
         ),
@@ -302,7 +313,7 @@ let package = Package(
             name: "DIOSTests",
             dependencies: [
                 "DIOS", "DIOSKernel", "DIOSMemory", "DIOSWire", "DIOSTransport", "DIOSConfig", "DIOSHost",
-                "DIOSDevices",
+                "DIOSDevices", "DIOSMetrics",
                 "CLinux",
             ],
             swiftSettings: strict + [.enableExperimentalFeature("Lifetimes")]

@@ -16,7 +16,7 @@ LAYERS = [
     {"DIOSKernel"},
     {"DIOSConfig", "DIOSProcess"},
     {"DIOS"},
-    {"DIOSHost", "DIOSExamples"},
+    {"DIOSHost", "DIOSExamples", "DIOSMetrics"},
     {"DIOSBench"},
 ]
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}

@@ -27,6 +27,9 @@ extension ClusterFile {
         }
         entry.controlSocket = n.control_socket
         if let mode = n.control_socket_mode { entry.controlSocketMode = try Setting.socketMode(mode) }
+        if let metrics = n.metrics {
+            entry.metricsListen = try Setting.listenAddress(metrics.listen, key: "node \(n.id): metrics.listen")
+        }
         if let text = n.mac {
             guard let mac = parseMAC(text), mac[0] & 1 == 0, mac != [0, 0, 0, 0, 0, 0] else {
                 throw .invalid(

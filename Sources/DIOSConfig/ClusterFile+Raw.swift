@@ -70,13 +70,14 @@ struct RawClusterFile: Decodable {
         var netns: String?
         var iface: String?
         var dpdk: RawDPDK?
+        var metrics: RawMetrics?
         init(from decoder: any Decoder) throws {
             try rejectUnknownKeys(
                 decoder,
                 known: [
                     "id", "transport", "address", "port", "cores", "pin", "arena_mib", "control_socket",
                     "control_socket_mode", "mac",
-                    "netns", "iface", "dpdk",
+                    "netns", "iface", "dpdk", "metrics",
                 ])
             let c = try decoder.container(keyedBy: AnyKey.self)
             id = try c.decode(UInt16.self, forKey: AnyKey(stringValue: "id"))
@@ -93,6 +94,7 @@ struct RawClusterFile: Decodable {
             netns = try c.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "netns"))
             iface = try c.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "iface"))
             dpdk = try c.decodeIfPresent(RawDPDK.self, forKey: AnyKey(stringValue: "dpdk"))
+            metrics = try c.decodeIfPresent(RawMetrics.self, forKey: AnyKey(stringValue: "metrics"))
         }
     }
 

@@ -37,6 +37,8 @@ import Yams
 ///     cores: [0]
 ///     arena_mib: 64
 ///     control_socket: /tmp/dios-local-node0.sock
+///     metrics:
+///       listen: 127.0.0.1:9464  # Prometheus text at /metrics; none without it
 ///     mac: 02:00:00:00:00:01    # the node's Ethernet address (see below)
 ///     netns: dios-n0            # run in this network namespace (up creates it, down deletes it)
 ///     iface: dios0              # its end of a veth pair, in netns
@@ -69,6 +71,8 @@ public struct ClusterFile: Sendable, Equatable {
         public var arenaMiB = 64
         public var controlSocket: String? = nil
         public var controlSocketMode: UInt16 = 0o600
+        /// Where the node serves its metrics (`metrics: {listen: ...}`); nil: nowhere.
+        public var metricsListen: PeerAddress? = nil
         /// The node's Ethernet address (6 bytes): required in a cluster with DPDK nodes.
         public var mac: [UInt8]? = nil
         /// The network namespace the node runs in (`ip netns exec`), if any.
@@ -271,6 +275,7 @@ public struct ClusterFile: Sendable, Equatable {
         file.logLevel = logLevel
         file.controlSocket = n.controlSocket
         file.controlSocketMode = n.controlSocketMode
+        file.metricsListen = n.metricsListen
         file.programs = programs
         return file
     }

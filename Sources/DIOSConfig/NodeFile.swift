@@ -1,4 +1,5 @@
 public import DIOSCore
+public import DIOSWire
 import Foundation
 public import Logging
 import Yams
@@ -20,6 +21,8 @@ import Yams
 /// control_socket_mode: "0600"      # who may connect: owner and group bits only
 /// programs: [/usr/local/bin/kvd]   # executables registered at boot (`dios run`)
 /// task_logs: /tmp/dios-tasks       # task processes' output, a file per task
+/// metrics:
+///   listen: "127.0.0.1:9464"       # Prometheus text at /metrics; no endpoint without it
 /// ```
 ///
 /// Every key is optional; unknown keys are refused, so a typo is not silently ignored.
@@ -38,6 +41,8 @@ public struct NodeFile: Sendable, Equatable {
     public var programs: [String] = []
     /// Where task processes' output goes.
     public var taskLogs = "/tmp/dios-tasks"
+    /// Where the node serves its metrics (Prometheus text, `GET /metrics`); nil: nowhere.
+    public var metricsListen: PeerAddress? = nil
 
     public init() {}
 
@@ -69,6 +74,9 @@ public struct NodeFile: Sendable, Equatable {
         if let mode = raw.control_socket_mode { file.controlSocketMode = try Setting.socketMode(mode) }
         if let programs = raw.programs { file.programs = programs }
         if let logs = raw.task_logs { file.taskLogs = logs }
+        if let metrics = raw.metrics {
+            file.metricsListen = try Setting.listenAddress(metrics.listen, key: "metrics.listen")
+        }
         return file
     }
 
@@ -159,6 +167,7 @@ private struct RawNodeFile: Decodable {
     var control_socket_mode: String?
     var programs: [String]?
     var task_logs: String?
+    var metrics: RawMetrics?
 
     struct RawIdle: Decodable {
         var policy: String?
@@ -183,7 +192,7 @@ private struct RawNodeFile: Decodable {
             decoder,
             known: [
                 "node", "cores", "pin", "arena_mib", "idle", "log_level", "control_socket", "control_socket_mode",
-                "programs", "task_logs",
+                "programs", "task_logs", "metrics",
             ])
         let c = try decoder.container(keyedBy: CodingKeys.self)
         node = try c.decodeIfPresent(UInt16.self, forKey: .node)
@@ -196,10 +205,22 @@ private struct RawNodeFile: Decodable {
         control_socket_mode = try c.decodeIfPresent(String.self, forKey: .control_socket_mode)
         programs = try c.decodeIfPresent([String].self, forKey: .programs)
         task_logs = try c.decodeIfPresent(String.self, forKey: .task_logs)
+        metrics = try c.decodeIfPresent(RawMetrics.self, forKey: .metrics)
     }
 
     enum CodingKeys: String, CodingKey {
         case node, cores, pin, arena_mib, idle, log_level, control_socket, control_socket_mode, programs, task_logs
+        case metrics
+    }
+}
+
+/// `metrics: {listen: "127.0.0.1:9464"}`, in a node file and in a cluster file's node entry.
+struct RawMetrics: Decodable {
+    var listen: String
+    init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, known: ["listen"])
+        let c = try decoder.container(keyedBy: AnyKey.self)
+        listen = try c.decode(String.self, forKey: AnyKey(stringValue: "listen"))
     }
 }
 

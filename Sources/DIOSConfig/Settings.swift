@@ -1,4 +1,5 @@
 public import DIOSCore
+public import DIOSWire
 public import Logging
 
 /// The settings a node file, a cluster file and the command lines all take,
@@ -17,6 +18,16 @@ public enum Setting {
         }
         guard mode & 0o600 == 0o600 else { throw .invalid("\(key) \(text) must let its owner read and write") }
         return mode
+    }
+
+    /// Where a TCP server listens, `"127.0.0.1:9464"`: a dotted IPv4 address
+    /// and a port (0: any free one).
+    public static func listenAddress(_ text: String, key: String) throws(ConfigError) -> PeerAddress {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let port = UInt16(parts[1]), let address = PeerAddress(parts[0], port: port) else {
+            throw .invalid("\(key) must be a dotted IPv4 address and a port like \"127.0.0.1:9464\", got \(text)")
+        }
+        return address
     }
 
     /// A list of distinct CPU numbers, as YAML gives it. `key` names the

@@ -176,6 +176,10 @@ public struct ORSetNameReplica: NameReplica, Equatable {
     /// Names with at least one live instance.
     public var names: [Name] { live.keys.sorted() }
 
+    /// What the replica keeps: every insertion it has seen (removed ones
+    /// too) and its tombstones.
+    public var size: (insertions: Int, tombstones: Int) { (seen.count, tombstones.count) }
+
     /// Forgets everything the instances of `node` inserted or removed, without
     /// tombstones: used when the session that carries that node's deltas here
     /// ends, before the node sends its whole state again (its instances are the

@@ -259,6 +259,7 @@ extension KernelInstance {
         if !channels.isEmpty { work += serviceChannels() }
         if !streamMaps.isEmpty { work += serviceStreamMaps() }
         if work == 0 { counters.idlePolls &+= 1 }
+        if counters.polls % CounterBoard.period == 0 { publishCounters() }
         return work
     }
 

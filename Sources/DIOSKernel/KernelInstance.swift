@@ -52,6 +52,8 @@ public final class KernelInstance: @unchecked Sendable {
     package let executor: InstanceExecutor
     let doorbell: Doorbell
     @exclusivity(unchecked) package var counters = InstanceCounters()
+    /// `counters` and a few sizes, as other threads may read them (see `CounterBoard`).
+    public let board = CounterBoard()
     private var owner: pthread_t?
     /// The wire to instances on other nodes (nil: this node stands alone).
     @exclusivity(unchecked) var wire: WireEndpoint? = nil

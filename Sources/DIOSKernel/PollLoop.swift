@@ -105,6 +105,7 @@ public final class PollLoop: Sendable {
                 // at least every millisecond, and on any frame arriving.
                 let cap = instance.wireReadinessFD == nil ? maxSleep.nanoseconds : min(maxSleep.nanoseconds, 1_000_000)
                 let timeout = min(instance.nanosecondsToNextTimer() ?? cap, cap)
+                instance.publishCounters()  // what a reader sees while the instance sleeps
                 instance.doorbell.sleep(
                     timeoutNanoseconds: Int64(min(timeout, UInt64(Int64.max))),
                     alsoWakingOn: instance.wireReadinessFD ?? -1, and: instance.channelBellFD

@@ -4,10 +4,12 @@ import DIOS
 import DIOSConfig
 import DIOSDevices
 import DIOSExamples
+import DIOSMetrics
 import DIOSTransport
 import DIOSWire
 import Logging
 import Metrics
+import Prometheus
 
 #if canImport(Glibc)
 import Glibc
@@ -186,6 +188,23 @@ struct Diosd: AsyncParsableCommand {
                 throw StartFailure("programs: \(error)")
             }
         }
+        // Metrics, when asked for: read from the instances' counter boards on
+        // the server's own threads. The registry is swift-metrics' backend too.
+        var metricsServer: MetricsServer? = nil
+        if let listen = file.metricsListen {
+            let metrics = NodeMetrics(node: node)
+            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics.registry))
+            do {
+                let server = try MetricsServer(listen: listen, metrics: metrics)
+                try server.start()
+                metricsServer = server
+                say("diosd: metrics at http://\(server.address)/metrics")
+            } catch {
+                node.shutdown()
+                throw StartFailure("\(error)")
+            }
+        }
+        defer { metricsServer?.stop() }
         let cpus = file.cores.isEmpty ? "unpinned" : "cores \(file.cores.map(String.init).joined(separator: ","))"
         say(
             "diosd: node \(file.node) up, \(node.instances.count) instance(s) on \(cpus), arena \(file.arenaMiB) MiB "
@@ -209,8 +228,7 @@ struct Diosd: AsyncParsableCommand {
             try await runDemo(node, say: say)
             return
         }
-        // Serve until SIGINT or SIGTERM: the control socket for `dios status`, and
-        // the instances' counters exported through swift-metrics every second.
+        // Serve until SIGINT or SIGTERM: the control socket for `dios status`.
         var control: ControlServer? = nil
         if let path = file.controlSocket {
             do {
@@ -222,10 +240,8 @@ struct Diosd: AsyncParsableCommand {
             control?.start()
             say("diosd: control socket \(path) (mode \(String(file.controlSocketMode, radix: 8)))")
         }
-        let exporter = Task { await exportMetrics(node) }
         let signal = await waitForTerminationSignal(signals)
         say("diosd: signal \(signal), stopping")
-        exporter.cancel()
         control?.stop()
         if clusterFile != nil { await node.leave() }
         node.shutdown()
@@ -381,29 +397,6 @@ extension Diosd {
             say("diosd: instance \(id).\(k) on \(described), \(cluster.peers(of: id).count) peer instance(s)")
         }
         return (wires, dpdk)
-    }
-}
-
-/// Publishes each instance's counters as swift-metrics counters (labelled by
-/// instance), so whatever metrics backend the process bootstraps sees them.
-func exportMetrics(_ node: Node) async {
-    var last = [InstanceCounters](repeating: InstanceCounters(), count: node.instances.count)
-    while !Task.isCancelled {
-        for (i, c) in await node.counters().enumerated() {
-            let dims = [("instance", "\(node.instances[i].id)")]
-            for (name, now, before) in [
-                ("dios_calls", c.calls, last[i].calls), ("dios_messages_in", c.messagesIn, last[i].messagesIn),
-                ("dios_messages_out", c.messagesOut, last[i].messagesOut), ("dios_polls", c.polls, last[i].polls),
-                ("dios_messages_read_in_place", c.readInPlace, last[i].readInPlace),
-                ("dios_names_relayed", c.namesRelayed, last[i].namesRelayed),
-                ("dios_idle_polls", c.idlePolls, last[i].idlePolls),
-                ("dios_tasks_started", c.tasksStarted, last[i].tasksStarted),
-            ] where now > before {
-                Counter(label: name, dimensions: dims).increment(by: Int64(now - before))
-            }
-            last[i] = c
-        }
-        try? await Task.sleep(for: .seconds(1))
     }
 }
 

@@ -45,7 +45,7 @@ import Testing
         init(
             nodes: Int, faults: String = "", failureTimeoutMs: Int = 1000, layout: Layout = .udp,
             twoInstances: Bool = false,
-            memifSocketFile: Bool = false
+            memifSocketFile: Bool = false, metrics: Bool = false
         ) throws {
             self.nodes = nodes
             name = "test\(getpid())x\(UInt32.random(in: 0..<1_000_000))"
@@ -72,6 +72,7 @@ import Testing
                         control_socket: /tmp/dios-\(name)-\(n).sock
 
                     """
+                if metrics { yaml += "    metrics: {listen: \"127.0.0.1:\(base + 60 + n)\"}\n" }
                 let mac = "02:00:00:79:00:0\(n + 1)"
                 switch layout {
                 case .udp:
@@ -143,12 +144,15 @@ import Testing
         }
 
         /// Sends `request` to node `n`'s control socket; its whole reply.
-        func request(_ n: Int, _ request: String) -> String {
+        func request(_ n: Int, _ request: String) -> String { Self.request(socket(n), request) }
+
+        /// Sends `request` to the control socket at `path`; its whole reply.
+        static func request(_ path: String, _ request: String) -> String {
             let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
             guard fd >= 0 else { return "socket failed" }
             defer { close(fd) }
-            let connected = SocketFile.attach(fd, to: socket(n)) { connect($0, $1, $2) }
-            guard connected == 0 else { return "cannot connect to \(socket(n))" }
+            let connected = SocketFile.attach(fd, to: path) { connect($0, $1, $2) }
+            guard connected == 0 else { return "cannot connect to \(path)" }
             _ = (request + "\n").utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
             return Self.readAll(fd)
         }
