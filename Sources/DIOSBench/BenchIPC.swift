@@ -52,6 +52,8 @@ struct BenchIPC: AsyncParsableCommand {
     @Option(name: .customLong("throughput-messages"), help: "Messages in the one-way throughput run.")
     var throughputMessages = 5_000_000
     @Flag(help: "One JSON object per line instead of a table.") var json = false
+    @Option(help: "Also draws every row's latency distribution into FILE (.svg or .png), with gnuplot.")
+    var plot: String?
     @Option(help: "Which to run besides the floor: dios, uds (comma-separated).") var only = "dios,uds"
     @Option(help: "With --remote, the links: lo, veth, memif, xdp (comma-separated; xdp needs veth).") var links =
         "lo,veth,memif,xdp"
@@ -100,6 +102,7 @@ struct BenchIPC: AsyncParsableCommand {
             throw ValidationError("--iterations must be positive, --warmup not negative")
         }
         guard (0...64).contains(extraCalls) else { throw ValidationError("--extra-calls is from 0 to 64") }
+        if let plot { try LatencyPlot.check(plot) }
         let clock = TSC.calibrate()
         if remote {
             try await runRemote(cpus, sizes, clock)
@@ -130,6 +133,7 @@ struct BenchIPC: AsyncParsableCommand {
         let throughput = selected.contains("dios") ? try await diosThroughput(cpus, clock) : 0
 
         let floorP50 = Double(results[0].histogram.valueAtPercentile(50))
+        try drawPlot(results, title: "IPC round trips between CPU \(cpus[0]) and CPU \(cpus[1])")
         if json {
             for r in results {
                 print(
@@ -230,6 +234,13 @@ struct BenchIPC: AsyncParsableCommand {
             }
         }
         print("DIOS one-way throughput, 64 B messages: \(format(throughput / 1e6)) million msgs/s")
+    }
+
+    /// `--plot`: every result's distribution, one curve each.
+    func drawPlot(_ results: [Result], title: String) throws(CommandFailure) {
+        guard let plot else { return }
+        try LatencyPlot.draw(results.map { ("\($0.mechanism) \($0.payload) B", $0.histogram) }, title: title, to: plot)
+        if !json { print("plot: \(plot)") }
     }
 
     struct Result {

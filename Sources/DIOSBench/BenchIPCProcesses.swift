@@ -142,7 +142,7 @@ extension BenchIPC {
         let spawns = try await spawnTimes(node, program, programPath, cpus, clock)
         let floor = try await interleaved(cpus, [Lane(mechanism: .floor, payload: 8, sizeIndex: 0)], sizes: [8], clock)[
             0]
-        report(cpus, processCPUs, sizes, mechanisms, samples, roundP50s, floor, spawns)
+        try report(cpus, processCPUs, sizes, mechanisms, samples, roundP50s, floor, spawns)
     }
 
     /// `count` samples each of `run` to the task process's first call and of
@@ -237,7 +237,7 @@ extension BenchIPC {
         _ cpus: [Int], _ processCPUs: [Int], _ sizes: [Int], _ mechanisms: [String],
         _ samples: [String: [Int: [UInt64]]], _ roundP50s: [String: [Int: [UInt64]]], _ floor: Result,
         _ spawns: (run: [UInt64], spawn: [UInt64])
-    ) {
+    ) throws(CommandFailure) {
         func histogram(_ values: [UInt64]) -> Histogram<UInt64> {
             var h = Self.newHistogram()
             for v in values { _ = h.record(v) }
@@ -251,6 +251,13 @@ extension BenchIPC {
         let runH = histogram(spawns.run)
         let spawnH = histogram(spawns.spawn)
         let place = processCPUs[0] < 0 ? "on its instance's CPU" : "on CPU \(processCPUs[0]) and \(processCPUs[1])"
+        if let plot {
+            try LatencyPlot.draw(
+                rows.map { ("\($0.0) \($0.1) B", $0.2) } + [("run-to-first-call", runH), ("posix-spawn", spawnH)],
+                title: "Round trips between tasks and task processes", axis: "round trip, or spawn to first call",
+                to: plot)
+            if !json { print("plot: \(plot)") }
+        }
         if json {
             for (m, s, h) in rows {
                 print(

@@ -40,6 +40,7 @@ struct BenchNames: AsyncParsableCommand {
     @Option(help: "Lookups measured.") var iterations = 2_000
     @Option(help: "create → visible trials.") var trials = 200
     @Flag(help: "One JSON object per line instead of a table.") var json = false
+    @Option(help: "Also draws every row's distribution into FILE (.svg or .png), with gnuplot.") var plot: String?
     @Flag(help: "Busy-poll every instance (for a machine with six cores to spare).") var busy = false
 
     /// With fewer cores than instances, an instance that spins after its work
@@ -127,6 +128,7 @@ struct BenchNames: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if let plot { try LatencyPlot.check(plot) }
         let clock = TSC.calibrate()
         var ipc = try BenchIPC.parse(["--iterations", "\(iterations)", "--warmup", "\(iterations / 10)"])
         ipc.json = json
@@ -239,6 +241,11 @@ struct BenchNames: AsyncParsableCommand {
         results.append(("create-to-visible", visible))
 
         let rtt = Double(results[0].1.valueAtPercentile(50))
+        if let plot {
+            try LatencyPlot.draw(
+                results, title: "Name service: a create seen across the cluster", axis: "time", to: plot)
+            if !json { print("plot: \(plot)") }
+        }
         if json {
             for (m, h) in results {
                 print(

@@ -88,6 +88,7 @@ extension BenchIPC {
         }
         results += dpdk.results
         notes += dpdk.notes
+        try drawPlot(results, title: "IPC round trips between two nodes")
         if json {
             for r in results {
                 let h = r.histogram

@@ -50,6 +50,7 @@ struct BenchScale: AsyncParsableCommand {
         inversion: .prefixedNo, help: "Pin each instance to its CPU (--no-pin takes --cores as a count of instances).")
     var pin = true
     @Flag(help: "One JSON object per line instead of a table.") var json = false
+    @Option(help: "Also draws the throughput of each step into FILE (.svg or .png), with gnuplot.") var plot: String?
 
     /// One step's figures.
     struct Step {
@@ -67,6 +68,7 @@ struct BenchScale: AsyncParsableCommand {
         guard messages > 0, iterations > 0, repeats > 0, warmup >= 0 else {
             throw ValidationError("--messages, --iterations and --repeats must be positive, --warmup not negative")
         }
+        if let plot { try LatencyPlot.check(plot) }
         let clock = TSC.calibrate()
         if !json {
             print(
@@ -82,8 +84,10 @@ struct BenchScale: AsyncParsableCommand {
                     + pad("rt p99.9", 10, right: true) + pad("p50 vs 1", 10, right: true))
         }
         var baseline: Step?
+        var drawn: [(pairs: Int, dios: Double, raw: Double)] = []
         for n in steps {
             let step = try await measure(pairs: n, cpus: Array(cpus.prefix(2 * n)), clock)
+            drawn.append((n, step.total, step.rawTotal))
             let one = baseline ?? step
             if baseline == nil { baseline = step }
             let efficiency = step.total / (Double(n) * one.total)
@@ -123,6 +127,12 @@ struct BenchScale: AsyncParsableCommand {
                         + pad("\(h.valueAtPercentile(99.9))", 10, right: true)
                         + pad(format(p50Ratio) + "x", 10, right: true))
             }
+        }
+        if let plot {
+            try LatencyPlot.drawThroughput(
+                [("dios", drawn.map { ($0.pairs, $0.dios) }), ("ring-raw", drawn.map { ($0.pairs, $0.raw) })],
+                title: "One-way throughput of pairs of instances at once", to: plot)
+            if !json { print("plot: \(plot)") }
         }
     }
 

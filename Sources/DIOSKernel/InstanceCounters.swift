@@ -2,10 +2,12 @@
 public struct InstanceCounters: Sendable, Equatable {
     public init() {}
     public var calls: UInt64 = 0
+    /// Stream messages read by tasks here, each once (wherever it was written).
     public var messagesIn: UInt64 = 0
     /// Of the messages from other nodes delivered into streams here, those left
     /// in the frame they arrived in (read in place, not copied).
     public var readInPlace: UInt64 = 0
+    /// Stream messages written by tasks here, each once (wherever it is read).
     public var messagesOut: UInt64 = 0
     public var polls: UInt64 = 0
     public var idlePolls: UInt64 = 0

@@ -109,7 +109,8 @@ extension KernelInstance {
             sent += 1
         }
         if sent > 0 {
-            counters.messagesOut &+= UInt64(sent)
+            // Not counted in messagesOut: each was counted when its writer
+            // published it (endWrite, or a process's side seen moving).
             objects.records[i].version &+= 1
             markDirty(object)  // a writer waiting for room
         }

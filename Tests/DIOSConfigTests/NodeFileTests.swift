@@ -1,5 +1,6 @@
 import DIOS
 import DIOSConfig
+import DIOSWire
 import Testing
 
 @Suite struct NodeFileTests {
@@ -35,6 +36,10 @@ import Testing
         #expect(try NodeFile.parse("node: 1").controlSocketMode == 0o600)
         #expect(try NodeFile.parse(#"control_socket_mode: "0660""#).controlSocketMode == 0o660)
         #expect(try NodeFile.parse("idle: {policy: busy}").idle == .busy)
+        #expect(try NodeFile.parse("node: 1").metricsListen == nil)
+        #expect(
+            try NodeFile.parse(#"metrics: {listen: "127.0.0.1:9464"}"#).metricsListen
+                == PeerAddress("127.0.0.1", port: 9464))
     }
 
     @Test func theShippedFileParses() throws {
@@ -55,6 +60,10 @@ import Testing
         (#"control_socket_mode: "0666""#, "lets every user connect"),
         (#"control_socket_mode: "0400""#, "must let its owner read and write"),
         (#"control_socket_mode: "rw""#, "octal permission bits"),
+        (#"metrics: {listen: "localhost:9464"}"#, "metrics.listen must be a dotted IPv4 address and a port"),
+        (#"metrics: {listen: "127.0.0.1"}"#, "metrics.listen must be a dotted IPv4 address and a port"),
+        (#"metrics: {listen: "127.0.0.1:70000"}"#, "metrics.listen must be"),
+        (#"metrics: {port: 1}"#, "unknown key port"),
         // Values of the wrong kind: where, and what was wanted there, in the file's terms.
         ("node: -1", "node: expected an integer from 0 to 65535"),
         ("cores: zero", "cores: expected a list"),

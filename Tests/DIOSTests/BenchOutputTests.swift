@@ -82,6 +82,35 @@ import Testing
         #expect(pair.0 >= 0 && pair.1 >= pair.0 && (clock.first?["tsc_hz"] as? Int ?? 0) > 0, "\(text)")
     }
 
+    /// `--plot FILE`: an SVG gnuplot drew, with a curve for every row the
+    /// run measured, titled with the host; a file of another kind is refused
+    /// before anything runs.
+    @Test(
+        .timeLimit(.minutes(2)),
+        .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/gnuplot"), "needs gnuplot-nox"))
+    func thePlotDrawsEveryRow() throws {
+        let path = "/tmp/dios-plot-test-\(getpid()).svg"
+        defer { unlink(path) }
+        let (status, objects, text) = try Self.runJSON([
+            "bench", "ipc", "--json", "--idle", "adaptive", "--iterations", "400", "--warmup", "40", "--rounds", "2",
+            "--payloads", "64", "--throughput-messages", "20000", "--plot", path,
+        ])
+        #expect(status == 0, "\(text)")
+        let svg = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(svg.hasPrefix("<?xml") && svg.contains("<svg"), "\(svg.prefix(200))")
+        let rows = objects.compactMap { o -> String? in
+            guard o["msgs_per_s"] == nil, let m = o["mechanism"] as? String, let p = o["payload"] as? Int else {
+                return nil
+            }
+            return "\(m) \(p) B"
+        }
+        #expect(rows.count == 6, "\(text)")
+        for row in rows { #expect(svg.contains(row), "no curve for \(row)") }
+        #expect(svg.contains(HostDescription.current().description.replacingOccurrences(of: "host: ", with: "")))
+        let refused = try Self.runJSON(["bench", "ipc", "--plot", "/tmp/x.pdf"])
+        #expect(refused.status != 0)
+    }
+
     /// `--extra-calls N`: a `dios+calls` lane beside `dios` (the echo makes N
     /// sets of the four stream calls before replying), in JSON and in the
     /// table, with the line that turns the two into a cost per set.
