@@ -12,7 +12,7 @@
 //   DIOSBench              the benchmarks behind `dios bench`
 //   DIOSExamples           the demo and check programs diosd can run
 //   DIOSMetrics            a node's counters for Prometheus, served over HTTP
-//   DIOSHost               running commands (`ip`) and watching processes
+//   DIOSHost               running commands (`ip`), watching processes, sockets no client can jam
 //   DIOS                   the task-facing API: TaskContext, transactions, Node
 //   DIOSConfig             node and cluster files as plain values; one parser per setting
 //   DIOSProcess            task processes: executables spawned as tasks, their channels served
@@ -226,13 +226,14 @@ let package = Package(
         // MARK: Around the node
         .target(
             name: "DIOSHost",
-            dependencies: ["DIOSConfig"],
+            dependencies: ["DIOSConfig", "DIOSKernel"],
             swiftSettings: strict
         ),
         .target(
             name: "DIOSMetrics",
             dependencies: [
-                "DIOS", "DIOSKernel", "DIOSWire", .product(name: "Prometheus", package: "swift-prometheus"),
+                "DIOS", "DIOSHost", "DIOSKernel", "DIOSWire",
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict
         ),
@@ -256,8 +257,8 @@ let package = Package(
         .executableTarget(
             name: "diosd",
             dependencies: [
-                "DIOS", "DIOSDevices", "DIOSConfig", "DIOSExamples", "DIOSMetrics", "DIOSTransport", "DIOSWire",
-                "CLinux",
+                "DIOS", "DIOSDevices", "DIOSConfig", "DIOSExamples", "DIOSHost", "DIOSMetrics", "DIOSTransport",
+                "DIOSWire", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -16,7 +16,8 @@ LAYERS = [
     {"DIOSKernel"},
     {"DIOSConfig", "DIOSProcess"},
     {"DIOS"},
-    {"DIOSHost", "DIOSExamples", "DIOSMetrics"},
+    {"DIOSHost", "DIOSExamples"},
+    {"DIOSMetrics"},
     {"DIOSBench"},
 ]
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import DIOSHost
 
 /// The head of an HTTP/1 request (its request line; the header fields are
 /// read and skipped), as the metrics endpoint needs it.
@@ -34,10 +32,12 @@ struct HTTPRequestHead: Equatable {
         return HTTPRequestHead(method: String(parts[0]), path: String(path))
     }
 
-    /// The index just past the head's blank line in `bytes`, if it is there.
-    static func end(of bytes: [UInt8]) -> Int? {
-        guard bytes.count >= 4 else { return nil }
-        for i in 3..<bytes.count
+    /// The index just past the head's blank line in `bytes`, searching from
+    /// `from`, if it is there.
+    static func end(of bytes: [UInt8], from: Int = 0) -> Int? {
+        let start = max(3, from + 3)
+        guard start < bytes.count else { return nil }
+        for i in start..<bytes.count
         where bytes[i] == 10 && bytes[i - 1] == 13 && bytes[i - 2] == 10 && bytes[i - 3] == 13 {
             return i + 1
         }
@@ -46,27 +46,11 @@ struct HTTPRequestHead: Equatable {
 
     /// Reads a head from `client`: at most `limit` bytes, all within `deadline`.
     static func read(_ client: Int32, limit: Int, deadline: Duration) -> Outcome {
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 2048)
-        let until = ContinuousClock.now + deadline
-        while true {
-            let left = ContinuousClock.now.duration(to: until)
-            guard left > .zero else { return .late }
-            var ready = pollfd(fd: client, events: Int16(POLLIN), revents: 0)
-            let milliseconds = Int32(
-                clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
-            let r = poll(&ready, 1, milliseconds)
-            if r < 0 && errno == EINTR { continue }
-            guard r > 0 else { return .late }
-            let n = Glibc.read(client, &buffer, buffer.count)
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return .late }
-            bytes += buffer[0..<n]
-            if let end = end(of: bytes) {
-                guard end <= limit else { return .tooLong }
-                return parse(bytes[0..<end]).map(Outcome.head) ?? .malformed
-            }
-            guard bytes.count <= limit else { return .tooLong }
+        switch BoundedServer.read(client, limit: limit, deadline: deadline, lookBack: 3, end: { end(of: $0, from: $1) })
+        {
+        case .complete(let bytes): parse(bytes).map(Outcome.head) ?? .malformed
+        case .tooLong: .tooLong
+        case .closed, .late: .late
         }
     }
 }

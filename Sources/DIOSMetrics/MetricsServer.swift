@@ -1,6 +1,6 @@
 import DIOS
+import DIOSHost
 public import DIOSWire
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -18,9 +18,7 @@ public final class MetricsServer: @unchecked Sendable {
     /// Where it listens (the port the kernel chose, when asked for port 0).
     public let address: PeerAddress
     private let metrics: NodeMetrics
-    private let fd: Int32
-    private var thread = pthread_t()
-    private let inFlight = Atomic<Int>(0)
+    private let server: BoundedServer
 
     static let maxInFlight = 16
     static let maxRequest = 8192
@@ -53,52 +51,23 @@ public final class MetricsServer: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
         self.address = PeerAddress(ipv4: address.ipv4, port: UInt16(bigEndian: actual.sin_port))
-        self.fd = fd
+        server = BoundedServer(
+            listening: fd, maxInFlight: Self.maxInFlight,
+            busy: { Self.reply(status: "503 Service Unavailable", body: Array("busy\n".utf8), to: $0) },
+            handle: { Self.handle($0, metrics: metrics) })
     }
 
     /// Serves until `stop()`.
     public func start() throws(MetricsServerError) {
-        do throws(OSThread.StartError) { thread = try OSThread.start { self.serve() } } catch {
+        do throws(OSThread.StartError) { try server.start() } catch {
             throw .system("its thread", error.code)
         }
     }
 
     /// Stops accepting and waits for the accepting thread.
-    public func stop() {
-        shutdown(fd, Int32(SHUT_RDWR))
-        close(fd)
-        pthread_join(thread, nil)
-    }
+    public func stop() { server.stop() }
 
-    private func serve() {
-        while true {
-            let client = accept(fd, nil, nil)
-            if client < 0 {
-                if errno == EINTR || errno == ECONNABORTED { continue }
-                return  // closed by stop()
-            }
-            _ = fcntl(client, F_SETFD, FD_CLOEXEC)  // not inherited by task processes
-            var timeout = timeval(tv_sec: 5, tv_usec: 0)
-            setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            guard inFlight.add(1, ordering: .relaxed).newValue <= Self.maxInFlight else {
-                inFlight.subtract(1, ordering: .relaxed)
-                Self.reply(status: "503 Service Unavailable", body: Array("busy\n".utf8), to: client)
-                continue
-            }
-            do throws(OSThread.StartError) {
-                pthread_detach(
-                    try OSThread.start {
-                        self.handle(client)
-                        self.inFlight.subtract(1, ordering: .relaxed)
-                    })
-            } catch {
-                inFlight.subtract(1, ordering: .relaxed)
-                close(client)
-            }
-        }
-    }
-
-    private func handle(_ client: Int32) {
+    private static func handle(_ client: Int32, metrics: NodeMetrics) {
         switch HTTPRequestHead.read(client, limit: Self.maxRequest, deadline: Self.requestDeadline) {
         case .head(let head):
             guard head.method == "GET" || head.method == "HEAD" else {

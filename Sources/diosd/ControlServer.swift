@@ -1,10 +1,10 @@
 import DIOS
 import DIOSConfig
 import DIOSExamples
+import DIOSHost
 import DIOSWire
 import Dispatch
 import Foundation
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -24,10 +24,7 @@ import Glibc
 final class ControlServer: @unchecked Sendable {
     let path: String
     let node: Node
-    private let fd: Int32
-    private var thread = pthread_t()
-    /// Connections being served now.
-    private let inFlight = Atomic<Int>(0)
+    private var server: BoundedServer!
 
     static let maxInFlight = 256
     static let maxRequest = 1 << 16
@@ -61,50 +58,25 @@ final class ControlServer: @unchecked Sendable {
             unlink(path)
             throw .unsafe(path, mode: UInt16(st.st_mode & 0o777))
         }
-        self.fd = fd
+        server = BoundedServer(
+            listening: fd, maxInFlight: Self.maxInFlight,
+            busy: {
+                Self.reply(Self.json(["error": "busy: \(Self.maxInFlight) requests in flight; try again"]), to: $0)
+            },
+            handle: { [unowned self] in self.handle($0) })
     }
 
     /// Serves requests until `stop()`.
     func start() {
-        do throws(OSThread.StartError) { thread = try OSThread.start { self.serve() } } catch {
+        do throws(OSThread.StartError) { try server.start() } catch {
             fatalError("the control socket's thread did not start: \(error)")
         }
     }
 
     /// Stops accepting, waits for the thread, and removes the socket file.
     func stop() {
-        shutdown(fd, Int32(SHUT_RDWR))
-        close(fd)
-        pthread_join(thread, nil)
+        server.stop()
         unlink(path)
-    }
-
-    private func serve() {
-        while true {
-            let client = accept(fd, nil, nil)
-            if client < 0 {
-                if errno == EINTR || errno == ECONNABORTED { continue }
-                return  // closed by stop()
-            }
-            // A client may never read its reply: a send waits 5 s at most.
-            var timeout = timeval(tv_sec: 5, tv_usec: 0)
-            setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            guard inFlight.add(1, ordering: .relaxed).newValue <= Self.maxInFlight else {
-                inFlight.subtract(1, ordering: .relaxed)
-                Self.reply(Self.json(["error": "busy: \(Self.maxInFlight) requests in flight; try again"]), to: client)
-                continue
-            }
-            do throws(OSThread.StartError) {
-                pthread_detach(
-                    try OSThread.start {
-                        self.handle(client)
-                        self.inFlight.subtract(1, ordering: .relaxed)
-                    })
-            } catch {
-                inFlight.subtract(1, ordering: .relaxed)
-                close(client)
-            }
-        }
     }
 
     /// Sends `text` and closes the connection. MSG_NOSIGNAL: a client gone
@@ -163,32 +135,20 @@ final class ControlServer: @unchecked Sendable {
     /// One request: a line of at most `maxRequest` bytes (a run's arguments
     /// can be long), all of it within `requestDeadline` however slowly it comes.
     static func readRequest(_ client: Int32) -> Request {
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        let deadline = ContinuousClock.now + requestDeadline
-        while true {
-            let left = ContinuousClock.now.duration(to: deadline)
-            guard left > .zero else { return .late }
-            var ready = pollfd(fd: client, events: Int16(POLLIN), revents: 0)
-            let milliseconds = Int32(
-                clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
-            let r = poll(&ready, 1, milliseconds)
-            if r < 0 && errno == EINTR { continue }
-            guard r > 0 else { return .late }
-            let n = read(client, &buffer, buffer.count)
-            if n < 0 && errno == EINTR { continue }
-            // The client closed: a last line without a newline is still a request.
-            if n <= 0 { return bytes.isEmpty ? .late : .request(Self.text(bytes)) }
-            if let end = buffer[0..<n].firstIndex(of: UInt8(ascii: "\n")) {
-                guard bytes.count + end <= maxRequest else { return .tooLong }
-                return .request(Self.text(bytes + buffer[0..<end]))
-            }
-            bytes += buffer[0..<n]
-            guard bytes.count <= maxRequest else { return .tooLong }
+        let newline = UInt8(ascii: "\n")
+        let read = BoundedServer.read(client, limit: maxRequest + 1, deadline: requestDeadline) { bytes, from in
+            bytes[from...].firstIndex(of: newline).map { $0 + 1 }
+        }
+        switch read {
+        case .complete(let line): return .request(Self.text(line.dropLast()))
+        // The client closed: a last line without a newline is still a request.
+        case .closed(let bytes): return bytes.isEmpty ? .late : .request(Self.text(bytes))
+        case .tooLong: return .tooLong
+        case .late: return .late
         }
     }
 
-    private static func text(_ bytes: [UInt8]) -> String {
+    private static func text(_ bytes: some Collection<UInt8>) -> String {
         String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 

@@ -75,6 +75,31 @@ import Testing
         #expect(HTTPRequestHead.end(of: Array("GET / HTTP/1.0\r\n".utf8)) == nil)
     }
 
+    /// A head that comes a few bytes at a time, its blank line split across
+    /// reads, is read whole; one that never ends is cut at the limit.
+    @Test func aHeadInPiecesIsReadAndAnEndlessOneRefused() throws {
+        var pieces: [Int32] = [0, 0]
+        var endless: [Int32] = [0, 0]
+        try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pieces) == 0)
+        try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &endless) == 0)
+        defer { for fd in pieces + endless { close(fd) } }
+        let head = Array("GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n".utf8)
+        let writer = pieces[1]
+        let thread = Thread {
+            for piece in stride(from: 0, to: head.count, by: 3) {
+                _ = head[piece..<min(piece + 3, head.count)].withUnsafeBytes { write(writer, $0.baseAddress, $0.count) }
+                usleep(2000)
+            }
+        }
+        thread.start()
+        #expect(
+            HTTPRequestHead.read(pieces[0], limit: 8192, deadline: .seconds(5))
+                == .head(HTTPRequestHead(method: "GET", path: "/metrics")))
+        let bytes = [UInt8](repeating: UInt8(ascii: "a"), count: 9000)
+        #expect(bytes.withUnsafeBytes { write(endless[1], $0.baseAddress, $0.count) } == 9000)
+        #expect(HTTPRequestHead.read(endless[0], limit: 8192, deadline: .seconds(5)) == .tooLong)
+    }
+
     /// Random bytes, and random mutations of a good head, never trap the
     /// parser; whatever it accepts is a request line of the form it reads.
     @Test func randomRequestHeadsNeverTrapTheParser() {
