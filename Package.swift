@@ -269,7 +269,7 @@ let package = Package(
         .executableTarget(
             name: "dios",
             dependencies: [
-                "DIOS", "DIOSBench", "DIOSDevices", "DIOSMemory", "DIOSConfig", "DIOSHost",
+                "DIOS", "DIOSBench", "DIOSDevices", "DIOSMemory", "DIOSConfig", "DIOSHost", "DIOSMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

@@ -254,3 +254,27 @@ public final class Node: Sendable {
         return all
     }
 }
+
+extension Node {
+    /// Starts recording every instance's calls on references, each in a ring
+    /// of `capacity` events (see `TraceRing`); a node starts with tracing off.
+    public func startTracing(capacity: Int = 1 << 16) async {
+        for kernel in instances {
+            await Task(executorPreference: kernel.executor) { kernel.startTracing(capacity: capacity) }.value
+        }
+    }
+
+    /// Stops recording; what was recorded waits for `drainTrace`.
+    public func stopTracing() async {
+        for kernel in instances { await Task(executorPreference: kernel.executor) { kernel.stopTracing() }.value }
+    }
+
+    /// Each instance's events since the last drain, read on its own thread.
+    public func drainTrace() async -> [InstanceTrace] {
+        var all: [InstanceTrace] = []
+        for kernel in instances {
+            all.append(await Task(executorPreference: kernel.executor) { kernel.drainTrace() }.value)
+        }
+        return all
+    }
+}

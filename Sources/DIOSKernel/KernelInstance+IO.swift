@@ -14,8 +14,26 @@ extension KernelInstance {
     /// `.wouldBlock` when empty. Timers and tasks: their value once fired / exited.
     @usableFromInline
     package func beginRead(_ task: TaskID, _ ref: Ref, flags: Flags) throws(CallError) -> IOGrant {
+        if _slowPath(tracing) { return try tracedBeginRead(task, ref, flags: flags) }
         if let grant = nextMessageNow(task, ref) { return grant }
         return try beginReadInGeneral(task, ref, flags: flags)
+    }
+
+    @inline(never)
+    func tracedBeginRead(_ task: TaskID, _ ref: Ref, flags: Flags) throws(CallError) -> IOGrant {
+        do throws(CallError) {
+            let grant: IOGrant
+            if let fast = nextMessageNow(task, ref) {
+                grant = fast
+            } else {
+                grant = try beginReadInGeneral(task, ref, flags: flags)
+            }
+            traceBegin(.beginRead, task, grant, bytes: grant.count)
+            return grant
+        } catch {
+            traceRefused(.beginRead, task, ref, error, bytes: 0)
+            throw error
+        }
     }
 
     /// `beginRead` in full: every kind and every refusal, where the stream fast
@@ -74,6 +92,12 @@ extension KernelInstance {
     /// the message.
     @usableFromInline
     package func endRead(_ grant: IOGrant) -> Bool {
+        if _slowPath(tracing) {
+            let name = tracedName(grant)
+            let held = grant.mode == .stream && consumeNow(grant) || endReadInGeneral(grant)
+            traceEnd(.endRead, grant, bytes: grant.count, held: held, name: name)
+            return held
+        }
         if grant.mode == .stream, consumeNow(grant) { return true }
         return endReadInGeneral(grant)
     }
@@ -154,8 +178,26 @@ extension KernelInstance {
     /// Timers: 8 bytes, a little-endian UInt64 of nanoseconds that re-arms it.
     @usableFromInline
     package func beginWrite(_ task: TaskID, _ ref: Ref, size: Int, flags: Flags) throws(CallError) -> IOGrant {
+        if _slowPath(tracing) { return try tracedBeginWrite(task, ref, size: size, flags: flags) }
         if let grant = reserveSlotNow(task, ref, size: size) { return grant }
         return try beginWriteInGeneral(task, ref, size: size, flags: flags)
+    }
+
+    @inline(never)
+    func tracedBeginWrite(_ task: TaskID, _ ref: Ref, size: Int, flags: Flags) throws(CallError) -> IOGrant {
+        do throws(CallError) {
+            let grant: IOGrant
+            if let fast = reserveSlotNow(task, ref, size: size) {
+                grant = fast
+            } else {
+                grant = try beginWriteInGeneral(task, ref, size: size, flags: flags)
+            }
+            traceBegin(.beginWrite, task, grant, bytes: size)
+            return grant
+        } catch {
+            traceRefused(.beginWrite, task, ref, error, bytes: size)
+            throw error
+        }
     }
 
     /// `beginWrite` in full: every kind and every refusal, where the stream fast
@@ -225,6 +267,17 @@ extension KernelInstance {
     /// write is committed; false when the object was deleted meanwhile.
     @usableFromInline
     package func endWrite(_ grant: IOGrant, length: Int) -> Bool {
+        if _slowPath(tracing) {
+            let name = tracedName(grant)
+            let held = endWriteUntraced(grant, length: length)
+            traceEnd(.endWrite, grant, bytes: length, held: held, name: name)
+            return held
+        }
+        return endWriteUntraced(grant, length: length)
+    }
+
+    @inline(__always)
+    func endWriteUntraced(_ grant: IOGrant, length: Int) -> Bool {
         if grant.mode == .stream, publishNow(grant, length: length) { return true }
         if _slowPath(grant.mode == .frame), sendFrameNow(grant, length: length) { return true }
         return endWriteInGeneral(grant, length: length)

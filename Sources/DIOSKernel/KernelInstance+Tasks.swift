@@ -113,6 +113,9 @@ extension KernelInstance {
         checkThread()
         let i = Int(task.index)
         guard i < tasks.count, tasks[i].generation == task.generation, tasks[i].live else { return }
+        // A trace names the task after its record is reused; no more labels
+        // are kept than the ring has events to name them.
+        if let traceRing, traceRing.ended.count < traceRing.capacity { traceRing.ended[task] = tasks[i].label }
         finishTaskObject(tasks[i].object, status: status)
         for w in tasks[i].pauseWaiters { w.resume() }
         if let proxy = tasks[i].proxy { send(.exited(proxy: proxy.object, status: status), to: proxy.instance) }

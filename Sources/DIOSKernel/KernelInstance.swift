@@ -54,6 +54,10 @@ public final class KernelInstance: @unchecked Sendable {
     @exclusivity(unchecked) package var counters = InstanceCounters()
     /// `counters` and a few sizes, as other threads may read them (see `CounterBoard`).
     public let board = CounterBoard()
+    /// Whether calls are recorded in `traceRing` now (`startTracing`); off,
+    /// the data path pays one test of this flag per call.
+    @exclusivity(unchecked) var tracing = false
+    @exclusivity(unchecked) var traceRing: TraceRing? = nil
     private var owner: pthread_t?
     /// The wire to instances on other nodes (nil: this node stands alone).
     @exclusivity(unchecked) var wire: WireEndpoint? = nil

@@ -11,7 +11,8 @@ struct Dios: AsyncParsableCommand {
         abstract: "The DIOS command line.",
         subcommands: [
             Status.self, Names.self, Lookup.self, NameCommand.self, Probe.self, Bench.self, ClusterCommand.self,
-            RunCommand.self, Ps.self, KillCommand.self, Logs.self, ProgramCommand.self,
+            RunCommand.self, Ps.self, KillCommand.self, Logs.self, ProgramCommand.self, TraceCommand.self,
+            FlowCommand.self,
         ])
 }
 

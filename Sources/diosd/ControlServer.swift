@@ -104,6 +104,8 @@ final class ControlServer: @unchecked Sendable {
         let reply: String
         if let processReply = processRequest(request) {
             reply = processReply
+        } else if let traceReply = traceRequest(request) {
+            reply = traceReply
         } else if request == "status" {
             reply = statusLines()
         } else if request == "names" {
@@ -118,7 +120,7 @@ final class ControlServer: @unchecked Sendable {
             reply = Self.json([
                 "error":
                     "unknown request; try status, names, lookup NAME, ps, logs TASK, kill TASK, program add PATH, "
-                    + "program list, run {...}, stream INSTANCE COUNT [PROGRAM], or blob INSTANCE"
+                    + "program list, run {...}, trace start|stop|dump, stream INSTANCE COUNT [PROGRAM], or blob INSTANCE"
             ])
         }
         Self.reply(reply, to: client)
