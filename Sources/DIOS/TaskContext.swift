@@ -269,4 +269,11 @@ public struct TaskContext: Sendable {
         guard bytes.count >= 8 else { throw .invalidArgument("a task's value is its 8-byte status") }
         return bytes.withUnsafeBytes { Int64(littleEndian: $0.loadUnaligned(as: Int64.self)) }
     }
+
+    /// Turns this instance's trace on or off: for the benchmarks that weigh
+    /// tracing in the same run as without it. Users switch a node's tracing
+    /// with `Node.startTracing` and `dios trace`.
+    package func traceThisInstance(_ on: Bool) {
+        if on { kernel.startTracing(capacity: 1 << 16) } else { kernel.stopTracing() }
+    }
 }

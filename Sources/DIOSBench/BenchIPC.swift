@@ -55,6 +55,8 @@ struct BenchIPC: AsyncParsableCommand {
     @Option(help: "Also draws every row's latency distribution into FILE (.svg or .png), with gnuplot.")
     var plot: String?
     @Option(help: "Which to run besides the floor: dios, uds (comma-separated).") var only = "dios,uds"
+    @Flag(help: "Also run dios with both instances tracing every call (dios-traced), to weigh tracing.")
+    var traced = false
     @Option(help: "With --remote, the links: lo, veth, memif, xdp (comma-separated; xdp needs veth).") var links =
         "lo,veth,memif,xdp"
     @Option(
@@ -119,6 +121,7 @@ struct BenchIPC: AsyncParsableCommand {
         var mechanisms: [Mechanism] = [.ringRaw]
         if selected.contains("dios") { mechanisms.append(.dios) }
         if selected.contains("dios") && extraCalls > 0 { mechanisms.append(.diosExtra) }
+        if selected.contains("dios") && traced { mechanisms.append(.diosTraced) }
         if selected.contains("uds") { mechanisms += [.udsBlocking, .udsPoll] }
         for mechanism in mechanisms {
             for (k, size) in sizes.enumerated() {

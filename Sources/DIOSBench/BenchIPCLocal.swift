@@ -31,6 +31,9 @@ import Glibc
 /// - `dios+calls` (with `--extra-calls N`): the same, the echo first making N
 ///   sets of the four stream calls on a stream of its own: what DIOS's calls
 ///   cost where they lie on a round trip's path, (dios+calls − dios) / N;
+/// - `dios-traced` (with `--traced`): `dios` with both instances recording
+///   every call in their trace rings (`dios trace`), against `dios` untraced
+///   in the same run;
 /// - `uds-blocking`, `uds-poll`: a Unix-domain SOCK_SEQPACKET pair, receiving
 ///   blocked in the kernel or spinning on non-blocking receives.
 ///
@@ -40,7 +43,7 @@ import Glibc
 /// it got its own message back.
 extension BenchIPC {
     enum Mechanism: Sendable, Equatable {
-        case floor, floorC, ringRaw, dios, diosExtra, udsBlocking, udsPoll
+        case floor, floorC, ringRaw, dios, diosExtra, diosTraced, udsBlocking, udsPoll
 
         var label: String {
             switch self {
@@ -49,6 +52,7 @@ extension BenchIPC {
             case .ringRaw: "ring-raw"
             case .dios: "dios"
             case .diosExtra: "dios+calls"
+            case .diosTraced: "dios-traced"
             case .udsBlocking: "uds-blocking"
             case .udsPoll: "uds-poll"
             }
@@ -227,10 +231,12 @@ extension BenchIPC {
                     pong.release()
                     record(t0, echoed)
                 }
-            case .dios, .diosExtra:
+            case .dios, .diosExtra, .diosTraced:
                 let ping = streams[lane.sizeIndex].ping
                 let pong = streams[lane.sizeIndex].pong
                 let pongs = [pong]
+                task.traceThisInstance(lane.mechanism == .diosTraced)
+                defer { task.traceThisInstance(false) }
                 for _ in 0..<block.count {
                     seq &+= 1
                     let t0 = clinux_stamp_begin()
@@ -302,10 +308,12 @@ extension BenchIPC {
                     pong.publish(length: message!.1)
                     ping.release()
                 }
-            case .dios, .diosExtra:
+            case .dios, .diosExtra, .diosTraced:
                 let ping = refs[2 * lane.sizeIndex]
                 let pong = refs[2 * lane.sizeIndex + 1]
                 let pings = [ping]
+                task.traceThisInstance(lane.mechanism == .diosTraced)
+                defer { task.traceThisInstance(false) }
                 for _ in 0..<block.count {
                     _ = try await task.select(pings)
                     for _ in 0..<lane.extraSets {
