@@ -95,7 +95,7 @@ extension KernelInstance {
         if _slowPath(tracing) {
             let name = tracedName(grant)
             let held = grant.mode == .stream && consumeNow(grant) || endReadInGeneral(grant)
-            traceEnd(.endRead, grant, bytes: grant.count, held: held, name: name)
+            traceEnd(.endRead, bytes: grant.count, held: held, name: name)
             return held
         }
         if grant.mode == .stream, consumeNow(grant) { return true }
@@ -270,7 +270,7 @@ extension KernelInstance {
         if _slowPath(tracing) {
             let name = tracedName(grant)
             let held = endWriteUntraced(grant, length: length)
-            traceEnd(.endWrite, grant, bytes: length, held: held, name: name)
+            traceEnd(.endWrite, bytes: length, held: held, name: name)
             return held
         }
         return endWriteUntraced(grant, length: length)

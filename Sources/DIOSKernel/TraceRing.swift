@@ -150,7 +150,7 @@ extension KernelInstance {
     /// Records an end call (only while `tracing`). The record may be gone
     /// by now (deleted and reclaimed): then its name is not known.
     @inline(never)
-    func traceEnd(_ call: Call, _ grant: IOGrant, bytes: Int, held: Bool, name: Name) {
+    func traceEnd(_ call: Call, bytes: Int, held: Bool, name: Name) {
         traceRing?.record(
             TraceEvent(
                 time: clinux_monotonic_ns(), task: nil, object: name, call: call,

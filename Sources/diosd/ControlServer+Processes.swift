@@ -47,12 +47,7 @@ extension ControlServer {
         let executable: Executable
         do { executable = try Executable(path: path) } catch { return Self.json(["error": "\(error)"]) }
         let node = self.node
-        let done = DispatchSemaphore(value: 0)
-        Task {
-            await node.register(executable)
-            done.signal()
-        }
-        done.wait()
+        Self.wait { await node.register(executable) }
         return Self.json(["name": "\(executable.name)", "path": executable.path, "bytes": executable.size])
     }
 
